@@ -1,0 +1,117 @@
+"""The provider seam: what the executor hands a provider and what it gets back.
+
+A provider turns one canonical :class:`GenerationRequest` into images. Remote providers map
+it onto their host's API (see ``shared/providers.md``); the ``local`` provider renders
+placeholders offline. Providers never touch the manifest, the lock or the output files.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+CANONICAL_MODELS = ("seedream-4.0", "seedream-4.5")
+LOCAL_MODEL = "local"
+
+
+@dataclass(frozen=True)
+class ReferenceImage:
+    """One input image: a file under the project or an upstream asset's output."""
+
+    label: str  # what the user wrote: "brand/palette.png" or "@logo" (for messages only)
+    data: bytes
+    media_type: str  # "image/png" | "image/jpeg" | "image/webp" | ...
+    width: int
+    height: int
+
+    @property
+    def format(self) -> str:
+        """Lower-case format name as used in data URLs: png, jpeg, webp, ..."""
+        return self.media_type.split("/", 1)[1].lower()
+
+    def data_url(self) -> str:
+        b64 = base64.b64encode(self.data).decode("ascii")
+        return f"data:image/{self.format};base64,{b64}"
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate, in assetbuild's canonical terms."""
+
+    asset_id: str
+    fingerprint: str  # stable for the same inputs: the key for job persistence / idempotency
+    prompt: str
+    model: str  # canonical: "seedream-4.0" | "seedream-4.5" | "local"
+    width: int  # resolved, validated pixels
+    height: int
+    size: str  # the size as written in the manifest ("2K", "16:9", "2048x2048"), for hosts that want keywords
+    count: int = 1  # images wanted from this one request
+    references: tuple[ReferenceImage, ...] = ()
+    seed: int | None = None
+    watermark: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """What a provider made: exactly ``request.count`` decoded-and-checked images."""
+
+    images: tuple[bytes, ...]
+    model_id: str  # the host's model id that made them ("local" for the local provider)
+    request_id: str | None = None
+    cost_usd: float = 0.0
+
+
+class JobStore(Protocol):
+    """Persists in-flight asynchronous jobs, so a crash while polling resumes the job
+    instead of paying for a new one. Keys are opaque strings chosen by the provider."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, value: dict[str, Any]) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class MemoryJobStore:
+    """A JobStore in memory (for library use and tests)."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, dict[str, Any]] = {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        value = self._jobs.get(key)
+        return dict(value) if value is not None else None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._jobs[key] = dict(value)
+
+    def delete(self, key: str) -> None:
+        self._jobs.pop(key, None)
+
+
+class Provider(Protocol):
+    """A configured image host."""
+
+    name: str  # the configured name ([providers.NAME]) or the built-in type
+    type: str  # local | modelark | volcengine | evolink | atlascloud | apiframe | fal | replicate
+
+    def model_id(self, model: str) -> str:
+        """The host's id for a canonical model; raises UserError if the host lacks it."""
+        ...
+
+    def price_per_image(self, model: str) -> float:
+        """USD per generated image of ``model`` (config ``price_per_image`` overrides)."""
+        ...
+
+    def validate(self, request: GenerationRequest) -> None:
+        """Check the host's limits (reference count/bytes/pixels/ratio, refs + outputs <= 15)
+        before anything is sent; raise UserError naming the host and the limit."""
+        ...
+
+    def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
+        """Make the images. Raises ProviderError (with any partial images attached)."""
+        ...
+
+    def close(self) -> None: ...

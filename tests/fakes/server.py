@@ -1,0 +1,261 @@
+"""The base of every host emulator: a real threaded HTTP server on 127.0.0.1.
+
+An emulator subclass registers routes with :meth:`Emulator.route`; each handler takes a
+:class:`Request` and returns a :class:`Response`. The base gives it
+
+* a log of every request (``requests``), with the fake-or-real clock time it arrived,
+* the most requests ever in flight at once (``max_in_flight``),
+* switchable faults queued per route name (``fail_next``): a status with body and headers
+  (429 + Retry-After, 500, ...), latency, or a hang past the client's timeout,
+* result images it serves itself (``serve_result``) with download faults: expired (HTTP 403),
+  truncated bytes, a body that is not an image, or an over-sized body.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import io
+import json
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from PIL import Image
+
+
+def make_png(width: int, height: int, color: tuple[int, int, int] = (200, 80, 40)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def make_jpeg(width: int, height: int, color: tuple[int, int, int] = (40, 80, 200)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, format="JPEG", quality=70)
+    return buf.getvalue()
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # without the query string
+    query: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    at: float  # clock time of arrival
+    route: str = ""
+    match: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def multipart(self) -> dict[str, tuple[str | None, bytes]]:
+        """Form fields of a multipart/form-data body: name -> (filename, bytes)."""
+        ctype = self.headers.get("content-type", "")
+        msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {ctype}\r\n\r\n".encode() + self.body
+        )
+        fields: dict[str, tuple[str | None, bytes]] = {}
+        for part in msg.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            fields[name] = (part.get_filename(), part.get_payload(decode=True) or b"")
+        return fields
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None  # dict/list -> JSON; bytes -> raw
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+
+    def encode(self) -> tuple[bytes, str]:
+        if isinstance(self.body, (bytes, bytearray)):
+            return bytes(self.body), self.content_type or "application/octet-stream"
+        if self.body is None:
+            return b"", self.content_type or "application/json"
+        return json.dumps(self.body).encode(), self.content_type or "application/json"
+
+
+@dataclass
+class Fault:
+    status: int | None = None  # respond with this status instead of handling
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0  # wait this long first (latency; or past the client timeout)
+    then_handle: bool = False  # after the delay, handle normally (pure latency)
+
+
+class Emulator:
+    """Subclass, then ``self.route("name", "POST", r"/v1/things/(?P<id>[^/]+)")(handler)``."""
+
+    def __init__(self, clock: Any = None):
+        self.clock = clock
+        self.requests: list[Request] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.hold_s = 0.0  # every request takes at least this long (to observe concurrency)
+        self._routes: list[tuple[str, str, re.Pattern[str], Callable[[Request], Response]]] = []
+        self._faults: dict[str, list[Fault]] = {}
+        self._results: dict[str, bytes] = {}
+        self._result_faults: dict[str, str] = {}
+        self._next_result_fault: list[str] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.route("result", "GET", r"/_results/(?P<rid>[^/]+)")(self._serve_result)
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def route(self, name: str, method: str, pattern: str) -> Callable[[Callable[[Request], Response]], Callable]:
+        def register(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+            self._routes.append((name, method.upper(), re.compile(pattern + r"\Z"), handler))
+            return handler
+
+        return register
+
+    def fail_next(self, route: str, *, status: int | None = None, body: Any = None,
+                  headers: dict[str, str] | None = None, delay_s: float = 0.0, then_handle: bool = False,
+                  times: int = 1) -> None:
+        """Queue ``times`` faults for the next requests to ``route``."""
+        with self._lock:
+            for _ in range(times):
+                self._faults.setdefault(route, []).append(
+                    Fault(status, body, dict(headers or {}), delay_s, then_handle)
+                )
+
+    def break_next_result(self, kind: str) -> None:
+        """The next result served is broken: 'expired' (403), 'truncated', 'not_image', 'huge'."""
+        assert kind in ("expired", "truncated", "not_image", "huge")
+        with self._lock:
+            self._next_result_fault.append(kind)
+
+    def serve_result(self, data: bytes, ext: str = "png") -> str:
+        """Store ``data`` and return the URL this server serves it at."""
+        rid = f"{uuid.uuid4().hex}.{ext}"
+        with self._lock:
+            self._results[rid] = data
+            if self._next_result_fault:
+                self._result_faults[rid] = self._next_result_fault.pop(0)
+        return f"{self.url}/_results/{rid}"
+
+    def expire_results(self) -> None:
+        with self._lock:
+            for rid in self._results:
+                self._result_faults[rid] = "expired"
+
+    def calls(self, route: str) -> list[Request]:
+        return [r for r in self.requests if r.route == route]
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "emulator not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "Emulator":
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def _handle(self) -> None:
+                emulator._dispatch(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "Emulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.clock.monotonic() if self.clock is not None else time.monotonic()
+
+    def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        path, _, query = h.path.partition("?")
+        req = Request(h.command, path, query, {k.lower(): v for k, v in h.headers.items()}, body, self._now())
+        handler = None
+        for name, method, pattern, fn in self._routes:
+            m = pattern.match(path)
+            if m and method == h.command:
+                req.route, req.match, handler = name, m.groupdict(), fn
+                break
+        with self._lock:
+            self.requests.append(req)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            queue = self._faults.get(req.route) or []
+            fault = queue.pop(0) if queue else None
+        try:
+            if self.hold_s:
+                time.sleep(self.hold_s)
+            if fault and fault.delay_s:
+                time.sleep(fault.delay_s)
+            if fault and not fault.then_handle:
+                resp = Response(fault.status or 500, fault.body, fault.headers)
+            elif handler is None:
+                resp = Response(404, {"error": f"no route for {h.command} {path}"})
+            else:
+                resp = handler(req)
+        except Exception as exc:  # an emulator bug must show as a 500, not a hang
+            resp = Response(500, {"error": f"emulator error: {exc!r}"})
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+        data, ctype = resp.encode()
+        try:
+            h.send_response(resp.status)
+            h.send_header("Content-Type", ctype)
+            h.send_header("Content-Length", str(len(data)))
+            for k, v in resp.headers.items():
+                h.send_header(k, v)
+            h.end_headers()
+            h.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+            pass
+
+    def _serve_result(self, req: Request) -> Response:
+        rid = req.match["rid"]
+        with self._lock:
+            data = self._results.get(rid)
+            fault = self._result_faults.get(rid)
+        if data is None or fault == "expired":
+            return Response(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+                            content_type="application/xml")
+        ctype = "image/jpeg" if rid.endswith((".jpg", ".jpeg")) else "image/png"
+        if fault == "truncated":
+            return Response(200, data[: max(len(data) // 2, 1)], content_type=ctype)
+        if fault == "not_image":
+            return Response(200, b"<html>Service temporarily unavailable</html>", content_type="text/html")
+        if fault == "huge":
+            return Response(200, b"\0" * (65 * 1024 * 1024), content_type=ctype)
+        return Response(200, data, content_type=ctype)
