@@ -42,3 +42,19 @@ def inspect_image(data: bytes, *, verify: bool = False) -> ImageInfo:
             return ImageInfo(media_type, img.width, img.height)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageDecodeError(f"not a decodable image ({len(data)} bytes): {exc}") from exc
+
+
+def as_png(data: bytes) -> bytes:
+    """``data`` re-encoded as PNG (lossless) unless it already is PNG. Deterministic."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return data
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            if img.mode not in ("RGB", "RGBA", "L", "LA", "P"):
+                img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
+            buf = io.BytesIO()
+            img.save(buf, format="PNG", compress_level=6)
+            return buf.getvalue()
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ImageDecodeError(f"cannot convert to PNG: {exc}") from exc

@@ -13,7 +13,7 @@ ModelName = Literal["seedream-4.0", "seedream-4.5"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 class ProviderConfig(_Frozen):
@@ -31,3 +31,42 @@ class ProviderConfig(_Frozen):
     fallback: Optional[str] = None  # another [providers.NAME] to use when this one is unavailable
     price_per_image: Optional[Union[float, dict[str, float]]] = None  # USD; or per canonical model
     model_ids: dict[str, str] = Field(default_factory=dict)  # canonical -> host id override (Ark "ep-...")
+
+
+class ProjectConfig(_Frozen):
+    """The ``[project]`` table."""
+
+    name: Optional[str] = None
+    output_dir: str = "assets"
+    provider: str = "local"
+    model: ModelName = "seedream-4.0"
+    max_cost: Optional[float] = Field(None, ge=0)
+
+
+MatrixValue = Union[str, int, float, bool]
+
+
+class AssetSpec(_Frozen):
+    """One ``[assets.ID]`` table with ``[defaults]`` applied. Every key is optional here so
+    the same model validates ``[defaults]``; a generated asset must have a prompt."""
+
+    prompt: Optional[str] = None
+    references: list[str] = Field(default_factory=list)
+    matrix: dict[str, list[MatrixValue]] = Field(default_factory=dict)
+    count: int = Field(1, ge=1, le=15)
+    size: str = "2K"
+    seed: Optional[int] = Field(None, ge=-1, le=2_147_483_647)
+    watermark: bool = False
+    params: dict[str, Any] = Field(default_factory=dict)
+    output: Optional[str] = None
+    provider: Optional[str] = None
+    model: Optional[ModelName] = None
+
+
+class Manifest(_Frozen):
+    """The whole validated ``assetbuild.toml``."""
+
+    project: ProjectConfig = Field(default_factory=ProjectConfig)
+    defaults: AssetSpec = Field(default_factory=AssetSpec)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    assets: dict[str, AssetSpec] = Field(default_factory=dict)

@@ -1,0 +1,243 @@
+"""The library entry points the CLI calls: ``Project.load(...)`` then ``plan()``,
+``build()``, ``check()``, ``explain()``, ``graph()``.
+
+Every side effect comes in through a seam with a production default: the environment
+(``env``), time (``clock``), how providers are made (``provider_factory``) and the cache
+folder (``cache_dir``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from .cache import Cache, cache_dir
+from .clock import Clock, SystemClock
+from .errors import BudgetError, UsageError
+from .executor import Event, Executor, NodeResult
+from .expand import Node, expand, provider_config
+from .fingerprint import FileHasher
+from .graph import BuildGraph
+from .lockfile import Lockfile
+from .manifest import LoadedManifest, load_manifest
+from .planner import Action, Decision, Planner
+from .providers.base import Provider
+
+MANIFEST_NAME = "assetbuild.toml"
+LOCK_NAME = "assetbuild.lock"
+
+ProviderFactory = Callable[..., Provider]
+
+
+def default_provider_factory(name: str, config: Any, *, env: Mapping[str, str], clock: Clock) -> Provider:
+    from .providers import create_provider
+
+    return create_provider(name, config, env=env, clock=clock)
+
+
+class Providers:
+    """One provider instance per configured name for the life of a project (their rate
+    limits and concurrency are shared by every thread of a build)."""
+
+    def __init__(self, loaded: LoadedManifest, factory: ProviderFactory, env: Mapping[str, str], clock: Clock):
+        self._loaded = loaded
+        self._factory = factory
+        self._env = env
+        self._clock = clock
+        self._made: dict[str, Provider] = {}
+        self._mutex = threading.Lock()
+
+    def get(self, name: str) -> Provider:
+        with self._mutex:
+            if name not in self._made:
+                self._made[name] = self._factory(name, provider_config(self._loaded, name),
+                                                 env=self._env, clock=self._clock)
+            return self._made[name]
+
+    def fallback_of(self, name: str) -> str | None:
+        return provider_config(self._loaded, name).fallback
+
+    def close(self) -> None:
+        for provider in self._made.values():
+            provider.close()
+
+
+@dataclass
+class Plan:
+    decisions: list[Decision]
+
+    @property
+    def estimated_cost(self) -> float:
+        return round(sum(d.cost_usd for d in self.decisions), 6)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "actions": [{"asset": d.id, "action": d.action.value, "reasons": d.reasons, "cost": round(d.cost_usd, 6)}
+                        for d in self.decisions],
+            "estimated_cost": self.estimated_cost,
+        }
+
+
+@dataclass
+class BuildReport:
+    results: list[NodeResult]
+    pruned: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def cost_usd(self) -> float:
+        return round(sum(r.cost_usd for r in self.results), 6)
+
+    @property
+    def ok(self) -> bool:
+        return not any(r.status in ("failed", "blocked") for r in self.results)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "generated": self.count("generated"),
+            "restored": self.count("restored"),
+            "derived": 0,
+            "up_to_date": self.count("up-to-date"),
+            "failed": self.count("failed"),
+            "blocked": self.count("blocked"),
+            "cost": self.cost_usd,
+        }
+
+
+@dataclass
+class Stale:
+    asset: str
+    reasons: list[str]
+
+
+class Project:
+    def __init__(self, loaded: LoadedManifest, *, env: Mapping[str, str] | None = None,
+                 provider_factory: ProviderFactory | None = None, clock: Clock | None = None,
+                 provider_override: str | None = None):
+        self.loaded = loaded
+        self.root = loaded.root
+        self.env = os.environ if env is None else env
+        self.clock = clock or SystemClock()
+        if provider_override is not None and provider_override not in loaded.manifest.providers:
+            from .providers import PROVIDER_CLASSES
+
+            if provider_override not in PROVIDER_CLASSES:
+                raise UsageError(f"--provider {provider_override}: no [providers.{provider_override}] table "
+                                 f"and no built-in provider of that name")
+        self.nodes: dict[str, Node] = expand(loaded, provider_override=provider_override)
+        self.graph = BuildGraph(loaded, self.nodes)
+        self.lock = Lockfile.load(self.root / LOCK_NAME)
+        self.cache = Cache(cache_dir(self.root, dict(self.env)))
+        self.hasher = FileHasher(self.root, self.cache.memo_path)
+        self.providers = Providers(loaded, provider_factory or default_provider_factory, self.env, self.clock)
+
+    @classmethod
+    def load(cls, directory: str | Path = ".", manifest: str | Path | None = None, **kwargs: Any) -> "Project":
+        directory = Path(directory)
+        path = Path(manifest) if manifest is not None else Path(MANIFEST_NAME)
+        if not path.is_absolute():
+            path = directory / path
+        return cls(load_manifest(path), **kwargs)
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def _price(self, node: Node) -> float:
+        if node.provider_type == "local":
+            return 0.0
+        return self.providers.get(node.provider).price_per_image(node.model) * node.count
+
+    def planner(self, *, force: Iterable[str] = (), offline: bool = False) -> Planner:
+        return Planner(self.lock, self.hasher, self.cache, price=self._price, force=frozenset(force), offline=offline)
+
+    def select(self, targets: Iterable[str] = ()) -> list[Node]:
+        return [self.nodes[nid] for nid in self.graph.select(targets)]
+
+    def plan(self, targets: Iterable[str] = (), *, force: bool = False, offline: bool = False) -> Plan:
+        nodes = self.select(targets)
+        forced = self._forced(targets, nodes) if force else ()
+        decisions = self.planner(force=forced, offline=offline).plan(nodes)
+        self.hasher.save()
+        return Plan(decisions)
+
+    def _forced(self, targets: Iterable[str], nodes: list[Node]) -> list[str]:
+        """--force rebuilds the named targets (not their upstream); with no targets, everything."""
+        targets = list(targets)
+        if not targets:
+            return [n.id for n in nodes]
+        return sorted({nid for target in targets for nid in self.graph.match(target)})
+
+    # -- building ---------------------------------------------------------------------------
+
+    def build(self, targets: Iterable[str] = (), *, jobs: int = 4, keep_going: bool = False, force: bool = False,
+              offline: bool = False, max_cost: float | None = None, plan: Plan | None = None,
+              on_event: Callable[[Event], None] | None = None) -> BuildReport:
+        targets = list(targets)
+        plan = plan or self.plan(targets, force=force, offline=offline)
+        budget = max_cost if max_cost is not None else self.loaded.manifest.project.max_cost
+        if budget is not None and plan.estimated_cost > budget + 1e-9:
+            raise BudgetError(f"estimated cost ${plan.estimated_cost:.2f} exceeds the budget of ${budget:.2f} "
+                              "(max_cost / --max-cost); nothing was sent")
+        nodes = [d.node for d in plan.decisions]
+        forced = [d.id for d in plan.decisions if "forced (--force)" in d.reasons]
+        executor = Executor(root=self.root, planner=self.planner(force=forced, offline=offline), lock=self.lock,
+                            cache=self.cache, hasher=self.hasher, providers=self.providers, clock=self.clock,
+                            jobs=jobs, keep_going=keep_going, on_event=on_event)
+        results = executor.run(nodes)
+        pruned: list[str] = []
+        if not targets:
+            pruned = sorted(set(self.lock.entries) - set(self.nodes))
+            if pruned:
+                for nid in pruned:
+                    del self.lock.entries[nid]
+                self.lock.save()
+        return BuildReport(results, pruned)
+
+    # -- checking and explaining ------------------------------------------------------------
+
+    def check(self) -> list[Stale]:
+        """Every asset whose outputs or lock entry are not what the manifest asks for."""
+        stale = [Stale(d.id, d.reasons or [d.action.value]) for d in self.plan().decisions
+                 if d.action is not Action.UP_TO_DATE]
+        stale += [Stale(nid, ["in the lock but no longer in the manifest"])
+                  for nid in sorted(set(self.lock.entries) - set(self.nodes))]
+        return stale
+
+    def explain(self, target: str) -> dict[str, Any]:
+        if target not in self.nodes:
+            matches = self.graph.match(target)
+            if len(matches) != 1:
+                raise UsageError(f"explain takes one asset id; {target!r} names {len(matches)} (see `assetbuild graph`)")
+            target = matches[0]
+        decision = next(d for d in self.plan([target]).decisions if d.id == target)
+        node = self.nodes[target]
+        entry = self.lock.entries.get(target)
+        return {
+            "asset": target,
+            "action": decision.action.value,
+            "reasons": decision.reasons,
+            "provider": node.provider,
+            "fingerprint": decision.fingerprint,
+            "inputs": decision.inputs,
+            "outputs": list(node.outputs),
+            "lock": None if entry is None else {
+                "fingerprint": entry.fingerprint, "provider": entry.provider, "model_id": entry.model_id,
+                "built": entry.built, "cost_usd": entry.cost_usd,
+                "outputs": [{"path": o.path, "sha256": o.sha256} for o in entry.outputs],
+            },
+        }
+
+    def graph_data(self) -> dict[str, Any]:
+        return {
+            "nodes": [{"id": n.id, "asset": n.asset, "provider": n.provider, "model": n.model,
+                       "outputs": list(n.outputs)} for n in (self.nodes[i] for i in self.graph.order)],
+            "edges": [{"from": a, "to": b} for a, b in sorted(self.graph.dag.edges)],
+        }
+
+    def close(self) -> None:
+        self.providers.close()
+        self.cache.close()

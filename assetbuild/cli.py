@@ -1,0 +1,299 @@
+"""The command line: click commands over api.Project. The only module that prints,
+colours or exits."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import click
+
+from .errors import AssetbuildError, LockfileError, UserError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+STARTER = '''# assetbuild.toml: the images of this project, as a dependency graph.
+# `assetbuild plan` shows what a build would do; `assetbuild build` does it.
+
+[project]
+name = "{name}"
+output_dir = "assets"
+provider = "local"          # offline placeholders; see README for Seedream hosts
+model = "seedream-4.0"
+
+[defaults]
+size = "512x512"
+
+[assets.logo]
+prompt = "Minimal geometric logo mark, flat, orange on white"
+
+[assets.banner]
+prompt = "Wide hero banner featuring our logo"
+references = ["@logo"]
+size = "1024x512"
+'''
+
+
+@dataclass
+class Seams:
+    """What tests pass in place of the real environment (STYLE rule 1)."""
+
+    env: Mapping[str, str] | None = None
+    provider_factory: Callable[..., Any] | None = None
+    clock: Any = None
+
+
+@dataclass
+class Ctx:
+    directory: Path
+    manifest: str | None
+    verbose: bool
+    seams: Seams
+
+    def project(self, provider_override: str | None = None) -> Any:
+        from .api import Project
+
+        return Project.load(self.directory, self.manifest, env=self.seams.env,
+                            provider_factory=self.seams.provider_factory, clock=self.seams.clock,
+                            provider_override=provider_override)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    """Turns assetbuild errors into one line and an exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (UserError, LockfileError) as exc:
+            _fail(str(exc), EXIT_USAGE)
+        except AssetbuildError as exc:
+            _fail(str(exc), EXIT_FAILED)
+        except KeyboardInterrupt:
+            _fail("interrupted; everything finished so far is kept (rerun to continue)", 130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-C", "directory", type=click.Path(file_okay=False, path_type=Path), default=".",
+              help="Run as if started in DIR.")
+@click.option("-f", "manifest", default=None, help="The manifest file (default assetbuild.toml).")
+@click.option("-v", "--verbose", is_flag=True, help="Say more (never secrets).")
+@click.version_option(package_name="assetbuild")
+@click.pass_context
+def cli(ctx: click.Context, directory: Path, manifest: str | None, verbose: bool) -> None:
+    """assetbuild: a declarative build system for AI-generated images."""
+    seams = ctx.obj if isinstance(ctx.obj, Seams) else Seams()
+    if not directory.is_dir():
+        raise UserError(f"-C {directory}: no such directory")
+    ctx.obj = Ctx(directory, manifest, verbose, seams)
+
+
+# -- init -------------------------------------------------------------------------------------
+
+@cli.command()
+@click.pass_obj
+def init(ctx: Ctx) -> None:
+    """Write a starter assetbuild.toml and ignore the cache in .gitignore."""
+    manifest = ctx.directory / (ctx.manifest or "assetbuild.toml")
+    if manifest.exists():
+        raise UserError(f"{manifest.name} already exists; edit it, or remove it to start over")
+    name = ctx.directory.resolve().name or "project"
+    manifest.write_text(STARTER.format(name=name), encoding="utf-8")
+    gitignore = ctx.directory / ".gitignore"
+    lines = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
+    if ".assetbuild/" not in lines:
+        gitignore.write_text("\n".join(lines + [".assetbuild/"]) + "\n", encoding="utf-8")
+    click.echo(f"wrote {manifest.name} and .gitignore; next: assetbuild plan")
+
+
+# -- plan -------------------------------------------------------------------------------------
+
+def _money(usd: float) -> str:
+    return f"${usd:.2f}" if usd < 100 else f"${usd:,.0f}"
+
+
+@cli.command()
+@click.argument("targets", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--force", is_flag=True, help="Plan as if rebuilding the targets regardless.")
+@click.option("--offline", is_flag=True, help="Plan without provider calls.")
+@click.option("--provider", "provider_override", default=None, help="Use this provider for every asset.")
+@click.pass_obj
+def plan(ctx: Ctx, targets: tuple[str, ...], as_json: bool, force: bool, offline: bool,
+         provider_override: str | None) -> None:
+    """What a build would do, per asset, with reasons and the estimated cost."""
+    project = ctx.project(provider_override)
+    try:
+        result = project.plan(targets, force=force, offline=offline)
+    finally:
+        project.close()
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    width = max((len(d.id) for d in result.decisions), default=0)
+    for d in result.decisions:
+        cost = f" {_money(d.cost_usd)}" if d.cost_usd else ""
+        why = f"  ({'; '.join(d.reasons)})" if d.reasons else ""
+        click.echo(f"{d.action.value:<10} {d.id:<{width}}{cost}{why}")
+    counts: dict[str, int] = {}
+    for d in result.decisions:
+        counts[d.action.value] = counts.get(d.action.value, 0) + 1
+    summary = ", ".join(f"{n} {a}" for a, n in counts.items())
+    click.echo(f"plan: {summary or 'nothing to do'}; estimated cost {_money(result.estimated_cost)}")
+
+
+# -- build ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("targets", nargs=-1)
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Assets built at once.")
+@click.option("-k", "--keep-going", is_flag=True, help="Go on with independent assets after a failure.")
+@click.option("--force", is_flag=True, help="Rebuild the targets (all if none) even if up to date; pays again.")
+@click.option("--offline", is_flag=True, help="No provider calls: restore and local only.")
+@click.option("--provider", "provider_override", default=None, help="Use this provider for every asset.")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None, help="Refuse a build estimated above USD.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before spending money.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.pass_obj
+def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force: bool, offline: bool,
+          provider_override: str | None, max_cost: float | None, yes: bool, as_json: bool) -> None:
+    """Build the targets (all assets if none) and their upstream."""
+    from .executor import Event
+
+    project = ctx.project(provider_override)
+    out = sys.stderr if as_json else sys.stdout
+
+    def show(event: Event) -> None:
+        if event.kind == "start":
+            if ctx.verbose:
+                click.echo(f"  {event.status:<10} {event.node}  ({event.detail})", file=out)
+        elif event.kind == "fallback":
+            click.echo(f"  fallback   {event.node}: {event.detail}", file=out)
+        elif event.status in ("failed", "blocked"):
+            click.echo(f"{event.status:<10} {event.node}: {event.detail}", file=out)
+        elif event.status != "up-to-date" or ctx.verbose:
+            click.echo(f"{event.status:<10} {event.node}", file=out)
+
+    try:
+        the_plan = project.plan(targets, force=force, offline=offline)
+        cost = the_plan.estimated_cost
+        if cost > 0 and not yes and sys.stdin.isatty() and sys.stdout.isatty():
+            n = sum(1 for d in the_plan.decisions if d.cost_usd)
+            if not click.confirm(f"This build generates {n} asset(s) for an estimated {_money(cost)}. Go on?"):
+                raise UserError("build cancelled; nothing was sent")
+        report = project.build(targets, jobs=jobs, keep_going=keep_going, force=force, offline=offline,
+                               max_cost=max_cost, plan=the_plan, on_event=show)
+    finally:
+        project.close()
+    summary = report.to_json()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        for nid in report.pruned:
+            click.echo(f"pruned     {nid} (no longer in the manifest; its files are left in place)")
+        click.echo(f"build: {summary['generated']} generated, {summary['restored']} restored, "
+                   f"{summary['up_to_date']} up to date, {summary['failed']} failed, {summary['blocked']} blocked; "
+                   f"cost {_money(report.cost_usd)}")
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+# -- check ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.pass_obj
+def check(ctx: Ctx) -> None:
+    """For CI: exit 0 only if every output exists and matches the lock and the manifest."""
+    project = ctx.project()
+    try:
+        stale = project.check()
+    finally:
+        project.close()
+    for s in stale:
+        click.echo(f"stale      {s.asset}: {'; '.join(s.reasons)}")
+    if stale:
+        click.echo(f"check: {len(stale)} stale asset(s); run `assetbuild build`")
+        sys.exit(EXIT_FAILED)
+    click.echo(f"check: all {len(project.nodes)} asset(s) up to date")
+
+
+# -- explain ----------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("asset")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
+    """Why ASSET is or is not up to date: its fingerprint inputs, then against the lock."""
+    project = ctx.project()
+    try:
+        info = project.explain(asset)
+    finally:
+        project.close()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{info['asset']}: {info['action']}" + (f" ({'; '.join(info['reasons'])})" if info["reasons"] else ""))
+    click.echo(f"  provider     {info['provider']}")
+    inputs = info["inputs"]
+    if inputs is None:
+        click.echo("  fingerprint  not known until its upstream is rebuilt")
+    else:
+        click.echo(f"  fingerprint  {info['fingerprint']}")
+        for key in ("prompt", "model", "size", "count", "seed", "watermark", "params"):
+            click.echo(f"  {key:<12} {json.dumps(inputs[key], ensure_ascii=False)}")
+        for ref in inputs["references"]:
+            click.echo(f"  reference    {ref['ref']}  sha256 {ref['sha256'][:16]}")
+    lock = info["lock"]
+    if lock is None:
+        click.echo("  lock         no entry (never built)")
+    else:
+        same = "same" if lock["fingerprint"] == info["fingerprint"] else "differs"
+        click.echo(f"  lock         fingerprint {lock['fingerprint'][:16]} ({same}); built {lock['built']} "
+                   f"by {lock['provider']} ({lock['model_id']}), {_money(lock['cost_usd'])}")
+        for out in lock["outputs"]:
+            click.echo(f"  output       {out['path']}  sha256 {out['sha256'][:16]}")
+
+
+# -- graph ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["dot", "mermaid", "json"]), default="dot", show_default=True)
+@click.pass_obj
+def graph(ctx: Ctx, fmt: str) -> None:
+    """The dependency graph."""
+    project = ctx.project()
+    data = project.graph_data()
+    project.close()
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2))
+    elif fmt == "dot":
+        click.echo("digraph assetbuild {\n  rankdir=LR;")
+        for n in data["nodes"]:
+            click.echo(f"  {json.dumps(n['id'])};")
+        for e in data["edges"]:
+            click.echo(f"  {json.dumps(e['from'])} -> {json.dumps(e['to'])};")
+        click.echo("}")
+    else:
+        ids = {n["id"]: f"n{i}" for i, n in enumerate(data["nodes"])}
+        click.echo("graph LR")
+        for n in data["nodes"]:
+            click.echo(f'  {ids[n["id"]]}["{n["id"]}"]')
+        for e in data["edges"]:
+            click.echo(f"  {ids[e['from']]} --> {ids[e['to']]}")
+
+
+def main(argv: list[str] | None = None, seams: Seams | None = None) -> None:
+    cli.main(args=argv, obj=seams, prog_name="assetbuild")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

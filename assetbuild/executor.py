@@ -1,0 +1,252 @@
+"""Running a plan: topological order, ``-j`` threads, keep-going, provider fallback.
+
+For each node, once its upstream is done, the planner decides again with the real upstream
+outputs. A generated image goes into the cache before any output or lock write; outputs
+and the lock are written atomically, and the lock is saved as assets finish (throttled),
+so an interrupted build keeps everything already done.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+from .cache import Cache
+from .clock import Clock
+from .errors import AssetbuildError, ProviderError, ProviderUnavailable, UserError
+from .expand import Node
+from .files import write_atomic
+from .fingerprint import FileHasher, sha256_bytes
+from .imageinfo import ImageDecodeError, as_png, inspect_image
+from .lockfile import LockEntry, Lockfile, OutputRecord
+from .planner import BLOCKED, Action, Decision, Planner
+from .providers.base import GenerationRequest, Provider, ReferenceImage
+
+LOCK_SAVE_INTERVAL_S = 0.25
+
+
+@dataclass
+class Event:
+    """Something the CLI may show: ``kind`` is start | done | fallback."""
+
+    kind: str
+    node: str
+    status: str = ""
+    detail: str = ""
+
+
+@dataclass
+class NodeResult:
+    id: str
+    status: str  # up-to-date | restored | generated | failed | blocked
+    reasons: list[str] = field(default_factory=list)
+    error: str | None = None
+    cost_usd: float = 0.0
+    outputs: list[str] = field(default_factory=list)  # sha256 per output
+    provider: str | None = None
+
+
+class ProviderPool(Protocol):
+    def get(self, name: str) -> Provider: ...
+
+    def fallback_of(self, name: str) -> str | None: ...
+
+
+class Executor:
+    def __init__(self, *, root: Path, planner: Planner, lock: Lockfile, cache: Cache, hasher: FileHasher,
+                 providers: ProviderPool, clock: Clock, jobs: int = 4, keep_going: bool = False,
+                 on_event: Callable[[Event], None] | None = None):
+        self.root = root
+        self.planner = planner
+        self.lock = lock
+        self.cache = cache
+        self.hasher = hasher
+        self.providers = providers
+        self.clock = clock
+        self.jobs = max(1, jobs)
+        self.keep_going = keep_going
+        self.on_event = on_event or (lambda event: None)
+        self._lock_mutex = threading.Lock()
+        self._last_save = float("-inf")
+        self._unsaved = False
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def run(self, nodes: Sequence[Node]) -> list[NodeResult]:
+        by_id = {n.id: n for n in nodes}
+        pending = list(by_id)
+        done: dict[str, NodeResult] = {}
+        stopped_by: str | None = None
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="assetbuild")
+        running: dict[Future[NodeResult], str] = {}
+        try:
+            while pending or running:
+                if stopped_by is None:
+                    for nid in list(pending):
+                        if len(running) >= self.jobs:
+                            break
+                        if all(up in done for up in by_id[nid].upstream):
+                            upstream = {up: (done[up].outputs if done[up].status not in ("failed", "blocked")
+                                             else BLOCKED) for up in by_id[nid].upstream}
+                            running[pool.submit(self._run_node, by_id[nid], upstream)] = nid
+                            pending.remove(nid)
+                if not running:
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    nid = running.pop(future)
+                    result = future.result()
+                    done[nid] = result
+                    self.on_event(Event("done", nid, result.status, result.error or "; ".join(result.reasons)))
+                    if result.status == "failed" and not self.keep_going and stopped_by is None:
+                        stopped_by = nid
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._save_lock(force=True)
+            self.hasher.save()
+        for nid in pending:
+            reason = f"not started: the build stopped after {stopped_by} failed (-k keeps going)"
+            done[nid] = NodeResult(nid, "blocked", [reason])
+            self.on_event(Event("done", nid, "blocked", reason))
+        return [done[nid] for nid in by_id]
+
+    # -- one node ---------------------------------------------------------------------------
+
+    def _run_node(self, node: Node, upstream: dict[str, Any]) -> NodeResult:
+        try:
+            decision = self.planner.decide(node, upstream)
+            if decision.action is Action.UP_TO_DATE:
+                entry = self.lock.entries[node.id]
+                return NodeResult(node.id, "up-to-date", outputs=[o.sha256 for o in entry.outputs])
+            if decision.action is Action.BLOCKED:
+                return NodeResult(node.id, "blocked", decision.reasons)
+            self.on_event(Event("start", node.id, decision.action.value, "; ".join(decision.reasons)))
+            if decision.action is Action.RESTORE:
+                restored = self._restore(decision)
+                if restored is not None:
+                    return restored
+            return self._generate(decision)
+        except ProviderError as exc:
+            return NodeResult(node.id, "failed", error=str(exc))
+        except UserError as exc:
+            return NodeResult(node.id, "failed", error=str(exc))
+        except AssetbuildError as exc:
+            return NodeResult(node.id, "failed", error=str(exc))
+
+    def _restore(self, d: Decision) -> NodeResult | None:
+        record = d.cached
+        assert record is not None and d.fingerprint is not None and d.inputs is not None
+        blobs = [self.cache.get_blob(sha) for sha in record["images"]]
+        if any(b is None for b in blobs):
+            return None  # a blob went missing or is corrupt: generate instead
+        shas = self._write_outputs(d, [b for b in blobs if b is not None], record)
+        return NodeResult(d.id, "restored", d.reasons, outputs=shas, provider=record.get("provider"))
+
+    def _generate(self, d: Decision) -> NodeResult:
+        node = d.node
+        if d.fingerprint is None or d.inputs is None:  # decided before upstream finished
+            raise AssetbuildError(f"{node.id}: internal error: generating without a fingerprint")
+        request = GenerationRequest(
+            asset_id=node.id, fingerprint=d.fingerprint, prompt=node.prompt, model=node.model,
+            width=node.width, height=node.height, size=node.size, count=node.count,
+            references=tuple(self._reference(node, label) for label, _ in d.references),
+            seed=node.seed, watermark=node.watermark, params=dict(node.params),
+        )
+        name: str | None = node.provider
+        tried: list[str] = []
+        while True:
+            assert name is not None
+            provider = self.providers.get(name)
+            tried.append(name)
+            try:
+                provider.validate(request)
+                result = provider.generate(request, self.cache)
+                break
+            except ProviderError as exc:
+                self._keep_paid_images(d.fingerprint, exc.images)
+                nxt = self.providers.fallback_of(name)
+                if isinstance(exc, ProviderUnavailable) and nxt and nxt not in tried:
+                    self.on_event(Event("fallback", node.id, detail=f"{exc}; trying {nxt}"))
+                    name = nxt
+                    continue
+                raise
+        # Never lose what was paid for: every returned image is in the cache before anything else.
+        originals = [self.cache.put_blob(img) for img in result.images]
+        try:
+            images = [as_png(img) for img in result.images]
+        except ImageDecodeError as exc:
+            raise ProviderError(f"returned an image that cannot be converted: {exc}", provider=name) from exc
+        record = {
+            "images": [self.cache.put_blob(img) for img in images],
+            "originals": originals,
+            "provider": name,
+            "model_id": result.model_id,
+            "request_id": result.request_id,
+            "cost_usd": result.cost_usd,
+            "built": self.clock.now().astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        self.cache.put_result(d.fingerprint, record)
+        shas = self._write_outputs(d, images, record)
+        return NodeResult(node.id, "generated", d.reasons, cost_usd=result.cost_usd, outputs=shas, provider=name)
+
+    def _keep_paid_images(self, fingerprint: str, images: tuple[bytes, ...]) -> None:
+        if images:
+            self.cache.add_orphans(fingerprint, [self.cache.put_blob(img) for img in images])
+
+    def _reference(self, node: Node, label: str) -> ReferenceImage:
+        path = self._reference_path(node, label)
+        data = (self.root / path).read_bytes()
+        try:
+            info = inspect_image(data)
+        except ImageDecodeError as exc:
+            raise UserError(f"{node.id}: reference {label} ({path}) is not an image: {exc}") from exc
+        return ReferenceImage(label=label, data=data, media_type=info.media_type, width=info.width, height=info.height)
+
+    def _reference_path(self, node: Node, label: str) -> str:
+        for ref in node.references:
+            if ref.path is not None and ref.label == label:
+                return ref.path
+            if ref.node is not None and (label == ref.label or label.startswith(ref.label + "#")):
+                entry = self.lock.entries[ref.node]
+                if ref.index is not None:
+                    index = ref.index
+                else:  # "@storyboard#2" was expanded from "@storyboard" (all outputs)
+                    index = int(label[len(ref.label) + 1:]) - 1 if label != ref.label else 0
+                return entry.outputs[index].path
+        raise AssetbuildError(f"{node.id}: internal error: unknown reference {label}")
+
+    def _write_outputs(self, d: Decision, images: list[bytes], record: dict[str, Any]) -> list[str]:
+        node = d.node
+        if len(images) != len(node.outputs):
+            raise ProviderError(f"made {len(images)} image(s) where {len(node.outputs)} were wanted",
+                                provider=str(record.get("provider")))
+        outputs = []
+        for path, data in zip(node.outputs, images):
+            info = inspect_image(data)
+            write_atomic(self.root / path, data)
+            sha = sha256_bytes(data)
+            self.hasher.remember(path, sha)
+            outputs.append(OutputRecord(path, sha, info.width, info.height))
+        assert d.fingerprint is not None and d.inputs is not None
+        entry = LockEntry(
+            fingerprint=d.fingerprint, provider=str(record.get("provider")), model_id=str(record.get("model_id")),
+            built=str(record.get("built")), cost_usd=float(record.get("cost_usd") or 0.0), inputs=d.inputs,
+            outputs=tuple(outputs), request_id=record.get("request_id"),
+        )
+        with self._lock_mutex:
+            self.lock.entries[node.id] = entry
+            self._unsaved = True
+        self._save_lock()
+        return [o.sha256 for o in outputs]
+
+    def _save_lock(self, force: bool = False) -> None:
+        with self._lock_mutex:
+            now = self.clock.monotonic()
+            if self._unsaved and (force or now - self._last_save >= LOCK_SAVE_INTERVAL_S):
+                self.lock.save()
+                self._last_save = now
+                self._unsaved = False

@@ -1,0 +1,110 @@
+"""The size grammar and each model's limits (providers.md §1.4, newer revision).
+
+``"1K" | "2K" | "4K"``, ``"WxH"``, ``"W:H"`` or ``"W:H@1K|2K|4K"`` resolve to exact pixels; a
+ratio uses the recommended-size table where it lists the ratio and otherwise the tier's
+pixel budget rounded to multiples of 16. Every size is checked against the model's limits.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+TIER_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}
+
+# Newer official revision. The 1K column's 4:3/3:2 entries are listed swapped in the doc
+# ("864x1152 (sic)"); they are given here the right way round.
+RECOMMENDED: dict[str, dict[tuple[int, int], tuple[int, int]]] = {
+    "1K": {(1, 1): (1024, 1024), (4, 3): (1152, 864), (3, 4): (864, 1152), (16, 9): (1280, 720),
+           (9, 16): (720, 1280), (3, 2): (1248, 832), (2, 3): (832, 1248), (21, 9): (1512, 648)},
+    "2K": {(1, 1): (2048, 2048), (4, 3): (2304, 1728), (3, 4): (1728, 2304), (16, 9): (2848, 1600),
+           (9, 16): (1600, 2848), (3, 2): (2496, 1664), (2, 3): (1664, 2496), (21, 9): (3136, 1344)},
+    "4K": {(1, 1): (4096, 4096), (4, 3): (4704, 3520), (3, 4): (3520, 4704), (16, 9): (5504, 3040),
+           (9, 16): (3040, 5504), (3, 2): (4992, 3328), (2, 3): (3328, 4992), (21, 9): (6240, 2656)},
+}
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    tiers: tuple[str, ...]
+    min_pixels: int = 0
+    max_pixels: int = 1 << 62
+    min_ratio: float = 1 / 16
+    max_ratio: float = 16.0
+    min_side: int = 1
+    max_side: int = 1 << 30
+
+
+LIMITS: dict[str, ModelLimits] = {
+    "seedream-4.0": ModelLimits(("1K", "2K", "4K"), 921_600, 16_777_216),
+    "seedream-4.5": ModelLimits(("2K", "4K"), 3_686_400, 16_777_216),
+    # The offline placeholder renderer is its own model: any size from 16 to 8192 px a side.
+    "local": ModelLimits(("1K", "2K", "4K"), min_ratio=0, max_ratio=float("inf"), min_side=16, max_side=8192),
+}
+
+_PIXELS = re.compile(r"^(\d+)x(\d+)$")
+_RATIO = re.compile(r"^(\d+):(\d+)(?:@(1K|2K|4K))?$")
+
+
+class SizeError(ValueError):
+    """A size that does not parse or does not fit the model."""
+
+
+def resolve_size(text: str, model: str) -> tuple[int, int]:
+    """Exact (width, height) for ``text`` on ``model``; SizeError says what is wrong and what fits."""
+    limits = LIMITS[model]
+    spec = text.strip()
+    if spec.upper() in TIER_SIDE:
+        tier = spec.upper()
+        _check_tier(tier, model, limits)
+        side = TIER_SIDE[tier]
+        width, height = side, side
+    elif m := _PIXELS.match(spec):
+        width, height = int(m.group(1)), int(m.group(2))
+        if width == 0 or height == 0:
+            raise SizeError(f"size {text!r} has a zero side")
+    elif m := _RATIO.match(spec):
+        rw, rh = int(m.group(1)), int(m.group(2))
+        if rw == 0 or rh == 0:
+            raise SizeError(f"size {text!r} has a zero term")
+        tier = m.group(3) or "2K"
+        _check_tier(tier, model, limits)
+        width, height = _ratio_pixels(rw, rh, tier)
+    else:
+        raise SizeError(f"size {text!r} is not 1K, 2K, 4K, WxH (2048x2048), W:H (16:9) or W:H@4K")
+    check_pixels(width, height, model, label=text)
+    return width, height
+
+
+def check_pixels(width: int, height: int, model: str, *, label: str = "") -> None:
+    limits = LIMITS[model]
+    label = label or f"{width}x{height}"
+    ratio = width / height
+    if not limits.min_ratio <= ratio <= limits.max_ratio:
+        raise SizeError(f"size {label!r} ({width}x{height}) has aspect ratio {ratio:.3g}; {model} allows 1/16 to 16")
+    if not (limits.min_side <= width <= limits.max_side and limits.min_side <= height <= limits.max_side):
+        raise SizeError(f"size {label!r} ({width}x{height}): {model} takes {limits.min_side} to {limits.max_side} px a side")
+    pixels = width * height
+    if not limits.min_pixels <= pixels <= limits.max_pixels:
+        raise SizeError(
+            f"size {label!r} ({width}x{height}) is {pixels:,} pixels; {model} needs "
+            f"{limits.min_pixels:,} to {limits.max_pixels:,}"
+        )
+
+
+def _check_tier(tier: str, model: str, limits: ModelLimits) -> None:
+    if tier not in limits.tiers:
+        raise SizeError(f"{model} has no {tier} size; use {' or '.join(limits.tiers)}")
+
+
+def _ratio_pixels(rw: int, rh: int, tier: str) -> tuple[int, int]:
+    g = math.gcd(rw, rh)
+    key = (rw // g, rh // g)
+    if key in RECOMMENDED[tier]:
+        return RECOMMENDED[tier][key]
+    budget = TIER_SIDE[tier] ** 2
+    ratio = key[0] / key[1]
+    width = max(16, round(math.sqrt(budget * ratio) / 16) * 16)
+    height = max(16, round(width / ratio / 16) * 16)
+    return width, height
