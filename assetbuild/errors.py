@@ -69,6 +69,7 @@ class ProviderError(AssetbuildError):
         images: tuple[bytes, ...] = (),
     ):
         self.provider = provider
+        self.detail = message
         self.code = code
         self.status = status
         self.images = images

@@ -4,7 +4,7 @@ An emulator subclass registers routes with :meth:`Emulator.route`; each handler 
 :class:`Request` and returns a :class:`Response`. The base gives it
 
 * a log of every request (``requests``), with the fake-or-real clock time it arrived,
-* the most requests ever in flight at once (``max_in_flight``),
+* the most API requests ever in flight at once (``max_in_flight``; result downloads not counted),
 * switchable faults queued per route name (``fail_next``): a status with body and headers
   (429 + Retry-After, 500, ...), latency, or a hang past the client's timeout,
 * result images it serves itself (``serve_result``) with download faults: expired (HTTP 403),
@@ -177,7 +177,7 @@ class Emulator:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
@@ -209,10 +209,12 @@ class Emulator:
             if m and method == h.command:
                 req.route, req.match, handler = name, m.groupdict(), fn
                 break
+        counted = req.route != "result"  # result downloads go to a CDN, outside the API's limits
         with self._lock:
             self.requests.append(req)
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if counted:
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
             queue = self._faults.get(req.route) or []
             fault = queue.pop(0) if queue else None
         try:
@@ -229,8 +231,9 @@ class Emulator:
         except Exception as exc:  # an emulator bug must show as a 500, not a hang
             resp = Response(500, {"error": f"emulator error: {exc!r}"})
         finally:
-            with self._lock:
-                self.in_flight -= 1
+            if counted:
+                with self._lock:
+                    self.in_flight -= 1
         data, ctype = resp.encode()
         try:
             h.send_response(resp.status)

@@ -1,0 +1,266 @@
+"""BytePlus ModelArk and Volcengine Ark: Seedream through Ark's synchronous image API.
+
+One ``POST {base_url}/images/generations`` returns the finished images (providers.md §1):
+there is no task id and nothing to poll, so nothing goes into the JobStore. The two platforms
+speak the same protocol; they differ in base URL and model ids (§1.1, §1.2).
+
+What is sent (§1.2): exact ``WxH`` pixels in ``size``; ``watermark: false`` unless asked (Ark
+defaults it to true); a batch as ``sequential_image_generation: "auto"`` with
+``sequential_image_generation_options.max_images = count`` and ``"disabled"`` for one image
+(``max_images`` defaults to 15, so it is always set with ``auto``); references as data URLs in
+``image`` (a string for one, an array for several); ``response_format: "url"`` with the results
+downloaded at once (URLs live 24 h), ``b64_json`` read too if ``params`` asks for it.
+
+``request.seed`` is not sent: the docs say only the 3.0 models take ``seed`` (§1.2, "4.x: not
+supported"). A user who wants it sent anyway writes it in ``params``, which is merged as-is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+
+from ..errors import (
+    ProviderError,
+    ProviderRefused,
+    ProviderRequestError,
+    ProviderUnavailable,
+    UserError,
+)
+from ._http import HostError, check_image, decode_b64_image, default_error_parser
+from ._remote import RemoteProvider
+from .base import GenerationRequest, GenerationResult, JobStore
+
+GENERATE_PATH = "/images/generations"
+
+# Body keys assetbuild sets from the request itself; ``params`` may not override them.
+MODELED_KEYS = (
+    "model", "prompt", "image", "size", "watermark",
+    "sequential_image_generation", "sequential_image_generation_options",
+)
+
+# Codes that mean "try again later" rather than "the request is wrong" (§1.7: the 429 and 500 rows).
+UNAVAILABLE_CODES = (
+    "InternalServiceError", "ServerOverloaded", "QuotaExceeded", "RequestBurstTooFast",
+    "SetLimitExceeded", "InflightBatchsizeExceeded",
+)
+
+
+@dataclass(frozen=True)
+class OutputLimits:
+    """The output size rules of one model (§1.4): total pixels and aspect ratio."""
+
+    min_pixels: int
+    max_pixels: int
+    min_ratio: float = 1 / 16
+    max_ratio: float = 16.0
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """Why one image (or the whole request) did not come back."""
+
+    kind: type[ProviderError]
+    message: str
+    code: str | None = None
+    status: int | None = None
+
+
+def is_refusal(code: str | None) -> bool:
+    """The content-safety codes: SensitiveContentDetected and its Input*/Output*/.* variants (§1.7)."""
+    return code is not None and "SensitiveContentDetected" in code
+
+
+def parse_ark_error(status: int, body: Any, text: str) -> HostError:
+    """Ark's envelope ``{"error": {"code", "message", "param", "type"}}`` (§1.7)."""
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return default_error_parser(status, body, text)
+    code = None if err.get("code") is None else str(err["code"])
+    message = str(err.get("message") or err.get("type") or code or httpx.codes.get_reason_phrase(status))
+    return HostError(code, message, is_refusal(code))
+
+
+def failure_kind(err: HostError) -> type[ProviderError]:
+    """The exception class for an Ark error that arrived inside an HTTP 200 body."""
+    if err.refused:
+        return ProviderRefused
+    code = err.code or ""
+    if "RateLimitExceeded" in code or code.split(".", 1)[0] in UNAVAILABLE_CODES:
+        return ProviderUnavailable
+    return ProviderRequestError
+
+
+class ModelArkProvider(RemoteProvider):
+    """Seedream on BytePlus ModelArk (ap-southeast)."""
+
+    type = "modelark"
+    default_base_url = "https://ark.ap-southeast.bytepluses.com/api/v3"
+    default_key_env = "ARK_API_KEY"
+    model_ids = {"seedream-4.0": "seedream-4-0-250828", "seedream-4.5": "seedream-4-5-251128"}
+    # §1.8: the official price page was not retrieved; $0.03 / $0.04 are third-party figures (unconfirmed).
+    prices = {"seedream-4.0": 0.03, "seedream-4.5": 0.04}
+    # §1.3, current revision (the older 4.0 revision allowed 10 references, jpeg/png only).
+    max_references = {"seedream-4.0": 14, "seedream-4.5": 14}
+    output_limits: ClassVar[dict[str, OutputLimits]] = {
+        "seedream-4.0": OutputLimits(1280 * 720, 4096 * 4096),
+        "seedream-4.5": OutputLimits(2560 * 1440, 4096 * 4096),
+    }
+    error_parser = staticmethod(parse_ark_error)
+
+    # -- limits -----------------------------------------------------------------------------
+
+    def validate(self, request: GenerationRequest) -> None:
+        super().validate(request)
+        where = f"asset {request.asset_id}: provider {self.name} ({self.type})"
+        self._check_size(request, where)
+        self._check_params(request, where)
+
+    def _check_size(self, request: GenerationRequest, where: str) -> None:
+        limits = self.output_limits.get(request.model)
+        if limits is None:  # a model only a config override names: the host will judge its size
+            return
+        pixels = request.width * request.height
+        if not limits.min_pixels <= pixels <= limits.max_pixels:
+            raise UserError(
+                f"{where}: {request.model} makes {limits.min_pixels:,} to {limits.max_pixels:,} pixels; "
+                f"{request.width}x{request.height} is {pixels:,}"
+            )
+        ratio = request.width / request.height
+        if not limits.min_ratio <= ratio <= limits.max_ratio:
+            raise UserError(f"{where}: aspect ratio of {request.width}x{request.height} is outside [1:16, 16:1]")
+
+    def _check_params(self, request: GenerationRequest, where: str) -> None:
+        modeled = sorted(set(request.params) & set(MODELED_KEYS))
+        if modeled:
+            raise UserError(
+                f"{where}: params may not set {', '.join(modeled)}; assetbuild sets them from the "
+                "asset's prompt, model, size, count, references and watermark"
+            )
+        if request.params.get("stream"):
+            raise UserError(f"{where}: params.stream is not supported; assetbuild reads the whole response")
+
+    # -- generation -------------------------------------------------------------------------
+
+    def request_body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The JSON body of ``POST /images/generations`` for ``request`` (§1.2)."""
+        body: dict[str, Any] = {
+            "model": self.model_id(request.model),
+            "prompt": request.prompt,
+            "size": f"{request.width}x{request.height}",
+            "response_format": "url",
+            "watermark": request.watermark,
+        }
+        if request.count > 1:
+            body["sequential_image_generation"] = "auto"
+            body["sequential_image_generation_options"] = {"max_images": request.count}
+        else:
+            body["sequential_image_generation"] = "disabled"
+        refs = [ref.data_url() for ref in request.references]
+        if len(refs) == 1:
+            body["image"] = refs[0]
+        elif refs:
+            body["image"] = refs
+        body.update(request.params)
+        return body
+
+    def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
+        """One synchronous call; ``jobs`` is unused because Ark has no job to resume."""
+        self.validate(request)
+        body = self.request_body(request)
+        response = self.http.request("POST", GENERATE_PATH, json=body)
+        payload = self._payload(response)
+        images, failures = self._collect(request, payload)
+        made = self._generated(payload)
+        if len(images) < request.count:
+            raise self._shortfall(request, images, made, failures)
+        model_id = payload.get("model")
+        return GenerationResult(
+            images=tuple(images[: request.count]),
+            model_id=model_id if isinstance(model_id, str) and model_id else body["model"],
+            # Ark's request id header is not in providers.md (unconfirmed); taken when present.
+            request_id=response.headers.get("x-request-id"),
+            cost_usd=made * self.price_per_image(request.model),
+        )
+
+    def _payload(self, response: httpx.Response) -> dict[str, Any]:
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise ProviderUnavailable(f"POST {GENERATE_PATH} returned a body that is not a JSON object",
+                                      provider=self.name)
+        return payload
+
+    def _collect(self, request: GenerationRequest, payload: dict[str, Any]) -> tuple[list[bytes], list[_Failure]]:
+        """Every image that came back, downloaded and checked now, and why the others did not.
+        A failed image inside a batch arrives as ``data[i].error`` with HTTP 200 (§1.5), and
+        some clients also see a request-level ``error`` with HTTP 200 (§1.7)."""
+        images: list[bytes] = []
+        failures: list[_Failure] = []
+        if isinstance(payload.get("error"), dict):
+            failures.append(self._host_failure(parse_ark_error(200, payload, ""), ""))
+        data = payload.get("data")
+        for index, item in enumerate(data if isinstance(data, list) else []):
+            label = f"image {index + 1}: "
+            if isinstance(item, dict) and isinstance(item.get("error"), dict):
+                failures.append(self._host_failure(parse_ark_error(200, item, ""), label))
+                continue
+            try:
+                images.append(self._fetch(item, request))
+            except ProviderError as exc:
+                failures.append(_Failure(type(exc), label + exc.detail, exc.code, exc.status))
+        return images, failures
+
+    def _host_failure(self, err: HostError, label: str) -> _Failure:
+        return _Failure(failure_kind(err), label + self.http.redact(err.message), err.code, 200)
+
+    def _fetch(self, item: Any, request: GenerationRequest) -> bytes:
+        """One result's bytes, checked to decode at the requested size."""
+        url = item.get("url") if isinstance(item, dict) else None
+        b64 = item.get("b64_json") if isinstance(item, dict) else None
+        if isinstance(url, str) and url:
+            return self.http.download_image(url, width=request.width, height=request.height)
+        if isinstance(b64, str) and b64:
+            data = decode_b64_image(b64, self.name)
+            check_image(data, self.name, width=request.width, height=request.height)
+            return data
+        raise ProviderUnavailable("returned a data[] item with neither url nor b64_json", provider=self.name)
+
+    @staticmethod
+    def _generated(payload: dict[str, Any]) -> int:
+        """Images Ark made and bills: ``usage.generated_images`` counts successful images only
+        (§1.5); without it, the ``data[]`` items that are not errors."""
+        usage = payload.get("usage")
+        count = usage.get("generated_images") if isinstance(usage, dict) else None
+        if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+            return count
+        data = payload.get("data")
+        return sum(1 for item in (data if isinstance(data, list) else [])
+                   if isinstance(item, dict) and "error" not in item)
+
+    def _shortfall(self, request: GenerationRequest, images: list[bytes], made: int,
+                   failures: list[_Failure]) -> ProviderError:
+        """The error for fewer than ``count`` images, carrying the ones that did come back."""
+        if not failures:
+            # With sequential generation the model decides how many images to make, up to max_images.
+            failures = [_Failure(ProviderUnavailable, "the model stopped early; say in the prompt how many "
+                                 f"images you want (e.g. \"a set of {request.count} images\")")]
+        first = next((f for f in failures if f.kind is ProviderRefused), failures[0])
+        reasons = "; ".join(f.message for f in failures)
+        if images or made:
+            reasons = f"got {len(images)} of {request.count} images ({made} generated and billed): {reasons}"
+        return first.kind(reasons, provider=self.name, code=first.code, status=first.status, images=tuple(images))
+
+
+class VolcengineProvider(ModelArkProvider):
+    """Seedream on Volcengine Ark (cn-beijing): ModelArk's protocol with ``doubao-`` model ids."""
+
+    type = "volcengine"
+    default_base_url = "https://ark.cn-beijing.volces.com/api/v3"
+    model_ids = {"seedream-4.0": "doubao-seedream-4-0-250828", "seedream-4.5": "doubao-seedream-4-5-251128"}
+    # §1.8: Volcengine's CNY price is unconfirmed; Seedream's USD list price stands in (unconfirmed).
+    prices = {"seedream-4.0": 0.03, "seedream-4.5": 0.04}
