@@ -48,7 +48,8 @@ class Locator:
                 continue
             if m := self._HEADER.match(line):
                 table = _split_dotted(m.group(1))
-                self.lines.setdefault(table, number)
+                for end in range(1, len(table) + 1):  # [a.b] also defines a
+                    self.lines.setdefault(table[:end], number)
             elif m := self._KEY.match(line):
                 self.lines.setdefault(table + _split_dotted(m.group(1)), number)
 

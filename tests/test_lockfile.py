@@ -1,0 +1,78 @@
+"""The lock: deterministic, versioned, and merge-friendly (acceptance 12, with real git)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from assetbuild.errors import LockfileError
+from assetbuild.lockfile import Lockfile
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+MANIFEST = """
+[defaults]
+size = "32x32"
+[assets.alpha]
+prompt = "alpha"
+[assets.beta]
+prompt = "beta"
+
+[assets.gamma]
+prompt = "gamma"
+[assets.delta]
+prompt = "delta"
+"""
+
+
+def git(root, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True,
+                          env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+                               "HOME": str(root), "PATH": "/usr/bin:/bin:/usr/local/bin"}).stdout
+
+
+def test_branches_regenerating_different_assets_merge_cleanly(project):
+    project.manifest(MANIFEST)
+    assert project.run("build").exit_code == 0
+    root = project.root
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "base")
+    git(root, "checkout", "-qb", "one")
+    project.manifest(MANIFEST.replace('"beta"', '"beta, blue"'))
+    assert project.run("build").exit_code == 0
+    git(root, "commit", "-qam", "beta")
+    git(root, "checkout", "-q", "main")
+    git(root, "checkout", "-qb", "two")
+    project.manifest(MANIFEST.replace('"gamma"', '"gamma, green"'))
+    assert project.run("build").exit_code == 0
+    git(root, "commit", "-qam", "gamma")
+    git(root, "merge", "-q", "--no-edit", "one")  # check=True: a conflict fails the test
+    lock = (root / "assetbuild.lock").read_text()
+    assert "<<<<<<<" not in lock
+    merged = MANIFEST.replace('"beta"', '"beta, blue"').replace('"gamma"', '"gamma, green"')
+    project.manifest(merged)
+    check = project.run("check")
+    assert check.exit_code == 0, check.output
+
+
+def test_lock_is_deterministic_and_sorted(project):
+    project.manifest(MANIFEST)
+    project.run("build")
+    path = project.root / "assetbuild.lock"
+    text = path.read_text()
+    lock = Lockfile.load(path)
+    assert lock.dumps() == text
+    headers = [line for line in text.splitlines() if line.startswith("[assets.") and "." not in line[8:-1]]
+    assert headers == sorted(headers)
+    assert text.splitlines()[1] == "version = 1"
+
+
+def test_lock_of_unknown_version_is_refused(tmp_path):
+    path = tmp_path / "assetbuild.lock"
+    path.write_text("version = 99\n")
+    with pytest.raises(LockfileError, match="lock version 99"):
+        Lockfile.load(path)
