@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .cache import Cache, cache_dir
 from .clock import Clock, SystemClock
-from .errors import BudgetError, UsageError
+from .errors import BudgetError, UsageError, UserError
 from .executor import Event, Executor, NodeResult
 from .expand import Node, expand, provider_config
 from .fingerprint import FileHasher
@@ -230,6 +230,34 @@ class Project:
                 "outputs": [{"path": o.path, "sha256": o.sha256} for o in entry.outputs],
             },
         }
+
+    def provider_info(self) -> list[dict[str, Any]]:
+        """Each configured provider (and the project's default): type, model ids, prices and
+        whether its key is set. Never the key itself."""
+        m = self.loaded.manifest
+        names = list(dict.fromkeys([*m.providers, m.project.provider, *(n.provider for n in self.nodes.values())]))
+        rows = []
+        for name in names:
+            provider = self.providers.get(name)
+            models = ("local",) if provider.type == "local" else ("seedream-4.0", "seedream-4.5")
+            ids = {}
+            for model in models:
+                try:
+                    ids[model] = provider.model_id(model)
+                except UserError:
+                    continue
+            key_env = getattr(provider, "key_env", None)
+            rows.append({
+                "name": name,
+                "type": provider.type,
+                "base_url": getattr(provider, "base_url", None),
+                "models": ids,
+                "price_per_image": {model: provider.price_per_image(model) for model in ids},
+                "key_env": key_env,
+                "key_set": bool(self.env.get(key_env)) if key_env else None,
+                "fallback": provider_config(self.loaded, name).fallback,
+            })
+        return rows
 
     def graph_data(self) -> dict[str, Any]:
         return {

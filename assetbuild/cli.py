@@ -291,6 +291,34 @@ def graph(ctx: Ctx, fmt: str) -> None:
             click.echo(f"  {ids[e['from']]} --> {ids[e['to']]}")
 
 
+# -- providers --------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def providers(ctx: Ctx, as_json: bool) -> None:
+    """Each configured provider: type, model ids, price, and whether its key is set."""
+    project = ctx.project()
+    try:
+        rows = project.provider_info()
+    finally:
+        project.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        if row["key_env"] is None:
+            key = "no key needed"
+        else:
+            key = f"key {row['key_env']} {'set' if row['key_set'] else 'NOT set'}"
+        fallback = f", falls back to {row['fallback']}" if row["fallback"] else ""
+        click.echo(f"{row['name']} ({row['type']}): {key}{fallback}")
+        if row["base_url"]:
+            click.echo(f"  url     {row['base_url']}")
+        for model, model_id in row["models"].items():
+            click.echo(f"  {model:<13} -> {model_id:<28} {_money(row['price_per_image'][model])}/image")
+
+
 def main(argv: list[str] | None = None, seams: Seams | None = None) -> None:
     cli.main(args=argv, obj=seams, prog_name="assetbuild")
 

@@ -205,5 +205,9 @@ def _check_provider_names(loaded: LoadedManifest) -> None:
         check(cfg.fallback, "providers", name, "fallback")
         if cfg.fallback == name:
             raise loaded.error("a provider cannot fall back to itself", "providers", name, "fallback")
+        fallback = m.providers.get(cfg.fallback or "")
+        if cfg.fallback == "local" or (fallback is not None and fallback.type == "local"):
+            raise loaded.error("the local placeholder renderer cannot stand in for Seedream; "
+                               "fall back to another Seedream host", "providers", name, "fallback")
     for asset_id, spec in m.assets.items():
         check(spec.provider, "assets", asset_id, "provider")
