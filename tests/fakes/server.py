@@ -166,6 +166,7 @@ class Emulator:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else Nagle + delayed ACK add ~40 ms a request
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass

@@ -1,0 +1,171 @@
+"""Atlas Cloud: Seedream 4.0 / 4.5 as asynchronous predictions (providers.md §3).
+
+``POST /api/v1/model/generateImage`` starts a prediction (``data.id``); ``GET
+/api/v1/model/prediction/{id}`` reports it until ``data.outputs[]`` holds the images. Every
+answer is a ``{code, message, data}`` envelope, and a ``code`` other than 200 is an error even
+under HTTP 200. The model id carries the mode: ``/edit`` with references, ``/sequential`` for
+a batch, ``/edit-sequential`` for both (4.0 only). Sizes are exact pixels, ``"W*H"``, so the
+results are checked for exactly those dimensions. References are uploaded with
+``uploadMedia`` and sent as URLs in ``images``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..errors import ProviderError, ProviderRefused, ProviderUnavailable, UserError
+from ._http import HostError, default_error_parser
+from ._remote import RemoteProvider
+from .base import GenerationRequest, GenerationResult, JobStore, ReferenceImage
+from .evolink import JobState, count_prompt, envelope_error, run_async_job
+
+RUNNING_STATUSES = ("created", "processing")  # "created" from the shared WaveSpeed schema (§6.3)
+SUCCEEDED_STATUSES = ("completed", "succeeded")  # model pages also accept "succeeded" (§3.4)
+MODERATION_CODE = 1039  # [3p] only (§3.5): unconfirmed
+MODE_SUFFIXES = {  # (has references, count > 1) -> model id suffix (§3.2)
+    (False, False): "",
+    (True, False): "/edit",
+    (False, True): "/sequential",
+    (True, True): "/edit-sequential",
+}
+
+
+def parse_error(status: int, body: Any, text: str) -> HostError:
+    """Atlas's ``{code, message, data}`` envelope (§3.4). The failure text is ``data.error``
+    when there is one, else ``message``; the code is an ``error_code`` (top level or in
+    ``data``; where it appears is unconfirmed) else the envelope's ``code``. A refusal is
+    ``error_code`` 1039 (§3.5, unconfirmed) or recognised by its words."""
+    if not isinstance(body, dict):
+        return default_error_parser(status, body, text)
+    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    error_code = data.get("error_code", body.get("error_code"))
+    code = error_code if error_code is not None else body.get("code")
+    message = data.get("error") or body.get("message") or body.get("msg") or ""
+    parsed = default_error_parser(status, {"error": {"code": code, "message": message}}, text)
+    return parsed._replace(refused=parsed.refused or str(error_code) == str(MODERATION_CODE))
+
+
+class AtlasCloudProvider(RemoteProvider):
+    type: ClassVar[str] = "atlascloud"
+    default_base_url: ClassVar[str] = "https://api.atlascloud.ai"
+    default_key_env: ClassVar[str] = "ATLASCLOUD_API_KEY"
+    model_ids: ClassVar[dict[str, str]] = {
+        "seedream-4.0": "bytedance/seedream-v4", "seedream-4.5": "bytedance/seedream-v4.5",
+    }
+    # §3.2 prices per run, taken as per image (the conservative reading for sequential runs).
+    # 4.0 text-to-image is unconfirmed: the /edit and /edit-sequential price ($0.027), the
+    # highest listed for 4.0, stands for every 4.0 mode ($0.024 /sequential is one locale only).
+    prices: ClassVar[dict[str, float]] = {"seedream-4.0": 0.027, "seedream-4.5": 0.036}
+    # Atlas documents no reference limit; its fields match WaveSpeed's, whose edit models take
+    # at most 10 images (§3.3, §6.2): unconfirmed.
+    max_references: ClassVar[dict[str, int]] = {"seedream-4.0": 10, "seedream-4.5": 10}
+    error_parser = staticmethod(parse_error)
+
+    def variant_id(self, request: GenerationRequest) -> str:
+        """The host model id for this request's mode: base id + /edit, /sequential, ..."""
+        mode = (bool(request.references), request.count > 1)
+        return self.model_id(request.model) + MODE_SUFFIXES[mode]
+
+    def validate(self, request: GenerationRequest) -> None:
+        super().validate(request)
+        where = f"asset {request.asset_id}: provider {self.name} ({self.type})"
+        if request.watermark:
+            raise UserError(f"{where} documents no watermark option (providers.md §3.3); set watermark = false")
+        if request.model == "seedream-4.5" and request.references and request.count > 1:
+            raise UserError(
+                f"{where} lists no seedream-4.5 model for several images from references "
+                "(no bytedance/seedream-v4.5/edit-sequential); use count = 1, or seedream-4.0"
+            )
+
+    def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
+        self.validate(request)
+        model_id = self.variant_id(request)
+        return run_async_job(
+            self, request, jobs,
+            model_id=model_id,
+            submit=lambda: self._submit(request, model_id),
+            fetch=self._fetch,
+            exact_size=True,
+        )
+
+    def request_body(self, request: GenerationRequest, model_id: str, image_urls: list[str]) -> dict[str, Any]:
+        """The flat prediction body (§3.3): exact ``W*H`` pixels, ``max_images`` for a batch."""
+        body: dict[str, Any] = {
+            "model": model_id,
+            "prompt": count_prompt(request.prompt, request.count),
+            "size": f"{request.width}*{request.height}",
+        }
+        if image_urls:
+            body["images"] = image_urls
+        if request.count > 1:
+            body["max_images"] = request.count
+        if request.seed is not None:
+            body["seed"] = request.seed  # unconfirmed field (§3.3): the host may ignore it
+        body.update(request.params)
+        return body
+
+    def _submit(self, request: GenerationRequest, model_id: str) -> str:
+        image_urls = [self._upload(ref) for ref in request.references]
+        label = "POST /api/v1/model/generateImage"
+        body = self.http.request_json("POST", "/api/v1/model/generateImage",
+                                      json=self.request_body(request, model_id, image_urls))
+        data = self._unwrap(body, label)
+        if not data.get("id"):
+            raise ProviderUnavailable(f"{label} returned no prediction id", provider=self.name)
+        return str(data["id"])
+
+    def _upload(self, ref: ReferenceImage) -> str:
+        """A temporary URL for the reference (multipart field ``file``). The docs' examples read
+        a top-level ``url``, several clients ``data.download_url`` (§3.4): both accepted."""
+        label = f"reference upload of {ref.label}"
+        body = self.http.request_json(
+            "POST", "/api/v1/model/uploadMedia",
+            files={"file": (f"reference.{ref.format}", ref.data, ref.media_type)},
+            idempotent=True,  # an upload bills nothing: retrying it after a timeout is safe
+        )
+        data = self._unwrap(body, label)
+        url = body.get("url") or data.get("download_url")
+        if not isinstance(url, str) or not url:
+            raise ProviderUnavailable(f"{label} returned no URL", provider=self.name)
+        return url
+
+    def _fetch(self, prediction_id: str) -> JobState:
+        data = self._unwrap(self.http.request_json("GET", f"/api/v1/model/prediction/{prediction_id}"),
+                            f"GET /api/v1/model/prediction/{prediction_id}")
+        status = data.get("status")
+        if status in RUNNING_STATUSES:
+            return JobState(running=True)
+        if status in SUCCEEDED_STATUSES:
+            return JobState(running=False, outputs=tuple(_output_url(o) for o in data.get("outputs") or () if o))
+        return JobState(running=False, error=self._prediction_error(prediction_id, data))
+
+    def _prediction_error(self, prediction_id: str, data: dict[str, Any]) -> ProviderError:
+        """A failed prediction: a refusal (moderation) or the host's trouble."""
+        err = parse_error(200, {"data": data}, f"status {data.get('status')}")
+        message = f"prediction {prediction_id} failed: {self.http.redact(err.message)}"
+        cls = ProviderRefused if err.refused else ProviderUnavailable
+        return cls(message, provider=self.name, code=err.code)
+
+    def _unwrap(self, body: Any, label: str) -> dict[str, Any]:
+        """``data`` of a ``{code, message, data}`` envelope, raising when ``code`` is not 200
+        (an error even under HTTP 200, §3.4). A body without the envelope (the older
+        top-level shapes of §3.4) is returned whole."""
+        if not isinstance(body, dict):
+            raise ProviderUnavailable(f"{label} returned no JSON object", provider=self.name)
+        code = body.get("code")
+        if code is not None and str(code) != "200":
+            raise envelope_error(self, label, parse_error(200, body, ""), code if isinstance(code, int) else None)
+        data = body.get("data")
+        return data if isinstance(data, dict) else body
+
+
+def _output_url(output: Any) -> str:
+    """An output as a URL. ``enable_base64_output`` (settable through ``params``) makes outputs
+    naked base64 (§3.3, §6.2); those become data URLs, which the client decodes in place."""
+    text = str(output)
+    if text.startswith(("http://", "https://", "data:")):
+        return text
+    return f"data:image/jpeg;base64,{text}"
+
+
+__all__ = ["AtlasCloudProvider", "parse_error"]

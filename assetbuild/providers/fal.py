@@ -1,0 +1,144 @@
+"""fal.ai: Seedream through fal's queue (providers.md §5).
+
+``POST {base_url}/fal-ai/bytedance/seedream/v4/{text-to-image|edit}`` (4.5: ``.../v4.5/...``)
+answers ``{request_id, status_url, response_url}``; ``status_url`` is polled through
+``IN_QUEUE`` → ``IN_PROGRESS`` → ``COMPLETED``, then ``response_url`` gives
+``{images: [{url, width, height, content_type}], seed}``. A request that failed surfaces as an
+error on that result call (§5.1). The queue URLs live under the app's first two path segments
+(``fal-ai/bytedance/requests/{id}``), not under the full model path (§7.6): the URLs submit
+returns are used, and built from those two segments when it returns none.
+
+What is sent (§5.2): ``prompt``; ``image_size`` as exact ``{width, height}``; ``num_images =
+count`` with ``max_images = 1`` (``num_images`` runs separate generations of exactly one image
+each, so exactly ``count`` images come back; ``max_images > 1`` would let the model decide how
+many); ``seed`` when given; references as data URIs in ``image_urls`` on the ``edit`` endpoint.
+fal takes at most 10 references and silently keeps the *last* 10 of more (§5.2), which would
+change the picture without a word, so validate() refuses more than 10 instead.
+
+fal has no watermark option; its price is $0.03 (4.0, [doc]) and $0.04 (4.5, [3p]) per image.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ProviderError, ProviderUnavailable, UserError
+from ._http import HostError, default_error_parser
+from .apiframe import AsyncRemoteProvider, merge_params
+from .base import GenerationRequest, GenerationResult, JobStore
+
+T2I_PIXELS = (960 * 960, 4096 * 4096)  # text-to-image: total pixels (§5.2)
+EDIT_SIDE = (1024, 4096)  # edit: each side (§5.2)
+RUNNING = ("IN_QUEUE", "IN_PROGRESS")
+
+
+def parse_fal_error(status: int, body: Any, text: str) -> HostError:
+    """``{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`` (§5.2): the first item's
+    ``type`` is the code; ``content_policy_violation`` is a refusal."""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    items = [d for d in detail if isinstance(d, dict)] if isinstance(detail, list) else []
+    if not items:
+        return default_error_parser(status, body, text)
+    code = str(items[0].get("type") or "") or None
+    message = "; ".join(_describe(item) for item in items)
+    refused = default_error_parser(status, {"error": {"code": code, "message": message}}, text).refused
+    return HostError(code, message, refused)
+
+
+def _describe(item: dict[str, Any]) -> str:
+    loc = [str(part) for part in item.get("loc") or [] if part != "body"]
+    msg = str(item.get("msg") or item.get("type") or "error")
+    return f"{'.'.join(loc)}: {msg}" if loc else msg
+
+
+class FalProvider(AsyncRemoteProvider):
+    type = "fal"
+    default_base_url = "https://queue.fal.run"
+    default_key_env = "FAL_KEY"
+    # The app paths; "/text-to-image" or "/edit" is appended per request.
+    model_ids = {"seedream-4.0": "fal-ai/bytedance/seedream/v4", "seedream-4.5": "fal-ai/bytedance/seedream/v4.5"}
+    prices = {"seedream-4.0": 0.03, "seedream-4.5": 0.04}  # §5.2: 4.0 [doc], 4.5 [3p]
+    max_references = {"seedream-4.0": 10, "seedream-4.5": 10}
+    max_count = 6  # num_images 1–6
+    modeled_keys = ("prompt", "image_size", "num_images", "max_images", "image_urls", "seed")
+    error_parser = staticmethod(parse_fal_error)
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"Authorization": f"Key {key}"}
+
+    def validate(self, request: GenerationRequest) -> None:
+        super().validate(request)
+        w, h = request.width, request.height
+        if request.references:
+            lo, hi = EDIT_SIDE
+            if not (lo <= w <= hi and lo <= h <= hi):
+                raise UserError(f"{self.where(request)} edits (with references) at {lo} to {hi} px a side; "
+                                f"{w}x{h} is outside that")
+        else:
+            lo, hi = T2I_PIXELS
+            if not lo <= w * h <= hi:
+                raise UserError(f"{self.where(request)} makes 960x960 to 4096x4096 pixels in total; "
+                                f"{w}x{h} is outside that")
+
+    def endpoint(self, request: GenerationRequest) -> str:
+        return f"{self.model_id(request.model)}/{'edit' if request.references else 'text-to-image'}"
+
+    def request_body(self, request: GenerationRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "prompt": request.prompt,
+            "image_size": {"width": request.width, "height": request.height},
+            "num_images": request.count,
+            "max_images": 1,
+        }
+        if request.references:
+            body["image_urls"] = [ref.data_url() for ref in request.references]
+        if request.seed is not None:
+            body["seed"] = request.seed
+        return merge_params(body, request.params)
+
+    def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
+        self.validate(request)
+        endpoint = self.endpoint(request)
+        body = self.request_body(request)
+        output, failure, job_id = self.run_job(request, jobs, lambda: self._submit(endpoint, body), self._wait)
+        images = output.get("images") if isinstance(output, dict) else None
+        urls = [item.get("url") for item in images or [] if isinstance(item, dict)]
+        return self.collect(request, jobs, [u for u in urls if isinstance(u, str) and u], model_id=endpoint,
+                            request_id=job_id, exact_size=True, failure=failure)
+
+    def _submit(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        reply = self.http.request_json("POST", f"/{endpoint}", json=body)
+        request_id = reply.get("request_id") if isinstance(reply, dict) else None
+        if not isinstance(request_id, str) or not request_id:
+            raise ProviderUnavailable(f"POST /{endpoint} returned no request_id", provider=self.name)
+        app = "/".join(endpoint.split("/")[:2])  # "fal-ai/bytedance" (§5.1)
+        fallback = f"{self.base_url}/{app}/requests/{request_id}"
+        return {
+            "id": request_id,
+            "status_url": self._queue_url(reply.get("status_url"), f"{fallback}/status"),
+            "response_url": self._queue_url(reply.get("response_url"), fallback),
+        }
+
+    def _queue_url(self, given: Any, fallback: str) -> str:
+        """The URL fal returned, if it is on the configured host (the key is sent to it)."""
+        if isinstance(given, str) and given.startswith(f"{self.base_url}/"):
+            return given
+        return fallback
+
+    def _wait(self, job: dict[str, Any]) -> tuple[Any, ProviderError | None, str]:
+        """The result body, or the error the result call gave (a failed request, §5.1)."""
+        job_id = job["id"]
+        self.poll(lambda: self.http.request_json("GET", job["status_url"]), _finished, job_id=job_id)
+        try:
+            return self.http.request_json("GET", job["response_url"]), None, job_id
+        except ProviderError as exc:
+            if exc.status == 404:
+                raise  # unknown request: a resumed one is submitted anew
+            return None, exc, job_id
+
+
+def _finished(state: Any) -> bool:
+    return not (isinstance(state, dict) and state.get("status") in RUNNING)
+
+
+__all__ = ["FalProvider", "parse_fal_error"]

@@ -1,0 +1,149 @@
+"""Replicate: Seedream as predictions of ``bytedance/seedream-4`` / ``bytedance/seedream-4.5``
+(providers.md §6.1).
+
+``POST /v1/models/{model}/predictions`` with ``{"input": {...}}`` creates a prediction, and
+``GET /v1/predictions/{id}`` is polled through ``starting`` → ``processing`` → ``succeeded`` |
+``failed`` | ``canceled``; ``output`` is an array of URI strings (a single string is accepted
+too). ``Prefer: wait`` is not sent: the submit stays short and the job id is persisted before
+any waiting, so a crash resumes the prediction instead of paying for another.
+
+What is sent in ``input``: ``prompt``; ``size: "custom"`` with exact ``width`` / ``height`` when
+both sides are within 1024–4096, else the nearest keyword (``1K``/``2K``/``4K``; 4.5 has no
+``1K``) by pixel count with the nearest ``aspect_ratio`` (and then only decoding is checked, not
+the size); ``sequential_image_generation: "auto"`` with ``max_images = count`` for a batch (the
+model makes *up to* that many; fewer is an error carrying the ones made), ``"disabled"`` with
+``max_images = 1`` otherwise; references as data URLs in ``image_input`` — Replicate accepts
+data URLs for file inputs (its API schema recommends them for files up to 256 KB and hosted URLs
+for larger ones; the files API is not used here, unconfirmed for large references).
+
+The Seedream schemas have no ``seed`` and no watermark (§6.1): ``request.seed`` is not sent (put
+it in ``params`` to send it anyway) and ``watermark = true`` is refused. Price is not documented
+(§6.1): $0.03 / $0.04, Seedream's list price, stand in (unconfirmed).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Callable
+
+from ..errors import ProviderError, ProviderUnavailable
+from ._http import HostError, default_error_parser
+from .apiframe import AsyncRemoteProvider, merge_params
+from .base import GenerationRequest, GenerationResult, JobStore
+
+CUSTOM_SIDE = (1024, 4096)  # width / height with size "custom" (§6.1)
+KEYWORD_SIDES = {"1K": 1024, "2K": 2048, "4K": 4096}
+KEYWORDS = {"seedream-4.0": ("1K", "2K", "4K"), "seedream-4.5": ("2K", "4K")}
+# The aspect_ratio values of Replicate's Seedream schemas (§6.1 says "ratios"; list unconfirmed).
+ASPECT_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9")
+RUNNING = ("starting", "processing")
+ERROR_CODE = re.compile(r"\((E\d{3,4})\)")  # Replicate's error strings end in a code like "(E005)"
+
+
+def parse_replicate_error(status: int, body: Any, text: str) -> HostError:
+    """Replicate's problem documents ``{"title", "detail", "status", "invalid_fields"?}`` (its
+    general API docs; not in providers.md, so unconfirmed here)."""
+    if not isinstance(body, dict) or not ({"title", "detail"} & set(body)):
+        return default_error_parser(status, body, text)
+    fields = body.get("invalid_fields")
+    invalid = [f"{f.get('field')}: {f.get('description')}" for f in fields if isinstance(f, dict)] \
+        if isinstance(fields, list) else []
+    # ``detail`` lists the invalid fields again, one per line: the structured list reads better.
+    detail = "; ".join(invalid) if invalid else str(body.get("detail") or "")
+    message = ": ".join(part for part in (str(body.get("title") or ""), detail) if part)
+    match = ERROR_CODE.search(message)
+    return HostError(match.group(1) if match else None, message, default_error_parser(status, body, text).refused)
+
+
+def nearest(options: tuple[str, ...], value: float, measure: Callable[[str], float]) -> str:
+    """The option whose ``measure`` is closest to ``value`` on a log scale."""
+    return min(options, key=lambda option: abs(math.log(measure(option) / value)))
+
+
+def size_fields(model: str, width: int, height: int) -> tuple[dict[str, Any], bool]:
+    """``input`` fields for a size, and whether the host promises exactly ``width``x``height``."""
+    lo, hi = CUSTOM_SIDE
+    if lo <= width <= hi and lo <= height <= hi:
+        return {"size": "custom", "width": width, "height": height}, True
+    keyword = nearest(KEYWORDS.get(model, ("2K", "4K")), width * height, lambda k: KEYWORD_SIDES[k] ** 2)
+    ratio = nearest(ASPECT_RATIOS, width / height, _ratio)
+    return {"size": keyword, "aspect_ratio": ratio}, False
+
+
+def _ratio(text: str) -> float:
+    w, h = text.split(":")
+    return int(w) / int(h)
+
+
+def output_urls(output: Any) -> list[str]:
+    """``output`` is an array of URIs (§6.1); a single URI string is accepted too."""
+    items = output if isinstance(output, list) else [output]
+    return [item for item in items if isinstance(item, str) and item]
+
+
+class ReplicateProvider(AsyncRemoteProvider):
+    type = "replicate"
+    default_base_url = "https://api.replicate.com"
+    default_key_env = "REPLICATE_API_TOKEN"
+    model_ids = {"seedream-4.0": "bytedance/seedream-4", "seedream-4.5": "bytedance/seedream-4.5"}
+    prices = {"seedream-4.0": 0.03, "seedream-4.5": 0.04}  # not documented (§6.1): list price, unconfirmed
+    max_references = {"seedream-4.0": 10, "seedream-4.5": 14}
+    modeled_keys = ("input.prompt", "input.image_input", "input.size", "input.aspect_ratio", "input.width",
+                    "input.height", "input.sequential_image_generation", "input.max_images")
+    error_parser = staticmethod(parse_replicate_error)
+
+    def request_body(self, request: GenerationRequest) -> tuple[dict[str, Any], bool]:
+        """The prediction body, and whether the images must come back at the exact size."""
+        size, exact = size_fields(request.model, request.width, request.height)
+        inputs: dict[str, Any] = {
+            "prompt": request.prompt,
+            **size,
+            "sequential_image_generation": "auto" if request.count > 1 else "disabled",
+            "max_images": request.count,
+        }
+        if request.references:
+            inputs["image_input"] = [ref.data_url() for ref in request.references]
+        return merge_params({"input": inputs}, request.params), exact
+
+    def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
+        self.validate(request)
+        model_id = self.model_id(request.model)
+        body, exact = self.request_body(request)
+        state = self.run_job(request, jobs, lambda: self._submit(model_id, body), self._wait)
+        job_id = str(state.get("id"))
+        status = state.get("status")
+        failure: ProviderError | None = None
+        if status == "failed":
+            error = str(state.get("error") or "")
+            match = ERROR_CODE.search(error)
+            failure = self.failed_job(job_id, error, match.group(1) if match else "failed")
+        elif status != "succeeded":
+            failure = ProviderUnavailable(f"prediction {job_id} ended {status}", provider=self.name,
+                                          code=str(status))
+        urls = output_urls(state.get("output")) if failure is None else []
+        return self.collect(request, jobs, urls, model_id=model_id, request_id=job_id, exact_size=exact,
+                            failure=failure)
+
+    def _submit(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        path = f"/v1/models/{model_id}/predictions"
+        reply = self.http.request_json("POST", path, json=body)
+        prediction_id = reply.get("id") if isinstance(reply, dict) else None
+        if not isinstance(prediction_id, str) or not prediction_id:
+            raise ProviderUnavailable(f"POST {path} returned no prediction id", provider=self.name)
+        return {"id": prediction_id}
+
+    def _wait(self, job: dict[str, Any]) -> dict[str, Any]:
+        path = f"/v1/predictions/{job['id']}"
+        state = self.poll(lambda: self.http.request_json("GET", path), _finished, job_id=job["id"])
+        if not isinstance(state, dict):
+            raise ProviderUnavailable(f"GET {path} returned no prediction", provider=self.name)
+        state.setdefault("id", job["id"])
+        return state
+
+
+def _finished(state: Any) -> bool:
+    return not (isinstance(state, dict) and state.get("status") in RUNNING)
+
+
+__all__ = ["ReplicateProvider", "parse_replicate_error", "size_fields"]

@@ -1,0 +1,378 @@
+"""An emulator of Apiframe's v2 image API (providers.md §4), and the base it shares with the
+fal and Replicate emulators.
+
+``POST /v2/images/generate`` checks ``X-API-Key``, rejects any key the OpenAPI schema does not
+list (``additionalProperties: false`` at every level) and out-of-range values with 400
+``{"error", "details": {"<json.path>": [msgs]}}``, charges a credit (402 when ``credits`` runs
+out) and answers 202 ``{jobId, status: "QUEUED"}``. An ``Idempotency-Key`` it has seen replays
+the original job with its current status and charges nothing (§4.1). ``GET /v2/jobs/{id}`` is
+``QUEUED`` / ``PROCESSING`` for ``polls_until_done`` polls, then ``COMPLETED`` with ``result``
+in the shape ``result_shape`` names (the OpenAPI file leaves it untyped, §4.3). ``POST
+/v2/uploads`` (schema not in providers.md: designed here) takes multipart field ``file`` and
+answers ``{"url"}`` or ``{"data": {"url"}}`` (``upload_shape``); ``image_input`` must name
+http(s) URLs, and URLs on this server must be uploads it holds.
+
+Faults, besides the base's: ``fail_next_job(code, message, after=0)`` (``code`` is the
+terminal status, ``FAILED`` or ``CANCELLED``: Apiframe jobs carry an error string, no code),
+``credits``, and ``expire_results()`` also marks finished jobs ``expired`` (§4.3).
+
+The first part of this module is shared with the fal and Replicate emulators and their tests
+(``HostEmulator``: the uniform interface, jobs, job faults, results on a separate CDN server;
+``reference`` and ``generate_in_threads``); it belongs in ``server.py`` until it moves there.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import threading
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from assetbuild.providers.base import (
+    GenerationRequest, GenerationResult, JobStore, MemoryJobStore, Provider, ReferenceImage,
+)
+from tests.fakes.server import Emulator, Request, Response, make_jpeg, make_png
+
+# -- shared by the apiframe, fal and replicate emulators (belongs in server.py) -------------
+
+
+@functools.lru_cache(maxsize=64)
+def result_image(width: int, height: int, fmt: str) -> bytes:
+    return make_png(width, height) if fmt == "png" else make_jpeg(width, height)
+
+
+def reference(width: int, height: int, fmt: str = "png", label: str = "ref.png") -> ReferenceImage:
+    """A reference image for a request."""
+    data = make_png(width, height, (10, 120, 60)) if fmt == "png" else make_jpeg(width, height, (10, 120, 60))
+    return ReferenceImage(label=label, data=data, media_type=f"image/{fmt}", width=width, height=height)
+
+
+def generate_in_threads(provider: Provider, requests: Sequence[GenerationRequest],
+                        jobs: JobStore | None = None) -> tuple[list[GenerationResult], list[BaseException]]:
+    """Run ``provider.generate`` for every request at once, one thread each."""
+    store = jobs or MemoryJobStore()
+    results: list[GenerationResult] = []
+    errors: list[BaseException] = []
+
+    def run(request: GenerationRequest) -> None:
+        try:
+            results.append(provider.generate(request, store))
+        except BaseException as exc:  # reported to the test, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(request,)) for request in requests]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results, errors
+
+
+@dataclass(frozen=True)
+class JobFault:
+    """How the next job ends instead of succeeding: the host's code and message."""
+
+    code: str
+    message: str
+    status: int | None = None  # an HTTP status, for hosts that report failures that way (fal)
+
+
+class HostEmulator(Emulator):
+    """An async host: the uniform constructor, ``base_url`` and ``submits``; jobs that run for
+    ``polls_until_done`` polls; queued job faults; and result images served by a separate CDN
+    server (``cdn``), as real hosts do, so ``max_in_flight`` counts API requests only and the
+    CDN's request log shows what a download sent."""
+
+    def __init__(self, *, api_key: str = "test-key", clock: Any = None):
+        super().__init__(clock)
+        self.api_key = api_key
+        self.polls_until_done = 1
+        self.cdn = Emulator(clock)
+        self._submits: list[Request] = []
+        self._job_faults: list[JobFault | None] = []
+        self.state_lock = threading.RLock()
+
+    @property
+    def base_url(self) -> str:
+        return self.url
+
+    @property
+    def submits(self) -> list[Request]:
+        """The billable generation submits received (idempotent replays are not billed)."""
+        with self.state_lock:
+            return list(self._submits)
+
+    def bill(self, req: Request) -> None:
+        with self.state_lock:
+            self._submits.append(req)
+
+    def fail_next_job(self, code: str, message: str | None = None, *, after: int = 0,
+                      status: int | None = None) -> None:
+        """The job created after ``after`` more successful ones fails with ``code``."""
+        with self.state_lock:
+            self._job_faults.extend([None] * after)
+            self._job_faults.append(JobFault(code, message or code, status))
+
+    def take_job_fault(self) -> JobFault | None:
+        with self.state_lock:
+            return self._job_faults.pop(0) if self._job_faults else None
+
+    def running(self, polls: int) -> bool:
+        """Whether a job polled ``polls`` times (this poll included) is still running."""
+        return polls <= self.polls_until_done
+
+    def result_url(self, width: int, height: int, fmt: str = "png") -> str:
+        return self.serve_result(result_image(width, height, fmt), "png" if fmt == "png" else "jpg")
+
+    # -- results live on the CDN ------------------------------------------------------------
+
+    def start(self) -> "HostEmulator":
+        self.cdn.start()
+        super().start()
+        return self
+
+    def stop(self) -> None:
+        super().stop()
+        self.cdn.stop()
+
+    def serve_result(self, data: bytes, ext: str = "png") -> str:
+        return self.cdn.serve_result(data, ext)
+
+    def break_next_result(self, kind: str) -> None:
+        self.cdn.break_next_result(kind)
+
+    def expire_results(self) -> None:
+        self.cdn.expire_results()
+
+
+# -- Apiframe ---------------------------------------------------------------------------------
+
+MODELS = ("seedream-3", "seedream-3.1", "seedream-4", "seedream-4.5", "seedream-5-lite", "seedream-5-pro")
+TOP_KEYS = ("model", "prompt", "seedreamParams", "webhookUrl", "webhookEvents")
+PARAM_KEYS = ("image_input", "aspect_ratio", "size", "resolution", "width", "height", "guidance_scale",
+              "seed", "output_format", "use_pre_llm", "enhance_prompt")
+WEBHOOK_EVENTS = ("progress", "completed", "failed")
+MAX_IMAGE_INPUT = 14
+SIDE_RANGE = (512, 4096)
+DEFAULT_SIDE = 2048
+MAX_KEY_CHARS = 255
+CREDITS_PER_JOB = 1
+RESULT_SHAPES = ("string", "list", "images", "image_objects")
+
+
+@dataclass
+class ApiframeJob:
+    id: str
+    body: dict[str, Any]
+    fault: JobFault | None
+    created_at: str
+    polls: int = 0
+    status: str = "QUEUED"
+    result: Any = None
+    error: str | None = None
+    expired: bool = False
+    completed_at: str | None = None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class ApiframeEmulator(HostEmulator):
+    def __init__(self, *, api_key: str = "test-key", clock: Any = None):
+        super().__init__(api_key=api_key, clock=clock)
+        self.result_shape = "string"
+        self.upload_shape = "url"  # "url" | "data.url"
+        self.credits: int | None = None  # None: unlimited
+        self.jobs: dict[str, ApiframeJob] = {}
+        self.uploads: dict[str, bytes] = {}
+        self._by_key: dict[str, str] = {}
+        self.route("submit", "POST", r"/v2/images/generate")(self._submit)
+        self.route("job", "GET", r"/v2/jobs/(?P<id>[^/]+)")(self._job)
+        self.route("upload", "POST", r"/v2/uploads")(self._upload)
+
+    def expire_results(self) -> None:
+        super().expire_results()
+        with self.state_lock:
+            for job in self.jobs.values():
+                job.expired = job.status == "COMPLETED"
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    def _denied(self, req: Request) -> Response | None:
+        if req.headers.get("x-api-key") != self.api_key:
+            return Response(401, {"error": "Invalid or missing API key"})
+        return None
+
+    def _submit(self, req: Request) -> Response:
+        denied = self._denied(req)
+        if denied:
+            return denied
+        key = req.headers.get("idempotency-key")
+        if key is not None and not 1 <= len(key) <= MAX_KEY_CHARS:
+            return Response(400, {"error": "Validation failed",
+                                  "details": {"Idempotency-Key": [f"must be 1 to {MAX_KEY_CHARS} characters"]}})
+        with self.state_lock:
+            if key in self._by_key:  # a replay: the original job, not billed again (§4.1)
+                job = self.jobs[self._by_key[key]]
+                return Response(202, {"jobId": job.id, "status": job.status})
+            try:
+                body = req.json
+            except ValueError:
+                return Response(400, {"error": "Invalid JSON body"})
+            details = self._validate(body)
+            if details:
+                return Response(400, {"error": "Validation failed", "details": details})
+            if self.credits is not None:
+                if self.credits < CREDITS_PER_JOB:
+                    return Response(402, {"error": "Insufficient credits", "creditsRequired": CREDITS_PER_JOB,
+                                          "creditsAvailable": self.credits})
+                self.credits -= CREDITS_PER_JOB
+            job = ApiframeJob(str(uuid.uuid4()), body, self.take_job_fault(), self._timestamp())
+            self.jobs[job.id] = job
+            if key is not None:
+                self._by_key[key] = job.id
+            self.bill(req)
+        return Response(202, {"jobId": job.id, "status": job.status})
+
+    def _job(self, req: Request) -> Response:
+        denied = self._denied(req)
+        if denied:
+            return denied
+        with self.state_lock:
+            job = self.jobs.get(req.match["id"])
+            if job is None:
+                return Response(404, {"error": "Job not found"})
+            if job.status in ("QUEUED", "PROCESSING"):
+                self._advance(job)
+            return Response(200, self._render(job))
+
+    def _upload(self, req: Request) -> Response:
+        denied = self._denied(req)
+        if denied:
+            return denied
+        if not req.headers.get("content-type", "").startswith("multipart/form-data"):
+            return Response(400, {"error": "Expected multipart/form-data with a file field"})
+        upload = req.multipart().get("file")
+        if upload is None or not upload[1]:
+            return Response(400, {"error": "Validation failed", "details": {"file": ["Required"]}})
+        filename, data = upload
+        ext = (filename or "upload.png").rsplit(".", 1)[-1]
+        with self.state_lock:
+            name = f"{uuid.uuid4().hex}.{ext}"
+            self.uploads[name] = data
+        url = f"{self.url}/_uploads/{name}"
+        return Response(201, {"url": url} if self.upload_shape == "url" else {"data": {"url": url}})
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def _advance(self, job: ApiframeJob) -> None:
+        job.polls += 1
+        if self.running(job.polls):
+            job.status = "QUEUED" if job.polls == 1 else "PROCESSING"
+            return
+        job.completed_at = self._timestamp()
+        if job.fault is not None:
+            job.status = job.fault.code if job.fault.code in ("FAILED", "CANCELLED") else "FAILED"
+            job.error = job.fault.message
+            return
+        params = job.body.get("seedreamParams") or {}
+        fmt = "png" if params.get("output_format") == "png" else "jpeg"
+        url = self.result_url(params.get("width", DEFAULT_SIDE), params.get("height", DEFAULT_SIDE), fmt)
+        job.status = "COMPLETED"
+        job.result = {"string": url, "list": [url], "images": {"images": [url]},
+                      "image_objects": {"images": [{"url": url}]}}[self.result_shape]
+
+    def _render(self, job: ApiframeJob) -> dict[str, Any]:
+        done = job.status not in ("QUEUED", "PROCESSING")
+        return {
+            "id": job.id, "status": job.status, "model": job.body.get("model"), "input": job.body,
+            "progress": 100 if done else (0 if job.status == "QUEUED" else 50),
+            "result": job.result, "error": job.error,
+            "creditCost": CREDITS_PER_JOB if job.status == "COMPLETED" else None, "webhookStatus": None,
+            "createdAt": job.created_at, "completedAt": job.completed_at, "expired": job.expired,
+        }
+
+    def _timestamp(self) -> str:
+        return _dt.datetime.now(_dt.timezone.utc).isoformat()
+
+    # -- validation (§4.2) ------------------------------------------------------------------
+
+    def _validate(self, body: Any) -> dict[str, list[str]]:
+        details: dict[str, list[str]] = defaultdict(list)
+        if not isinstance(body, dict):
+            details[""].append("Expected object")
+            return dict(details)
+        _unknown_keys(body, TOP_KEYS, "", details)
+        if body.get("model") not in MODELS:
+            details["model"].append(f"Invalid enum value. Expected {' | '.join(MODELS)}")
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not 1 <= len(prompt) <= 2000:
+            details["prompt"].append("Expected a string of 1 to 2000 characters")
+        if "seedreamParams" in body:
+            self._validate_params(body["seedreamParams"], details)
+        if "webhookUrl" in body and not _is_http_url(body["webhookUrl"]):
+            details["webhookUrl"].append("Invalid url")
+        events = body.get("webhookEvents", ["completed"])
+        if not isinstance(events, list) or not events or any(e not in WEBHOOK_EVENTS for e in events):
+            details["webhookEvents"].append(f"Expected a non-empty array of {' | '.join(WEBHOOK_EVENTS)}")
+        return dict(details)
+
+    def _validate_params(self, params: Any, details: dict[str, list[str]]) -> None:
+        where = "seedreamParams"
+        if not isinstance(params, dict):
+            details[where].append("Expected object")
+            return
+        _unknown_keys(params, PARAM_KEYS, f"{where}.", details)
+        for name in ("width", "height"):
+            value = params.get(name, SIDE_RANGE[0])
+            if not _is_int(value) or not SIDE_RANGE[0] <= value <= SIDE_RANGE[1]:
+                details[f"{where}.{name}"].append(f"Expected an integer from {SIDE_RANGE[0]} to {SIDE_RANGE[1]}")
+        for name in ("aspect_ratio", "size", "resolution"):
+            if name in params and not isinstance(params[name], str):
+                details[f"{where}.{name}"].append("Expected string")
+        guidance = params.get("guidance_scale", 1)
+        if not _is_number(guidance) or not 1 <= guidance <= 10:
+            details[f"{where}.guidance_scale"].append("Expected a number from 1 to 10")
+        if "seed" in params and not _is_int(params["seed"]):
+            details[f"{where}.seed"].append("Expected integer")
+        if params.get("output_format", "jpg") not in ("jpg", "png"):
+            details[f"{where}.output_format"].append("Invalid enum value. Expected 'jpg' | 'png'")
+        for name in ("use_pre_llm", "enhance_prompt"):
+            if name in params and not isinstance(params[name], bool):
+                details[f"{where}.{name}"].append("Expected boolean")
+        self._validate_image_input(params.get("image_input", []), details)
+
+    def _validate_image_input(self, urls: Any, details: dict[str, list[str]]) -> None:
+        where = "seedreamParams.image_input"
+        if not isinstance(urls, list) or len(urls) > MAX_IMAGE_INPUT:
+            details[where].append(f"Expected an array of at most {MAX_IMAGE_INPUT} URLs")
+            return
+        own = f"{self.url}/_uploads/"
+        for i, url in enumerate(urls):
+            # A fetchable URL: data URIs are unconfirmed for this field (§7.5), so refused here.
+            if not _is_http_url(url):
+                details[f"{where}.{i}"].append("Invalid url")
+            elif url.startswith(own) and url[len(own):] not in self.uploads:
+                details[f"{where}.{i}"].append("Image could not be fetched")
+
+
+def _unknown_keys(obj: dict[str, Any], allowed: tuple[str, ...], prefix: str, details: dict[str, list[str]]) -> None:
+    extra = [key for key in obj if key not in allowed]
+    if extra:
+        details[prefix.rstrip(".") or "(root)"].append(
+            f"Unrecognized key(s) in object: {', '.join(repr(k) for k in extra)}")
+
+
+def _is_http_url(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
+__all__ = ["ApiframeEmulator", "HostEmulator", "JobFault", "generate_in_threads", "reference", "result_image"]

@@ -1,0 +1,202 @@
+"""An emulator of Replicate's predictions API for Seedream (providers.md §6.1).
+
+``POST /v1/models/bytedance/{seedream-4|seedream-4.5}/predictions`` checks ``Authorization:
+Bearer <token>``, the prediction body (only ``input``, ``stream``, ``webhook``,
+``webhook_events_filter``: the request schema has ``additionalProperties: false``) and the
+model's documented inputs (§6.1: ``size`` keywords per version, ``width`` / ``height``
+1024–4096, ``aspect_ratio``, ``sequential_image_generation``, ``max_images`` 1–15, 10 (4.0) /
+14 (4.5) ``image_input`` items as URLs or data URLs, inputs + outputs <= 15), answering 422
+problem documents ``{"title", "detail", "status", "invalid_fields"}``, and creates a prediction
+(201). ``GET /v1/predictions/{id}`` is ``starting`` / ``processing`` for ``polls_until_done``
+polls, then ``succeeded`` with ``output`` an array of URLs (``output_shape = "string"`` gives a
+single URL for a single image). ``base_url`` is the server root, like ``https://api.replicate.com``.
+
+Faults, besides the base's: ``fail_next_job(code, message)`` ends the next prediction ``failed``
+with ``error = "<message> (<code>)"`` (``code="canceled"`` ends it ``canceled``);
+``batch_limit`` caps the images sequential generation makes ("up to" ``max_images``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from tests.fakes.apiframe import HostEmulator, JobFault
+from tests.fakes.server import Request, Response
+
+MODELS = {"bytedance/seedream-4": "4.0", "bytedance/seedream-4.5": "4.5"}
+VERSION_IDS = {"4.0": "5f2c" * 16, "4.5": "a91e" * 16}  # stand-ins for the 64-hex version ids
+SIZES = {"4.0": ("1K", "2K", "4K", "custom"), "4.5": ("2K", "4K", "custom")}
+KEYWORD_SIDES = {"1K": 1024, "2K": 2048, "4K": 4096}
+ASPECT_RATIOS = ("match_input_image", "1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9")
+MAX_INPUTS = {"4.0": 10, "4.5": 14}
+FLAGS = {"4.0": ("enhance_prompt",), "4.5": ("disable_safety_checker",)}
+BODY_KEYS = ("input", "stream", "webhook", "webhook_events_filter")
+CUSTOM_SIDE = (1024, 4096)
+MAX_IMAGES = 15
+
+
+@dataclass
+class Prediction:
+    id: str
+    model: str
+    version: str
+    input: dict[str, Any]
+    size: tuple[int, int]
+    fault: JobFault | None
+    created_at: str
+    polls: int = 0
+    status: str = "starting"
+    output: Any = None
+    error: str | None = None
+
+
+def _problem(status: int, title: str, detail: str, **extra: Any) -> Response:
+    return Response(status, {"title": title, "detail": detail, "status": status, **extra},
+                    content_type="application/problem+json")
+
+
+def _is_int(value: Any, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat()
+
+
+class ReplicateEmulator(HostEmulator):
+    def __init__(self, *, api_key: str = "test-key", clock: Any = None):
+        super().__init__(api_key=api_key, clock=clock)
+        self.output_shape = "list"  # "list" | "string" (single image only)
+        self.batch_limit: int | None = None
+        self.predictions: dict[str, Prediction] = {}
+        self.route("create", "POST", r"/v1/models/(?P<model>[^/]+/[^/]+)/predictions")(self._create)
+        self.route("get", "GET", r"/v1/predictions/(?P<id>[^/]+)")(self._get)
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    def _denied(self, req: Request) -> Response | None:
+        if req.headers.get("authorization") != f"Bearer {self.api_key}":
+            return _problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+        return None
+
+    def _create(self, req: Request) -> Response:
+        denied = self._denied(req)
+        if denied:
+            return denied
+        version = MODELS.get(req.match["model"])
+        if version is None:
+            return _problem(404, "Not found", "The requested resource could not be found.")
+        try:
+            body = req.json
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
+            return _problem(422, "Input validation failed", "- input: Invalid type. Expected: object")
+        invalid = [{"type": "additional_property_not_allowed", "field": key,
+                    "description": f"Additional property {key} is not allowed"}
+                   for key in body if key not in BODY_KEYS]
+        size = self._validate(body["input"], version, invalid)
+        if invalid:
+            detail = "\n".join(f"- {f['field']}: {f['description']}" for f in invalid)
+            return _problem(422, "Input validation failed", detail, invalid_fields=invalid)
+        with self.state_lock:
+            prediction = Prediction(uuid.uuid4().hex[:26], req.match["model"], VERSION_IDS[version],
+                                    body["input"], size, self.take_job_fault(), _now())
+            self.predictions[prediction.id] = prediction
+            self.bill(req)
+            return Response(201, self._render(prediction))
+
+    def _get(self, req: Request) -> Response:
+        denied = self._denied(req)
+        if denied:
+            return denied
+        with self.state_lock:
+            prediction = self.predictions.get(req.match["id"])
+            if prediction is None:
+                return _problem(404, "Not found", "The requested resource could not be found.")
+            if prediction.status in ("starting", "processing"):
+                self._advance(prediction)
+            return Response(200, self._render(prediction))
+
+    # -- predictions ------------------------------------------------------------------------
+
+    def _advance(self, prediction: Prediction) -> None:
+        prediction.polls += 1
+        if self.running(prediction.polls):
+            prediction.status = "starting" if prediction.polls == 1 else "processing"
+            return
+        fault = prediction.fault
+        if fault is not None:
+            prediction.status = "canceled" if fault.code == "canceled" else "failed"
+            if prediction.status == "failed":
+                prediction.error = f"{fault.message} ({fault.code})"
+            return
+        inputs = prediction.input
+        made = inputs.get("max_images", 1) if inputs.get("sequential_image_generation") == "auto" else 1
+        if self.batch_limit is not None:
+            made = min(made, self.batch_limit)
+        urls = [self.result_url(*prediction.size, fmt="jpeg") for _ in range(made)]
+        prediction.status = "succeeded"
+        prediction.output = urls[0] if self.output_shape == "string" and len(urls) == 1 else urls
+
+    def _render(self, p: Prediction) -> dict[str, Any]:
+        get = f"{self.url}/v1/predictions/{p.id}"
+        return {
+            "id": p.id, "model": p.model, "version": p.version, "input": p.input, "logs": "",
+            "output": p.output, "data_removed": False, "error": p.error, "status": p.status,
+            "created_at": p.created_at,
+            "urls": {"get": get, "cancel": f"{get}/cancel", "web": f"https://replicate.com/p/{p.id}"},
+        }
+
+    # -- validation (§6.1) ------------------------------------------------------------------
+
+    def _validate(self, inputs: dict[str, Any], version: str, invalid: list[dict[str, Any]]) -> tuple[int, int]:
+        def bad(name: str, description: str) -> None:
+            invalid.append({"type": "invalid", "field": f"input.{name}", "description": description})
+
+        if not isinstance(inputs.get("prompt"), str) or not inputs["prompt"]:
+            bad("prompt", "prompt is required")
+        for name in FLAGS[version]:
+            if name in inputs and not isinstance(inputs[name], bool):
+                bad(name, "Invalid type. Expected: boolean")
+        if inputs.get("sequential_image_generation", "disabled") not in ("disabled", "auto"):
+            bad("sequential_image_generation", "must be one of: disabled, auto")
+        max_images = inputs.get("max_images", 1)
+        if not _is_int(max_images, 1, MAX_IMAGES):
+            bad("max_images", f"must be an integer from 1 to {MAX_IMAGES}")
+            max_images = 1
+        refs = inputs.get("image_input", [])
+        if not isinstance(refs, list) or len(refs) > MAX_INPUTS[version]:
+            bad("image_input", f"must be an array of at most {MAX_INPUTS[version]} images")
+        elif any(not isinstance(r, str) or not r.startswith(("http://", "https://", "data:")) for r in refs):
+            bad("image_input", "each item must be a URI (an http(s) URL or a data URL)")
+        elif len(refs) + max_images > MAX_IMAGES:
+            bad("max_images", "input images + generated images must be at most 15")
+        return self._size(inputs, version, bad)
+
+    @staticmethod
+    def _size(inputs: dict[str, Any], version: str, bad: Callable[[str, str], None]) -> tuple[int, int]:
+        size = inputs.get("size", "2K")
+        if size not in SIZES[version]:
+            bad("size", f"size must be one of: {', '.join(SIZES[version])}")
+            return 2048, 2048
+        ratio_name = inputs.get("aspect_ratio", "match_input_image")
+        if ratio_name not in ASPECT_RATIOS:
+            bad("aspect_ratio", f"aspect_ratio must be one of: {', '.join(ASPECT_RATIOS)}")
+            ratio_name = "1:1"
+        if size == "custom":
+            w, h = inputs.get("width", 2048), inputs.get("height", 2048)
+            for name, value in (("width", w), ("height", h)):
+                if not _is_int(value, *CUSTOM_SIDE):
+                    bad(name, f"{name} must be an integer from {CUSTOM_SIDE[0]} to {CUSTOM_SIDE[1]}")
+            return (w, h) if _is_int(w, *CUSTOM_SIDE) and _is_int(h, *CUSTOM_SIDE) else (2048, 2048)
+        rw, rh = (1, 1) if ratio_name == "match_input_image" else map(int, ratio_name.split(":"))
+        area = KEYWORD_SIDES[size] ** 2
+        return 16 * round(math.sqrt(area * rw / rh) / 16), 16 * round(math.sqrt(area * rh / rw) / 16)
+
+
+__all__ = ["ReplicateEmulator"]

@@ -1,0 +1,349 @@
+"""ApiframeProvider against the Apiframe emulator: real HTTP on 127.0.0.1, a fake clock."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+from assetbuild.errors import ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
+from assetbuild.imageinfo import inspect_image
+from assetbuild.models import ProviderConfig
+from assetbuild.providers.apiframe import ApiframeProvider, idempotency_key
+from assetbuild.providers.base import GenerationRequest, GenerationResult, MemoryJobStore
+from tests.fakes.apiframe import ApiframeEmulator, generate_in_threads, reference
+from tests.fakes.clock import FakeClock
+
+KEY = "test-key-SECRET-123"
+ENV = {"APIFRAME_API_KEY": KEY}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def emu(clock: FakeClock) -> Iterator[ApiframeEmulator]:
+    with ApiframeEmulator(api_key=KEY, clock=clock) as emulator:
+        yield emulator
+
+
+def make_provider(emu: ApiframeEmulator, clock: FakeClock, **config: Any) -> ApiframeProvider:
+    return ApiframeProvider("af", ProviderConfig(type="apiframe", base_url=emu.base_url, **config),
+                            env=ENV, clock=clock)
+
+
+def make_request(**fields: Any) -> GenerationRequest:
+    base: dict[str, Any] = dict(asset_id="hero", fingerprint="fp-hero", prompt="a red fox in snow",
+                                model="seedream-4.0", width=1024, height=1024, size="1024x1024")
+    return GenerationRequest(**{**base, **fields})
+
+
+def sizes(result: GenerationResult) -> list[tuple[int, int]]:
+    return [(info.width, info.height) for info in map(inspect_image, result.images)]
+
+
+# -- what is sent ------------------------------------------------------------------------------
+
+
+def test_text_to_image_sends_documented_fields(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    jobs = MemoryJobStore()
+    result = make_provider(emu, clock).generate(make_request(), jobs)
+
+    assert sizes(result) == [(1024, 1024)]
+    assert (result.model_id, result.cost_usd) == ("seedream-4", 0.03)
+    assert result.request_id == next(iter(emu.jobs))
+    [submit] = emu.submits
+    assert submit.json == {"model": "seedream-4", "prompt": "a red fox in snow",
+                           "seedreamParams": {"width": 1024, "height": 1024}}
+    assert submit.headers["x-api-key"] == KEY and "authorization" not in submit.headers
+    assert submit.headers["content-type"] == "application/json"
+    assert submit.headers["idempotency-key"] == idempotency_key("seedream-4", "fp-hero", 0)
+    assert len(submit.headers["idempotency-key"]) <= 255
+    assert [r.route for r in emu.requests] == ["submit", "job", "job"]  # QUEUED, then COMPLETED
+    assert all("x-api-key" not in r.headers for r in emu.cdn.requests)  # no key to the CDN
+    assert jobs.get(make_provider(emu, clock).job_key(make_request())) is None
+
+
+def test_seedream_45_with_seed_and_params(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    request = make_request(model="seedream-4.5", width=2048, height=2048, size="2K", seed=42,
+                           params={"seedreamParams": {"output_format": "png"}})
+    result = make_provider(emu, clock).generate(request, MemoryJobStore())
+
+    assert [inspect_image(i).media_type for i in result.images] == ["image/png"]
+    assert (result.model_id, result.cost_usd) == ("seedream-4.5", 0.04)
+    assert emu.submits[0].json["seedreamParams"] == {"width": 2048, "height": 2048, "seed": 42,
+                                                     "output_format": "png"}
+
+
+@pytest.mark.parametrize("upload_shape", ["url", "data.url"])
+def test_edit_uploads_references_once_for_all_images(emu: ApiframeEmulator, clock: FakeClock,
+                                                      upload_shape: str) -> None:
+    emu.upload_shape = upload_shape
+    refs = (reference(640, 480, "png", "brand/logo.png"), reference(300, 500, "jpeg", "@mood"))
+    result = make_provider(emu, clock).generate(make_request(references=refs, count=3), MemoryJobStore())
+
+    assert sizes(result) == [(1024, 1024)] * 3
+    uploads = emu.calls("upload")
+    assert len(uploads) == 2
+    parts = [u.multipart()["file"] for u in uploads]
+    assert [data for _, data in parts] == [r.data for r in refs]
+    assert [name for name, _ in parts] == ["reference-1.png", "reference-2.jpeg"]
+    assert all(u.headers["x-api-key"] == KEY for u in uploads)
+    urls = [f"{emu.url}/_uploads/{name}" for name in emu.uploads]
+    assert [s.json["seedreamParams"]["image_input"] for s in emu.submits] == [urls] * 3
+
+
+def test_count_three_is_three_jobs_with_their_own_keys(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    result = make_provider(emu, clock).generate(make_request(count=3), MemoryJobStore())
+
+    assert sizes(result) == [(1024, 1024)] * 3
+    assert result.cost_usd == pytest.approx(0.09)
+    keys = [s.headers["idempotency-key"] for s in emu.submits]
+    assert keys == [idempotency_key("seedream-4", "fp-hero", i) for i in range(3)]
+    assert result.request_id == ",".join(emu.jobs)
+
+
+@pytest.mark.parametrize("shape", ["string", "list", "images", "image_objects"])
+def test_every_result_shape_is_read(emu: ApiframeEmulator, clock: FakeClock, shape: str) -> None:
+    emu.result_shape = shape
+    assert sizes(make_provider(emu, clock).generate(make_request(), MemoryJobStore())) == [(1024, 1024)]
+
+
+# -- limits checked before anything is sent ----------------------------------------------------
+
+
+@pytest.mark.parametrize("fields, words", [
+    (dict(model="seedream-4.5", width=5504, height=3040, size="4K"), "512 to 4096 px a side"),
+    (dict(watermark=True), "no watermark option"),
+    (dict(params={"seedreamParams": {"width": 600}}), "params may not set seedreamParams.width"),
+    (dict(prompt="x" * 2001), "1 to 2000 characters"),
+    (dict(references=tuple(reference(64, 64) for _ in range(15))), "at most 14 reference images"),
+])
+def test_out_of_range_requests_are_user_errors(emu: ApiframeEmulator, clock: FakeClock,
+                                               fields: dict[str, Any], words: str) -> None:
+    with pytest.raises(UserError, match=words):
+        make_provider(emu, clock).generate(make_request(**fields), MemoryJobStore())
+    assert emu.requests == []
+
+
+def test_missing_key_names_the_variable(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    provider = ApiframeProvider("af", ProviderConfig(type="apiframe", base_url=emu.base_url), env={}, clock=clock)
+    with pytest.raises(UserError, match="APIFRAME_API_KEY"):
+        provider.generate(make_request(), MemoryJobStore())
+
+
+def test_unknown_key_is_a_request_error_with_its_path(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    request = make_request(params={"seedreamParams": {"bogus": 1}})
+    with pytest.raises(ProviderRequestError, match=r"HTTP 400: Validation failed: seedreamParams: .*'bogus'"):
+        make_provider(emu, clock).generate(request, MemoryJobStore())
+    assert len(emu.calls("submit")) == 1 and emu.submits == []
+
+
+def test_insufficient_credits_in_plain_words(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.credits = 0
+    with pytest.raises(ProviderRequestError, match="not enough Apiframe credits .*needs 1 credits.* has 0") as info:
+        make_provider(emu, clock).generate(make_request(), MemoryJobStore())
+    assert info.value.status == 402 and len(emu.calls("submit")) == 1
+
+
+# -- transient faults --------------------------------------------------------------------------
+
+
+def test_429_waits_retry_after(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.fail_next("submit", status=429, headers={"Retry-After": "7"}, body={"error": "Rate limit exceeded"})
+    make_provider(emu, clock).generate(make_request(), MemoryJobStore())
+    assert 7.0 in clock.sleeps
+    assert len(emu.calls("submit")) == 2 and len(emu.submits) == 1
+
+
+def test_persistent_429_is_bounded_by_max_attempts(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.fail_next("submit", status=429, headers={"Retry-After": "2"}, times=10)
+    with pytest.raises(ProviderUnavailable, match="HTTP 429.*after 3 attempts"):
+        make_provider(emu, clock, max_attempts=3).generate(make_request(), MemoryJobStore())
+    assert len(emu.calls("submit")) == 3 and clock.sleeps == [2.0, 2.0]
+
+
+def test_500_on_polls_recovers(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.fail_next("job", status=500, body={"error": "queue unavailable"}, times=2)
+    assert len(make_provider(emu, clock).generate(make_request(), MemoryJobStore()).images) == 1
+    assert len(emu.calls("job")) == 4
+
+
+def test_persistent_500_gives_up_after_max_attempts_and_keeps_the_job(emu: ApiframeEmulator,
+                                                                      clock: FakeClock) -> None:
+    emu.fail_next("job", status=503, body={"error": "down"}, times=10)
+    provider = make_provider(emu, clock, max_attempts=3)
+    jobs = MemoryJobStore()
+    with pytest.raises(ProviderUnavailable, match="after 3 attempts"):
+        provider.generate(make_request(), jobs)
+    assert len(emu.calls("job")) == 3
+    assert jobs.get(provider.job_key(make_request())) is not None  # a rerun resumes it
+
+
+def test_timed_out_poll_is_retried(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.fail_next("job", delay_s=1.0)
+    result = make_provider(emu, clock, timeout_s=0.3).generate(make_request(), MemoryJobStore())
+    assert len(result.images) == 1
+
+
+def test_timed_out_submit_is_retried_with_the_same_key(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.fail_next("submit", delay_s=1.0)  # the host never answers the first submit in time
+    result = make_provider(emu, clock, timeout_s=0.3).generate(make_request(), MemoryJobStore())
+    assert len(result.images) == 1
+    first, second = emu.calls("submit")
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
+    assert len(emu.submits) == 1
+
+
+# -- failed jobs and broken results ------------------------------------------------------------
+
+
+def test_failed_job_is_reported_with_its_status_and_not_retried(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.fail_next_job("FAILED", "upstream generation error")
+    provider = make_provider(emu, clock)
+    jobs = MemoryJobStore()
+    with pytest.raises(ProviderUnavailable, match="failed: upstream generation error") as info:
+        provider.generate(make_request(), jobs)
+    assert info.value.code == "FAILED"
+    assert len(emu.calls("submit")) == 1
+    assert jobs.get(provider.job_key(make_request())) is None
+
+
+def test_moderated_job_is_refused(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.fail_next_job("FAILED", "Prompt rejected by content moderation")
+    with pytest.raises(ProviderRefused, match="content moderation"):
+        make_provider(emu, clock).generate(make_request(), MemoryJobStore())
+    assert len(emu.calls("submit")) == 1
+
+
+def test_refused_submit_is_not_retried(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.fail_next("submit", status=400, body={"error": "Prompt flagged by the safety system"})
+    with pytest.raises(ProviderRefused, match="HTTP 400: Prompt flagged"):
+        make_provider(emu, clock).generate(make_request(), MemoryJobStore())
+    assert len(emu.calls("submit")) == 1
+
+
+def test_one_failed_job_of_three_keeps_the_other_images(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.fail_next_job("CANCELLED", "cancelled by operator", after=1)
+    with pytest.raises(ProviderUnavailable, match="cancelled by operator") as info:
+        make_provider(emu, clock).generate(make_request(count=3), MemoryJobStore())
+    assert len(info.value.images) == 2 and info.value.code == "CANCELLED"
+
+
+def test_expired_result_url_drops_the_job(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.break_next_result("expired")
+    provider = make_provider(emu, clock)
+    jobs = MemoryJobStore()
+    with pytest.raises(ProviderRequestError, match="result download returned HTTP 403"):
+        provider.generate(make_request(), jobs)
+    assert jobs.get(provider.job_key(make_request())) is None
+
+
+def test_purged_job_is_reported(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    provider = make_provider(emu, clock)
+    provider.generate(make_request(), MemoryJobStore())
+    jobs = MemoryJobStore()
+    job_id = next(iter(emu.jobs))
+    jobs.put(provider.job_key(make_request()), {"id": job_id, "ids": [job_id]})
+    emu.expire_results()
+    with pytest.raises(ProviderRequestError, match="purged"):
+        provider.generate(make_request(), jobs)
+    assert jobs.get(provider.job_key(make_request())) is None
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not_image"])
+def test_corrupt_download_is_an_error(emu: ApiframeEmulator, clock: FakeClock, kind: str) -> None:
+    emu.break_next_result(kind)
+    with pytest.raises(ProviderUnavailable, match="does not decode"):
+        make_provider(emu, clock).generate(make_request(), MemoryJobStore())
+
+
+def test_download_failing_in_transit_keeps_the_job_for_a_rerun(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.cdn.fail_next("result", status=503, times=2)
+    provider = make_provider(emu, clock, max_attempts=2)
+    jobs = MemoryJobStore()
+    with pytest.raises(ProviderUnavailable, match="result download .*after 2 attempts"):
+        provider.generate(make_request(), jobs)
+    assert len(provider.generate(make_request(), jobs).images) == 1
+    assert len(emu.calls("submit")) == 1  # the rerun resumed the paid-for job
+
+
+# -- idempotency, resume, concurrency ----------------------------------------------------------
+
+
+def test_rerun_replays_the_job_instead_of_paying_again(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    provider = make_provider(emu, clock)
+    first = provider.generate(make_request(), MemoryJobStore())
+    second = provider.generate(make_request(), MemoryJobStore())  # e.g. the lock was lost
+    assert first.images == second.images
+    assert len(emu.calls("submit")) == 2 and len(emu.submits) == 1
+
+
+def test_rerun_after_a_failed_job_asks_for_a_new_one(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.fail_next_job("FAILED", "upstream generation error")
+    provider = make_provider(emu, clock)
+    with pytest.raises(ProviderUnavailable):
+        provider.generate(make_request(), MemoryJobStore())
+    assert len(provider.generate(make_request(), MemoryJobStore()).images) == 1
+    keys = [s.headers["idempotency-key"] for s in emu.calls("submit")]
+    assert keys[0] == keys[1] != keys[2]  # replayed the failure, then a key derived from it
+    assert len(emu.submits) == 2
+
+
+def test_crash_while_polling_resumes_without_a_new_submit(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.polls_until_done = 50
+    provider = make_provider(emu, clock, poll_timeout_s=5.0)
+    jobs = MemoryJobStore()
+    with pytest.raises(ProviderUnavailable, match="still running"):
+        provider.generate(make_request(count=2), jobs)
+    assert jobs.get(provider.job_key(make_request(count=2)))["ids"] == list(emu.jobs)
+    emu.polls_until_done = 0
+    result = provider.generate(make_request(count=2), jobs)
+    assert len(result.images) == 2
+    assert len(emu.calls("submit")) == 2  # the two jobs of the first run, none since
+    assert jobs.get(provider.job_key(make_request(count=2))) is None
+
+
+def test_resumed_job_unknown_to_the_host_is_submitted_anew(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    provider = make_provider(emu, clock)
+    jobs = MemoryJobStore()
+    jobs.put(provider.job_key(make_request()), {"id": "gone", "ids": ["gone"]})
+    assert len(provider.generate(make_request(), jobs).images) == 1
+    assert len(emu.submits) == 1
+    assert emu.calls("job")[0].path == "/v2/jobs/gone"
+
+
+def test_concurrency_limit_holds(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.hold_s = 0.05
+    provider = make_provider(emu, clock, concurrency=2)
+    requests = [make_request(fingerprint=f"fp-{i}", asset_id=f"a{i}") for i in range(6)]
+    results, errors = generate_in_threads(provider, requests)
+    assert errors == [] and len(results) == 6
+    assert emu.max_in_flight <= 2
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+def test_key_never_appears_in_errors(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    emu.fail_next("submit", status=401, body={"error": f"invalid key {KEY}"})
+    with pytest.raises(ProviderRequestError) as unauthorized:
+        make_provider(emu, clock).generate(make_request(), MemoryJobStore())
+    emu.fail_next("submit", status=500, body={"error": f"crash while checking {KEY}"}, times=2)
+    with pytest.raises(ProviderUnavailable) as server_error:
+        make_provider(emu, clock, max_attempts=2).generate(make_request(), MemoryJobStore())
+    emu.fail_next_job("FAILED", f"worker saw {KEY}")
+    with pytest.raises(ProviderUnavailable) as failed_job:
+        make_provider(emu, clock).generate(make_request(fingerprint="fp-2"), MemoryJobStore())
+    for info in (unauthorized, server_error, failed_job):
+        assert KEY not in str(info.value) and "***" in str(info.value)
+
+
+def test_wrong_key_is_a_request_error(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    provider = ApiframeProvider("af", ProviderConfig(type="apiframe", base_url=emu.base_url),
+                                env={"APIFRAME_API_KEY": "afk_wrong"}, clock=clock)
+    with pytest.raises(ProviderRequestError, match="HTTP 401") as info:
+        provider.generate(make_request(), MemoryJobStore())
+    assert "afk_wrong" not in str(info.value) and len(emu.calls("submit")) == 1

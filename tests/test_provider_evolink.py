@@ -1,0 +1,384 @@
+"""EvolinkProvider against the evolink emulator: real HTTP on 127.0.0.1, a fake clock."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import pytest
+from PIL import Image
+
+from assetbuild.errors import ProviderError, ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
+from assetbuild.models import ProviderConfig
+from assetbuild.providers.base import GenerationRequest, MemoryJobStore, ReferenceImage
+from assetbuild.providers.evolink import EvolinkProvider, count_prompt, nearest_aspect_ratio, quality_for
+from tests.fakes.clock import FakeClock
+from tests.fakes.evolink import EvolinkEmulator, result_size
+from tests.fakes.server import make_jpeg, make_png
+
+KEY = "test-key-SECRET-123"
+ENV = {"EVOLINK_API_KEY": KEY}
+
+MakeProvider = Callable[..., EvolinkProvider]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def emu(clock: FakeClock) -> Iterator[EvolinkEmulator]:
+    with EvolinkEmulator(api_key=KEY, clock=clock) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def make_provider(emu: EvolinkEmulator, clock: FakeClock) -> Iterator[MakeProvider]:
+    made: list[EvolinkProvider] = []
+
+    def make(env: dict[str, str] = ENV, **config: Any) -> EvolinkProvider:
+        provider = EvolinkProvider("evo", ProviderConfig(type="evolink", base_url=emu.base_url, **config),
+                                   env=env, clock=clock)
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        provider.close()
+
+
+def request(**overrides: Any) -> GenerationRequest:
+    fields: dict[str, Any] = dict(asset_id="hero", fingerprint="fp-hero", prompt="A fox on a hill",
+                                  model="seedream-4.0", width=1280, height=720, size="1280x720")
+    fields.update(overrides)
+    return GenerationRequest(**fields)
+
+
+def png_ref(width: int = 64, height: int = 48, label: str = "brand/palette.png") -> ReferenceImage:
+    return ReferenceImage(label, make_png(width, height), "image/png", width, height)
+
+
+def dims(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
+
+
+# -- the documented request, and images back --------------------------------------------------
+
+
+def test_text_to_image_sends_ratio_quality_and_n(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    jobs = MemoryJobStore()
+    result = make_provider().generate(request(width=2848, height=1600, size="16:9"), jobs)
+
+    assert len(result.images) == 1 and dims(result.images[0]) == result_size("16:9", "2K")
+    assert result.model_id == "doubao-seedream-4.0" and result.cost_usd == pytest.approx(0.03)
+    (submit,) = emu.submits
+    assert result.request_id == emu.calls("task")[0].match["id"]
+    assert submit.json == {"model": "doubao-seedream-4.0", "prompt": "A fox on a hill", "size": "16:9",
+                           "quality": "2K", "n": 1}
+    assert submit.headers["authorization"] == f"Bearer {KEY}"
+    assert submit.headers["content-type"] == "application/json"
+    assert submit.headers["user-agent"].startswith("assetbuild/")
+    assert [r.route for r in emu.requests] == ["generate", "task", "task"]  # processing, then completed
+    assert emu.cdn.requests and all("authorization" not in r.headers for r in emu.cdn.requests)
+    assert jobs.get(make_provider().job_key(request())) is None
+
+
+@pytest.mark.parametrize("shape", ["data.file_url", "data.url", "url"])
+def test_edit_uploads_references_through_the_file_api(
+    emu: EvolinkEmulator, make_provider: MakeProvider, shape: str
+) -> None:
+    emu.upload_shape = shape
+    refs = (png_ref(), ReferenceImage("@logo", make_jpeg(40, 40), "image/jpeg", 40, 40))
+    result = make_provider().generate(request(references=refs), MemoryJobStore())
+
+    assert len(result.images) == 1
+    uploads = emu.calls("upload")
+    assert [u.json for u in uploads] == [{"base64_data": ref.data_url()} for ref in refs]
+    assert all(u.headers["authorization"] == f"Bearer {KEY}" for u in uploads)
+    (submit,) = emu.submits
+    assert submit.json["image_urls"] == list(emu.files)  # the uploaded files' URLs, in order
+    assert [emu.files[url] for url in submit.json["image_urls"]] == [ref.data for ref in refs]
+    assert set(submit.json) == {"model", "prompt", "size", "quality", "n", "image_urls"}
+
+
+def test_count_three_asks_for_n_and_says_so_in_the_prompt(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    result = make_provider().generate(request(count=3), MemoryJobStore())
+
+    assert len(result.images) == 3 and all(dims(img) == result_size("16:9", "1K") for img in result.images)
+    assert result.cost_usd == pytest.approx(0.09)
+    assert emu.submits[0].json == {"model": "doubao-seedream-4.0", "size": "16:9", "quality": "1K", "n": 3,
+                                   "prompt": "A fox on a hill. Generate 3 different images."}
+
+
+def test_seedream_45_seed_and_params(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    req = request(model="seedream-4.5", width=2048, height=2048, size="2K", seed=42,
+                  params={"prompt_priority": "standard"})
+    result = make_provider().generate(req, MemoryJobStore())
+
+    assert result.model_id == "doubao-seedream-4.5" and result.cost_usd == pytest.approx(0.04)
+    assert emu.submits[0].json == {"model": "doubao-seedream-4.5", "prompt": "A fox on a hill", "size": "1:1",
+                                   "quality": "2K", "n": 1, "seed": 42, "prompt_priority": "standard"}
+
+
+def test_result_data_objects_are_read_when_results_is_absent(emu: EvolinkEmulator,
+                                                             make_provider: MakeProvider) -> None:
+    url = emu.serve_result(make_jpeg(64, 64), "jpeg")
+    emu.fail_next("task", status=200, body={"id": "t", "status": "completed", "result_data": [{"image_url": url}]})
+    result = make_provider().generate(request(), MemoryJobStore())
+    assert [dims(img) for img in result.images] == [(64, 64)]
+
+
+# -- mapping and limits -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("width", "height", "ratio"), [
+    (2048, 2048, "1:1"), (2848, 1600, "16:9"), (1600, 2848, "9:16"), (3136, 1344, "21:9"),
+    (2304, 1728, "4:3"), (2000, 2500, "4:5"), (1024, 4096, "9:16"), (4096, 1024, "21:9"),
+])
+def test_nearest_aspect_ratio(width: int, height: int, ratio: str) -> None:
+    assert nearest_aspect_ratio(width, height) == ratio
+
+
+@pytest.mark.parametrize(("width", "height", "model", "quality"), [
+    (1280, 720, "seedream-4.0", "1K"), (1024, 1024, "seedream-4.0", "1K"), (2048, 2048, "seedream-4.0", "2K"),
+    (2560, 1440, "seedream-4.5", "2K"), (4096, 4096, "seedream-4.5", "4K"), (5504, 3040, "seedream-4.0", "4K"),
+    (1280, 720, "seedream-4.5", "2K"),  # no 1K on 4.5
+])
+def test_quality_from_pixels(width: int, height: int, model: str, quality: str) -> None:
+    assert quality_for(width, height, model) == quality
+
+
+def test_count_prompt() -> None:
+    assert count_prompt("A fox", 1) == "A fox"
+    assert count_prompt("A fox.  ", 2) == "A fox. Generate 2 different images."
+
+
+def test_files_api_url_follows_base_url() -> None:
+    default = EvolinkProvider("evo", ProviderConfig(type="evolink"), env={})
+    proxied = EvolinkProvider("evo", ProviderConfig(type="evolink", base_url="https://proxy.example/"), env={})
+    assert default.files_url == "https://files-api.evolink.ai"
+    assert proxied.files_url == "https://proxy.example"
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    ({"references": (ReferenceImage("a.webp", b"x", "image/webp", 64, 64),)}, "only JPEG and PNG"),
+    ({"references": (png_ref(400, 100),)}, "[1/3, 3]"),
+    ({"references": tuple(png_ref(label=f"r{i}.png") for i in range(11))}, "at most 10 reference"),
+    ({"watermark": True}, "no watermark"),
+    ({"prompt": "x" * 1990, "count": 2}, "up to 2000 characters"),
+])
+def test_limits_are_checked_before_sending(overrides: dict[str, Any], words: str) -> None:
+    provider = EvolinkProvider("evo", ProviderConfig(type="evolink"), env={})
+    with pytest.raises(UserError, match="provider evo \\(evolink\\)") as info:
+        provider.validate(request(**overrides))
+    assert words in str(info.value)
+
+
+def test_seedream_45_takes_more_reference_formats_and_ratios() -> None:
+    provider = EvolinkProvider("evo", ProviderConfig(type="evolink"), env={})
+    refs = (ReferenceImage("a.webp", b"x", "image/webp", 64, 64), png_ref(400, 100))
+    provider.validate(request(model="seedream-4.5", width=2048, height=2048, references=refs))
+    with pytest.raises(UserError, match="at most 14"):
+        provider.validate(request(model="seedream-4.5", references=tuple(png_ref() for _ in range(15))))
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+
+def test_429_waits_retry_after_then_recovers(emu: EvolinkEmulator, make_provider: MakeProvider,
+                                             clock: FakeClock) -> None:
+    body = {"error": {"code": 429, "message": "Rate limit exceeded", "type": "rate_limit_error"}}
+    emu.fail_next("generate", status=429, headers={"Retry-After": "7"}, body=body)
+    result = make_provider().generate(request(), MemoryJobStore())
+
+    assert len(result.images) == 1
+    assert 7.0 in clock.sleeps
+    assert len(emu.calls("generate")) == 2 and len(emu.submits) == 1
+
+
+def test_429_attempts_are_bounded(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    emu.fail_next("generate", status=429, headers={"Retry-After": "1"}, times=3)
+    with pytest.raises(ProviderUnavailable, match="after 3 attempts"):
+        make_provider(max_attempts=3).generate(request(), MemoryJobStore())
+    assert len(emu.calls("generate")) == 3 and emu.submits == []
+
+
+def test_500_on_poll_recovers(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    emu.fail_next("task", status=500, body={"error": {"code": 500, "message": "oops", "type": "internal_server_error"}},
+                  times=2)
+    assert len(make_provider().generate(request(), MemoryJobStore()).images) == 1
+    assert len(emu.submits) == 1
+
+
+def test_persistent_500_is_unavailable_after_max_attempts(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    body = {"error": {"code": 502, "message": "Upstream AI service unavailable", "type": "upstream_error"}}
+    emu.fail_next("generate", status=502, body=body, times=4)
+    with pytest.raises(ProviderUnavailable, match="Upstream AI service unavailable") as info:
+        make_provider(max_attempts=4).generate(request(), MemoryJobStore())
+    assert info.value.code == "upstream_error" and "after 4 attempts" in str(info.value)
+    assert len(emu.calls("generate")) == 4
+
+
+def test_poll_timeout_is_retried(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    emu.fail_next("task", delay_s=1.0)
+    assert len(make_provider(timeout_s=0.3).generate(request(), MemoryJobStore()).images) == 1
+    assert len(emu.calls("task")) == 3  # the timed-out poll, then processing, completed
+
+
+def test_submit_timeout_is_not_retried(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    emu.fail_next("generate", delay_s=1.0, then_handle=True)  # the host makes (and bills) the task late
+    jobs = MemoryJobStore()
+    with pytest.raises(ProviderUnavailable, match="not retried"):
+        make_provider(timeout_s=0.3).generate(request(), jobs)
+    assert len(emu.calls("generate")) == 1
+    deadline = time.monotonic() + 3
+    while not emu.submits and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(emu.submits) == 1
+
+
+@pytest.mark.parametrize(("code", "error"), [
+    ("service_error", ProviderUnavailable),
+    ("invalid_parameters", ProviderRequestError),
+    ("content_policy_violation", ProviderRefused),
+])
+def test_failed_task_reports_the_host_code(emu: EvolinkEmulator, make_provider: MakeProvider,
+                                           code: str, error: type[ProviderError]) -> None:
+    emu.fail_next_job(code, "Generation failed upstream")
+    jobs = MemoryJobStore()
+    provider = make_provider()
+    with pytest.raises(error, match="failed: Generation failed upstream") as info:
+        provider.generate(request(), jobs)
+    assert type(info.value) is error and info.value.code == code and f"[{code}]" in str(info.value)
+    assert len(emu.submits) == 1  # not retried
+    assert jobs.get(provider.job_key(request())) is None  # a rerun submits anew
+
+
+def test_http_4xx_is_not_retried(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    body = {"error": {"code": 402, "message": "Insufficient quota", "type": "insufficient_quota_error",
+                      "fallback_suggestion": "top up your balance"}}
+    emu.fail_next("generate", status=402, body=body)
+    with pytest.raises(ProviderRequestError, match="HTTP 402: Insufficient quota \\(top up your balance\\)") as info:
+        make_provider().generate(request(), MemoryJobStore())
+    assert info.value.code == "insufficient_quota_error"
+    assert len(emu.calls("generate")) == 1
+
+
+def test_failed_upload_is_reported(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    emu.fail_next("upload", status=200, body={"success": False, "code": 413, "msg": "file too large"})
+    with pytest.raises(ProviderRequestError, match="reference upload of brand/palette.png failed: file too large"):
+        make_provider().generate(request(references=(png_ref(),)), MemoryJobStore())
+    assert emu.submits == []
+
+
+@pytest.mark.parametrize(("kind", "error", "words"), [
+    ("expired", ProviderRequestError, "HTTP 403"),
+    ("truncated", ProviderUnavailable, "does not decode"),
+    ("not_image", ProviderUnavailable, "does not decode"),
+    ("huge", ProviderRequestError, "byte cap"),
+])
+def test_broken_result_downloads(emu: EvolinkEmulator, make_provider: MakeProvider,
+                                 kind: str, error: type[ProviderError], words: str) -> None:
+    emu.break_next_result(kind)
+    jobs = MemoryJobStore()
+    provider = make_provider()
+    with pytest.raises(error, match=words):
+        provider.generate(request(), jobs)
+    assert jobs.get(provider.job_key(request())) is None  # these results will not get better
+
+
+def test_download_failing_in_transit_keeps_the_job(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    emu.cdn.fail_next("result", status=503, times=3)
+    jobs = MemoryJobStore()
+    with pytest.raises(ProviderUnavailable, match="result download"):
+        make_provider(max_attempts=3).generate(request(), jobs)
+    result = make_provider().generate(request(), jobs)  # the rerun fetches the paid-for task again
+    assert len(result.images) == 1 and len(emu.submits) == 1
+
+
+def test_fewer_images_than_asked_carry_the_ones_made(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    emu.short_next_job(2)
+    jobs = MemoryJobStore()
+    provider = make_provider()
+    with pytest.raises(ProviderUnavailable, match="made 2 of the 3 images") as info:
+        provider.generate(request(count=3), jobs)
+    assert len(info.value.images) == 2 and all(dims(img) == result_size("16:9", "1K") for img in info.value.images)
+    assert jobs.get(provider.job_key(request())) is None
+
+
+# -- resume -----------------------------------------------------------------------------------
+
+
+def test_a_crash_while_polling_resumes_the_task(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    emu.polls_until_done = 3
+    jobs = MemoryJobStore()
+    with pytest.raises(ProviderUnavailable, match="still running"):
+        make_provider(poll_timeout_s=1.0).generate(request(), jobs)
+    assert jobs.get(make_provider().job_key(request())) is not None
+
+    result = make_provider().generate(request(), jobs)  # a new build process
+    assert len(result.images) == 1 and len(emu.submits) == 1
+    assert {r.match["id"] for r in emu.calls("task")} == {result.request_id}
+    assert jobs.get(make_provider().job_key(request())) is None
+
+
+def test_a_resumed_task_the_host_forgot_is_submitted_anew(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    provider = make_provider()
+    jobs = MemoryJobStore()
+    jobs.put(provider.job_key(request()), {"id": "task-unified-expired"})
+    result = provider.generate(request(), jobs)
+    assert len(result.images) == 1 and len(emu.submits) == 1 and result.request_id != "task-unified-expired"
+
+
+# -- concurrency and secrets ------------------------------------------------------------------
+
+
+def test_concurrency_limit_holds(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    emu.hold_s = 0.05
+    provider = make_provider(concurrency=2)
+    jobs = MemoryJobStore()
+    results: list[int] = []
+
+    def run(i: int) -> None:
+        req = request(asset_id=f"a{i}", fingerprint=f"fp-{i}", width=1024, height=1024, size="1K")
+        results.append(len(provider.generate(req, jobs).images))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [1] * 6
+    assert 1 <= emu.max_in_flight <= 2
+
+
+def test_the_key_never_appears_in_errors(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    echo = {"error": {"code": 401, "message": f"Invalid token Bearer {KEY}", "type": "authentication_error"}}
+    emu.fail_next("generate", status=401, body=echo)
+    with pytest.raises(ProviderRequestError) as unauthorized:
+        make_provider().generate(request(), MemoryJobStore())
+    emu.fail_next("generate", status=500, body={"error": {"code": 500, "message": f"key {KEY} broke us"}}, times=2)
+    with pytest.raises(ProviderUnavailable) as server_error:
+        make_provider(max_attempts=2).generate(request(), MemoryJobStore())
+    emu.fail_next_job("service_error", f"upstream rejected {KEY}")
+    with pytest.raises(ProviderUnavailable) as failed_task:
+        make_provider().generate(request(), MemoryJobStore())
+    for info in (unauthorized, server_error, failed_task):
+        assert KEY not in str(info.value) and "***" in str(info.value)
+    assert "[authentication_error]" in str(unauthorized.value)
+
+
+def test_a_wrong_key_is_a_request_error(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    wrong = "wrong-key-SECRET-456"
+    with pytest.raises(ProviderRequestError, match="Invalid or expired token") as info:
+        make_provider(env={"EVOLINK_API_KEY": wrong}).generate(request(), MemoryJobStore())
+    assert wrong not in str(info.value) and info.value.status == 401
+
+
+def test_a_missing_key_is_a_user_error(make_provider: MakeProvider) -> None:
+    with pytest.raises(UserError, match="EVOLINK_API_KEY"):
+        make_provider(env={}).generate(request(), MemoryJobStore())
