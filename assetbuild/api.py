@@ -182,6 +182,7 @@ class Project:
         if budget is not None and plan.estimated_cost > budget + 1e-9:
             raise BudgetError(f"estimated cost ${plan.estimated_cost:.2f} exceeds the budget of ${budget:.2f} "
                               "(max_cost / --max-cost); nothing was sent")
+        self._check_keys(plan)
         nodes = [d.node for d in plan.decisions]
         forced = [d.id for d in plan.decisions if "forced (--force)" in d.reasons]
         executor = Executor(root=self.root, planner=self.planner(force=forced, offline=offline), lock=self.lock,
@@ -196,6 +197,14 @@ class Project:
                     del self.lock.entries[nid]
                 self.lock.save()
         return BuildReport(results, pruned)
+
+    def _check_keys(self, plan: Plan) -> None:
+        """Every provider the plan will call has its key: say so before anything is sent."""
+        for name in dict.fromkeys(d.node.provider for d in plan.decisions if d.action is Action.GENERATE):
+            provider = self.providers.get(name)
+            if getattr(provider, "key_is_set", True) is False:
+                raise UserError(f"provider {name}: set the environment variable "
+                                f"{getattr(provider, 'key_env', '?')} to your API key; nothing was sent")
 
     # -- checking and explaining ------------------------------------------------------------
 

@@ -71,6 +71,7 @@ class ProjectDir:
         self.root = root
         self.calls = Calls()
         self.env = {"ASSETBUILD_CACHE_DIR": str(cache)}
+        self.clock: Any = None  # a FakeClock makes retries and polls instant
 
     def factory(self, name: str, config: Any, *, env: Any, clock: Any) -> Any:
         return CountingProvider(default_provider_factory(name, config, env=env, clock=clock), self.calls)
@@ -90,7 +91,7 @@ class ProjectDir:
     def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
         self.calls.reset()
         runner = CliRunner()
-        seams = Seams(env={**self.env, **(env or {})}, provider_factory=self.factory)
+        seams = Seams(env={**self.env, **(env or {})}, provider_factory=self.factory, clock=self.clock)
         res = runner.invoke(cli, ["-C", str(self.root), *args], obj=seams, catch_exceptions=False)
         return Result(res.exit_code, res.stdout, res.stderr)
 
