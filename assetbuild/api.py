@@ -131,8 +131,8 @@ class Project:
                                  f"and no built-in provider of that name")
         self.nodes: dict[str, Node] = expand(loaded, provider_override=provider_override)
         self.graph = BuildGraph(loaded, self.nodes)
-        self.lock = Lockfile.load(self.root / LOCK_NAME)
         self.cache = Cache(cache_dir(self.root, dict(self.env)))
+        self.lock = Lockfile.load(self.root / LOCK_NAME, memo=self.cache.dir / "lock.json")
         self.hasher = FileHasher(self.root, self.cache.memo_path)
         self.providers = Providers(loaded, provider_factory or default_provider_factory, self.env, self.clock)
 

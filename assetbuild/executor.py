@@ -12,6 +12,7 @@ import datetime as _dt
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
@@ -77,33 +78,54 @@ class Executor:
     # -- scheduling -------------------------------------------------------------------------
 
     def run(self, nodes: Sequence[Node]) -> list[NodeResult]:
+        """Decide each node in the main thread as soon as its upstream is done; only restores
+        and generations go to the worker threads (a no-op build starts none)."""
         by_id = {n.id: n for n in nodes}
         pending = list(by_id)
         done: dict[str, NodeResult] = {}
         stopped_by: str | None = None
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="assetbuild")
         running: dict[Future[NodeResult], str] = {}
+
+        def finish(result: NodeResult) -> None:
+            nonlocal stopped_by
+            done[result.id] = result
+            self.on_event(Event("done", result.id, result.status, result.error or "; ".join(result.reasons)))
+            if result.status == "failed" and not self.keep_going and stopped_by is None:
+                stopped_by = result.id
+
         try:
             while pending or running:
-                if stopped_by is None:
+                progressed = True
+                while progressed and stopped_by is None:
+                    progressed = False
                     for nid in list(pending):
                         if len(running) >= self.jobs:
                             break
-                        if all(up in done for up in by_id[nid].upstream):
-                            upstream = {up: (done[up].outputs if done[up].status not in ("failed", "blocked")
-                                             else BLOCKED) for up in by_id[nid].upstream}
-                            running[pool.submit(self._run_node, by_id[nid], upstream)] = nid
-                            pending.remove(nid)
+                        node = by_id[nid]
+                        if not all(up in done for up in node.upstream):
+                            continue
+                        pending.remove(nid)
+                        upstream = {up: (done[up].outputs if done[up].status not in ("failed", "blocked")
+                                         else BLOCKED) for up in node.upstream}
+                        decision = self._guard(node.id, lambda: self.planner.decide(node, upstream))
+                        if isinstance(decision, NodeResult):
+                            finish(decision)
+                        elif decision.action in (Action.UP_TO_DATE, Action.BLOCKED):
+                            finish(self._settled(decision))
+                        else:
+                            self.on_event(Event("start", nid, decision.action.value, "; ".join(decision.reasons)))
+                            running[pool.submit(self._guard, nid, partial(self._work, decision))] = nid
+                            continue
+                        progressed = True
                 if not running:
                     break
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in finished:
-                    nid = running.pop(future)
+                    running.pop(future)
                     result = future.result()
-                    done[nid] = result
-                    self.on_event(Event("done", nid, result.status, result.error or "; ".join(result.reasons)))
-                    if result.status == "failed" and not self.keep_going and stopped_by is None:
-                        stopped_by = nid
+                    assert isinstance(result, NodeResult)
+                    finish(result)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             self._save_lock(force=True)
@@ -116,26 +138,25 @@ class Executor:
 
     # -- one node ---------------------------------------------------------------------------
 
-    def _run_node(self, node: Node, upstream: dict[str, Any]) -> NodeResult:
+    @staticmethod
+    def _guard(node_id: str, step: Callable[[], Any]) -> Any:
+        """Run ``step``; an assetbuild error fails this node only."""
         try:
-            decision = self.planner.decide(node, upstream)
-            if decision.action is Action.UP_TO_DATE:
-                entry = self.lock.entries[node.id]
-                return NodeResult(node.id, "up-to-date", outputs=[o.sha256 for o in entry.outputs])
-            if decision.action is Action.BLOCKED:
-                return NodeResult(node.id, "blocked", decision.reasons)
-            self.on_event(Event("start", node.id, decision.action.value, "; ".join(decision.reasons)))
-            if decision.action is Action.RESTORE:
-                restored = self._restore(decision)
-                if restored is not None:
-                    return restored
-            return self._generate(decision)
-        except ProviderError as exc:
-            return NodeResult(node.id, "failed", error=str(exc))
-        except UserError as exc:
-            return NodeResult(node.id, "failed", error=str(exc))
+            return step()
         except AssetbuildError as exc:
-            return NodeResult(node.id, "failed", error=str(exc))
+            return NodeResult(node_id, "failed", error=str(exc))
+
+    def _settled(self, d: Decision) -> NodeResult:
+        if d.action is Action.UP_TO_DATE:
+            return NodeResult(d.id, "up-to-date", outputs=[o.sha256 for o in self.lock.entries[d.id].outputs])
+        return NodeResult(d.id, "blocked", d.reasons)
+
+    def _work(self, d: Decision) -> NodeResult:
+        if d.action is Action.RESTORE:
+            restored = self._restore(d)
+            if restored is not None:
+                return restored
+        return self._generate(d)
 
     def _restore(self, d: Decision) -> NodeResult | None:
         record = d.cached

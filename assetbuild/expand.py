@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import posixpath
 import re
 import string
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any, Mapping
 
 from .errors import ManifestError
@@ -180,14 +181,12 @@ def project_path(loaded: LoadedManifest, text: str, *where: str) -> str:
     pure = PurePosixPath(text.replace("\\", "/"))
     if pure.is_absolute() or re.match(r"^[A-Za-z]:", text):
         raise loaded.error(f"path {text!r} is absolute; use a path relative to the manifest", *where)
-    full = (loaded.root / Path(*pure.parts)).resolve()
-    try:
-        rel = full.relative_to(loaded.root)
-    except ValueError:
-        raise loaded.error(f"path {text!r} leaves the project; keep files under {loaded.root}", *where) from None
-    if not rel.parts:
+    rel = posixpath.normpath(pure.as_posix())
+    if rel == ".." or rel.startswith("../"):
+        raise loaded.error(f"path {text!r} leaves the project; keep files under {loaded.root}", *where)
+    if rel == ".":
         raise loaded.error(f"path {text!r} is the project folder itself", *where)
-    return rel.as_posix()
+    return rel
 
 
 def _ref(loaded: LoadedManifest, asset_id: str, text: str, values: Mapping[str, str],

@@ -7,7 +7,9 @@ of secrets and expiring URLs.
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,18 @@ class LockEntry:
         )
 
 
+def _read_memo(memo: Path | None, stamp: list[int]) -> dict[str, Any] | None:
+    if memo is None:
+        return None
+    try:
+        cached = json.loads(memo.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cached, dict) or cached.get("stamp") != stamp:
+        return None
+    return cached.get("lock")
+
+
 def _sorted(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _sorted(value[k]) for k in sorted(value)}
@@ -98,11 +112,31 @@ class Lockfile:
     entries: dict[str, LockEntry] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: Path) -> "Lockfile":
+    def load(cls, path: Path, memo: Path | None = None) -> "Lockfile":
+        """Read the lock. ``memo`` is a JSON copy of the parsed lock kept in the cache, keyed
+        by the lock's mtime and size: tomllib is pure Python and dominates a no-op build."""
         try:
-            text = path.read_text(encoding="utf-8")
+            st = path.stat()
         except FileNotFoundError:
             return cls(path)
+        except OSError as exc:
+            raise LockfileError(f"{path.name}: cannot read: {exc}") from exc
+        stamp = [st.st_mtime_ns, st.st_size]
+        data = _read_memo(memo, stamp)
+        if data is None:
+            data = cls._parse(path)
+            if memo is not None and time.time() - st.st_mtime >= 2.0:  # too fresh to trust mtime
+                try:
+                    write_atomic(memo, json.dumps({"stamp": stamp, "lock": data}).encode("utf-8"))
+                except OSError:
+                    pass
+        entries = {aid: LockEntry.from_toml(t) for aid, t in data.get("assets", {}).items()}
+        return cls(path, entries)
+
+    @staticmethod
+    def _parse(path: Path) -> dict[str, Any]:
+        try:
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise LockfileError(f"{path.name}: cannot read: {exc}") from exc
         try:
@@ -113,12 +147,13 @@ class Lockfile:
                     f"{path.name}: lock version {version!r} is not {LOCK_VERSION}; upgrade assetbuild "
                     "or delete the lock to rebuild it from the cache"
                 )
-            entries = {aid: LockEntry.from_toml(t) for aid, t in data.get("assets", {}).items()}
+            for table in data.get("assets", {}).values():
+                LockEntry.from_toml(table)  # validates the shape
         except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
             raise LockfileError(
                 f"{path.name}: unreadable ({exc}); resolve merge markers, or delete it and rebuild from the cache"
             ) from exc
-        return cls(path, entries)
+        return data
 
     def dumps(self) -> str:
         body = tomli_w.dumps({"version": LOCK_VERSION,
