@@ -10,9 +10,10 @@ from assetbuild.errors import ProviderRefused, ProviderRequestError, ProviderUna
 from assetbuild.imageinfo import inspect_image
 from assetbuild.models import ProviderConfig
 from assetbuild.providers.apiframe import ApiframeProvider, idempotency_key
-from assetbuild.providers.base import GenerationRequest, GenerationResult, MemoryJobStore
-from tests.fakes.apiframe import ApiframeEmulator, generate_in_threads, reference
+from assetbuild.providers.base import GenerationRequest, MemoryJobStore
+from tests.fakes.apiframe import ApiframeEmulator
 from tests.fakes.clock import FakeClock
+from tests.fakes.helpers import generate_in_threads, reference, sizes
 
 KEY = "test-key-SECRET-123"
 ENV = {"APIFRAME_API_KEY": KEY}
@@ -40,10 +41,6 @@ def make_request(**fields: Any) -> GenerationRequest:
     return GenerationRequest(**{**base, **fields})
 
 
-def sizes(result: GenerationResult) -> list[tuple[int, int]]:
-    return [(info.width, info.height) for info in map(inspect_image, result.images)]
-
-
 # -- what is sent ------------------------------------------------------------------------------
 
 
@@ -61,8 +58,8 @@ def test_text_to_image_sends_documented_fields(emu: ApiframeEmulator, clock: Fak
     assert submit.headers["content-type"] == "application/json"
     assert submit.headers["idempotency-key"] == idempotency_key("seedream-4", "fp-hero", 0)
     assert len(submit.headers["idempotency-key"]) <= 255
-    assert [r.route for r in emu.requests] == ["submit", "job", "job"]  # QUEUED, then COMPLETED
-    assert all("x-api-key" not in r.headers for r in emu.cdn.requests)  # no key to the CDN
+    assert [r.route for r in emu.requests] == ["submit", "job", "job", "result"]  # QUEUED, COMPLETED
+    assert all("x-api-key" not in r.headers for r in emu.calls("result"))  # no key to the CDN
     assert jobs.get(make_provider(emu, clock).job_key(make_request())) is None
 
 
@@ -91,7 +88,7 @@ def test_edit_uploads_references_once_for_all_images(emu: ApiframeEmulator, cloc
     assert [data for _, data in parts] == [r.data for r in refs]
     assert [name for name, _ in parts] == ["reference-1.png", "reference-2.jpeg"]
     assert all(u.headers["x-api-key"] == KEY for u in uploads)
-    urls = [f"{emu.url}/_uploads/{name}" for name in emu.uploads]
+    urls = list(emu.files)
     assert [s.json["seedreamParams"]["image_input"] for s in emu.submits] == [urls] * 3
 
 
@@ -261,7 +258,7 @@ def test_corrupt_download_is_an_error(emu: ApiframeEmulator, clock: FakeClock, k
 
 
 def test_download_failing_in_transit_keeps_the_job_for_a_rerun(emu: ApiframeEmulator, clock: FakeClock) -> None:
-    emu.cdn.fail_next("result", status=503, times=2)
+    emu.fail_next("result", status=503, times=2)
     provider = make_provider(emu, clock, max_attempts=2)
     jobs = MemoryJobStore()
     with pytest.raises(ProviderUnavailable, match="result download .*after 2 attempts"):

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
-import threading
 import time
 from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
-from PIL import Image
 
 from assetbuild.errors import ProviderError, ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
 from assetbuild.models import ProviderConfig
@@ -17,6 +14,7 @@ from assetbuild.providers.atlascloud import AtlasCloudProvider
 from assetbuild.providers.base import GenerationRequest, MemoryJobStore, ReferenceImage
 from tests.fakes.atlascloud import AtlasCloudEmulator
 from tests.fakes.clock import FakeClock
+from tests.fakes.helpers import dims, generate_in_threads
 from tests.fakes.server import make_jpeg, make_png
 
 KEY = "test-key-SECRET-123"
@@ -62,11 +60,6 @@ def png_ref(width: int = 64, height: int = 48, label: str = "brand/palette.png")
     return ReferenceImage(label, make_png(width, height), "image/png", width, height)
 
 
-def dims(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.size
-
-
 def envelope(code: int, message: str, data: Any = None) -> dict[str, Any]:
     return {"code": code, "message": message, "data": data}
 
@@ -86,9 +79,9 @@ def test_text_to_image_sends_exact_pixels(emu: AtlasCloudEmulator, make_provider
     assert submit.headers["authorization"] == f"Bearer {KEY}"
     assert submit.headers["content-type"] == "application/json"
     assert submit.headers["user-agent"].startswith("assetbuild/")
-    assert [r.route for r in emu.requests] == ["generate", "prediction", "prediction"]
+    assert [r.route for r in emu.requests] == ["generate", "prediction", "prediction", "result"]
     assert result.request_id == emu.calls("prediction")[0].match["id"]
-    assert emu.cdn.requests and all("authorization" not in r.headers for r in emu.cdn.requests)
+    assert all("authorization" not in r.headers for r in emu.calls("result"))
     assert jobs.get(provider.job_key(request())) is None
 
 
@@ -144,7 +137,7 @@ def test_seedream_45_seed_params_and_succeeded_status(emu: AtlasCloudEmulator, m
 def test_base64_outputs_are_decoded(emu: AtlasCloudEmulator, make_provider: MakeProvider) -> None:
     result = make_provider().generate(request(params={"enable_base64_output": True}), MemoryJobStore())
     assert [dims(img) for img in result.images] == [(1280, 720)]
-    assert emu.cdn.requests == []
+    assert emu.calls("result") == []
 
 
 @pytest.mark.parametrize(("overrides", "words"), [
@@ -307,19 +300,9 @@ def test_a_resumed_prediction_the_host_forgot_is_submitted_anew(emu: AtlasCloudE
 
 def test_concurrency_limit_holds(emu: AtlasCloudEmulator, make_provider: MakeProvider) -> None:
     emu.hold_s = 0.05
-    provider = make_provider(concurrency=2)
-    jobs = MemoryJobStore()
-    results: list[int] = []
-
-    def run(i: int) -> None:
-        results.append(len(provider.generate(request(asset_id=f"a{i}", fingerprint=f"fp-{i}"), jobs).images))
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert results == [1] * 6
+    requests = [request(asset_id=f"a{i}", fingerprint=f"fp-{i}") for i in range(6)]
+    results, errors = generate_in_threads(make_provider(concurrency=2), requests)
+    assert errors == [] and [len(result.images) for result in results] == [1] * 6
     assert 1 <= emu.max_in_flight <= 2
 
 
@@ -345,3 +328,15 @@ def test_a_wrong_key_is_a_request_error(emu: AtlasCloudEmulator, make_provider: 
     with pytest.raises(ProviderRequestError, match="Unauthorized") as info:
         make_provider(env={"ATLASCLOUD_API_KEY": wrong}).generate(request(), MemoryJobStore())
     assert wrong not in str(info.value) and info.value.status == 401
+
+
+def test_params_may_not_override_the_fields_assetbuild_sets() -> None:
+    from assetbuild.errors import UserError
+    from assetbuild.models import ProviderConfig
+    from assetbuild.providers.base import GenerationRequest
+    from assetbuild.providers.atlascloud import AtlasCloudProvider
+
+    provider = AtlasCloudProvider("h", ProviderConfig(type="atlascloud"), env={})
+    request = GenerationRequest("a", "f" * 64, "x", "seedream-4.0", 2048, 2048, "2K", params={"size": "1:1"})
+    with pytest.raises(UserError, match="params may not set size"):
+        provider.validate(request)

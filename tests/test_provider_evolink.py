@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import io
-import threading
 import time
 from typing import Any, Callable, Iterator
 
 import pytest
-from PIL import Image
 
 from assetbuild.errors import ProviderError, ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
 from assetbuild.models import ProviderConfig
 from assetbuild.providers.base import GenerationRequest, MemoryJobStore, ReferenceImage
-from assetbuild.providers.evolink import EvolinkProvider, count_prompt, nearest_aspect_ratio, quality_for
+from assetbuild.providers._remote import count_prompt
+from assetbuild.providers.evolink import EvolinkProvider, nearest_aspect_ratio, quality_for
 from tests.fakes.clock import FakeClock
+from tests.fakes.helpers import dims, generate_in_threads
 from tests.fakes.evolink import EvolinkEmulator, result_size
 from tests.fakes.server import make_jpeg, make_png
 
@@ -61,11 +60,6 @@ def png_ref(width: int = 64, height: int = 48, label: str = "brand/palette.png")
     return ReferenceImage(label, make_png(width, height), "image/png", width, height)
 
 
-def dims(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.size
-
-
 # -- the documented request, and images back --------------------------------------------------
 
 
@@ -82,8 +76,8 @@ def test_text_to_image_sends_ratio_quality_and_n(emu: EvolinkEmulator, make_prov
     assert submit.headers["authorization"] == f"Bearer {KEY}"
     assert submit.headers["content-type"] == "application/json"
     assert submit.headers["user-agent"].startswith("assetbuild/")
-    assert [r.route for r in emu.requests] == ["generate", "task", "task"]  # processing, then completed
-    assert emu.cdn.requests and all("authorization" not in r.headers for r in emu.cdn.requests)
+    assert [r.route for r in emu.requests] == ["generate", "task", "task", "result"]  # processing, completed
+    assert all("authorization" not in r.headers for r in emu.calls("result"))
     assert jobs.get(make_provider().job_key(request())) is None
 
 
@@ -169,7 +163,7 @@ def test_files_api_url_follows_base_url() -> None:
     ({"references": (png_ref(400, 100),)}, "[1/3, 3]"),
     ({"references": tuple(png_ref(label=f"r{i}.png") for i in range(11))}, "at most 10 reference"),
     ({"watermark": True}, "no watermark"),
-    ({"prompt": "x" * 1990, "count": 2}, "up to 2000 characters"),
+    ({"prompt": "x" * 1990, "count": 2}, "1 to 2000 characters; this one has 2020"),
 ])
 def test_limits_are_checked_before_sending(overrides: dict[str, Any], words: str) -> None:
     provider = EvolinkProvider("evo", ProviderConfig(type="evolink"), env={})
@@ -292,7 +286,7 @@ def test_broken_result_downloads(emu: EvolinkEmulator, make_provider: MakeProvid
 
 
 def test_download_failing_in_transit_keeps_the_job(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
-    emu.cdn.fail_next("result", status=503, times=3)
+    emu.fail_next("result", status=503, times=3)
     jobs = MemoryJobStore()
     with pytest.raises(ProviderUnavailable, match="result download"):
         make_provider(max_attempts=3).generate(request(), jobs)
@@ -339,20 +333,9 @@ def test_a_resumed_task_the_host_forgot_is_submitted_anew(emu: EvolinkEmulator, 
 
 def test_concurrency_limit_holds(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
     emu.hold_s = 0.05
-    provider = make_provider(concurrency=2)
-    jobs = MemoryJobStore()
-    results: list[int] = []
-
-    def run(i: int) -> None:
-        req = request(asset_id=f"a{i}", fingerprint=f"fp-{i}", width=1024, height=1024, size="1K")
-        results.append(len(provider.generate(req, jobs).images))
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert results == [1] * 6
+    requests = [request(asset_id=f"a{i}", fingerprint=f"fp-{i}", width=1024, height=1024, size="1K") for i in range(6)]
+    results, errors = generate_in_threads(make_provider(concurrency=2), requests)
+    assert errors == [] and [len(result.images) for result in results] == [1] * 6
     assert 1 <= emu.max_in_flight <= 2
 
 
@@ -382,3 +365,15 @@ def test_a_wrong_key_is_a_request_error(emu: EvolinkEmulator, make_provider: Mak
 def test_a_missing_key_is_a_user_error(make_provider: MakeProvider) -> None:
     with pytest.raises(UserError, match="EVOLINK_API_KEY"):
         make_provider(env={}).generate(request(), MemoryJobStore())
+
+
+def test_params_may_not_override_the_fields_assetbuild_sets() -> None:
+    from assetbuild.errors import UserError
+    from assetbuild.models import ProviderConfig
+    from assetbuild.providers.base import GenerationRequest
+    from assetbuild.providers.evolink import EvolinkProvider
+
+    provider = EvolinkProvider("h", ProviderConfig(type="evolink"), env={})
+    request = GenerationRequest("a", "f" * 64, "x", "seedream-4.0", 2048, 2048, "2K", params={"size": "1:1"})
+    with pytest.raises(UserError, match="params may not set size"):
+        provider.validate(request)

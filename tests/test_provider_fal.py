@@ -7,13 +7,12 @@ from typing import Any, Iterator
 import pytest
 
 from assetbuild.errors import ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
-from assetbuild.imageinfo import inspect_image
 from assetbuild.models import ProviderConfig
-from assetbuild.providers.base import GenerationRequest, GenerationResult, MemoryJobStore
+from assetbuild.providers.base import GenerationRequest, MemoryJobStore
 from assetbuild.providers.fal import FalProvider
-from tests.fakes.apiframe import generate_in_threads, reference
 from tests.fakes.clock import FakeClock
 from tests.fakes.fal import FalEmulator
+from tests.fakes.helpers import generate_in_threads, reference, sizes
 
 KEY = "test-key-SECRET-123"
 ENV = {"FAL_KEY": KEY}
@@ -41,12 +40,8 @@ def make_request(**fields: Any) -> GenerationRequest:
     return GenerationRequest(**{**base, **fields})
 
 
-def sizes(result: GenerationResult) -> list[tuple[int, int]]:
-    return [(info.width, info.height) for info in map(inspect_image, result.images)]
-
-
 def polled_paths(emu: FalEmulator) -> list[str]:
-    return [r.path for r in emu.requests if r.method == "GET"]
+    return [r.path for r in emu.requests if r.method == "GET" and r.route != "result"]
 
 
 # -- what is sent ------------------------------------------------------------------------------
@@ -68,7 +63,7 @@ def test_text_to_image_sends_documented_fields(emu: FalEmulator, clock: FakeCloc
     rid = result.request_id
     # Polled under the two-segment app path, never under the full model path (§7.6).
     assert polled_paths(emu) == [f"{QUEUE}/{rid}/status", f"{QUEUE}/{rid}/status", f"{QUEUE}/{rid}"]
-    assert all("authorization" not in r.headers for r in emu.cdn.requests)
+    assert emu.calls("result") and all("authorization" not in r.headers for r in emu.calls("result"))
     assert jobs.get(provider.job_key(make_request())) is None
 
 
@@ -200,7 +195,7 @@ def test_content_policy_violation_is_refused(emu: FalEmulator, clock: FakeClock)
 
 def test_fewer_images_than_asked_keeps_the_ones_made(emu: FalEmulator, clock: FakeClock) -> None:
     emu.batch_limit = 2
-    with pytest.raises(ProviderUnavailable, match="got 2 of 3 images") as info:
+    with pytest.raises(ProviderUnavailable, match="made 2 of the 3 images asked for") as info:
         make_provider(emu, clock).generate(make_request(count=3), MemoryJobStore())
     assert len(info.value.images) == 2
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import base64
-import io
-import threading
 from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
-from PIL import Image
 
 from assetbuild.errors import (
     ProviderError,
@@ -24,6 +21,7 @@ from assetbuild.providers.base import GenerationRequest, MemoryJobStore, Referen
 from assetbuild.providers.modelark import ModelArkProvider, VolcengineProvider
 from tests.fakes.ark import ArkEmulator
 from tests.fakes.clock import FakeClock
+from tests.fakes.helpers import dims, generate_in_threads
 from tests.fakes.server import make_jpeg, make_png
 
 KEY = "test-key"
@@ -71,11 +69,6 @@ def make_request(*, model: str = "seedream-4.0", width: int = 1280, height: int 
 def ref(label: str = "brand/palette.png", png: bool = True) -> ReferenceImage:
     data = make_png(64, 48) if png else make_jpeg(64, 48)
     return ReferenceImage(label, data, "image/png" if png else "image/jpeg", 64, 48)
-
-
-def dims(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as img:
-        return img.size
 
 
 def sent(emu: ArkEmulator, index: int = -1) -> dict[str, Any]:
@@ -432,21 +425,8 @@ def test_concurrency_limit_holds(emu: ArkEmulator, clock: FakeClock) -> None:
     emu.hold_s = 0.05
     provider = make_provider(emu, clock, concurrency=2)
     request = make_request(params={"response_format": "b64_json"})  # only API calls, no downloads
-    results: list[int] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            results.append(len(provider.generate(request, MemoryJobStore()).images))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == [] and results == [1] * 6
+    results, errors = generate_in_threads(provider, [request] * 6)
+    assert errors == [] and [len(result.images) for result in results] == [1] * 6
     assert len(emu.submits) == 6
     assert emu.max_in_flight <= 2
 

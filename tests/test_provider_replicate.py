@@ -7,12 +7,11 @@ from typing import Any, Iterator
 import pytest
 
 from assetbuild.errors import ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
-from assetbuild.imageinfo import inspect_image
 from assetbuild.models import ProviderConfig
-from assetbuild.providers.base import GenerationRequest, GenerationResult, MemoryJobStore
+from assetbuild.providers.base import GenerationRequest, MemoryJobStore
 from assetbuild.providers.replicate import ReplicateProvider, size_fields
-from tests.fakes.apiframe import generate_in_threads, reference
 from tests.fakes.clock import FakeClock
+from tests.fakes.helpers import generate_in_threads, reference, sizes
 from tests.fakes.replicate import ReplicateEmulator
 
 KEY = "test-key-SECRET-123"
@@ -41,10 +40,6 @@ def make_request(**fields: Any) -> GenerationRequest:
     return GenerationRequest(**{**base, **fields})
 
 
-def sizes(result: GenerationResult) -> list[tuple[int, int]]:
-    return [(info.width, info.height) for info in map(inspect_image, result.images)]
-
-
 # -- what is sent ------------------------------------------------------------------------------
 
 
@@ -62,7 +57,7 @@ def test_text_to_image_sends_documented_fields(emu: ReplicateEmulator, clock: Fa
     assert submit.headers["authorization"] == f"Bearer {KEY}"
     assert "prefer" not in submit.headers  # we poll; the submit stays short
     assert [r.path for r in emu.calls("get")] == [f"/v1/predictions/{result.request_id}"] * 2
-    assert all("authorization" not in r.headers for r in emu.cdn.requests)
+    assert emu.calls("result") and all("authorization" not in r.headers for r in emu.calls("result"))
     assert jobs.get(provider.job_key(make_request())) is None
 
 
@@ -211,7 +206,7 @@ def test_canceled_prediction_is_unavailable(emu: ReplicateEmulator, clock: FakeC
 
 def test_fewer_images_than_asked_keeps_the_ones_made(emu: ReplicateEmulator, clock: FakeClock) -> None:
     emu.batch_limit = 1
-    with pytest.raises(ProviderUnavailable, match="got 1 of 3 images") as info:
+    with pytest.raises(ProviderUnavailable, match="made 1 of the 3 images asked for") as info:
         make_provider(emu, clock).generate(make_request(count=3), MemoryJobStore())
     assert len(info.value.images) == 1
 

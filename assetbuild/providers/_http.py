@@ -41,17 +41,34 @@ class HostError(NamedTuple):
 
 ErrorParser = Callable[[int, Any, str], HostError]
 
+REFUSAL_WORDS = ("sensitive", "content_policy", "moderation", "nsfw", "safety")
+
+
+def looks_refused(text: str) -> bool:
+    """Whether an error's code and message say the host refused the content (a content-policy
+    refusal) rather than failed: hosts that give no refusal code are read by their words."""
+    lowered = text.lower()
+    return any(word in lowered for word in REFUSAL_WORDS)
+
+
+def host_error(status: int, code: Any, message: Any, text: str) -> HostError:
+    """The HostError for the ``code`` and ``message`` a parser read from an error body: the
+    code as text, the message falling back to the body's text and then the status phrase, and
+    a refusal judged by their words (:func:`looks_refused`)."""
+    code_text = None if code is None else str(code)
+    message = str(message or "") or text.strip()[:300] or httpx.codes.get_reason_phrase(status)
+    return HostError(code_text, message, looks_refused(f"{code_text or ''} {message}"))
+
 
 def default_error_parser(status: int, body: Any, text: str) -> HostError:
     """Understands the common envelopes: {"error": {"code","message"}}, {"error": "..."},
     {"detail": ...}, {"message": ...}."""
-    code: str | None = None
-    message = ""
+    code: Any = None
+    message: Any = None
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict):
-            code = None if err.get("code") is None else str(err.get("code"))
-            message = str(err.get("message") or err.get("type") or "")
+            code, message = err.get("code"), err.get("message") or err.get("type")
         elif isinstance(err, str):
             message = err
         elif "detail" in body:
@@ -59,14 +76,10 @@ def default_error_parser(status: int, body: Any, text: str) -> HostError:
             if isinstance(detail, list) and detail and isinstance(detail[0], dict):
                 message = "; ".join(str(d.get("msg", d)) for d in detail)
             else:
-                message = str(detail)
-        elif "message" in body or "msg" in body:
-            message = str(body.get("message") or body.get("msg"))
-    if not message:
-        message = text.strip()[:300] or httpx.codes.get_reason_phrase(status)
-    lowered = f"{code or ''} {message}".lower()
-    refused = any(w in lowered for w in ("sensitive", "content_policy", "moderation", "nsfw", "safety"))
-    return HostError(code, message, refused)
+                message = detail
+        else:
+            message = body.get("message") or body.get("msg")
+    return host_error(status, code, message, text)
 
 
 class RateLimiter:
@@ -187,6 +200,13 @@ class HttpClient:
             raise ProviderUnavailable(
                 f"{method} {self._path(url)} returned a body that is not JSON", provider=self.provider
             ) from exc
+
+    def request_object(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        """``request_json`` for a reply that must be a JSON object."""
+        body = self.request_json(method, url, **kwargs)
+        if not isinstance(body, dict):
+            raise ProviderUnavailable(f"{method} {self._path(url)} returned no JSON object", provider=self.provider)
+        return body
 
     def download(self, url: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES) -> bytes:
         """Fetch a result image now (host URLs expire) with a size cap; retried like requests."""
@@ -369,6 +389,8 @@ __all__ = [
     "check_image",
     "decode_b64_image",
     "default_error_parser",
+    "host_error",
+    "looks_refused",
     "parse_retry_after",
     "require_key",
 ]

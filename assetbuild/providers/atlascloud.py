@@ -11,14 +11,14 @@ results are checked for exactly those dimensions. References are uploaded with
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from ..errors import ProviderError, ProviderRefused, ProviderUnavailable, UserError
-from ._http import HostError, default_error_parser
-from ._remote import RemoteProvider
+from ..errors import UserError
+from ._http import HostError, default_error_parser, host_error
+from ._remote import JobState, RemoteProvider, merge_params
 from .base import GenerationRequest, GenerationResult, JobStore, ReferenceImage
-from .evolink import JobState, count_prompt, envelope_error, run_async_job
 
+SUBMIT_PATH = "/api/v1/model/generateImage"
 RUNNING_STATUSES = ("created", "processing")  # "created" from the shared WaveSpeed schema (§6.3)
 SUCCEEDED_STATUSES = ("completed", "succeeded")  # model pages also accept "succeeded" (§3.4)
 MODERATION_CODE = 1039  # [3p] only (§3.5): unconfirmed
@@ -40,25 +40,27 @@ def parse_error(status: int, body: Any, text: str) -> HostError:
     data = body.get("data") if isinstance(body.get("data"), dict) else {}
     error_code = data.get("error_code", body.get("error_code"))
     code = error_code if error_code is not None else body.get("code")
-    message = data.get("error") or body.get("message") or body.get("msg") or ""
-    parsed = default_error_parser(status, {"error": {"code": code, "message": message}}, text)
+    parsed = host_error(status, code, data.get("error") or body.get("message") or body.get("msg"), text)
     return parsed._replace(refused=parsed.refused or str(error_code) == str(MODERATION_CODE))
 
 
 class AtlasCloudProvider(RemoteProvider):
-    type: ClassVar[str] = "atlascloud"
-    default_base_url: ClassVar[str] = "https://api.atlascloud.ai"
-    default_key_env: ClassVar[str] = "ATLASCLOUD_API_KEY"
-    model_ids: ClassVar[dict[str, str]] = {
+    type = "atlascloud"
+    default_base_url = "https://api.atlascloud.ai"
+    default_key_env = "ATLASCLOUD_API_KEY"
+    model_ids = {
         "seedream-4.0": "bytedance/seedream-v4", "seedream-4.5": "bytedance/seedream-v4.5",
     }
     # §3.2 prices per run, taken as per image (the conservative reading for sequential runs).
     # 4.0 text-to-image is unconfirmed: the /edit and /edit-sequential price ($0.027), the
     # highest listed for 4.0, stands for every 4.0 mode ($0.024 /sequential is one locale only).
-    prices: ClassVar[dict[str, float]] = {"seedream-4.0": 0.027, "seedream-4.5": 0.036}
+    prices = {"seedream-4.0": 0.027, "seedream-4.5": 0.036}
     # Atlas documents no reference limit; its fields match WaveSpeed's, whose edit models take
     # at most 10 images (§3.3, §6.2): unconfirmed.
-    max_references: ClassVar[dict[str, int]] = {"seedream-4.0": 10, "seedream-4.5": 10}
+    max_references = {"seedream-4.0": 10, "seedream-4.5": 10}
+    prompt_says_count = True  # as on evolink (§2.2): the batch size is said in the prompt too
+    # supports_watermark stays False: §3.3 documents no watermark option.
+    modeled_keys = ("model", "prompt", "size", "images", "max_images", "seed")
     error_parser = staticmethod(parse_error)
 
     def variant_id(self, request: GenerationRequest) -> str:
@@ -68,31 +70,23 @@ class AtlasCloudProvider(RemoteProvider):
 
     def validate(self, request: GenerationRequest) -> None:
         super().validate(request)
-        where = f"asset {request.asset_id}: provider {self.name} ({self.type})"
-        if request.watermark:
-            raise UserError(f"{where} documents no watermark option (providers.md §3.3); set watermark = false")
         if request.model == "seedream-4.5" and request.references and request.count > 1:
             raise UserError(
-                f"{where} lists no seedream-4.5 model for several images from references "
+                f"{self.where(request)} lists no seedream-4.5 model for several images from references "
                 "(no bytedance/seedream-v4.5/edit-sequential); use count = 1, or seedream-4.0"
             )
 
     def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
         self.validate(request)
         model_id = self.variant_id(request)
-        return run_async_job(
-            self, request, jobs,
-            model_id=model_id,
-            submit=lambda: self._submit(request, model_id),
-            fetch=self._fetch,
-            exact_size=True,
-        )
+        return self.run_job(request, jobs, submit=lambda: self._submit(request, model_id),
+                            wait=self.polling(self._fetch), model_id=model_id, exact_size=True)
 
     def request_body(self, request: GenerationRequest, model_id: str, image_urls: list[str]) -> dict[str, Any]:
         """The flat prediction body (§3.3): exact ``W*H`` pixels, ``max_images`` for a batch."""
         body: dict[str, Any] = {
             "model": model_id,
-            "prompt": count_prompt(request.prompt, request.count),
+            "prompt": self.prompt_text(request),
             "size": f"{request.width}*{request.height}",
         }
         if image_urls:
@@ -101,60 +95,45 @@ class AtlasCloudProvider(RemoteProvider):
             body["max_images"] = request.count
         if request.seed is not None:
             body["seed"] = request.seed  # unconfirmed field (§3.3): the host may ignore it
-        body.update(request.params)
-        return body
+        return merge_params(body, request.params)
 
-    def _submit(self, request: GenerationRequest, model_id: str) -> str:
+    def _submit(self, request: GenerationRequest, model_id: str) -> dict[str, Any]:
         image_urls = [self._upload(ref) for ref in request.references]
-        label = "POST /api/v1/model/generateImage"
-        body = self.http.request_json("POST", "/api/v1/model/generateImage",
-                                      json=self.request_body(request, model_id, image_urls))
-        data = self._unwrap(body, label)
-        if not data.get("id"):
-            raise ProviderUnavailable(f"{label} returned no prediction id", provider=self.name)
-        return str(data["id"])
+        label = f"POST {SUBMIT_PATH}"
+        body = self.http.request_object("POST", SUBMIT_PATH, json=self.request_body(request, model_id, image_urls))
+        return {"id": self.found(self._unwrap(body, label).get("id"), f"{label} returned no prediction id")}
 
     def _upload(self, ref: ReferenceImage) -> str:
         """A temporary URL for the reference (multipart field ``file``). The docs' examples read
         a top-level ``url``, several clients ``data.download_url`` (§3.4): both accepted."""
         label = f"reference upload of {ref.label}"
-        body = self.http.request_json(
+        body = self.http.request_object(
             "POST", "/api/v1/model/uploadMedia",
             files={"file": (f"reference.{ref.format}", ref.data, ref.media_type)},
             idempotent=True,  # an upload bills nothing: retrying it after a timeout is safe
         )
         data = self._unwrap(body, label)
-        url = body.get("url") or data.get("download_url")
-        if not isinstance(url, str) or not url:
-            raise ProviderUnavailable(f"{label} returned no URL", provider=self.name)
-        return url
+        return self.found(body.get("url") or data.get("download_url"), f"{label} returned no URL")
 
     def _fetch(self, prediction_id: str) -> JobState:
-        data = self._unwrap(self.http.request_json("GET", f"/api/v1/model/prediction/{prediction_id}"),
-                            f"GET /api/v1/model/prediction/{prediction_id}")
+        path = f"/api/v1/model/prediction/{prediction_id}"
+        data = self._unwrap(self.http.request_object("GET", path), f"GET {path}")
         status = data.get("status")
         if status in RUNNING_STATUSES:
             return JobState(running=True)
         if status in SUCCEEDED_STATUSES:
-            return JobState(running=False, outputs=tuple(_output_url(o) for o in data.get("outputs") or () if o))
-        return JobState(running=False, error=self._prediction_error(prediction_id, data))
+            return JobState(outputs=tuple(_output_url(o) for o in data.get("outputs") or () if o))
+        # A failed prediction: a refusal (moderation) or the host's trouble.
+        err = parse_error(200, {"data": data}, f"status {status}")
+        return JobState(error=self.job_error(f"prediction {prediction_id}", err))
 
-    def _prediction_error(self, prediction_id: str, data: dict[str, Any]) -> ProviderError:
-        """A failed prediction: a refusal (moderation) or the host's trouble."""
-        err = parse_error(200, {"data": data}, f"status {data.get('status')}")
-        message = f"prediction {prediction_id} failed: {self.http.redact(err.message)}"
-        cls = ProviderRefused if err.refused else ProviderUnavailable
-        return cls(message, provider=self.name, code=err.code)
-
-    def _unwrap(self, body: Any, label: str) -> dict[str, Any]:
+    def _unwrap(self, body: dict[str, Any], label: str) -> dict[str, Any]:
         """``data`` of a ``{code, message, data}`` envelope, raising when ``code`` is not 200
         (an error even under HTTP 200, §3.4). A body without the envelope (the older
         top-level shapes of §3.4) is returned whole."""
-        if not isinstance(body, dict):
-            raise ProviderUnavailable(f"{label} returned no JSON object", provider=self.name)
         code = body.get("code")
         if code is not None and str(code) != "200":
-            raise envelope_error(self, label, parse_error(200, body, ""), code if isinstance(code, int) else None)
+            raise self.envelope_error(label, parse_error(200, body, ""), code)
         data = body.get("data")
         return data if isinstance(data, dict) else body
 

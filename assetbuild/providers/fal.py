@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ProviderError, ProviderUnavailable, UserError
-from ._http import HostError, default_error_parser
-from .apiframe import AsyncRemoteProvider, merge_params
+from ..errors import ProviderError, UserError
+from ._http import HostError, default_error_parser, host_error
+from ._remote import Job, JobState, RemoteProvider, dig, merge_params
 from .base import GenerationRequest, GenerationResult, JobStore
 
 T2I_PIXELS = (960 * 960, 4096 * 4096)  # text-to-image: total pixels (§5.2)
@@ -39,10 +39,7 @@ def parse_fal_error(status: int, body: Any, text: str) -> HostError:
     items = [d for d in detail if isinstance(d, dict)] if isinstance(detail, list) else []
     if not items:
         return default_error_parser(status, body, text)
-    code = str(items[0].get("type") or "") or None
-    message = "; ".join(_describe(item) for item in items)
-    refused = default_error_parser(status, {"error": {"code": code, "message": message}}, text).refused
-    return HostError(code, message, refused)
+    return host_error(status, items[0].get("type") or None, "; ".join(_describe(item) for item in items), text)
 
 
 def _describe(item: dict[str, Any]) -> str:
@@ -51,7 +48,7 @@ def _describe(item: dict[str, Any]) -> str:
     return f"{'.'.join(loc)}: {msg}" if loc else msg
 
 
-class FalProvider(AsyncRemoteProvider):
+class FalProvider(RemoteProvider):
     type = "fal"
     default_base_url = "https://queue.fal.run"
     default_key_env = "FAL_KEY"
@@ -61,6 +58,7 @@ class FalProvider(AsyncRemoteProvider):
     max_references = {"seedream-4.0": 10, "seedream-4.5": 10}
     max_count = 6  # num_images 1–6
     modeled_keys = ("prompt", "image_size", "num_images", "max_images", "image_urls", "seed")
+    # supports_watermark stays False: §5.2 has no watermark input.
     error_parser = staticmethod(parse_fal_error)
 
     def auth_headers(self, key: str) -> dict[str, str]:
@@ -100,17 +98,12 @@ class FalProvider(AsyncRemoteProvider):
         self.validate(request)
         endpoint = self.endpoint(request)
         body = self.request_body(request)
-        output, failure, job_id = self.run_job(request, jobs, lambda: self._submit(endpoint, body), self._wait)
-        images = output.get("images") if isinstance(output, dict) else None
-        urls = [item.get("url") for item in images or [] if isinstance(item, dict)]
-        return self.collect(request, jobs, [u for u in urls if isinstance(u, str) and u], model_id=endpoint,
-                            request_id=job_id, exact_size=True, failure=failure)
+        return self.run_job(request, jobs, submit=lambda: self._submit(endpoint, body), wait=self._wait,
+                            model_id=endpoint, exact_size=True)
 
     def _submit(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
-        reply = self.http.request_json("POST", f"/{endpoint}", json=body)
-        request_id = reply.get("request_id") if isinstance(reply, dict) else None
-        if not isinstance(request_id, str) or not request_id:
-            raise ProviderUnavailable(f"POST /{endpoint} returned no request_id", provider=self.name)
+        reply = self.http.request_object("POST", f"/{endpoint}", json=body)
+        request_id = self.found(reply.get("request_id"), f"POST /{endpoint} returned no request_id")
         app = "/".join(endpoint.split("/")[:2])  # "fal-ai/bytedance" (§5.1)
         fallback = f"{self.base_url}/{app}/requests/{request_id}"
         return {
@@ -125,20 +118,22 @@ class FalProvider(AsyncRemoteProvider):
             return given
         return fallback
 
-    def _wait(self, job: dict[str, Any]) -> tuple[Any, ProviderError | None, str]:
-        """The result body, or the error the result call gave (a failed request, §5.1)."""
-        job_id = job["id"]
-        self.poll(lambda: self.http.request_json("GET", job["status_url"]), _finished, job_id=job_id)
+    def _wait(self, job: Job) -> JobState:
+        """``status_url`` polled to the end, then the result: its image URLs, or the error the
+        result call gave (a failed request, §5.1)."""
+        self.poll(lambda: self._status(job["status_url"]), job_id=job["id"])
         try:
-            return self.http.request_json("GET", job["response_url"]), None, job_id
+            output = self.http.request_json("GET", job["response_url"])
         except ProviderError as exc:
             if exc.status == 404:
                 raise  # unknown request: a resumed one is submitted anew
-            return None, exc, job_id
+            return JobState(error=exc)
+        images = dig(output, "images")
+        urls = [dig(item, "url") for item in images if isinstance(item, dict)] if isinstance(images, list) else []
+        return JobState(outputs=tuple(url for url in urls if isinstance(url, str) and url))
 
-
-def _finished(state: Any) -> bool:
-    return not (isinstance(state, dict) and state.get("status") in RUNNING)
+    def _status(self, status_url: str) -> JobState:
+        return JobState(running=dig(self.http.request_json("GET", status_url), "status") in RUNNING)
 
 
 __all__ = ["FalProvider", "parse_fal_error"]

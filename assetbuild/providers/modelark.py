@@ -12,7 +12,8 @@ defaults it to true); a batch as ``sequential_image_generation: "auto"`` with
 downloaded at once (URLs live 24 h), ``b64_json`` read too if ``params`` asks for it.
 
 ``request.seed`` is not sent: the docs say only the 3.0 models take ``seed`` (§1.2, "4.x: not
-supported"). A user who wants it sent anyway writes it in ``params``, which is merged as-is.
+supported"). A user who wants it sent anyway writes it in ``params``, which is merged into the
+body (tables into objects); the keys assetbuild sets itself (``modeled_keys``) are refused.
 """
 
 from __future__ import annotations
@@ -30,16 +31,10 @@ from ..errors import (
     UserError,
 )
 from ._http import HostError, check_image, decode_b64_image, default_error_parser
-from ._remote import RemoteProvider
+from ._remote import LIST_PRICES, RemoteProvider, merge_params
 from .base import GenerationRequest, GenerationResult, JobStore
 
 GENERATE_PATH = "/images/generations"
-
-# Body keys assetbuild sets from the request itself; ``params`` may not override them.
-MODELED_KEYS = (
-    "model", "prompt", "image", "size", "watermark",
-    "sequential_image_generation", "sequential_image_generation_options",
-)
 
 # Codes that mean "try again later" rather than "the request is wrong" (§1.7: the 429 and 500 rows).
 UNAVAILABLE_CODES = (
@@ -101,9 +96,12 @@ class ModelArkProvider(RemoteProvider):
     default_key_env = "ARK_API_KEY"
     model_ids = {"seedream-4.0": "seedream-4-0-250828", "seedream-4.5": "seedream-4-5-251128"}
     # §1.8: the official price page was not retrieved; $0.03 / $0.04 are third-party figures (unconfirmed).
-    prices = {"seedream-4.0": 0.03, "seedream-4.5": 0.04}
-    # §1.3, current revision (the older 4.0 revision allowed 10 references, jpeg/png only).
-    max_references = {"seedream-4.0": 14, "seedream-4.5": 14}
+    prices = LIST_PRICES
+    # Reference limits: the base's, from §1.3's current revision (the older 4.0 revision allowed
+    # 10 references, jpeg/png only).
+    supports_watermark = True  # and it defaults to true (§7.2), so it is always sent
+    modeled_keys = ("model", "prompt", "image", "size", "watermark",
+                    "sequential_image_generation", "sequential_image_generation_options")
     output_limits: ClassVar[dict[str, OutputLimits]] = {
         "seedream-4.0": OutputLimits(1280 * 720, 4096 * 4096),
         "seedream-4.5": OutputLimits(2560 * 1440, 4096 * 4096),
@@ -114,9 +112,10 @@ class ModelArkProvider(RemoteProvider):
 
     def validate(self, request: GenerationRequest) -> None:
         super().validate(request)
-        where = f"asset {request.asset_id}: provider {self.name} ({self.type})"
+        where = self.where(request)
         self._check_size(request, where)
-        self._check_params(request, where)
+        if request.params.get("stream"):
+            raise UserError(f"{where}: params.stream is not supported; assetbuild reads the whole response")
 
     def _check_size(self, request: GenerationRequest, where: str) -> None:
         limits = self.output_limits.get(request.model)
@@ -131,16 +130,6 @@ class ModelArkProvider(RemoteProvider):
         ratio = request.width / request.height
         if not limits.min_ratio <= ratio <= limits.max_ratio:
             raise UserError(f"{where}: aspect ratio of {request.width}x{request.height} is outside [1:16, 16:1]")
-
-    def _check_params(self, request: GenerationRequest, where: str) -> None:
-        modeled = sorted(set(request.params) & set(MODELED_KEYS))
-        if modeled:
-            raise UserError(
-                f"{where}: params may not set {', '.join(modeled)}; assetbuild sets them from the "
-                "asset's prompt, model, size, count, references and watermark"
-            )
-        if request.params.get("stream"):
-            raise UserError(f"{where}: params.stream is not supported; assetbuild reads the whole response")
 
     # -- generation -------------------------------------------------------------------------
 
@@ -163,8 +152,7 @@ class ModelArkProvider(RemoteProvider):
             body["image"] = refs[0]
         elif refs:
             body["image"] = refs
-        body.update(request.params)
-        return body
+        return merge_params(body, request.params)
 
     def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
         """One synchronous call; ``jobs`` is unused because Ark has no job to resume."""
@@ -263,4 +251,4 @@ class VolcengineProvider(ModelArkProvider):
     default_base_url = "https://ark.cn-beijing.volces.com/api/v3"
     model_ids = {"seedream-4.0": "doubao-seedream-4-0-250828", "seedream-4.5": "doubao-seedream-4-5-251128"}
     # §1.8: Volcengine's CNY price is unconfirmed; Seedream's USD list price stands in (unconfirmed).
-    prices = {"seedream-4.0": 0.03, "seedream-4.5": 0.04}
+    prices = LIST_PRICES

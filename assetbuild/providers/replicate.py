@@ -27,9 +27,9 @@ import math
 import re
 from typing import Any, Callable
 
-from ..errors import ProviderError, ProviderUnavailable
-from ._http import HostError, default_error_parser
-from .apiframe import AsyncRemoteProvider, merge_params
+from ..errors import ProviderUnavailable
+from ._http import HostError, default_error_parser, host_error
+from ._remote import LIST_PRICES, JobState, RemoteProvider, merge_params
 from .base import GenerationRequest, GenerationResult, JobStore
 
 CUSTOM_SIDE = (1024, 4096)  # width / height with size "custom" (§6.1)
@@ -53,7 +53,7 @@ def parse_replicate_error(status: int, body: Any, text: str) -> HostError:
     detail = "; ".join(invalid) if invalid else str(body.get("detail") or "")
     message = ": ".join(part for part in (str(body.get("title") or ""), detail) if part)
     match = ERROR_CODE.search(message)
-    return HostError(match.group(1) if match else None, message, default_error_parser(status, body, text).refused)
+    return host_error(status, match.group(1) if match else None, message, text)
 
 
 def nearest(options: tuple[str, ...], value: float, measure: Callable[[str], float]) -> str:
@@ -82,15 +82,16 @@ def output_urls(output: Any) -> list[str]:
     return [item for item in items if isinstance(item, str) and item]
 
 
-class ReplicateProvider(AsyncRemoteProvider):
+class ReplicateProvider(RemoteProvider):
     type = "replicate"
     default_base_url = "https://api.replicate.com"
     default_key_env = "REPLICATE_API_TOKEN"
     model_ids = {"seedream-4.0": "bytedance/seedream-4", "seedream-4.5": "bytedance/seedream-4.5"}
-    prices = {"seedream-4.0": 0.03, "seedream-4.5": 0.04}  # not documented (§6.1): list price, unconfirmed
+    prices = LIST_PRICES  # not documented (§6.1): unconfirmed
     max_references = {"seedream-4.0": 10, "seedream-4.5": 14}
     modeled_keys = ("input.prompt", "input.image_input", "input.size", "input.aspect_ratio", "input.width",
                     "input.height", "input.sequential_image_generation", "input.max_images")
+    # supports_watermark stays False: the §6.1 schemas have no watermark input.
     error_parser = staticmethod(parse_replicate_error)
 
     def request_body(self, request: GenerationRequest) -> tuple[dict[str, Any], bool]:
@@ -110,40 +111,27 @@ class ReplicateProvider(AsyncRemoteProvider):
         self.validate(request)
         model_id = self.model_id(request.model)
         body, exact = self.request_body(request)
-        state = self.run_job(request, jobs, lambda: self._submit(model_id, body), self._wait)
-        job_id = str(state.get("id"))
-        status = state.get("status")
-        failure: ProviderError | None = None
-        if status == "failed":
-            error = str(state.get("error") or "")
-            match = ERROR_CODE.search(error)
-            failure = self.failed_job(job_id, error, match.group(1) if match else "failed")
-        elif status != "succeeded":
-            failure = ProviderUnavailable(f"prediction {job_id} ended {status}", provider=self.name,
-                                          code=str(status))
-        urls = output_urls(state.get("output")) if failure is None else []
-        return self.collect(request, jobs, urls, model_id=model_id, request_id=job_id, exact_size=exact,
-                            failure=failure)
+        return self.run_job(request, jobs, submit=lambda: self._submit(model_id, body),
+                            wait=self.polling(self._fetch), model_id=model_id, exact_size=exact)
 
     def _submit(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
         path = f"/v1/models/{model_id}/predictions"
-        reply = self.http.request_json("POST", path, json=body)
-        prediction_id = reply.get("id") if isinstance(reply, dict) else None
-        if not isinstance(prediction_id, str) or not prediction_id:
-            raise ProviderUnavailable(f"POST {path} returned no prediction id", provider=self.name)
-        return {"id": prediction_id}
+        reply = self.http.request_object("POST", path, json=body)
+        return {"id": self.found(reply.get("id"), f"POST {path} returned no prediction id")}
 
-    def _wait(self, job: dict[str, Any]) -> dict[str, Any]:
-        path = f"/v1/predictions/{job['id']}"
-        state = self.poll(lambda: self.http.request_json("GET", path), _finished, job_id=job["id"])
-        if not isinstance(state, dict):
-            raise ProviderUnavailable(f"GET {path} returned no prediction", provider=self.name)
-        state.setdefault("id", job["id"])
-        return state
-
-
-def _finished(state: Any) -> bool:
-    return not (isinstance(state, dict) and state.get("status") in RUNNING)
+    def _fetch(self, prediction_id: str) -> JobState:
+        state = self.http.request_object("GET", f"/v1/predictions/{prediction_id}")
+        status = state.get("status")
+        if status in RUNNING:
+            return JobState(running=True)
+        if status == "succeeded":
+            return JobState(outputs=tuple(output_urls(state.get("output"))))
+        if status == "failed":
+            error = str(state.get("error") or "")
+            match = ERROR_CODE.search(error)
+            return JobState(error=self.failed_job(prediction_id, error, match.group(1) if match else "failed"))
+        return JobState(error=ProviderUnavailable(f"prediction {prediction_id} ended {status}", provider=self.name,
+                                                  code=str(status)))
 
 
 __all__ = ["ReplicateProvider", "parse_replicate_error", "size_fields"]

@@ -1,5 +1,4 @@
-"""An emulator of Apiframe's v2 image API (providers.md §4), and the base it shares with the
-fal and Replicate emulators.
+"""An emulator of Apiframe's v2 image API (providers.md §4).
 
 ``POST /v2/images/generate`` checks ``X-API-Key``, rejects any key the OpenAPI schema does not
 list (``additionalProperties: false`` at every level) and out-of-range values with 400
@@ -10,145 +9,21 @@ the original job with its current status and charges nothing (§4.1). ``GET /v2/
 in the shape ``result_shape`` names (the OpenAPI file leaves it untyped, §4.3). ``POST
 /v2/uploads`` (schema not in providers.md: designed here) takes multipart field ``file`` and
 answers ``{"url"}`` or ``{"data": {"url"}}`` (``upload_shape``); ``image_input`` must name
-http(s) URLs, and URLs on this server must be uploads it holds.
+http(s) URLs, and URLs on this server must be files it holds.
 
 Faults, besides the base's: ``fail_next_job(code, message, after=0)`` (``code`` is the
 terminal status, ``FAILED`` or ``CANCELLED``: Apiframe jobs carry an error string, no code),
 ``credits``, and ``expire_results()`` also marks finished jobs ``expired`` (§4.3).
-
-The first part of this module is shared with the fal and Replicate emulators and their tests
-(``HostEmulator``: the uniform interface, jobs, job faults, results on a separate CDN server;
-``reference`` and ``generate_in_threads``); it belongs in ``server.py`` until it moves there.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import functools
-import threading
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
-from assetbuild.providers.base import (
-    GenerationRequest, GenerationResult, JobStore, MemoryJobStore, Provider, ReferenceImage,
-)
-from tests.fakes.server import Emulator, Request, Response, make_jpeg, make_png
-
-# -- shared by the apiframe, fal and replicate emulators (belongs in server.py) -------------
-
-
-@functools.lru_cache(maxsize=64)
-def result_image(width: int, height: int, fmt: str) -> bytes:
-    return make_png(width, height) if fmt == "png" else make_jpeg(width, height)
-
-
-def reference(width: int, height: int, fmt: str = "png", label: str = "ref.png") -> ReferenceImage:
-    """A reference image for a request."""
-    data = make_png(width, height, (10, 120, 60)) if fmt == "png" else make_jpeg(width, height, (10, 120, 60))
-    return ReferenceImage(label=label, data=data, media_type=f"image/{fmt}", width=width, height=height)
-
-
-def generate_in_threads(provider: Provider, requests: Sequence[GenerationRequest],
-                        jobs: JobStore | None = None) -> tuple[list[GenerationResult], list[BaseException]]:
-    """Run ``provider.generate`` for every request at once, one thread each."""
-    store = jobs or MemoryJobStore()
-    results: list[GenerationResult] = []
-    errors: list[BaseException] = []
-
-    def run(request: GenerationRequest) -> None:
-        try:
-            results.append(provider.generate(request, store))
-        except BaseException as exc:  # reported to the test, not lost in the thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(request,)) for request in requests]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results, errors
-
-
-@dataclass(frozen=True)
-class JobFault:
-    """How the next job ends instead of succeeding: the host's code and message."""
-
-    code: str
-    message: str
-    status: int | None = None  # an HTTP status, for hosts that report failures that way (fal)
-
-
-class HostEmulator(Emulator):
-    """An async host: the uniform constructor, ``base_url`` and ``submits``; jobs that run for
-    ``polls_until_done`` polls; queued job faults; and result images served by a separate CDN
-    server (``cdn``), as real hosts do, so ``max_in_flight`` counts API requests only and the
-    CDN's request log shows what a download sent."""
-
-    def __init__(self, *, api_key: str = "test-key", clock: Any = None):
-        super().__init__(clock)
-        self.api_key = api_key
-        self.polls_until_done = 1
-        self.cdn = Emulator(clock)
-        self._submits: list[Request] = []
-        self._job_faults: list[JobFault | None] = []
-        self.state_lock = threading.RLock()
-
-    @property
-    def base_url(self) -> str:
-        return self.url
-
-    @property
-    def submits(self) -> list[Request]:
-        """The billable generation submits received (idempotent replays are not billed)."""
-        with self.state_lock:
-            return list(self._submits)
-
-    def bill(self, req: Request) -> None:
-        with self.state_lock:
-            self._submits.append(req)
-
-    def fail_next_job(self, code: str, message: str | None = None, *, after: int = 0,
-                      status: int | None = None) -> None:
-        """The job created after ``after`` more successful ones fails with ``code``."""
-        with self.state_lock:
-            self._job_faults.extend([None] * after)
-            self._job_faults.append(JobFault(code, message or code, status))
-
-    def take_job_fault(self) -> JobFault | None:
-        with self.state_lock:
-            return self._job_faults.pop(0) if self._job_faults else None
-
-    def running(self, polls: int) -> bool:
-        """Whether a job polled ``polls`` times (this poll included) is still running."""
-        return polls <= self.polls_until_done
-
-    def result_url(self, width: int, height: int, fmt: str = "png") -> str:
-        return self.serve_result(result_image(width, height, fmt), "png" if fmt == "png" else "jpg")
-
-    # -- results live on the CDN ------------------------------------------------------------
-
-    def start(self) -> "HostEmulator":
-        self.cdn.start()
-        super().start()
-        return self
-
-    def stop(self) -> None:
-        super().stop()
-        self.cdn.stop()
-
-    def serve_result(self, data: bytes, ext: str = "png") -> str:
-        return self.cdn.serve_result(data, ext)
-
-    def break_next_result(self, kind: str) -> None:
-        self.cdn.break_next_result(kind)
-
-    def expire_results(self) -> None:
-        self.cdn.expire_results()
-
-
-# -- Apiframe ---------------------------------------------------------------------------------
+from tests.fakes.server import HostEmulator, JobFault, Request, Response, is_int, timestamp
 
 MODELS = ("seedream-3", "seedream-3.1", "seedream-4", "seedream-4.5", "seedream-5-lite", "seedream-5-pro")
 TOP_KEYS = ("model", "prompt", "seedreamParams", "webhookUrl", "webhookEvents")
@@ -177,26 +52,20 @@ class ApiframeJob:
     completed_at: str | None = None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 class ApiframeEmulator(HostEmulator):
-    def __init__(self, *, api_key: str = "test-key", clock: Any = None):
-        super().__init__(api_key=api_key, clock=clock)
+    auth_header = "x-api-key"
+    auth_scheme = "{key}"
+
+    def __init__(self, *, api_key: str = "test-key", clock: Any = None, polls_until_done: int = 1):
+        super().__init__(api_key=api_key, clock=clock, polls_until_done=polls_until_done)
         self.result_shape = "string"
         self.upload_shape = "url"  # "url" | "data.url"
         self.credits: int | None = None  # None: unlimited
         self.jobs: dict[str, ApiframeJob] = {}
-        self.uploads: dict[str, bytes] = {}
         self._by_key: dict[str, str] = {}
-        self.route("submit", "POST", r"/v2/images/generate")(self._submit)
-        self.route("job", "GET", r"/v2/jobs/(?P<id>[^/]+)")(self._job)
-        self.route("upload", "POST", r"/v2/uploads")(self._upload)
+        self.api_route("submit", "POST", r"/v2/images/generate")(self._submit)
+        self.api_route("job", "GET", r"/v2/jobs/(?P<id>[^/]+)")(self._job)
+        self.api_route("upload", "POST", r"/v2/uploads")(self._upload)
 
     def expire_results(self) -> None:
         super().expire_results()
@@ -206,15 +75,10 @@ class ApiframeEmulator(HostEmulator):
 
     # -- handlers ---------------------------------------------------------------------------
 
-    def _denied(self, req: Request) -> Response | None:
-        if req.headers.get("x-api-key") != self.api_key:
-            return Response(401, {"error": "Invalid or missing API key"})
-        return None
+    def denied(self, req: Request) -> Response | None:
+        return None if self.authorized(req) else Response(401, {"error": "Invalid or missing API key"})
 
     def _submit(self, req: Request) -> Response:
-        denied = self._denied(req)
-        if denied:
-            return denied
         key = req.headers.get("idempotency-key")
         if key is not None and not 1 <= len(key) <= MAX_KEY_CHARS:
             return Response(400, {"error": "Validation failed",
@@ -235,7 +99,7 @@ class ApiframeEmulator(HostEmulator):
                     return Response(402, {"error": "Insufficient credits", "creditsRequired": CREDITS_PER_JOB,
                                           "creditsAvailable": self.credits})
                 self.credits -= CREDITS_PER_JOB
-            job = ApiframeJob(str(uuid.uuid4()), body, self.take_job_fault(), self._timestamp())
+            job = ApiframeJob(str(uuid.uuid4()), body, self.take_job_fault(), timestamp())
             self.jobs[job.id] = job
             if key is not None:
                 self._by_key[key] = job.id
@@ -243,9 +107,6 @@ class ApiframeEmulator(HostEmulator):
         return Response(202, {"jobId": job.id, "status": job.status})
 
     def _job(self, req: Request) -> Response:
-        denied = self._denied(req)
-        if denied:
-            return denied
         with self.state_lock:
             job = self.jobs.get(req.match["id"])
             if job is None:
@@ -255,30 +116,21 @@ class ApiframeEmulator(HostEmulator):
             return Response(200, self._render(job))
 
     def _upload(self, req: Request) -> Response:
-        denied = self._denied(req)
-        if denied:
-            return denied
         if not req.headers.get("content-type", "").startswith("multipart/form-data"):
             return Response(400, {"error": "Expected multipart/form-data with a file field"})
         upload = req.multipart().get("file")
         if upload is None or not upload[1]:
             return Response(400, {"error": "Validation failed", "details": {"file": ["Required"]}})
-        filename, data = upload
-        ext = (filename or "upload.png").rsplit(".", 1)[-1]
-        with self.state_lock:
-            name = f"{uuid.uuid4().hex}.{ext}"
-            self.uploads[name] = data
-        url = f"{self.url}/_uploads/{name}"
+        url = self.store_file(upload[1])
         return Response(201, {"url": url} if self.upload_shape == "url" else {"data": {"url": url}})
 
     # -- jobs -------------------------------------------------------------------------------
 
     def _advance(self, job: ApiframeJob) -> None:
-        job.polls += 1
-        if self.running(job.polls):
+        if self.tick(job):
             job.status = "QUEUED" if job.polls == 1 else "PROCESSING"
             return
-        job.completed_at = self._timestamp()
+        job.completed_at = timestamp()
         if job.fault is not None:
             job.status = job.fault.code if job.fault.code in ("FAILED", "CANCELLED") else "FAILED"
             job.error = job.fault.message
@@ -299,9 +151,6 @@ class ApiframeEmulator(HostEmulator):
             "creditCost": CREDITS_PER_JOB if job.status == "COMPLETED" else None, "webhookStatus": None,
             "createdAt": job.created_at, "completedAt": job.completed_at, "expired": job.expired,
         }
-
-    def _timestamp(self) -> str:
-        return _dt.datetime.now(_dt.timezone.utc).isoformat()
 
     # -- validation (§4.2) ------------------------------------------------------------------
 
@@ -333,7 +182,7 @@ class ApiframeEmulator(HostEmulator):
         _unknown_keys(params, PARAM_KEYS, f"{where}.", details)
         for name in ("width", "height"):
             value = params.get(name, SIDE_RANGE[0])
-            if not _is_int(value) or not SIDE_RANGE[0] <= value <= SIDE_RANGE[1]:
+            if not is_int(value, *SIDE_RANGE):
                 details[f"{where}.{name}"].append(f"Expected an integer from {SIDE_RANGE[0]} to {SIDE_RANGE[1]}")
         for name in ("aspect_ratio", "size", "resolution"):
             if name in params and not isinstance(params[name], str):
@@ -341,7 +190,7 @@ class ApiframeEmulator(HostEmulator):
         guidance = params.get("guidance_scale", 1)
         if not _is_number(guidance) or not 1 <= guidance <= 10:
             details[f"{where}.guidance_scale"].append("Expected a number from 1 to 10")
-        if "seed" in params and not _is_int(params["seed"]):
+        if "seed" in params and not is_int(params["seed"]):
             details[f"{where}.seed"].append("Expected integer")
         if params.get("output_format", "jpg") not in ("jpg", "png"):
             details[f"{where}.output_format"].append("Invalid enum value. Expected 'jpg' | 'png'")
@@ -355,13 +204,17 @@ class ApiframeEmulator(HostEmulator):
         if not isinstance(urls, list) or len(urls) > MAX_IMAGE_INPUT:
             details[where].append(f"Expected an array of at most {MAX_IMAGE_INPUT} URLs")
             return
-        own = f"{self.url}/_uploads/"
+        own = f"{self.url}/"
         for i, url in enumerate(urls):
             # A fetchable URL: data URIs are unconfirmed for this field (§7.5), so refused here.
             if not _is_http_url(url):
                 details[f"{where}.{i}"].append("Invalid url")
-            elif url.startswith(own) and url[len(own):] not in self.uploads:
+            elif url.startswith(own) and self.stored_file(url) is None:
                 details[f"{where}.{i}"].append("Image could not be fetched")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _unknown_keys(obj: dict[str, Any], allowed: tuple[str, ...], prefix: str, details: dict[str, list[str]]) -> None:
@@ -375,4 +228,4 @@ def _is_http_url(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(("http://", "https://"))
 
 
-__all__ = ["ApiframeEmulator", "HostEmulator", "JobFault", "generate_in_threads", "reference", "result_image"]
+__all__ = ["ApiframeEmulator"]

@@ -21,16 +21,13 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import io
 import re
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
-from tests.fakes.server import Emulator, Request, Response, make_jpeg
+from tests.fakes.server import Emulator, Request, Response, make_jpeg, open_image
 
 MODELS = {
     "byteplus": {"seedream-4-0-250828": "4.0", "seedream-4-5-251128": "4.5"},
@@ -317,11 +314,9 @@ def _check_reference(item: str) -> None:
         raise Reject("InvalidParameter", "image data is not valid base64", param="image") from None
     if len(data) > MAX_REF_BYTES:
         raise Reject("InvalidParameter", "image must be at most 10 MB", param="image")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            width, height = img.size
-    except (UnidentifiedImageError, OSError):
-        raise Reject("InvalidParameter", "image cannot be decoded", param="image") from None
+    image = open_image(data)
+    if image is None:
+        raise Reject("InvalidParameter", "image cannot be decoded", param="image")
+    width, height = image.size
     if min(width, height) <= 14 or width * height > MAX_REF_PIXELS or not 1 / 16 <= width / height <= 16:
         raise Reject("InvalidParameter", f"image of {width}x{height} is outside the input limits", param="image")

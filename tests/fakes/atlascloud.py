@@ -2,9 +2,9 @@
 
 Submit ``POST /api/v1/model/generateImage`` -> ``{code: 200, data: {id, status: processing}}``;
 ``GET /api/v1/model/prediction/{id}`` stays ``processing`` for ``polls_until_done`` polls, then
-``completed`` with ``data.outputs[]`` (images of exactly the ``W*H`` asked for, served from a
-separate CDN). ``POST /api/v1/model/uploadMedia`` takes multipart field ``file``. Requests
-without a real User-Agent get Cloudflare's 403 (error 1010), as reported for the live host.
+``completed`` with ``data.outputs[]`` (images of exactly the ``W*H`` asked for). ``POST
+/api/v1/model/uploadMedia`` takes multipart field ``file``. Requests without a real User-Agent
+get Cloudflare's 403 (error 1010), as reported for the live host.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .evolink import HostEmulator, open_image
-from .server import Request, Response, make_jpeg
+from .server import HostEmulator, JobFault, Request, Response, data_url_bytes, open_image, result_image
 
 MIN_PIXELS = {"bytedance/seedream-v4": 1280 * 720, "bytedance/seedream-v4.5": 2560 * 1440}
 MAX_PIXELS = 4096 * 4096
@@ -45,46 +44,31 @@ class Prediction:
     height: int
     base64_output: bool
     polls: int = 0
-    failure: tuple[int | None, str] | None = None  # (error_code, message)
+    fault: JobFault | None = None  # code: Atlas's numeric error_code, or None
     outputs: list[str] = field(default_factory=list)
 
 
 class AtlasCloudEmulator(HostEmulator):
-    """``fail_next_job(code, message)`` makes the next prediction fail with ``data.error`` =
-    message and ``data.error_code`` = code (1039 = moderation); ``short_next_job(made)`` makes the
-    next sequential prediction deliver only ``made`` images; ``forget_predictions()`` makes every
-    known prediction 404; ``success_status`` is ``"completed"`` or ``"succeeded"``;
-    ``upload_shape`` is ``"url"`` (top-level, the docs) or ``"data.download_url"`` (clients)."""
+    """Faults, besides the base's: ``fail_next_job(code, message)`` makes the next prediction
+    fail with ``data.error`` = message and ``data.error_code`` = code (1039 = moderation; None
+    for none); ``forget_predictions()`` makes every known prediction 404; ``success_status`` is
+    ``"completed"`` or ``"succeeded"``; ``upload_shape`` is ``"url"`` (top-level, the docs) or
+    ``"data.download_url"`` (clients)."""
 
     def __init__(self, *, api_key: str = "test-key", clock: Any = None, polls_until_done: int = 1):
-        super().__init__(api_key=api_key, clock=clock)
-        self.polls_until_done = polls_until_done
+        super().__init__(api_key=api_key, clock=clock, polls_until_done=polls_until_done)
         self.success_status = "completed"
         self.upload_shape = "url"
         self.predictions: dict[str, Prediction] = {}
-        self._next_failures: list[tuple[int | None, str]] = []
-        self._next_short: list[int] = []
-        self.route("generate", "POST", r"/api/v1/model/generateImage")(self._generate)
-        self.route("prediction", "GET", r"/api/v1/model/prediction/(?P<id>[^/]+)")(self._prediction)
-        self.route("upload", "POST", r"/api/v1/model/uploadMedia")(self._upload)
-
-    @property
-    def base_url(self) -> str:
-        return self.url
-
-    def fail_next_job(self, code: int | None, message: str) -> None:
-        with self._host_lock:
-            self._next_failures.append((code, message))
-
-    def short_next_job(self, made: int) -> None:
-        with self._host_lock:
-            self._next_short.append(made)
+        self.api_route("generate", "POST", r"/api/v1/model/generateImage")(self._generate)
+        self.api_route("prediction", "GET", r"/api/v1/model/prediction/(?P<id>[^/]+)")(self._prediction)
+        self.api_route("upload", "POST", r"/api/v1/model/uploadMedia")(self._upload)
 
     def forget_predictions(self) -> None:
-        with self._host_lock:
+        with self.state_lock:
             self.predictions.clear()
 
-    def _gate(self, req: Request) -> Response | None:
+    def denied(self, req: Request) -> Response | None:
         """Cloudflare's User-Agent block (§3.1, [3p]) then the key."""
         agent = req.headers.get("user-agent", "")
         if not agent or agent.startswith(("python-", "curl/")):
@@ -96,9 +80,6 @@ class AtlasCloudEmulator(HostEmulator):
     # -- predictions ------------------------------------------------------------------------
 
     def _generate(self, req: Request) -> Response:
-        blocked = self._gate(req)
-        if blocked is not None:
-            return blocked
         try:
             body = req.json
         except ValueError:
@@ -107,16 +88,13 @@ class AtlasCloudEmulator(HostEmulator):
         if problem is not None:
             return _envelope(400, problem)
         width, height = (int(p) for p in SIZE.fullmatch(body["size"]).groups())  # type: ignore[union-attr]
-        with self._host_lock:
-            made = body.get("max_images", 1)
-            if self._next_short:
-                made = min(made, self._next_short.pop(0))
-            prediction = Prediction(
-                uuid.uuid4().hex, body["model"], made, width, height, bool(body.get("enable_base64_output")),
-                failure=self._next_failures.pop(0) if self._next_failures else None,
-            )
+        prediction = Prediction(
+            uuid.uuid4().hex, body["model"], self.images_made(body.get("max_images", 1)), width, height,
+            bool(body.get("enable_base64_output")), fault=self.take_job_fault(),
+        )
+        with self.state_lock:
             self.predictions[prediction.id] = prediction
-        self.accept_submit(req)
+        self.bill(req)
         return _envelope(200, "", self._data(prediction, "processing"))
 
     def _check(self, body: Any) -> str | None:
@@ -157,27 +135,22 @@ class AtlasCloudEmulator(HostEmulator):
         """An uploaded file of this host, or a data URI ([3p], §3.3), holding an image."""
         if not isinstance(url, str):
             return False
-        data = base64.b64decode(url.split(",", 1)[1]) if url.startswith("data:") else self.stored_file(url)
+        data = data_url_bytes(url) if url.startswith("data:") else self.stored_file(url)
         return data is not None and open_image(data) is not None
 
     def _prediction(self, req: Request) -> Response:
-        blocked = self._gate(req)
-        if blocked is not None:
-            return blocked
-        with self._host_lock:
+        with self.state_lock:
             prediction = self.predictions.get(req.match["id"])
-            if prediction is not None:
-                prediction.polls += 1
         if prediction is None:
             return _envelope(404, "prediction not found")
-        if prediction.polls <= self.polls_until_done:
+        if self.tick(prediction):
             return _envelope(200, "", self._data(prediction, "processing"))
-        if prediction.failure is not None:
-            code, message = prediction.failure
+        if prediction.fault is not None:
+            code = prediction.fault.code
             data = self._data(prediction, "failed")
-            data.update(error=message, **({"error_code": code} if code is not None else {}))
+            data.update(error=prediction.fault.message, **({"error_code": code} if code is not None else {}))
             return _envelope(200, "", data)
-        with self._host_lock:
+        with self.state_lock:
             if not prediction.outputs:
                 prediction.outputs = [self._output(prediction) for _ in range(prediction.made)]
         data = self._data(prediction, self.success_status)
@@ -185,10 +158,9 @@ class AtlasCloudEmulator(HostEmulator):
         return _envelope(200, "", data)
 
     def _output(self, prediction: Prediction) -> str:
-        image = make_jpeg(prediction.width, prediction.height)
-        if prediction.base64_output:
-            return base64.b64encode(image).decode("ascii")  # naked base64, no data-URI prefix (§6.2)
-        return self.serve_result(image, "jpeg")
+        if prediction.base64_output:  # naked base64, no data-URI prefix (§6.2)
+            return base64.b64encode(result_image(prediction.width, prediction.height)).decode("ascii")
+        return self.result_url(prediction.width, prediction.height)
 
     def _data(self, prediction: Prediction, status: str) -> dict[str, Any]:
         return {
@@ -200,9 +172,6 @@ class AtlasCloudEmulator(HostEmulator):
     # -- uploads ----------------------------------------------------------------------------
 
     def _upload(self, req: Request) -> Response:
-        blocked = self._gate(req)
-        if blocked is not None:
-            return blocked
         if not req.headers.get("content-type", "").startswith("multipart/form-data"):
             return _envelope(400, "expected multipart/form-data with a file field")
         part = req.multipart().get("file")

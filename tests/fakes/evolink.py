@@ -2,29 +2,24 @@
 
 It speaks the newer documented form: ``size`` an aspect ratio (or ``auto``) plus ``quality``
 1K|2K|4K, from which it picks the pixels itself, as the real backend does. A task stays
-``processing`` for ``polls_until_done`` polls, then completes with ``results[]`` URLs served
-from a separate CDN server. The file API (``/api/v1/files/upload/base64``) is served on the
-same host as the task API, which is where the provider looks for it whenever ``base_url`` is
-not evolink's own.
-
-Also home of :class:`HostEmulator`, the parts the host emulators share (Atlas Cloud uses it).
+``processing`` for ``polls_until_done`` polls, then completes with ``results[]`` URLs. The file
+API (``/api/v1/files/upload/base64``) is served on the same host as the task API, which is
+where the provider looks for it whenever ``base_url`` is not evolink's own.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 import math
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from .server import Emulator, Request, Response, make_jpeg
+from .server import HostEmulator, JobFault, Request, Response, open_image
 
 MODELS = {  # host model id -> (max references, reference formats, reference ratio range, qualities)
     "doubao-seedream-4.0": (10, ("JPEG", "PNG"), (1 / 3, 3), ("1K", "2K", "4K")),
@@ -37,80 +32,6 @@ PROMPT_PRIORITIES = {"doubao-seedream-4.0": ("standard", "fast"), "doubao-seedre
 # Seedream page lists it (unconfirmed). Anything else is refused, so a misspelt field shows.
 FIELDS = frozenset({"model", "prompt", "n", "size", "quality", "prompt_priority", "image_urls", "callback_url", "seed"})
 MAX_OUTPUTS_WITH_REFS = 15
-
-
-class HostEmulator(Emulator):
-    """What the host emulators share: the API key, the billable submits they accepted,
-    uploaded reference files (kept by URL, as the host would fetch them), and a separate CDN
-    server for result images, as on the real hosts, so ``requests`` and ``max_in_flight``
-    count API traffic only (result downloads are not under the client's concurrency limit).
-    ``serve_result``, ``break_next_result`` and ``expire_results`` act on the CDN."""
-
-    def __init__(self, *, api_key: str, clock: Any = None):
-        super().__init__(clock)
-        self.api_key = api_key
-        self.cdn = Emulator(clock)
-        self.files: dict[str, bytes] = {}  # URL -> bytes of uploaded references
-        self._submits: list[Request] = []
-        self._host_lock = threading.Lock()
-        self.route("file", "GET", r"/files/(?P<fid>[^/]+)")(self._serve_file)
-
-    @property
-    def submits(self) -> list[Request]:
-        """The generation submits accepted (each one a job the host would bill)."""
-        with self._host_lock:
-            return list(self._submits)
-
-    def accept_submit(self, req: Request) -> None:
-        with self._host_lock:
-            self._submits.append(req)
-
-    def authorized(self, req: Request) -> bool:
-        return req.headers.get("authorization") == f"Bearer {self.api_key}"
-
-    def store_file(self, data: bytes) -> str:
-        url = f"{self.url}/files/{uuid.uuid4().hex}"
-        with self._host_lock:
-            self.files[url] = data
-        return url
-
-    def stored_file(self, url: str) -> bytes | None:
-        with self._host_lock:
-            return self.files.get(url)
-
-    def _serve_file(self, req: Request) -> Response:
-        data = self.stored_file(f"{self.url}/files/{req.match['fid']}")
-        return Response(200, data) if data is not None else Response(404, b"not found", content_type="text/plain")
-
-    # -- results live on the CDN ------------------------------------------------------------
-
-    def serve_result(self, data: bytes, ext: str = "png") -> str:
-        return self.cdn.serve_result(data, ext)
-
-    def break_next_result(self, kind: str) -> None:
-        self.cdn.break_next_result(kind)
-
-    def expire_results(self) -> None:
-        self.cdn.expire_results()
-
-    def start(self) -> "HostEmulator":
-        super().start()
-        self.cdn.start()
-        return self
-
-    def stop(self) -> None:
-        self.cdn.stop()
-        super().stop()
-
-
-def open_image(data: bytes) -> Image.Image | None:
-    """The decoded image, or None when ``data`` is not one."""
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None
-    return image
 
 
 def result_size(size: str, quality: str) -> tuple[int, int]:
@@ -132,48 +53,38 @@ class Task:
     height: int
     created: int
     polls: int = 0
-    failure: tuple[str, str] | None = None  # (code, message)
+    fault: JobFault | None = None  # code: evolink's string code
     results: list[str] = field(default_factory=list)
 
 
 class EvolinkEmulator(HostEmulator):
-    """``fail_next_job(code, message)`` makes the next task fail with that string code;
-    ``short_next_job(made)`` makes the next task deliver only ``made`` images; ``forget_tasks()``
-    makes every known task 404 (expired); ``upload_shape`` picks where the file API puts the
-    uploaded file's URL: ``"data.file_url"`` (the SDK's shape), ``"data.url"`` or ``"url"``."""
+    """Faults, besides the base's: ``fail_next_job(code, message)`` makes the next task fail
+    with that string code; ``forget_tasks()`` makes every known task 404 (expired);
+    ``upload_shape`` picks where the file API puts the uploaded file's URL:
+    ``"data.file_url"`` (the SDK's shape), ``"data.url"`` or ``"url"``."""
 
     def __init__(self, *, api_key: str = "test-key", clock: Any = None, polls_until_done: int = 1):
-        super().__init__(api_key=api_key, clock=clock)
-        self.polls_until_done = polls_until_done
+        super().__init__(api_key=api_key, clock=clock, polls_until_done=polls_until_done)
         self.upload_shape = "data.file_url"
         self.tasks: dict[str, Task] = {}
-        self._next_failures: list[tuple[str, str]] = []
-        self._next_short: list[int] = []
-        self.route("generate", "POST", r"/v1/images/generations")(self._generate)
-        self.route("task", "GET", r"/v1/tasks/(?P<id>[^/]+)")(self._task)
-        self.route("upload", "POST", r"/api/v1/files/upload/base64")(self._upload)
+        self.api_route("generate", "POST", r"/v1/images/generations")(self._generate)
+        self.api_route("task", "GET", r"/v1/tasks/(?P<id>[^/]+)")(self._task)
+        self.api_route("upload", "POST", r"/api/v1/files/upload/base64")(self._upload)
 
-    @property
-    def base_url(self) -> str:
-        return self.url
-
-    def fail_next_job(self, code: str, message: str) -> None:
-        with self._host_lock:
-            self._next_failures.append((code, message))
-
-    def short_next_job(self, made: int) -> None:
-        with self._host_lock:
-            self._next_short.append(made)
+    def denied(self, req: Request) -> Response | None:
+        if self.authorized(req):
+            return None
+        if req.route == "upload":  # the file API's envelope
+            return Response(401, {"success": False, "code": 401, "msg": "Invalid API key"})
+        return _error(401, "authentication_error", "Invalid or expired token")
 
     def forget_tasks(self) -> None:
-        with self._host_lock:
+        with self.state_lock:
             self.tasks.clear()
 
     # -- task API ---------------------------------------------------------------------------
 
     def _generate(self, req: Request) -> Response:
-        if not self.authorized(req):
-            return _error(401, "authentication_error", "Invalid or expired token")
         try:
             body = req.json
         except ValueError:
@@ -186,15 +97,12 @@ class EvolinkEmulator(HostEmulator):
         n = body.get("n", 1)
         width, height = result_size(body.get("size", "auto"), body.get("quality", "2K"))
         created = int(time.time())
-        with self._host_lock:
-            made = min(n, MAX_OUTPUTS_WITH_REFS - refs)  # "the output count becomes 15 - refs" (§2.2)
-            if self._next_short:
-                made = min(made, self._next_short.pop(0))
-            failure = self._next_failures.pop(0) if self._next_failures else None
-            task = Task(f"task-unified-{created}-{uuid.uuid4().hex[:8]}", model, made, width, height, created,
-                        failure=failure)
+        made = self.images_made(min(n, MAX_OUTPUTS_WITH_REFS - refs))  # "the output count becomes 15 - refs" (§2.2)
+        task = Task(f"task-unified-{created}-{uuid.uuid4().hex[:8]}", model, made, width, height, created,
+                    fault=self.take_job_fault())
+        with self.state_lock:
             self.tasks[task.id] = task
-        self.accept_submit(req)
+        self.bill(req)
         return Response(200, {
             "created": created, "id": task.id, "model": model, "object": "image.generation.task",
             "progress": 0, "status": "pending", "task_info": {"can_cancel": True, "estimated_time": 45},
@@ -242,33 +150,26 @@ class EvolinkEmulator(HostEmulator):
         return None
 
     def _task(self, req: Request) -> Response:
-        if not self.authorized(req):
-            return _error(401, "authentication_error", "Invalid or expired token")
-        with self._host_lock:
+        with self.state_lock:
             task = self.tasks.get(req.match["id"])
-            if task is not None:
-                task.polls += 1
         if task is None:
             return _error(404, "not_found_error", "Task not found or expired")
         head = {"created": task.created, "id": task.id, "model": task.model, "object": "image.generation.task",
                 "type": "image"}
-        if task.polls <= self.polls_until_done:
+        if self.tick(task):
             return Response(200, {**head, "progress": 50, "status": "processing", "task_info": {"can_cancel": False}})
-        if task.failure is not None:
-            code, message = task.failure
-            error = {"code": code, "message": message}
+        if task.fault is not None:
+            error = {"code": task.fault.code, "message": task.fault.message}
             return Response(200, {**head, "progress": 0, "status": "failed", "error": error})
-        with self._host_lock:
+        with self.state_lock:
             if not task.results:
-                task.results = [self.serve_result(make_jpeg(task.width, task.height), "jpeg") for _ in range(task.made)]
+                task.results = [self.result_url(task.width, task.height) for _ in range(task.made)]
         return Response(200, {**head, "progress": 100, "status": "completed", "results": list(task.results),
                               "task_info": {"can_cancel": False}})
 
     # -- file API ---------------------------------------------------------------------------
 
     def _upload(self, req: Request) -> Response:
-        if not self.authorized(req):
-            return Response(401, {"success": False, "code": 401, "msg": "Invalid API key"})
         body = req.json if req.body else None
         payload = body.get("base64_data") if isinstance(body, dict) else None
         if not isinstance(payload, str):

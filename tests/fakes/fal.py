@@ -12,23 +12,19 @@ for ``polls_until_done`` polls, then ``COMPLETED``; ``/fal-ai/bytedance/requests
 routes (the trap of §7.6). ``base_url`` is the server root, like ``https://queue.fal.run``.
 
 Faults, besides the base's: ``fail_next_job(code, message, status=422)`` makes the next request
-fail on its result call with that ``type`` and HTTP status (§5.1); ``batch_limit`` caps the
-images a request makes; ``queue_urls`` = ``"given"`` | ``"absent"`` (submit returns no queue
-URLs) | ``"foreign"`` (they point at another host, which must not be sent the key).
+fail on its result call with that ``type`` and HTTP status (§5.1); ``queue_urls`` = ``"given"``
+| ``"absent"`` (submit returns no queue URLs) | ``"foreign"`` (they point at another host, which
+must not be sent the key).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import random
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tests.fakes.apiframe import HostEmulator, JobFault
-from tests.fakes.server import Request, Response
+from tests.fakes.server import HostEmulator, JobFault, Request, Response, data_url_bytes, is_int
 
 APP = "fal-ai/bytedance"
 DEFAULT_SIZE = (2048, 2048)
@@ -40,7 +36,6 @@ T2I_PIXELS = (960 * 960, 4096 * 4096)
 EDIT_SIDE = (1024, 4096)
 MAX_USED_REFS = 10
 MAX_REFS_PLUS_OUTPUTS = 15
-DATA_URI = re.compile(r"data:image/[a-z0-9.+-]+;base64,(?P<b64>.+)", re.S)
 
 
 @dataclass
@@ -60,32 +55,24 @@ def _error(loc: list[Any], msg: str, type_: str = "value_error") -> dict[str, An
     return {"loc": ["body", *loc], "msg": msg, "type": type_}
 
 
-def _is_int(value: Any, lo: int, hi: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
-
-
 class FalEmulator(HostEmulator):
-    def __init__(self, *, api_key: str = "test-key", clock: Any = None):
-        super().__init__(api_key=api_key, clock=clock)
+    auth_scheme = "Key {key}"
+
+    def __init__(self, *, api_key: str = "test-key", clock: Any = None, polls_until_done: int = 1):
+        super().__init__(api_key=api_key, clock=clock, polls_until_done=polls_until_done)
         self.queue_urls = "given"
-        self.batch_limit: int | None = None
         self.jobs: dict[str, FalJob] = {}
-        self.route("submit", "POST", r"/fal-ai/bytedance/seedream/(?P<version>v4|v4\.5)/(?P<kind>text-to-image|edit)")(
-            self._submit)
-        self.route("status", "GET", r"/fal-ai/bytedance/requests/(?P<id>[^/]+)/status")(self._status)
-        self.route("response", "GET", r"/fal-ai/bytedance/requests/(?P<id>[^/]+)")(self._response)
+        self.api_route("submit", "POST",
+                       r"/fal-ai/bytedance/seedream/(?P<version>v4|v4\.5)/(?P<kind>text-to-image|edit)")(self._submit)
+        self.api_route("status", "GET", r"/fal-ai/bytedance/requests/(?P<id>[^/]+)/status")(self._status)
+        self.api_route("response", "GET", r"/fal-ai/bytedance/requests/(?P<id>[^/]+)")(self._response)
 
     # -- handlers ---------------------------------------------------------------------------
 
-    def _denied(self, req: Request) -> Response | None:
-        if req.headers.get("authorization") != f"Key {self.api_key}":
-            return Response(401, {"detail": "Invalid authorization credentials"})
-        return None
+    def denied(self, req: Request) -> Response | None:
+        return None if self.authorized(req) else Response(401, {"detail": "Invalid authorization credentials"})
 
     def _submit(self, req: Request) -> Response:
-        denied = self._denied(req)
-        if denied:
-            return denied
         try:
             body = req.json
         except ValueError:
@@ -111,19 +98,13 @@ class FalEmulator(HostEmulator):
         return {"status_url": f"{base}/status", "response_url": base, "cancel_url": f"{base}/cancel"}
 
     def _status(self, req: Request) -> Response:
-        denied = self._denied(req)
-        if denied:
-            return denied
         with self.state_lock:
             job = self.jobs.get(req.match["id"])
             if job is None:
                 return Response(404, {"detail": "Request not found"})
             if job.status != "COMPLETED":
-                job.polls += 1
-                if not self.running(job.polls):
-                    job.status = "COMPLETED"
-                else:
-                    job.status = "IN_QUEUE" if job.polls == 1 else "IN_PROGRESS"
+                running = self.tick(job)
+                job.status = "COMPLETED" if not running else "IN_QUEUE" if job.polls == 1 else "IN_PROGRESS"
             reply: dict[str, Any] = {"status": job.status, "request_id": job.id, "logs": None,
                                      "response_url": f"{self.url}/{APP}/requests/{job.id}"}
             if job.status == "IN_QUEUE":
@@ -131,9 +112,6 @@ class FalEmulator(HostEmulator):
             return Response(200, reply)
 
     def _response(self, req: Request) -> Response:
-        denied = self._denied(req)
-        if denied:
-            return denied
         with self.state_lock:
             job = self.jobs.get(req.match["id"])
             if job is None:
@@ -149,11 +127,9 @@ class FalEmulator(HostEmulator):
             return Response(200, job.output)
 
     def _output(self, job: FalJob) -> dict[str, Any]:
-        made = job.input.get("num_images", 1) * job.input.get("max_images", 1)
-        if self.batch_limit is not None:
-            made = min(made, self.batch_limit)
+        made = self.images_made(job.input.get("num_images", 1) * job.input.get("max_images", 1))
         width, height = job.size
-        images = [{"url": self.result_url(width, height), "width": width, "height": height,
+        images = [{"url": self.result_url(width, height, "png"), "width": width, "height": height,
                    "content_type": "image/png"} for _ in range(made)]
         return {"images": images, "seed": job.input.get("seed", random.randint(0, 2**31 - 1))}
 
@@ -166,9 +142,9 @@ class FalEmulator(HostEmulator):
         size = self._size(body.get("image_size", {"width": DEFAULT_SIZE[0], "height": DEFAULT_SIZE[1]}),
                           edit, errors)
         for name in ("num_images", "max_images"):
-            if not _is_int(body.get(name, 1), 1, 6):
+            if not is_int(body.get(name, 1), 1, 6):
                 errors.append(_error([name], "Input should be an integer from 1 to 6"))
-        if "seed" in body and not _is_int(body["seed"], -(2**63), 2**63):
+        if "seed" in body and not is_int(body["seed"], -(2**63), 2**63):
             errors.append(_error(["seed"], "Input should be a valid integer", "int_type"))
         for name in ("sync_mode", "enable_safety_checker"):
             if name in body and not isinstance(body[name], bool):
@@ -177,7 +153,7 @@ class FalEmulator(HostEmulator):
             errors.append(_error(["enhance_prompt_mode"], "Input should be 'standard' or 'fast'", "enum"))
         refs = self._references(body.get("image_urls"), edit, errors)
         runs, per_run = body.get("num_images", 1), body.get("max_images", 1)
-        if _is_int(runs, 1, 6) and _is_int(per_run, 1, 6) and refs + runs * per_run > MAX_REFS_PLUS_OUTPUTS:
+        if is_int(runs, 1, 6) and is_int(per_run, 1, 6) and refs + runs * per_run > MAX_REFS_PLUS_OUTPUTS:
             errors.append(_error(["image_urls"], "reference images + output images must be at most 15"))
         return errors, size
 
@@ -185,8 +161,8 @@ class FalEmulator(HostEmulator):
     def _size(value: Any, edit: bool, errors: list[dict[str, Any]]) -> tuple[int, int]:
         if isinstance(value, str) and value in SIZE_ENUMS:
             return SIZE_ENUMS[value]
-        if not (isinstance(value, dict) and _is_int(value.get("width"), 1, 16384)
-                and _is_int(value.get("height"), 1, 16384)):
+        if not (isinstance(value, dict) and is_int(value.get("width"), 1, 16384)
+                and is_int(value.get("height"), 1, 16384)):
             errors.append(_error(["image_size"], f"Input should be one of {', '.join(SIZE_ENUMS)} "
                                  "or {width, height}", "enum"))
             return DEFAULT_SIZE
@@ -217,16 +193,7 @@ class FalEmulator(HostEmulator):
 def _fetchable(url: Any) -> bool:
     if not isinstance(url, str):
         return False
-    if url.startswith(("http://", "https://")):
-        return True
-    match = DATA_URI.fullmatch(url)
-    if match is None:
-        return False
-    try:
-        base64.b64decode(match["b64"], validate=True)
-    except (ValueError, binascii.Error):
-        return False
-    return True
+    return url.startswith(("http://", "https://")) or data_url_bytes(url) is not None
 
 
 __all__ = ["FalEmulator"]

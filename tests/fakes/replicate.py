@@ -12,20 +12,18 @@ polls, then ``succeeded`` with ``output`` an array of URLs (``output_shape = "st
 single URL for a single image). ``base_url`` is the server root, like ``https://api.replicate.com``.
 
 Faults, besides the base's: ``fail_next_job(code, message)`` ends the next prediction ``failed``
-with ``error = "<message> (<code>)"`` (``code="canceled"`` ends it ``canceled``);
+with ``error = "<message> (<code>)"`` (``code="canceled"`` ends it ``canceled``). The base's
 ``batch_limit`` caps the images sequential generation makes ("up to" ``max_images``).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from tests.fakes.apiframe import HostEmulator, JobFault
-from tests.fakes.server import Request, Response
+from tests.fakes.server import HostEmulator, JobFault, Request, Response, is_int, timestamp
 
 MODELS = {"bytedance/seedream-4": "4.0", "bytedance/seedream-4.5": "4.5"}
 VERSION_IDS = {"4.0": "5f2c" * 16, "4.5": "a91e" * 16}  # stand-ins for the 64-hex version ids
@@ -59,34 +57,22 @@ def _problem(status: int, title: str, detail: str, **extra: Any) -> Response:
                     content_type="application/problem+json")
 
 
-def _is_int(value: Any, lo: int, hi: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat()
-
-
 class ReplicateEmulator(HostEmulator):
-    def __init__(self, *, api_key: str = "test-key", clock: Any = None):
-        super().__init__(api_key=api_key, clock=clock)
+    def __init__(self, *, api_key: str = "test-key", clock: Any = None, polls_until_done: int = 1):
+        super().__init__(api_key=api_key, clock=clock, polls_until_done=polls_until_done)
         self.output_shape = "list"  # "list" | "string" (single image only)
-        self.batch_limit: int | None = None
         self.predictions: dict[str, Prediction] = {}
-        self.route("create", "POST", r"/v1/models/(?P<model>[^/]+/[^/]+)/predictions")(self._create)
-        self.route("get", "GET", r"/v1/predictions/(?P<id>[^/]+)")(self._get)
+        self.api_route("create", "POST", r"/v1/models/(?P<model>[^/]+/[^/]+)/predictions")(self._create)
+        self.api_route("get", "GET", r"/v1/predictions/(?P<id>[^/]+)")(self._get)
 
     # -- handlers ---------------------------------------------------------------------------
 
-    def _denied(self, req: Request) -> Response | None:
-        if req.headers.get("authorization") != f"Bearer {self.api_key}":
-            return _problem(401, "Unauthenticated", "You did not pass a valid authentication token")
-        return None
+    def denied(self, req: Request) -> Response | None:
+        if self.authorized(req):
+            return None
+        return _problem(401, "Unauthenticated", "You did not pass a valid authentication token")
 
     def _create(self, req: Request) -> Response:
-        denied = self._denied(req)
-        if denied:
-            return denied
         version = MODELS.get(req.match["model"])
         if version is None:
             return _problem(404, "Not found", "The requested resource could not be found.")
@@ -105,15 +91,12 @@ class ReplicateEmulator(HostEmulator):
             return _problem(422, "Input validation failed", detail, invalid_fields=invalid)
         with self.state_lock:
             prediction = Prediction(uuid.uuid4().hex[:26], req.match["model"], VERSION_IDS[version],
-                                    body["input"], size, self.take_job_fault(), _now())
+                                    body["input"], size, self.take_job_fault(), timestamp())
             self.predictions[prediction.id] = prediction
             self.bill(req)
             return Response(201, self._render(prediction))
 
     def _get(self, req: Request) -> Response:
-        denied = self._denied(req)
-        if denied:
-            return denied
         with self.state_lock:
             prediction = self.predictions.get(req.match["id"])
             if prediction is None:
@@ -125,8 +108,7 @@ class ReplicateEmulator(HostEmulator):
     # -- predictions ------------------------------------------------------------------------
 
     def _advance(self, prediction: Prediction) -> None:
-        prediction.polls += 1
-        if self.running(prediction.polls):
+        if self.tick(prediction):
             prediction.status = "starting" if prediction.polls == 1 else "processing"
             return
         fault = prediction.fault
@@ -136,10 +118,9 @@ class ReplicateEmulator(HostEmulator):
                 prediction.error = f"{fault.message} ({fault.code})"
             return
         inputs = prediction.input
-        made = inputs.get("max_images", 1) if inputs.get("sequential_image_generation") == "auto" else 1
-        if self.batch_limit is not None:
-            made = min(made, self.batch_limit)
-        urls = [self.result_url(*prediction.size, fmt="jpeg") for _ in range(made)]
+        made = self.images_made(
+            inputs.get("max_images", 1) if inputs.get("sequential_image_generation") == "auto" else 1)
+        urls = [self.result_url(*prediction.size) for _ in range(made)]
         prediction.status = "succeeded"
         prediction.output = urls[0] if self.output_shape == "string" and len(urls) == 1 else urls
 
@@ -166,7 +147,7 @@ class ReplicateEmulator(HostEmulator):
         if inputs.get("sequential_image_generation", "disabled") not in ("disabled", "auto"):
             bad("sequential_image_generation", "must be one of: disabled, auto")
         max_images = inputs.get("max_images", 1)
-        if not _is_int(max_images, 1, MAX_IMAGES):
+        if not is_int(max_images, 1, MAX_IMAGES):
             bad("max_images", f"must be an integer from 1 to {MAX_IMAGES}")
             max_images = 1
         refs = inputs.get("image_input", [])
@@ -191,9 +172,9 @@ class ReplicateEmulator(HostEmulator):
         if size == "custom":
             w, h = inputs.get("width", 2048), inputs.get("height", 2048)
             for name, value in (("width", w), ("height", h)):
-                if not _is_int(value, *CUSTOM_SIDE):
+                if not is_int(value, *CUSTOM_SIDE):
                     bad(name, f"{name} must be an integer from {CUSTOM_SIDE[0]} to {CUSTOM_SIDE[1]}")
-            return (w, h) if _is_int(w, *CUSTOM_SIDE) and _is_int(h, *CUSTOM_SIDE) else (2048, 2048)
+            return (w, h) if is_int(w, *CUSTOM_SIDE) and is_int(h, *CUSTOM_SIDE) else (2048, 2048)
         rw, rh = (1, 1) if ratio_name == "match_input_image" else map(int, ratio_name.split(":"))
         area = KEYWORD_SIDES[size] ** 2
         return 16 * round(math.sqrt(area * rw / rh) / 16), 16 * round(math.sqrt(area * rh / rw) / 16)

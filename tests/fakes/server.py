@@ -4,17 +4,26 @@ An emulator subclass registers routes with :meth:`Emulator.route`; each handler 
 :class:`Request` and returns a :class:`Response`. The base gives it
 
 * a log of every request (``requests``), with the fake-or-real clock time it arrived,
-* the most API requests ever in flight at once (``max_in_flight``; result downloads not counted),
+* the most API requests ever in flight at once (``max_in_flight``; result downloads, which go
+  to a CDN outside the API's limits on the real hosts, are not counted),
 * switchable faults queued per route name (``fail_next``): a status with body and headers
   (429 + Retry-After, 500, ...), latency, or a hang past the client's timeout,
-* result images it serves itself (``serve_result``) with download faults: expired (HTTP 403),
-  truncated bytes, a body that is not an image, or an over-sized body.
+* result images it serves itself (``serve_result``, route ``result``) with download faults:
+  expired (HTTP 403), truncated bytes, a body that is not an image, or an over-sized body.
+
+:class:`HostEmulator` adds what the asynchronous hosts' emulators share: the uniform
+interface, the key check, billed submits, jobs that run for ``polls_until_done`` polls, job
+faults and short batches, and uploaded reference files served back by URL.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as _dt
 import email.parser
 import email.policy
+import functools
 import io
 import json
 import re
@@ -23,9 +32,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 
 def make_png(width: int, height: int, color: tuple[int, int, int] = (200, 80, 40)) -> bytes:
@@ -38,6 +47,46 @@ def make_jpeg(width: int, height: int, color: tuple[int, int, int] = (40, 80, 20
     buf = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buf, format="JPEG", quality=70)
     return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=64)
+def result_image(width: int, height: int, fmt: str = "jpeg") -> bytes:
+    """A generated image as a host returns it: PNG or JPEG."""
+    return make_png(width, height) if fmt == "png" else make_jpeg(width, height)
+
+
+def open_image(data: bytes) -> Image.Image | None:
+    """The decoded image, or None when ``data`` is not one."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    return image
+
+
+DATA_URL = re.compile(r"data:image/[a-z0-9.+-]+;base64,(?P<b64>.+)", re.S)
+
+
+def data_url_bytes(url: str) -> bytes | None:
+    """The bytes of a ``data:image/<fmt>;base64,...`` URL, or None when it is not one."""
+    match = DATA_URL.fullmatch(url)
+    if match is None:
+        return None
+    try:
+        return base64.b64decode(match["b64"], validate=True)
+    except (ValueError, binascii.Error):
+        return None
+
+
+def is_int(value: Any, lo: float = float("-inf"), hi: float = float("inf")) -> bool:
+    """An integer (not a bool) within [lo, hi], as JSON-schema validators judge it."""
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def timestamp() -> str:
+    """Now, as the hosts write it (ISO 8601, UTC)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat()
 
 
 @dataclass
@@ -81,6 +130,9 @@ class Response:
         if self.body is None:
             return b"", self.content_type or "application/json"
         return json.dumps(self.body).encode(), self.content_type or "application/json"
+
+
+Handler = Callable[[Request], Response]
 
 
 @dataclass
@@ -263,3 +315,116 @@ class Emulator:
         if fault == "huge":
             return Response(200, b"\0" * (65 * 1024 * 1024), content_type=ctype)
         return Response(200, data, content_type=ctype)
+
+
+@dataclass(frozen=True)
+class JobFault:
+    """How a job ends instead of succeeding: the host's code and message."""
+
+    code: Any  # a string code, or Atlas's numeric error_code (or None)
+    message: str
+    status: int | None = None  # an HTTP status, for hosts that report failures that way (fal)
+
+
+class HostEmulator(Emulator):
+    """An asynchronous host: the uniform constructor, ``base_url`` and ``submits`` (the
+    billable generation submits); API routes (``api_route``) behind the key check
+    (``authorized`` by the class's ``auth_header`` / ``auth_scheme``, answered by ``denied``);
+    jobs that run for ``polls_until_done`` polls (``tick``); queued job faults
+    (``fail_next_job``); fewer images than asked (``batch_limit`` for every job,
+    ``short_next_job`` for the next one); uploaded reference files, kept and served back by
+    URL (``store_file``); and result images of a given size (``result_url``). Result images
+    are served by the base, under route ``result`` (not counted in ``max_in_flight``)."""
+
+    auth_header: ClassVar[str] = "authorization"
+    auth_scheme: ClassVar[str] = "Bearer {key}"
+
+    def __init__(self, *, api_key: str = "test-key", clock: Any = None, polls_until_done: int = 1):
+        super().__init__(clock)
+        self.api_key = api_key
+        self.polls_until_done = polls_until_done
+        self.batch_limit: int | None = None  # every job makes at most this many images
+        self.files: dict[str, bytes] = {}  # URL -> bytes of uploaded references
+        self.state_lock = threading.RLock()
+        self._submits: list[Request] = []
+        self._job_faults: list[JobFault | None] = []
+        self._short: list[int] = []
+        self.route("file", "GET", r"/files/(?P<fid>[^/]+)")(self._serve_file)
+
+    @property
+    def base_url(self) -> str:
+        return self.url
+
+    @property
+    def submits(self) -> list[Request]:
+        """The billable generation submits received (idempotent replays are not billed)."""
+        with self.state_lock:
+            return list(self._submits)
+
+    def bill(self, req: Request) -> None:
+        with self.state_lock:
+            self._submits.append(req)
+
+    def authorized(self, req: Request) -> bool:
+        return req.headers.get(self.auth_header) == self.auth_scheme.format(key=self.api_key)
+
+    def denied(self, req: Request) -> Response | None:
+        """The answer to a request the API turns away (the host's 401), or None to handle it."""
+        return None if self.authorized(req) else Response(401, {"error": "invalid API key"})
+
+    def api_route(self, name: str, method: str, pattern: str) -> Callable[[Handler], Handler]:
+        """:meth:`route` for the host's API: the handler sees only requests ``denied`` lets through."""
+        def register(handler: Handler) -> Handler:
+            self.route(name, method, pattern)(lambda req: self.denied(req) or handler(req))
+            return handler
+
+        return register
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def fail_next_job(self, code: Any, message: str | None = None, *, after: int = 0,
+                      status: int | None = None) -> None:
+        """The job created after ``after`` more successful ones fails with ``code``."""
+        with self.state_lock:
+            self._job_faults.extend([None] * after)
+            self._job_faults.append(JobFault(code, message or str(code), status))
+
+    def take_job_fault(self) -> JobFault | None:
+        with self.state_lock:
+            return self._job_faults.pop(0) if self._job_faults else None
+
+    def short_next_job(self, made: int) -> None:
+        """The next job to make its images makes at most ``made``."""
+        with self.state_lock:
+            self._short.append(made)
+
+    def images_made(self, asked: int) -> int:
+        """How many of ``asked`` images a job makes (``batch_limit``, ``short_next_job``)."""
+        with self.state_lock:
+            made = asked if self.batch_limit is None else min(asked, self.batch_limit)
+            return min(made, self._short.pop(0)) if self._short else made
+
+    def tick(self, job: Any) -> bool:
+        """Count one more poll of ``job`` (anything with ``polls``): whether it still runs."""
+        with self.state_lock:
+            job.polls += 1
+            return job.polls <= self.polls_until_done
+
+    def result_url(self, width: int, height: int, fmt: str = "jpeg") -> str:
+        return self.serve_result(result_image(width, height, fmt), "png" if fmt == "png" else "jpg")
+
+    # -- uploaded references ----------------------------------------------------------------
+
+    def store_file(self, data: bytes) -> str:
+        url = f"{self.url}/files/{uuid.uuid4().hex}"
+        with self.state_lock:
+            self.files[url] = data
+        return url
+
+    def stored_file(self, url: str) -> bytes | None:
+        with self.state_lock:
+            return self.files.get(url)
+
+    def _serve_file(self, req: Request) -> Response:
+        data = self.stored_file(f"{self.url}/files/{req.match['fid']}")
+        return Response(200, data) if data is not None else Response(404, b"not found", content_type="text/plain")
