@@ -19,6 +19,7 @@ from .clock import Clock, SystemClock
 from .errors import BudgetError, UsageError, UserError
 from .executor import Event, Executor, NodeResult
 from .expand import Node, expand, provider_config
+from .files import exclusive
 from .fingerprint import FileHasher
 from .graph import BuildGraph
 from .lockfile import Lockfile
@@ -188,14 +189,15 @@ class Project:
         executor = Executor(root=self.root, planner=self.planner(force=forced, offline=offline), lock=self.lock,
                             cache=self.cache, hasher=self.hasher, providers=self.providers, clock=self.clock,
                             jobs=jobs, keep_going=keep_going, on_event=on_event)
-        results = executor.run(nodes)
-        pruned: list[str] = []
-        if not targets:
-            pruned = sorted(set(self.lock.entries) - set(self.nodes))
-            if pruned:
-                for nid in pruned:
-                    del self.lock.entries[nid]
-                self.lock.save()
+        with exclusive(self.loaded.path):
+            results = executor.run(nodes)
+            pruned: list[str] = []
+            if not targets:
+                pruned = sorted(set(self.lock.entries) - set(self.nodes))
+                if pruned:
+                    for nid in pruned:
+                        del self.lock.entries[nid]
+                    self.lock.save()
         return BuildReport(results, pruned)
 
     def _check_keys(self, plan: Plan) -> None:

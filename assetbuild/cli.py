@@ -171,7 +171,12 @@ def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force
     project = ctx.project(provider_override)
     out = sys.stderr if as_json else sys.stdout
 
+    finished = 0
+
     def show(event: Event) -> None:
+        nonlocal finished
+        if event.kind == "done":
+            finished += 1
         if event.kind == "start":
             if ctx.verbose:
                 click.echo(f"  {event.status:<10} {event.node}  ({event.detail})", file=out)
@@ -180,10 +185,11 @@ def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force
         elif event.status in ("failed", "blocked"):
             click.echo(f"{event.status:<10} {event.node}: {event.detail}", file=out)
         elif event.status != "up-to-date" or ctx.verbose:
-            click.echo(f"{event.status:<10} {event.node}", file=out)
+            click.echo(f"{event.status:<10} {event.node}  [{finished}/{total}]", file=out)
 
     try:
         the_plan = project.plan(targets, force=force, offline=offline)
+        total = len(the_plan.decisions)
         cost = the_plan.estimated_cost
         if cost > 0 and not yes and sys.stdin.isatty() and sys.stdout.isatty():
             n = sum(1 for d in the_plan.decisions if d.cost_usd)

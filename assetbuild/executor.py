@@ -161,11 +161,25 @@ class Executor:
     def _restore(self, d: Decision) -> NodeResult | None:
         record = d.cached
         assert record is not None and d.fingerprint is not None and d.inputs is not None
-        blobs = [self.cache.get_blob(sha) for sha in record["images"]]
+        files = record.get("files") or [None] * len(record["images"])
+        blobs = [self.cache.get_blob(sha) or self._file_blob(path, sha) for sha, path in zip(record["images"], files)]
         if any(b is None for b in blobs):
             return None  # a blob went missing or is corrupt: generate instead
         shas = self._write_outputs(d, [b for b in blobs if b is not None], record)
         return NodeResult(d.id, "restored", d.reasons, outputs=shas, provider=record.get("provider"))
+
+    def _file_blob(self, path: str | None, sha: str) -> bytes | None:
+        """An image still at an old output path, copied into the cache on the way."""
+        if path is None:
+            return None
+        try:
+            data = (self.root / path).read_bytes()
+        except OSError:
+            return None
+        if sha256_bytes(data) != sha:
+            return None
+        self.cache.put_blob(data)
+        return data
 
     def _generate(self, d: Decision) -> NodeResult:
         node = d.node

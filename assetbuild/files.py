@@ -1,11 +1,19 @@
-"""Writing files so a crash never leaves half of one: temp file in the same folder, fsync,
-then ``os.replace``."""
+"""Writing files so a crash never leaves half of one (temp file in the same folder, fsync,
+then ``os.replace``), and the one-build-at-a-time guard."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+from .errors import UserError
+
+
+class BuildLocked(UserError):
+    """Another build of the same project is running."""
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -23,3 +31,23 @@ def write_atomic(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an advisory lock on ``path`` (the manifest) for a build, so two builds of one
+    project never interleave their lock writes. Raises BuildLocked if another holds it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks, no guard
+        yield
+        return
+    with open(path, "rb") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BuildLocked(f"another assetbuild build is running in {path.parent}; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

@@ -78,9 +78,15 @@ class Planner:
             if hand_edited:
                 return Decision(node, Action.BLOCKED, hand_edited, fingerprint=fp, inputs=inputs, references=refs)
             missing = [o.path for o in entry.outputs if self.hasher.hash(o.path) is None]
-            if not missing and [o.path for o in entry.outputs] == list(node.outputs):
-                return Decision(node, Action.UP_TO_DATE, [], fingerprint=fp, inputs=inputs, references=refs)
-            reasons = [f"output {p} missing" for p in missing] or ["output paths changed"]
+            if [o.path for o in entry.outputs] == list(node.outputs):
+                if not missing:
+                    return Decision(node, Action.UP_TO_DATE, [], fingerprint=fp, inputs=inputs, references=refs)
+                return self._needs_work(node, [f"output {p} missing" for p in missing], fp, inputs, [], refs)
+            reasons = ["output paths changed"]
+            if self.cache.result(fp) is None and all(self.hasher.hash(o.path) == o.sha256 for o in entry.outputs):
+                # The images are still at their old paths: copy them, never pay for a rename.
+                return Decision(node, Action.RESTORE, reasons + ["from the old output paths"], fingerprint=fp,
+                                inputs=inputs, cached=_record_of(entry), references=refs)
             return self._needs_work(node, reasons, fp, inputs, [], refs)
         reasons = changes(entry, inputs) if entry is not None else ["new asset"]
         return self._needs_work(node, reasons, fp, inputs, hand_edited, refs)
@@ -152,6 +158,19 @@ class Planner:
             decisions.append(d)
             produced[node.id] = outputs_of(d, self.lock)
         return decisions
+
+
+def _record_of(entry: LockEntry) -> dict[str, Any]:
+    """A cache-record-shaped view of a lock entry whose images are still on disk."""
+    return {
+        "images": [o.sha256 for o in entry.outputs],
+        "files": [o.path for o in entry.outputs],
+        "provider": entry.provider,
+        "model_id": entry.model_id,
+        "request_id": entry.request_id,
+        "cost_usd": entry.cost_usd,
+        "built": entry.built,
+    }
 
 
 def outputs_of(d: Decision, lock: Lockfile) -> Sequence[str] | str:

@@ -318,3 +318,26 @@ def test_init_writes_a_starter_that_builds(project):
     assert ".assetbuild/" in (project.root / ".gitignore").read_text()
     assert built(project)["generated"] == 2
     assert project.run("init").exit_code == 2
+
+
+def test_renaming_outputs_moves_the_images_without_calls_even_with_an_empty_cache(project):
+    chain(project)
+    before = project.read("assets/other.png")
+    shutil.rmtree(project.env["ASSETBUILD_CACHE_DIR"])
+    project.manifest(CHAIN.replace('prompt = "independent"', 'prompt = "independent"\noutput = "misc/other.png"'))
+    plan = json.loads(project.run("plan", "--json").output)
+    assert {a["asset"]: a["reasons"] for a in plan["actions"]}["other"] == [
+        "output paths changed", "from the old output paths"]
+    summary = built(project)
+    assert project.calls.total == 0 and summary["restored"] == 1
+    assert project.read("assets/misc/other.png") == before
+
+
+def test_a_second_build_of_the_same_project_at_once_is_refused(project):
+    from assetbuild.files import exclusive
+
+    chain(project)
+    with exclusive(project.root / "assetbuild.toml"):
+        res = project.run("build")
+    assert res.exit_code == 2 and "another assetbuild build is running" in res.stderr
+    assert project.run("build").exit_code == 0
