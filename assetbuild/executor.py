@@ -24,7 +24,7 @@ from .files import write_atomic
 from .fingerprint import FileHasher, sha256_bytes
 from .imageinfo import ImageDecodeError, as_png, inspect_image
 from .lockfile import LockEntry, Lockfile, OutputRecord
-from .planner import BLOCKED, Action, Decision, Planner
+from .planner import BLOCKED, Action, Decision, Planner, ResolvedRef
 from .providers.base import GenerationRequest, Provider, ReferenceImage
 
 LOCK_SAVE_INTERVAL_S = 0.25
@@ -188,7 +188,7 @@ class Executor:
         request = GenerationRequest(
             asset_id=node.id, fingerprint=d.fingerprint, prompt=node.prompt, model=node.model,
             width=node.width, height=node.height, size=node.size, count=node.count,
-            references=tuple(self._reference(node, label) for label, _ in d.references),
+            references=tuple(self._reference(node, ref) for ref in d.references),
             seed=node.seed, watermark=node.watermark, params=dict(node.params),
         )
         name: str | None = node.provider
@@ -232,27 +232,17 @@ class Executor:
         if images:
             self.cache.add_orphans(fingerprint, [self.cache.put_blob(img) for img in images])
 
-    def _reference(self, node: Node, label: str) -> ReferenceImage:
-        path = self._reference_path(node, label)
-        data = (self.root / path).read_bytes()
+    def _reference(self, node: Node, ref: ResolvedRef) -> ReferenceImage:
+        """The bytes that will be sent, which must be the bytes the fingerprint hashed."""
+        data = (self.root / ref.path).read_bytes()
+        if sha256_bytes(data) != ref.sha256:
+            raise UserError(f"{node.id}: reference {ref.label} ({ref.path}) changed during the build; run it again")
         try:
             info = inspect_image(data)
         except ImageDecodeError as exc:
-            raise UserError(f"{node.id}: reference {label} ({path}) is not an image: {exc}") from exc
-        return ReferenceImage(label=label, data=data, media_type=info.media_type, width=info.width, height=info.height)
-
-    def _reference_path(self, node: Node, label: str) -> str:
-        for ref in node.references:
-            if ref.path is not None and ref.label == label:
-                return ref.path
-            if ref.node is not None and (label == ref.label or label.startswith(ref.label + "#")):
-                entry = self.lock.entries[ref.node]
-                if ref.index is not None:
-                    index = ref.index
-                else:  # "@storyboard#2" was expanded from "@storyboard" (all outputs)
-                    index = int(label[len(ref.label) + 1:]) - 1 if label != ref.label else 0
-                return entry.outputs[index].path
-        raise AssetbuildError(f"{node.id}: internal error: unknown reference {label}")
+            raise UserError(f"{node.id}: reference {ref.label} ({ref.path}) is not an image: {exc}") from exc
+        return ReferenceImage(label=ref.label, data=data, media_type=info.media_type,
+                              width=info.width, height=info.height)
 
     def _write_outputs(self, d: Decision, images: list[bytes], record: dict[str, Any]) -> list[str]:
         node = d.node

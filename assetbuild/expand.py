@@ -33,6 +33,7 @@ class Ref:
     path: str | None = None  # file: posix path relative to the project root
     node: str | None = None  # upstream node id
     index: int | None = None  # 0-based output of the upstream node; None = all of them
+    paths: tuple[str, ...] = ()  # upstream: the output paths referenced, in order
 
 
 @dataclass(frozen=True)
@@ -232,4 +233,6 @@ def _ref(loaded: LoadedManifest, asset_id: str, text: str, values: Mapping[str, 
         if not 1 <= n <= target_spec.count:
             raise loaded.error(f"{text!r}: @{target} has {target_spec.count} output(s); use #1..#{target_spec.count}", *where)
         index = n - 1
-    return Ref(label=text, node=variant_id(target, chosen[0]), index=index)
+    outputs = _outputs(loaded, target, target_spec, chosen[0])
+    return Ref(label=text, node=variant_id(target, chosen[0]), index=index,
+               paths=outputs if index is None else (outputs[index],))

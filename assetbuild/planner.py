@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from .cache import Cache
 from .expand import Node
@@ -30,6 +30,14 @@ BLOCKED = "blocked"
 Upstream = Mapping[str, "Sequence[str] | str"]
 
 
+class ResolvedRef(NamedTuple):
+    """One reference image as a build will send it."""
+
+    label: str  # "brand/palette.png", "@hero", "@storyboard#2"
+    sha256: str | None  # None: the file is missing
+    path: str  # posix, relative to the project root
+
+
 @dataclass
 class Decision:
     node: Node
@@ -39,7 +47,7 @@ class Decision:
     fingerprint: str | None = None
     inputs: dict[str, Any] | None = None
     cached: dict[str, Any] | None = None  # the cache record a restore will use
-    references: list[tuple[str, str | None]] = field(default_factory=list)  # (label, sha) as resolved
+    references: list[ResolvedRef] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -66,10 +74,10 @@ class Planner:
         if pending:
             reasons = [f"upstream {p} changed" for p in pending]
             return self._needs_work(node, reasons, None, None, self._hand_edited(node, entry, None), refs)
-        missing_refs = [label for label, sha in refs if sha is None]
+        missing_refs = [r.label for r in refs if r.sha256 is None]
         if missing_refs:
             return Decision(node, Action.BLOCKED, [f"reference {m} missing" for m in missing_refs], references=refs)
-        inputs = fingerprint_inputs(node, [(label, sha) for label, sha in refs if sha is not None])
+        inputs = fingerprint_inputs(node, [(r.label, r.sha256) for r in refs if r.sha256 is not None])
         fp = fingerprint(inputs)
         hand_edited = self._hand_edited(node, entry, fp)
         if node.id in self.force:
@@ -92,7 +100,7 @@ class Planner:
         return self._needs_work(node, reasons, fp, inputs, hand_edited, refs)
 
     def _needs_work(self, node: Node, reasons: list[str], fp: str | None, inputs: dict[str, Any] | None,
-                    hand_edited: list[str], refs: list[tuple[str, str | None]]) -> Decision:
+                    hand_edited: list[str], refs: list[ResolvedRef]) -> Decision:
         if hand_edited and node.id not in self.force:
             return Decision(node, Action.BLOCKED, reasons + hand_edited,
                             fingerprint=fp, inputs=inputs, references=refs)
@@ -104,31 +112,33 @@ class Planner:
         return self._generate(node, reasons, fp, inputs, refs)
 
     def _generate(self, node: Node, reasons: list[str], fp: str | None, inputs: dict[str, Any] | None,
-                  refs: list[tuple[str, str | None]]) -> Decision:
+                  refs: list[ResolvedRef]) -> Decision:
         if self.offline and node.provider_type != "local":
             return Decision(node, Action.BLOCKED, reasons + [f"needs generation by {node.provider} (--offline)"],
                             fingerprint=fp, inputs=inputs, references=refs)
         return Decision(node, Action.GENERATE, reasons, cost_usd=self.price(node), fingerprint=fp, inputs=inputs,
                         references=refs)
 
-    def _references(self, node: Node, upstream: Upstream) -> tuple[list[tuple[str, str | None]], list[str], list[str]]:
-        refs: list[tuple[str, str | None]] = []
+    def _references(self, node: Node, upstream: Upstream) -> tuple[list[ResolvedRef], list[str], list[str]]:
+        """The node's reference images with their hashes, and the upstream nodes that are
+        still to be rebuilt (``pending``) or will not be (``blocked``)."""
+        refs: list[ResolvedRef] = []
         pending: list[str] = []
         blocked: list[str] = []
         for ref in node.references:
             if ref.path is not None:
-                refs.append((ref.label, self.hasher.hash(ref.path)))
+                refs.append(ResolvedRef(ref.label, self.hasher.hash(ref.path), ref.path))
                 continue
             assert ref.node is not None
             shas = upstream.get(ref.node, BLOCKED)
-            if shas == BLOCKED:
-                blocked.append(ref.node) if ref.node not in blocked else None
-            elif shas == UNKNOWN:
-                pending.append(ref.node) if ref.node not in pending else None
-            else:
-                chosen = list(shas) if ref.index is None else [shas[ref.index]]
-                refs.extend((ref.label if len(chosen) == 1 else f"{ref.label}#{i + 1}", sha)
-                            for i, sha in enumerate(chosen))
+            if shas == BLOCKED or shas == UNKNOWN:
+                waiting = blocked if shas == BLOCKED else pending
+                if ref.node not in waiting:
+                    waiting.append(ref.node)
+                continue
+            chosen = list(shas) if ref.index is None else [shas[ref.index]]
+            for i, (sha, path) in enumerate(zip(chosen, ref.paths)):
+                refs.append(ResolvedRef(ref.label if len(chosen) == 1 else f"{ref.label}#{i + 1}", sha, path))
         return refs, pending, blocked
 
     def _hand_edited(self, node: Node, entry: LockEntry | None, fp: str | None) -> list[str]:
