@@ -341,3 +341,11 @@ def test_a_second_build_of_the_same_project_at_once_is_refused(project):
         res = project.run("build")
     assert res.exit_code == 2 and "another assetbuild build is running" in res.stderr
     assert project.run("build").exit_code == 0
+
+
+def test_dash_f_names_another_manifest(project):
+    project.write("kit.toml", '[assets.a]\nprompt = "x"\nsize = "32x32"\n')
+    assert project.run("-f", "kit.toml", "build").exit_code == 0
+    assert (project.root / "assets" / "a.png").is_file()
+    res = project.run("-f", "missing.toml", "plan")
+    assert res.exit_code == 2 and "missing.toml" in res.stderr

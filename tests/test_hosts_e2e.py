@@ -375,3 +375,37 @@ def test_killed_build_resumes_the_job_instead_of_paying_again(project, host):  #
         assert len(emu.submits) == 1  # the rerun picked up the job it had paid for
     finally:
         emu.stop()
+
+
+@pytest.mark.slow
+def test_on_a_terminal_a_paid_build_asks_first(project):
+    import pty
+
+    ark = start("modelark", None)
+    try:
+        setup(project, "modelark", ark)
+        env = {**os.environ, **project.env}
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "assetbuild", "-C", str(project.root), "build"],
+                                env=env, stdin=slave, stdout=slave, stderr=slave)
+        os.close(slave)
+        seen = b""
+        deadline = time.monotonic() + 20
+        while b"Go on?" not in seen and time.monotonic() < deadline:
+            seen += os.read(master, 1024)
+        assert b"generates 4 asset(s) for an estimated $0.18" in seen
+        os.write(master, b"n\n")
+        assert proc.wait(20) == 2
+        try:
+            while chunk := os.read(master, 1024):
+                seen += chunk
+        except OSError:  # the child closed the terminal
+            pass
+        os.close(master)
+        assert b"build cancelled; nothing was sent" in seen
+        assert ark.requests == []
+        # --yes skips the question; without a terminal there is none
+        res = project.run("build", "--json")
+        assert res.exit_code == 0 and json.loads(res.output)["generated"] == 4
+    finally:
+        ark.stop()
