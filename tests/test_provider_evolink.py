@@ -1,19 +1,21 @@
-"""EvolinkProvider against the evolink emulator: real HTTP on 127.0.0.1, a fake clock."""
+"""EvolinkProvider against the evolink emulator: real HTTP on 127.0.0.1, a fake clock. What only
+evolink does: ratio + quality sizing, the file API, its error envelopes and task codes. What every
+host does (retries, timeouts, failed and refused tasks, broken downloads, resume, concurrency,
+the key) is in test_provider_contract.py."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Iterator
 
 import pytest
 
-from assetbuild.errors import ProviderError, ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
+from assetbuild.errors import ProviderRequestError, UserError
 from assetbuild.models import ProviderConfig
 from assetbuild.providers.base import GenerationRequest, MemoryJobStore, ReferenceImage
 from assetbuild.providers._remote import count_prompt
 from assetbuild.providers.evolink import EvolinkProvider, nearest_aspect_ratio, quality_for
 from tests.fakes.clock import FakeClock
-from tests.fakes.helpers import dims, generate_in_threads
+from tests.fakes.helpers import dims
 from tests.fakes.evolink import EvolinkEmulator, result_size
 from tests.fakes.server import make_jpeg, make_png
 
@@ -162,7 +164,6 @@ def test_files_api_url_follows_base_url() -> None:
     ({"references": (ReferenceImage("a.webp", b"x", "image/webp", 64, 64),)}, "only JPEG and PNG"),
     ({"references": (png_ref(400, 100),)}, "[1/3, 3]"),
     ({"references": tuple(png_ref(label=f"r{i}.png") for i in range(11))}, "at most 10 reference"),
-    ({"watermark": True}, "no watermark"),
     ({"prompt": "x" * 1990, "count": 2}, "1 to 2000 characters; this one has 2020"),
 ])
 def test_limits_are_checked_before_sending(overrides: dict[str, Any], words: str) -> None:
@@ -183,71 +184,16 @@ def test_seedream_45_takes_more_reference_formats_and_ratios() -> None:
 # -- faults -----------------------------------------------------------------------------------
 
 
-def test_429_waits_retry_after_then_recovers(emu: EvolinkEmulator, make_provider: MakeProvider,
-                                             clock: FakeClock) -> None:
-    body = {"error": {"code": 429, "message": "Rate limit exceeded", "type": "rate_limit_error"}}
-    emu.fail_next("generate", status=429, headers={"Retry-After": "7"}, body=body)
-    result = make_provider().generate(request(), MemoryJobStore())
-
-    assert len(result.images) == 1
-    assert 7.0 in clock.sleeps
-    assert len(emu.calls("generate")) == 2 and len(emu.submits) == 1
-
-
-def test_429_attempts_are_bounded(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
-    emu.fail_next("generate", status=429, headers={"Retry-After": "1"}, times=3)
-    with pytest.raises(ProviderUnavailable, match="after 3 attempts"):
-        make_provider(max_attempts=3).generate(request(), MemoryJobStore())
-    assert len(emu.calls("generate")) == 3 and emu.submits == []
-
-
-def test_500_on_poll_recovers(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
-    emu.fail_next("task", status=500, body={"error": {"code": 500, "message": "oops", "type": "internal_server_error"}},
-                  times=2)
-    assert len(make_provider().generate(request(), MemoryJobStore()).images) == 1
-    assert len(emu.submits) == 1
-
-
-def test_persistent_500_is_unavailable_after_max_attempts(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
-    body = {"error": {"code": 502, "message": "Upstream AI service unavailable", "type": "upstream_error"}}
-    emu.fail_next("generate", status=502, body=body, times=4)
-    with pytest.raises(ProviderUnavailable, match="Upstream AI service unavailable") as info:
-        make_provider(max_attempts=4).generate(request(), MemoryJobStore())
-    assert info.value.code == "upstream_error" and "after 4 attempts" in str(info.value)
-    assert len(emu.calls("generate")) == 4
-
-
-def test_poll_timeout_is_retried(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
-    emu.fail_next("task", delay_s=1.0)
-    assert len(make_provider(timeout_s=0.3).generate(request(), MemoryJobStore()).images) == 1
-    assert len(emu.calls("task")) == 3  # the timed-out poll, then processing, completed
-
-
-def test_submit_timeout_is_not_retried(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
-    emu.fail_next("generate", delay_s=1.0, then_handle=True)  # the host makes (and bills) the task late
-    jobs = MemoryJobStore()
-    with pytest.raises(ProviderUnavailable, match="not retried"):
-        make_provider(timeout_s=0.3).generate(request(), jobs)
-    assert len(emu.calls("generate")) == 1
-    deadline = time.monotonic() + 3
-    while not emu.submits and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert len(emu.submits) == 1
-
-
-@pytest.mark.parametrize(("code", "error"), [
-    ("service_error", ProviderUnavailable),
-    ("invalid_parameters", ProviderRequestError),
-    ("content_policy_violation", ProviderRefused),
-])
-def test_failed_task_reports_the_host_code(emu: EvolinkEmulator, make_provider: MakeProvider,
-                                           code: str, error: type[ProviderError]) -> None:
+# service_error (the host's trouble) and content_policy_violation (a refusal): test_provider_contract.py
+@pytest.mark.parametrize("code", ["invalid_parameters", "image_processing_error"])
+def test_a_task_failed_for_its_request_is_a_request_error(emu: EvolinkEmulator, make_provider: MakeProvider,
+                                                          code: str) -> None:
     emu.fail_next_job(code, "Generation failed upstream")
     jobs = MemoryJobStore()
     provider = make_provider()
-    with pytest.raises(error, match="failed: Generation failed upstream") as info:
+    with pytest.raises(ProviderRequestError, match="failed: Generation failed upstream") as info:
         provider.generate(request(), jobs)
-    assert type(info.value) is error and info.value.code == code and f"[{code}]" in str(info.value)
+    assert type(info.value) is ProviderRequestError and info.value.code == code and f"[{code}]" in str(info.value)
     assert len(emu.submits) == 1  # not retried
     assert jobs.get(provider.job_key(request())) is None  # a rerun submits anew
 
@@ -267,113 +213,3 @@ def test_failed_upload_is_reported(emu: EvolinkEmulator, make_provider: MakeProv
     with pytest.raises(ProviderRequestError, match="reference upload of brand/palette.png failed: file too large"):
         make_provider().generate(request(references=(png_ref(),)), MemoryJobStore())
     assert emu.submits == []
-
-
-@pytest.mark.parametrize(("kind", "error", "words"), [
-    ("expired", ProviderRequestError, "HTTP 403"),
-    ("truncated", ProviderUnavailable, "does not decode"),
-    ("not_image", ProviderUnavailable, "does not decode"),
-    ("huge", ProviderRequestError, "byte cap"),
-])
-def test_broken_result_downloads(emu: EvolinkEmulator, make_provider: MakeProvider,
-                                 kind: str, error: type[ProviderError], words: str) -> None:
-    emu.break_next_result(kind)
-    jobs = MemoryJobStore()
-    provider = make_provider()
-    with pytest.raises(error, match=words):
-        provider.generate(request(), jobs)
-    assert jobs.get(provider.job_key(request())) is None  # these results will not get better
-
-
-def test_download_failing_in_transit_keeps_the_job(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
-    emu.fail_next("result", status=503, times=3)
-    jobs = MemoryJobStore()
-    with pytest.raises(ProviderUnavailable, match="result download"):
-        make_provider(max_attempts=3).generate(request(), jobs)
-    result = make_provider().generate(request(), jobs)  # the rerun fetches the paid-for task again
-    assert len(result.images) == 1 and len(emu.submits) == 1
-
-
-def test_fewer_images_than_asked_carry_the_ones_made(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
-    emu.short_next_job(2)
-    jobs = MemoryJobStore()
-    provider = make_provider()
-    with pytest.raises(ProviderUnavailable, match="made 2 of the 3 images") as info:
-        provider.generate(request(count=3), jobs)
-    assert len(info.value.images) == 2 and all(dims(img) == result_size("16:9", "1K") for img in info.value.images)
-    assert jobs.get(provider.job_key(request())) is None
-
-
-# -- resume -----------------------------------------------------------------------------------
-
-
-def test_a_crash_while_polling_resumes_the_task(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
-    emu.polls_until_done = 3
-    jobs = MemoryJobStore()
-    with pytest.raises(ProviderUnavailable, match="still running"):
-        make_provider(poll_timeout_s=1.0).generate(request(), jobs)
-    assert jobs.get(make_provider().job_key(request())) is not None
-
-    result = make_provider().generate(request(), jobs)  # a new build process
-    assert len(result.images) == 1 and len(emu.submits) == 1
-    assert {r.match["id"] for r in emu.calls("task")} == {result.request_id}
-    assert jobs.get(make_provider().job_key(request())) is None
-
-
-def test_a_resumed_task_the_host_forgot_is_submitted_anew(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
-    provider = make_provider()
-    jobs = MemoryJobStore()
-    jobs.put(provider.job_key(request()), {"id": "task-unified-expired"})
-    result = provider.generate(request(), jobs)
-    assert len(result.images) == 1 and len(emu.submits) == 1 and result.request_id != "task-unified-expired"
-
-
-# -- concurrency and secrets ------------------------------------------------------------------
-
-
-def test_concurrency_limit_holds(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
-    emu.hold_s = 0.05
-    requests = [request(asset_id=f"a{i}", fingerprint=f"fp-{i}", width=1024, height=1024, size="1K") for i in range(6)]
-    results, errors = generate_in_threads(make_provider(concurrency=2), requests)
-    assert errors == [] and [len(result.images) for result in results] == [1] * 6
-    assert 1 <= emu.max_in_flight <= 2
-
-
-def test_the_key_never_appears_in_errors(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
-    echo = {"error": {"code": 401, "message": f"Invalid token Bearer {KEY}", "type": "authentication_error"}}
-    emu.fail_next("generate", status=401, body=echo)
-    with pytest.raises(ProviderRequestError) as unauthorized:
-        make_provider().generate(request(), MemoryJobStore())
-    emu.fail_next("generate", status=500, body={"error": {"code": 500, "message": f"key {KEY} broke us"}}, times=2)
-    with pytest.raises(ProviderUnavailable) as server_error:
-        make_provider(max_attempts=2).generate(request(), MemoryJobStore())
-    emu.fail_next_job("service_error", f"upstream rejected {KEY}")
-    with pytest.raises(ProviderUnavailable) as failed_task:
-        make_provider().generate(request(), MemoryJobStore())
-    for info in (unauthorized, server_error, failed_task):
-        assert KEY not in str(info.value) and "***" in str(info.value)
-    assert "[authentication_error]" in str(unauthorized.value)
-
-
-def test_a_wrong_key_is_a_request_error(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
-    wrong = "wrong-key-SECRET-456"
-    with pytest.raises(ProviderRequestError, match="Invalid or expired token") as info:
-        make_provider(env={"EVOLINK_API_KEY": wrong}).generate(request(), MemoryJobStore())
-    assert wrong not in str(info.value) and info.value.status == 401
-
-
-def test_a_missing_key_is_a_user_error(make_provider: MakeProvider) -> None:
-    with pytest.raises(UserError, match="EVOLINK_API_KEY"):
-        make_provider(env={}).generate(request(), MemoryJobStore())
-
-
-def test_params_may_not_override_the_fields_assetbuild_sets() -> None:
-    from assetbuild.errors import UserError
-    from assetbuild.models import ProviderConfig
-    from assetbuild.providers.base import GenerationRequest
-    from assetbuild.providers.evolink import EvolinkProvider
-
-    provider = EvolinkProvider("h", ProviderConfig(type="evolink"), env={})
-    request = GenerationRequest("a", "f" * 64, "x", "seedream-4.0", 2048, 2048, "2K", params={"size": "1:1"})
-    with pytest.raises(UserError, match="params may not set size"):
-        provider.validate(request)

@@ -1,4 +1,7 @@
-"""ModelArk / Volcengine providers against the Ark emulator over real HTTP on 127.0.0.1."""
+"""ModelArk / Volcengine providers against the Ark emulator over real HTTP on 127.0.0.1: what
+only Ark does (its request body, size and reference rules, codes, batches with per-image errors).
+Retries, timeouts, refusals, broken downloads, short batches, concurrency and the key are tested
+for both Ark providers, as for every host, in test_provider_contract.py."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import httpx
 import pytest
 
 from assetbuild.errors import (
-    ProviderError,
     ProviderRefused,
     ProviderRequestError,
     ProviderUnavailable,
@@ -21,8 +23,9 @@ from assetbuild.providers.base import GenerationRequest, MemoryJobStore, Referen
 from assetbuild.providers.modelark import ModelArkProvider, VolcengineProvider
 from tests.fakes.ark import ArkEmulator
 from tests.fakes.clock import FakeClock
-from tests.fakes.helpers import dims, generate_in_threads
+from tests.fakes.helpers import dims
 from tests.fakes.server import make_jpeg, make_png
+from tests.test_provider_contract import messages
 
 KEY = "test-key"
 SECRET = "test-key-SECRET-123"
@@ -73,16 +76,6 @@ def ref(label: str = "brand/palette.png", png: bool = True) -> ReferenceImage:
 
 def sent(emu: ArkEmulator, index: int = -1) -> dict[str, Any]:
     return emu.submits[index].json
-
-
-def messages(exc: BaseException) -> str:
-    """Every message in an exception's chain, for leak checks."""
-    parts: list[str] = []
-    seen: BaseException | None = exc
-    while seen is not None:
-        parts += [str(seen), repr(seen)]
-        seen = seen.__cause__ or seen.__context__
-    return "\n".join(parts)
 
 
 # -- what is sent and what comes back -----------------------------------------------------------
@@ -197,12 +190,10 @@ def test_watermark_seed_and_params(emu: ArkEmulator, clock: FakeClock) -> None:
     assert body["seed"] == 42 and body["optimize_prompt_options"] == {"mode": "fast"}
 
 
-def test_params_may_not_override_modeled_fields_or_stream(emu: ArkEmulator, clock: FakeClock) -> None:
-    provider = make_provider(emu, clock)
-    with pytest.raises(UserError, match="size"):
-        provider.validate(make_request(params={"size": "2K"}))
+def test_params_may_not_ask_for_a_stream(emu: ArkEmulator, clock: FakeClock) -> None:
+    # Overriding a modeled field (params.size) is refused for every host: test_provider_contract.py.
     with pytest.raises(UserError, match="stream"):
-        provider.validate(make_request(params={"stream": True}))
+        make_provider(emu, clock).validate(make_request(params={"stream": True}))
     assert emu.submits == []
 
 
@@ -274,55 +265,6 @@ def test_emulator_auth_model_and_default_batch(emu: ArkEmulator) -> None:
 # -- faults -------------------------------------------------------------------------------------
 
 
-def test_429_with_retry_after_recovers(emu: ArkEmulator, clock: FakeClock) -> None:
-    emu.fail_next("generate", status=429, headers={"Retry-After": "7"},
-                  body={"error": {"code": "ModelAccountIpmRateLimitExceeded", "message": "slow down"}})
-    result = make_provider(emu, clock).generate(make_request(), MemoryJobStore())
-    assert len(result.images) == 1
-    assert 7.0 in clock.sleeps
-    assert len(emu.submits) == 2
-
-
-def test_persistent_429_is_bounded(emu: ArkEmulator, clock: FakeClock) -> None:
-    emu.fail_next("generate", status=429, headers={"Retry-After": "3"}, times=10,
-                  body={"error": {"code": "ServerOverloaded", "message": "busy"}})
-    with pytest.raises(ProviderUnavailable) as err:
-        make_provider(emu, clock, max_attempts=3).generate(make_request(), MemoryJobStore())
-    assert err.value.code == "ServerOverloaded"
-    assert len(emu.submits) == 3
-
-
-def test_500_recovers_after_retries(emu: ArkEmulator, clock: FakeClock) -> None:
-    emu.fail_next("generate", status=500, times=2,
-                  body={"error": {"code": "InternalServiceError", "message": "oops"}})
-    result = make_provider(emu, clock).generate(make_request(), MemoryJobStore())
-    assert len(result.images) == 1 and len(emu.submits) == 3
-
-
-def test_persistent_500_fails_unavailable_after_max_attempts(emu: ArkEmulator, clock: FakeClock) -> None:
-    for _ in range(4):
-        emu.fail_next_job("InternalServiceError", "The service encountered an unexpected internal error.")
-    with pytest.raises(ProviderUnavailable) as err:
-        make_provider(emu, clock, max_attempts=4).generate(make_request(), MemoryJobStore())
-    assert err.value.code == "InternalServiceError" and err.value.status == 500
-    assert "after 4 attempts" in str(err.value)
-    assert len(emu.submits) == 4
-
-
-def test_submit_timeout_is_not_retried(emu: ArkEmulator, clock: FakeClock) -> None:
-    emu.fail_next("generate", delay_s=1.0, then_handle=True)
-    with pytest.raises(ProviderUnavailable, match="not retried"):
-        make_provider(emu, clock, timeout_s=0.3).generate(make_request(), MemoryJobStore())
-    assert len(emu.submits) == 1
-
-
-def test_download_timeout_recovers(emu: ArkEmulator, clock: FakeClock) -> None:
-    emu.fail_next("result", delay_s=1.0, then_handle=True)
-    result = make_provider(emu, clock, timeout_s=0.3).generate(make_request(), MemoryJobStore())
-    assert len(result.images) == 1
-    assert len(emu.submits) == 1 and len(emu.calls("result")) == 2
-
-
 def test_bad_request_is_not_retried(emu: ArkEmulator, clock: FakeClock) -> None:
     emu.fail_next_job("InvalidParameter", "The parameter `prompt` is too long.")
     with pytest.raises(ProviderRequestError) as err:
@@ -332,11 +274,10 @@ def test_bad_request_is_not_retried(emu: ArkEmulator, clock: FakeClock) -> None:
     assert len(emu.submits) == 1
 
 
-@pytest.mark.parametrize("code", [
-    "SensitiveContentDetected", "InputTextSensitiveContentDetected",
-    "OutputImageSensitiveContentDetected.PolicyViolation",
+@pytest.mark.parametrize("code", [  # SensitiveContentDetected itself: test_provider_contract.py
+    "InputTextSensitiveContentDetected", "OutputImageSensitiveContentDetected.PolicyViolation",
 ])
-def test_content_refusal_is_not_retried(emu: ArkEmulator, clock: FakeClock, code: str) -> None:
+def test_every_sensitive_content_code_is_a_refusal(emu: ArkEmulator, clock: FakeClock, code: str) -> None:
     emu.fail_next_job(code, "The request failed because the input text may contain sensitive information.")
     with pytest.raises(ProviderRefused) as err:
         make_provider(emu, clock).generate(make_request(), MemoryJobStore())
@@ -354,18 +295,6 @@ def test_error_object_with_http_200_is_an_error(emu: ArkEmulator, clock: FakeClo
     with pytest.raises(ProviderRequestError, match="overdue"):
         make_provider(emu, clock).generate(make_request(), MemoryJobStore())
     assert len(emu.submits) == 2
-
-
-@pytest.mark.parametrize(("kind", "words"), [
-    ("expired", "HTTP 403"), ("truncated", "does not decode"), ("not_image", "does not decode"),
-])
-def test_broken_result_downloads_are_clear_errors(emu: ArkEmulator, clock: FakeClock, kind: str,
-                                                  words: str) -> None:
-    emu.break_next_result(kind)
-    with pytest.raises(ProviderError, match=words) as err:
-        make_provider(emu, clock).generate(make_request(), MemoryJobStore())
-    assert "result download" in str(err.value) or "image 1" in str(err.value)
-    assert len(emu.submits) == 1
 
 
 def test_one_broken_download_keeps_the_other_images(emu: ArkEmulator, clock: FakeClock) -> None:
@@ -396,62 +325,12 @@ def test_partial_batch_internal_error_stops_the_batch(emu: ArkEmulator, clock: F
     assert len(emu.submits) == 1
 
 
-def test_model_making_fewer_images_is_reported_with_a_hint(emu: ArkEmulator, clock: FakeClock) -> None:
-    emu.batch_limit = 2
-    with pytest.raises(ProviderUnavailable, match="say in the prompt how many") as err:
-        make_provider(emu, clock).generate(make_request(count=3), MemoryJobStore())
-    assert len(err.value.images) == 2
+# -- secrets ----------------------------------------------------------------------------------
 
 
-# -- jobs, concurrency, secrets ---------------------------------------------------------------
-
-
-def test_synchronous_host_persists_no_job(emu: ArkEmulator, clock: FakeClock) -> None:
-    """Ark has no task id to resume (providers.md §1.1): nothing is put in the job store, so a
-    rerun after a failure simply asks again."""
-    jobs = MemoryJobStore()
-    provider = make_provider(emu, clock)
-    request = make_request()
-    emu.fail_next_job("InternalServiceError", status=200)
-    with pytest.raises(ProviderUnavailable):
-        provider.generate(request, jobs)
-    assert jobs.get(provider.job_key(request)) is None
-    provider.generate(request, jobs)
-    assert jobs.get(provider.job_key(request)) is None
-    assert len(emu.submits) == 2
-
-
-def test_concurrency_limit_holds(emu: ArkEmulator, clock: FakeClock) -> None:
-    emu.hold_s = 0.05
-    provider = make_provider(emu, clock, concurrency=2)
-    request = make_request(params={"response_format": "b64_json"})  # only API calls, no downloads
-    results, errors = generate_in_threads(provider, [request] * 6)
-    assert errors == [] and [len(result.images) for result in results] == [1] * 6
-    assert len(emu.submits) == 6
-    assert emu.max_in_flight <= 2
-
-
-def test_key_never_appears_in_errors(emu: ArkEmulator, clock: FakeClock) -> None:
-    # A wrong key: the emulator answers 401.
-    with pytest.raises(ProviderRequestError) as err:
-        make_provider(emu, clock, key=SECRET).generate(make_request(), MemoryJobStore())
-    assert err.value.code == "AuthenticationError" and err.value.status == 401
-    assert SECRET not in messages(err.value)
-
+def test_key_is_redacted_from_an_error_object_in_http_200(emu: ArkEmulator, clock: FakeClock) -> None:
     emu.api_key = SECRET
-    provider = make_provider(emu, clock, key=SECRET, max_attempts=2)
-    echo = {"error": {"code": "AuthenticationError", "message": f"key {SECRET} is invalid"}}
-    emu.fail_next("generate", status=401, body=echo)
-    with pytest.raises(ProviderRequestError) as err:
-        provider.generate(make_request(), MemoryJobStore())
-    assert SECRET not in messages(err.value) and "***" in str(err.value)
-
-    emu.fail_next("generate", status=500, times=2, body=f"upstream saw Authorization: Bearer {SECRET}".encode())
-    with pytest.raises(ProviderUnavailable) as err:
-        provider.generate(make_request(), MemoryJobStore())
-    assert SECRET not in messages(err.value)
-
     emu.fail_next_job("SensitiveContentDetected", f"rejected for {SECRET}", status=200)
     with pytest.raises(ProviderRefused) as err:
-        provider.generate(make_request(), MemoryJobStore())
-    assert SECRET not in messages(err.value)
+        make_provider(emu, clock, key=SECRET).generate(make_request(), MemoryJobStore())
+    assert SECRET not in messages(err.value) and "***" in str(err.value)

@@ -13,7 +13,8 @@ http(s) URLs, and URLs on this server must be files it holds.
 
 Faults, besides the base's: ``fail_next_job(code, message, after=0)`` (``code`` is the
 terminal status, ``FAILED`` or ``CANCELLED``: Apiframe jobs carry an error string, no code),
-``credits``, and ``expire_results()`` also marks finished jobs ``expired`` (§4.3).
+``credits``, ``expire_results()`` also marks finished jobs ``expired`` (§4.3), and
+``forget_jobs()`` purges every job with its idempotency key.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ class ApiframeEmulator(HostEmulator):
         with self.state_lock:
             for job in self.jobs.values():
                 job.expired = job.status == "COMPLETED"
+
+    def forget_jobs(self) -> None:
+        """Every known job 404s, and its Idempotency-Key no longer replays it (purged)."""
+        with self.state_lock:
+            self.jobs.clear()
+            self._by_key.clear()
 
     # -- handlers ---------------------------------------------------------------------------
 
