@@ -349,3 +349,26 @@ def test_dash_f_names_another_manifest(project):
     assert (project.root / "assets" / "a.png").is_file()
     res = project.run("-f", "missing.toml", "plan")
     assert res.exit_code == 2 and "missing.toml" in res.stderr
+
+
+def test_noop_build_rehashes_nothing_and_imports_no_network_or_cache_library(project):
+    import subprocess
+    import sys
+
+    from assetbuild.api import Project
+
+    chain(project)
+    for path in project.root.rglob("*"):  # age every file past the racy-mtime window
+        if path.is_file():
+            st = path.stat()
+            os.utime(path, ns=(st.st_atime_ns - 10**10, st.st_mtime_ns - 10**10))
+    Project.load(project.root, env=project.env).build()  # fills the mtime+size memo
+    again = Project.load(project.root, env=project.env)
+    assert again.build().to_json()["up_to_date"] == 4
+    assert again.hasher.hashed == 0
+    code = ("import sys; from assetbuild.api import Project; "
+            f"r = Project.load({str(project.root)!r}).build(); "
+            "print(r.to_json()['up_to_date'], 'httpx' in sys.modules, 'diskcache' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, **project.env}).stdout
+    assert out.split() == ["4", "False", "False"]
