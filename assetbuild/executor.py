@@ -198,7 +198,6 @@ class Executor:
             provider = self.providers.get(name)
             tried.append(name)
             try:
-                provider.validate(request)
                 result = provider.generate(request, self.cache)
                 break
             except ProviderError as exc:

@@ -48,9 +48,6 @@ class BuildGraph:
     def upstream(self, node_id: str) -> list[str]:
         return list(self.dag.predecessors(node_id))
 
-    def downstream(self, node_id: str) -> list[str]:
-        return list(self.dag.successors(node_id))
-
     def match(self, target: str) -> list[str]:
         """Node ids a TARGET names: an asset id, a variant id (or subset, ``sneaker[color=red]``) or a glob."""
         hits = [nid for nid, n in self.nodes.items()

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from assetbuild.api import default_provider_factory
 from assetbuild.cli import Seams, cli
 from assetbuild.errors import ProviderUnavailable
+from tests.fakes.clock import FakeClock
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -97,6 +98,12 @@ class ProjectDir:
 
     def read(self, rel: str) -> bytes:
         return (self.root / rel).read_bytes()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake clock: sleeps advance it at once, so retries and polls cost no wall time."""
+    return FakeClock()
 
 
 @pytest.fixture

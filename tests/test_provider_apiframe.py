@@ -24,11 +24,6 @@ ENV = {"APIFRAME_API_KEY": KEY}
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def emu(clock: FakeClock) -> Iterator[ApiframeEmulator]:
     with ApiframeEmulator(api_key=KEY, clock=clock) as emulator:
         yield emulator

@@ -14,21 +14,16 @@ import pytest
 from assetbuild.errors import ProviderError, ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
 from assetbuild.models import ProviderConfig
 from assetbuild.providers.atlascloud import AtlasCloudProvider
-from assetbuild.providers.base import GenerationRequest, MemoryJobStore, ReferenceImage
+from assetbuild.providers.base import MemoryJobStore, ReferenceImage
 from tests.fakes.atlascloud import AtlasCloudEmulator
 from tests.fakes.clock import FakeClock
-from tests.fakes.helpers import dims
-from tests.fakes.server import make_jpeg, make_png
+from tests.fakes.helpers import ProviderMaker, dims, png_ref, request
+from tests.fakes.server import make_jpeg
 
 KEY = "test-key-SECRET-123"
 ENV = {"ATLASCLOUD_API_KEY": KEY}
 
 MakeProvider = Callable[..., AtlasCloudProvider]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -38,29 +33,10 @@ def emu(clock: FakeClock) -> Iterator[AtlasCloudEmulator]:
 
 
 @pytest.fixture
-def make_provider(emu: AtlasCloudEmulator, clock: FakeClock) -> Iterator[MakeProvider]:
-    made: list[AtlasCloudProvider] = []
-
-    def make(env: dict[str, str] = ENV, **config: Any) -> AtlasCloudProvider:
-        provider = AtlasCloudProvider("atlas", ProviderConfig(type="atlascloud", base_url=emu.base_url, **config),
-                                      env=env, clock=clock)
-        made.append(provider)
-        return provider
-
-    yield make
-    for provider in made:
-        provider.close()
-
-
-def request(**overrides: Any) -> GenerationRequest:
-    fields: dict[str, Any] = dict(asset_id="hero", fingerprint="fp-hero", prompt="A fox on a hill",
-                                  model="seedream-4.0", width=1280, height=720, size="1280x720")
-    fields.update(overrides)
-    return GenerationRequest(**fields)
-
-
-def png_ref(width: int = 64, height: int = 48, label: str = "brand/palette.png") -> ReferenceImage:
-    return ReferenceImage(label, make_png(width, height), "image/png", width, height)
+def make_provider(emu: Any, clock: FakeClock) -> Iterator[MakeProvider]:
+    maker = ProviderMaker(AtlasCloudProvider, "atlas", emu.base_url, ENV, clock)
+    yield maker
+    maker.close()
 
 
 def envelope(code: int, message: str, data: Any = None) -> dict[str, Any]:

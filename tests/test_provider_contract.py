@@ -24,7 +24,6 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from assetbuild.errors import ProviderError, ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
-from assetbuild.models import ProviderConfig
 from assetbuild.providers._remote import RemoteProvider
 from assetbuild.providers.apiframe import ApiframeProvider
 from assetbuild.providers.atlascloud import AtlasCloudProvider
@@ -39,7 +38,7 @@ from tests.fakes.atlascloud import AtlasCloudEmulator
 from tests.fakes.clock import FakeClock
 from tests.fakes.evolink import EvolinkEmulator, result_size
 from tests.fakes.fal import FalEmulator
-from tests.fakes.helpers import dims, generate_in_threads, reference, sizes
+from tests.fakes.helpers import ProviderMaker, dims, generate_in_threads, reference, sizes
 from tests.fakes.replicate import ReplicateEmulator
 
 KEY = "test-key-SECRET-123"
@@ -252,11 +251,6 @@ def host(request: pytest.FixtureRequest) -> Host:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def emu(host: Host, clock: FakeClock) -> Iterator[Any]:
     with host.emulator(api_key=KEY, clock=clock) as emulator:
         yield emulator
@@ -265,16 +259,9 @@ def emu(host: Host, clock: FakeClock) -> Iterator[Any]:
 @pytest.fixture
 def make_provider(host: Host, emu: Any, clock: FakeClock) -> Iterator[MakeProvider]:
     """A provider of ``host`` aimed at the emulator; each one stands for a new build process."""
-    made: list[RemoteProvider] = []
-
-    def make(env: dict[str, str] | None = None, **config: Any) -> RemoteProvider:
-        cfg = ProviderConfig(type=host.provider.type, base_url=emu.base_url, **config)
-        made.append(host.provider(host.name, cfg, env={host.key_env: KEY} if env is None else env, clock=clock))
-        return made[-1]
-
-    yield make
-    for provider in made:
-        provider.close()
+    maker = ProviderMaker(host.provider, host.name, emu.base_url, {host.key_env: KEY}, clock)
+    yield maker
+    maker.close()
 
 
 @pytest.fixture

@@ -11,23 +11,18 @@ import pytest
 
 from assetbuild.errors import ProviderRequestError, UserError
 from assetbuild.models import ProviderConfig
-from assetbuild.providers.base import GenerationRequest, MemoryJobStore, ReferenceImage
+from assetbuild.providers.base import MemoryJobStore, ReferenceImage
 from assetbuild.providers._remote import count_prompt
 from assetbuild.providers.evolink import EvolinkProvider, nearest_aspect_ratio, quality_for
 from tests.fakes.clock import FakeClock
-from tests.fakes.helpers import dims
+from tests.fakes.helpers import ProviderMaker, dims, png_ref, request
 from tests.fakes.evolink import EvolinkEmulator, result_size
-from tests.fakes.server import make_jpeg, make_png
+from tests.fakes.server import make_jpeg
 
 KEY = "test-key-SECRET-123"
 ENV = {"EVOLINK_API_KEY": KEY}
 
 MakeProvider = Callable[..., EvolinkProvider]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -37,29 +32,10 @@ def emu(clock: FakeClock) -> Iterator[EvolinkEmulator]:
 
 
 @pytest.fixture
-def make_provider(emu: EvolinkEmulator, clock: FakeClock) -> Iterator[MakeProvider]:
-    made: list[EvolinkProvider] = []
-
-    def make(env: dict[str, str] = ENV, **config: Any) -> EvolinkProvider:
-        provider = EvolinkProvider("evo", ProviderConfig(type="evolink", base_url=emu.base_url, **config),
-                                   env=env, clock=clock)
-        made.append(provider)
-        return provider
-
-    yield make
-    for provider in made:
-        provider.close()
-
-
-def request(**overrides: Any) -> GenerationRequest:
-    fields: dict[str, Any] = dict(asset_id="hero", fingerprint="fp-hero", prompt="A fox on a hill",
-                                  model="seedream-4.0", width=1280, height=720, size="1280x720")
-    fields.update(overrides)
-    return GenerationRequest(**fields)
-
-
-def png_ref(width: int = 64, height: int = 48, label: str = "brand/palette.png") -> ReferenceImage:
-    return ReferenceImage(label, make_png(width, height), "image/png", width, height)
+def make_provider(emu: Any, clock: FakeClock) -> Iterator[MakeProvider]:
+    maker = ProviderMaker(EvolinkProvider, "evo", emu.base_url, ENV, clock)
+    yield maker
+    maker.close()
 
 
 # -- the documented request, and images back --------------------------------------------------

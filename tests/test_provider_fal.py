@@ -24,11 +24,6 @@ QUEUE = "/fal-ai/bytedance/requests"
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def emu(clock: FakeClock) -> Iterator[FalEmulator]:
     with FalEmulator(api_key=KEY, clock=clock) as emulator:
         yield emulator

@@ -32,11 +32,6 @@ SECRET = "test-key-SECRET-123"
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def start_emulator(clock: FakeClock) -> Iterator[Callable[..., ArkEmulator]]:
     started: list[ArkEmulator] = []
 

@@ -22,11 +22,6 @@ ENV = {"REPLICATE_API_TOKEN": KEY}
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def emu(clock: FakeClock) -> Iterator[ReplicateEmulator]:
     with ReplicateEmulator(api_key=KEY, clock=clock) as emulator:
         yield emulator

@@ -111,7 +111,8 @@ class Provider(Protocol):
         ...
 
     def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
-        """Make the images. Raises ProviderError (with any partial images attached)."""
+        """Make the images, after ``validate`` (nothing is sent for a request outside the
+        host's limits). Raises ProviderError (with any partial images attached)."""
         ...
 
     def close(self) -> None: ...
