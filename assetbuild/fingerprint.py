@@ -58,6 +58,7 @@ class FileHasher:
         self.root = root
         self.memo_path = memo_path
         self._memo: dict[str, list[Any]] | None = None
+        self._fresh: dict[str, list[Any]] = {}  # too recent to persist; trusted within this process
         self._dirty = False
         self._lock = threading.Lock()
         self.hashed = 0  # files actually read (for tests and benchmarks)
@@ -82,7 +83,7 @@ class FileHasher:
         except (FileNotFoundError, NotADirectoryError):
             return None
         with self._lock:
-            entry = self._load().get(rel)
+            entry = self._fresh.get(rel) or self._load().get(rel)
             if entry and entry[0] == st.st_mtime_ns and entry[1] == st.st_size:
                 return entry[2]
         digest = hashlib.sha256()
@@ -102,10 +103,13 @@ class FileHasher:
         with self._lock:
             memo = self._load()
             if time.time() - st.st_mtime < _RACY_S:
-                # Too fresh to trust later: an edit within the same tick would keep mtime+size.
+                # Too fresh to trust in a later run: an edit within the same tick would keep
+                # mtime+size. This run may reuse it (plan, then build, decide each node twice).
+                self._fresh[rel] = [st.st_mtime_ns, st.st_size, sha]
                 if memo.pop(rel, None) is not None:
                     self._dirty = True
                 return
+            self._fresh.pop(rel, None)
             if memo.get(rel) != [st.st_mtime_ns, st.st_size, sha]:
                 memo[rel] = [st.st_mtime_ns, st.st_size, sha]
                 self._dirty = True

@@ -120,3 +120,18 @@ def test_file_hasher_uses_mtime_and_size_only_to_skip_rehashing(tmp_path):
     third = FileHasher(tmp_path, memo)
     assert third.hash("f.bin") != first and third.hashed == 1
     assert third.hash("missing.bin") is None
+
+
+def test_a_build_hashes_each_fresh_file_once(tmp_path):
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "ref.png").write_bytes(png())
+    (root / "assetbuild.toml").write_text(
+        '[defaults]\nsize = "32x32"\n[assets.a]\nprompt = "a"\nreferences = ["ref.png"]\n'
+        '[assets.b]\nprompt = "b"\nreferences = ["@a"]\n')
+    project = Project.load(root, env={"ASSETBUILD_CACHE_DIR": str(tmp_path / "c")})
+    project.build()  # plans, then the executor decides each node again
+    assert project.hasher.hashed == 1  # ref.png; outputs it wrote are remembered, not re-read
+    again = Project.load(root, env={"ASSETBUILD_CACHE_DIR": str(tmp_path / "c")})
+    assert again.build().to_json()["up_to_date"] == 2
+    assert again.hasher.hashed == 3  # a new process re-reads files too fresh to trust from a memo
