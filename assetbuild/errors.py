@@ -8,7 +8,8 @@
     ├── ProviderError             a provider could not make an image; carries any images it did return
     │   ├── ProviderUnavailable   connection errors, timeouts, 5xx, 429 after retries: a fallback may take over
     │   ├── ProviderRefused       a content-policy refusal: never retried, never falls back
-    │   └── ProviderRequestError  any other 4xx (bad key, bad field, no credit): never retried
+    │   ├── ProviderRequestError  any other 4xx (bad key, bad field, no credit): never retried
+    │   └── Interrupted           Ctrl-C: the provider stopped waiting; a job in flight stays saved
     ├── LockfileError             assetbuild.lock cannot be read
     └── CacheError                the cache cannot be read or written
 
@@ -55,6 +56,11 @@ class ProviderError(AssetbuildError):
 
     ``images`` holds whatever the provider did return before failing (a partial batch), so
     the executor can cache it: an image that was paid for is never lost.
+
+    ``submitted`` is True when the host may already have accepted (and billed) the job: the
+    executor then never falls back to another host for it. ``job_key`` names a saved job that
+    reached its end: the executor forgets it once ``images`` are safe in the cache (None: the
+    job stays saved, so a rerun resumes it).
     """
 
     retryable = False
@@ -67,12 +73,16 @@ class ProviderError(AssetbuildError):
         code: str | None = None,
         status: int | None = None,
         images: tuple[bytes, ...] = (),
+        submitted: bool = False,
+        job_key: str | None = None,
     ):
         self.provider = provider
         self.detail = message
         self.code = code
         self.status = status
         self.images = images
+        self.submitted = submitted
+        self.job_key = job_key
         prefix = f"{provider}: " if provider else ""
         suffix = f" [{code}]" if code else ""
         super().__init__(f"{prefix}{message}{suffix}")
@@ -90,6 +100,11 @@ class ProviderRefused(ProviderError):
 
 class ProviderRequestError(ProviderError):
     """The host rejected the request (4xx other than 429). Not retried, no fallback."""
+
+
+class Interrupted(ProviderError):
+    """The build was interrupted (Ctrl-C) while this provider worked: it stopped waiting at
+    once. A job the host accepted stays saved, so a rerun resumes it without paying again."""
 
 
 class LockfileError(AssetbuildError):

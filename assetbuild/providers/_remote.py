@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar, Mapping
 import httpx
 
 from ..clock import Clock, SystemClock
-from ..errors import ProviderError, ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
+from ..errors import Interrupted, ProviderError, ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
 from ..models import ProviderConfig
 from ._http import (
     ErrorParser,
@@ -159,6 +159,7 @@ class RemoteProvider:
         self._limiter = RateLimiter(config.concurrency, config.requests_per_minute, self._clock)
         self._http: HttpClient | None = None
         self._http_lock = threading.Lock()
+        self._interrupted = threading.Event()
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -345,6 +346,7 @@ class RemoteProvider:
         interval = self.config.poll_interval_s
         deadline = self._clock.monotonic() + self.config.poll_timeout_s
         while True:
+            self._check_interrupted(job_id)
             state = fetch()
             if not state.running:
                 return state
@@ -438,6 +440,14 @@ class RemoteProvider:
         if value and isinstance(value, (str, int)) and not isinstance(value, bool):
             return str(value)
         raise ProviderUnavailable(missing, provider=self.name)
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+
+    def _check_interrupted(self, job_id: str) -> None:
+        if self._interrupted.is_set():
+            raise Interrupted(f"job {job_id} is still running at the host; a rerun resumes it without paying again",
+                              provider=self.name, submitted=True)
 
     def close(self) -> None:
         if self._http is not None:

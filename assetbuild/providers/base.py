@@ -61,6 +61,9 @@ class GenerationResult:
     model_id: str  # the host's model id that made them ("local" for the local provider)
     request_id: str | None = None
     cost_usd: float = 0.0
+    # The saved job this result ends (async hosts): the executor forgets it only once the
+    # images are in the cache, so a kill before that resumes the job instead of paying again.
+    job_key: str | None = None
 
 
 class JobStore(Protocol):
@@ -112,7 +115,14 @@ class Provider(Protocol):
 
     def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
         """Make the images, after ``validate`` (nothing is sent for a request outside the
-        host's limits). Raises ProviderError (with any partial images attached)."""
+        host's limits). Raises ProviderError (with any partial images attached). A job that
+        ended is not deleted from ``jobs`` here: its key is returned (``job_key``) and the
+        executor forgets it once the images are cached."""
+        ...
+
+    def interrupt(self) -> None:
+        """Ctrl-C: start no new request and stop any wait at once (raising Interrupted);
+        requests already sent finish within their own timeouts. Saved jobs stay saved."""
         ...
 
     def close(self) -> None: ...

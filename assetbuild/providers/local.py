@@ -39,6 +39,9 @@ class LocalProvider:
         images = tuple(render(request, i) for i in range(request.count))
         return GenerationResult(images=images, model_id="local", request_id=f"local-{request.fingerprint[:16]}")
 
+    def interrupt(self) -> None:
+        """Nothing to stop: a render is short and sends nothing."""
+
     def close(self) -> None:
         pass
 
