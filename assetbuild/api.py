@@ -3,7 +3,7 @@
 
 Every side effect comes in through a seam with a production default: the environment
 (``env``), time (``clock``), how providers are made (``provider_factory``) and the cache
-folder (``cache_dir``).
+(``cache``, by default the folder ``cache_dir`` names).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 from .cache import Cache, cache_dir
 from .clock import Clock, SystemClock
 from .errors import BudgetError, UsageError, UserError
-from .executor import Event, Executor, NodeResult
+from .executor import Budget, Event, Executor, NodeResult
 from .expand import Node, expand, provider_config
 from .files import exclusive
 from .fingerprint import FileHasher
@@ -119,7 +119,7 @@ class Stale:
 class Project:
     def __init__(self, loaded: LoadedManifest, *, env: Mapping[str, str] | None = None,
                  provider_factory: ProviderFactory | None = None, clock: Clock | None = None,
-                 provider_override: str | None = None):
+                 provider_override: str | None = None, cache: Cache | None = None):
         self.loaded = loaded
         self.root = loaded.root
         self.env = os.environ if env is None else env
@@ -132,7 +132,7 @@ class Project:
                                  f"and no built-in provider of that name")
         self.nodes: dict[str, Node] = expand(loaded, provider_override=provider_override)
         self.graph = BuildGraph(loaded, self.nodes)
-        self.cache = Cache(cache_dir(self.root, dict(self.env)))
+        self.cache = cache or Cache(cache_dir(self.root, dict(self.env)))
         self.lock = Lockfile.load(self.root / LOCK_NAME, memo=self.cache.dir / "lock.json")
         self.hasher = FileHasher(self.root, self.cache.memo_path)
         self.providers = Providers(loaded, provider_factory or default_provider_factory, self.env, self.clock)
@@ -188,7 +188,8 @@ class Project:
         forced = [d.id for d in plan.decisions if "forced (--force)" in d.reasons]
         executor = Executor(root=self.root, planner=self.planner(force=forced, offline=offline), lock=self.lock,
                             cache=self.cache, hasher=self.hasher, providers=self.providers, clock=self.clock,
-                            jobs=jobs, keep_going=keep_going, on_event=on_event)
+                            jobs=jobs, keep_going=keep_going, budget=Budget(budget, plan.estimated_cost),
+                            on_event=on_event)
         with exclusive(self.loaded.path):
             results = executor.run(nodes)
             pruned: list[str] = []

@@ -5,14 +5,56 @@ in-flight job store and the file-hash memo. diskcache exceptions stop here."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import CacheError
 from .files import write_atomic
 from .fingerprint import sha256_bytes
 
 CACHE_DIR_ENV = "ASSETBUILD_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class CacheRecord:
+    """What one fingerprint's result left in the cache.
+
+    ``originals`` are the bytes the provider returned (paid for), indexed before anything
+    else happens to them; ``images`` are the PNGs written as outputs, known once converted
+    (None until then: a restore converts the originals again). ``files`` is set only for a
+    record read off a lock entry whose images are still on disk at those paths.
+    """
+
+    originals: tuple[str, ...]
+    provider: str
+    model_id: str
+    built: str
+    cost_usd: float = 0.0
+    request_id: str | None = None
+    images: tuple[str, ...] | None = None
+    files: tuple[str, ...] = ()
+
+    def with_images(self, images: list[str]) -> "CacheRecord":
+        return replace(self, images=tuple(images))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"originals": list(self.originals), "images": None if self.images is None else list(self.images),
+                "provider": self.provider, "model_id": self.model_id, "built": self.built,
+                "cost_usd": self.cost_usd, "request_id": self.request_id}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "CacheRecord | None":
+        """A record as stored; None for anything malformed (treated as not cached)."""
+        try:
+            images = data.get("images")
+            originals = data.get("originals") or images
+            return cls(originals=tuple(str(s) for s in originals), provider=str(data.get("provider") or ""),
+                       model_id=str(data.get("model_id") or ""), built=str(data.get("built") or ""),
+                       cost_usd=float(data.get("cost_usd") or 0.0), request_id=data.get("request_id"),
+                       images=None if images is None else tuple(str(s) for s in images))
+        except (AttributeError, TypeError, ValueError):
+            return None
 
 
 def cache_dir(root: Path, env: dict[str, str] | None = None) -> Path:
@@ -39,9 +81,11 @@ class Cache:
         return self.dir / "blobs" / sha[:2] / sha
 
     def put_blob(self, data: bytes) -> str:
+        """Store ``data`` by its sha256. A blob already there is kept only if it is intact: a
+        corrupt one is replaced."""
         sha = sha256_bytes(data)
         path = self._blob_path(sha)
-        if not path.exists():
+        if not path.exists() or self.get_blob(sha) is None:
             try:
                 write_atomic(path, data)
             except OSError as exc:
@@ -49,12 +93,20 @@ class Cache:
         return sha
 
     def get_blob(self, sha: str) -> bytes | None:
-        """The blob, or None if it is missing or corrupt (its bytes no longer hash to ``sha``)."""
+        """The blob, or None if it is missing or corrupt (its bytes no longer hash to ``sha``).
+        A corrupt blob is removed, so the next ``put_blob`` of those bytes writes it anew."""
+        path = self._blob_path(sha)
         try:
-            data = self._blob_path(sha).read_bytes()
+            data = path.read_bytes()
         except OSError:
             return None
-        return data if sha256_bytes(data) == sha else None
+        if sha256_bytes(data) == sha:
+            return data
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        return None
 
     def has_blob(self, sha: str) -> bool:
         return self._blob_path(sha).is_file()
@@ -69,32 +121,71 @@ class Cache:
             try:
                 self._index = diskcache.Cache(str(self.dir / "index"))
             except Exception as exc:  # diskcache/sqlite raise many kinds
-                raise CacheError(f"cannot open the cache index at {self.dir}: {exc}") from exc
+                raise self._damaged("open", exc) from exc
         return self._index
+
+    def _damaged(self, what: str, exc: Exception) -> CacheError:
+        index = self.dir / "index"
+        return CacheError(
+            f"cannot {what} the cache index {index} ({type(exc).__name__}: {exc}); if it is damaged, move it "
+            f"aside (mv {index} {index}.damaged) and run again: outputs recorded in the lock are kept, "
+            "images only in the cache would be generated again"
+        )
 
     def _get(self, key: str) -> Any:
         if self._index is None and not (self.dir / "index").exists():
             return None
         try:
             return self.index.get(key)
+        except CacheError:
+            raise
         except Exception as exc:
-            raise CacheError(f"cannot read the cache index: {exc}") from exc
+            raise self._damaged("read", exc) from exc
 
     def _set(self, key: str, value: Any) -> None:
         try:
             self.index.set(key, value)
+        except CacheError:
+            raise
         except Exception as exc:
-            raise CacheError(f"cannot write the cache index: {exc}") from exc
+            raise self._damaged("write", exc) from exc
 
-    def result(self, fingerprint: str) -> dict[str, Any] | None:
-        """The cached result for a fingerprint if all its image blobs are present."""
-        record = self._get(f"fp:{fingerprint}")
-        if record is None or not all(self.has_blob(sha) for sha in record["images"]):
+    def result(self, fingerprint: str) -> CacheRecord | None:
+        """The cached result for a fingerprint, if the blobs to restore it are present: its
+        PNGs, or else the originals they are converted from."""
+        record = CacheRecord.from_dict(self._get(f"fp:{fingerprint}"))
+        if record is None:
             return None
-        return record
+        if record.images is not None and all(self.has_blob(sha) for sha in record.images):
+            return record
+        if all(self.has_blob(sha) for sha in record.originals):
+            return replace(record, images=None) if record.images is not None else record
+        return None
 
-    def put_result(self, fingerprint: str, record: dict[str, Any]) -> None:
-        self._set(f"fp:{fingerprint}", record)
+    def put_result(self, fingerprint: str, record: CacheRecord) -> None:
+        self._set(f"fp:{fingerprint}", record.to_dict())
+
+    def drop_result(self, fingerprint: str) -> None:
+        """Forget a result whose blobs turned out damaged (the blobs were removed already)."""
+        try:
+            self.index.delete(f"fp:{fingerprint}")
+        except CacheError:
+            raise
+        except Exception as exc:
+            raise self._damaged("write", exc) from exc
+
+    def jobs(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every in-flight job saved: (key, job)."""
+        if self._index is None and not (self.dir / "index").exists():
+            return
+        try:
+            keys = [k for k in self.index if isinstance(k, str) and k.startswith("job:")]
+        except Exception as exc:
+            raise self._damaged("read", exc) from exc
+        for key in keys:
+            job = self._get(key)
+            if job is not None:
+                yield key[4:], job
 
     def add_orphans(self, fingerprint: str, shas: list[str]) -> None:
         """Images returned for a request that failed as a whole (a partial batch): kept, listed."""
@@ -112,8 +203,10 @@ class Cache:
     def delete(self, key: str) -> None:
         try:
             self.index.delete(f"job:{key}")
+        except CacheError:
+            raise
         except Exception as exc:
-            raise CacheError(f"cannot write the cache index: {exc}") from exc
+            raise self._damaged("write", exc) from exc
 
     def close(self) -> None:
         if self._index is not None:

@@ -182,6 +182,8 @@ def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force
                 click.echo(f"  {event.status:<10} {event.node}  ({event.detail})", file=out)
         elif event.kind == "fallback":
             click.echo(f"  fallback   {event.node}: {event.detail}", file=out)
+        elif event.kind == "warning":
+            click.echo(f"warning    {event.node}: {event.detail}", file=out)
         elif event.status in ("failed", "blocked"):
             click.echo(f"{event.status:<10} {event.node}: {event.detail}", file=out)
         elif event.status != "up-to-date" or ctx.verbose:

@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from .cache import Cache
+from .cache import Cache, CacheRecord
 from .clock import Clock
 from .errors import AssetbuildError, ProviderError, ProviderUnavailable, UserError
 from .expand import Node
@@ -25,14 +25,14 @@ from .fingerprint import FileHasher, sha256_bytes
 from .imageinfo import ImageDecodeError, as_png, inspect_image
 from .lockfile import LockEntry, Lockfile, OutputRecord
 from .planner import BLOCKED, Action, Decision, Planner, ResolvedRef
-from .providers.base import GenerationRequest, Provider, ReferenceImage
+from .providers.base import GenerationRequest, GenerationResult, Provider, ReferenceImage
 
 LOCK_SAVE_INTERVAL_S = 0.25
 
 
 @dataclass
 class Event:
-    """Something the CLI may show: ``kind`` is start | done | fallback."""
+    """Something the CLI may show: ``kind`` is start | done | fallback | warning."""
 
     kind: str
     node: str
@@ -51,6 +51,29 @@ class NodeResult:
     provider: str | None = None
 
 
+class Budget:
+    """The most a build may spend (max_cost / --max-cost). The plan's estimate was checked
+    against it before anything was sent; work the plan did not count (a damaged cached image
+    to generate again) must fit in what is left."""
+
+    def __init__(self, limit_usd: float | None = None, planned_usd: float = 0.0):
+        self.limit_usd = limit_usd
+        self.committed_usd = planned_usd
+        self._mutex = threading.Lock()
+
+    def allows(self, cost_usd: float) -> bool:
+        """Whether ``cost_usd`` more fits; if it does, it is counted as committed."""
+        with self._mutex:
+            if self.limit_usd is not None and self.committed_usd + cost_usd > self.limit_usd + 1e-9:
+                return False
+            self.committed_usd += cost_usd
+            return True
+
+    def refusal(self, cost_usd: float) -> str:
+        return (f"generating it again (${cost_usd:.2f}) would exceed the budget of ${self.limit_usd:.2f} "
+                "(max_cost / --max-cost)")
+
+
 class ProviderPool(Protocol):
     def get(self, name: str) -> Provider: ...
 
@@ -60,7 +83,7 @@ class ProviderPool(Protocol):
 class Executor:
     def __init__(self, *, root: Path, planner: Planner, lock: Lockfile, cache: Cache, hasher: FileHasher,
                  providers: ProviderPool, clock: Clock, jobs: int = 4, keep_going: bool = False,
-                 on_event: Callable[[Event], None] | None = None):
+                 budget: Budget | None = None, on_event: Callable[[Event], None] | None = None):
         self.root = root
         self.planner = planner
         self.lock = lock
@@ -70,6 +93,7 @@ class Executor:
         self.clock = clock
         self.jobs = max(1, jobs)
         self.keep_going = keep_going
+        self.budget = budget or Budget()
         self.on_event = on_event or (lambda event: None)
         self._lock_mutex = threading.Lock()
         self._last_save = float("-inf")
@@ -156,17 +180,47 @@ class Executor:
             restored = self._restore(d)
             if restored is not None:
                 return restored
+            d = self._after_damaged_restore(d)
+            if d.action is Action.BLOCKED:
+                return NodeResult(d.id, "blocked", d.reasons)
         return self._generate(d)
 
     def _restore(self, d: Decision) -> NodeResult | None:
+        """Write the cached images back; None if they turn out damaged or gone."""
         record = d.cached
         assert record is not None and d.fingerprint is not None and d.inputs is not None
-        files = record.get("files") or [None] * len(record["images"])
-        blobs = [self.cache.get_blob(sha) or self._file_blob(path, sha) for sha, path in zip(record["images"], files)]
-        if any(b is None for b in blobs):
-            return None  # a blob went missing or is corrupt: generate instead
-        shas = self._write_outputs(d, [b for b in blobs if b is not None], record)
-        return NodeResult(d.id, "restored", d.reasons, outputs=shas, provider=record.get("provider"))
+        images = None
+        if record.images is not None:
+            files = record.files or (None,) * len(record.images)
+            blobs = [self.cache.get_blob(sha) or self._file_blob(path, sha) for sha, path in zip(record.images, files)]
+            if all(b is not None for b in blobs):
+                images = [b for b in blobs if b is not None]
+        if images is None:  # the PNGs are gone or damaged: convert the originals again
+            originals = [self.cache.get_blob(sha) for sha in record.originals]
+            if any(b is None for b in originals):
+                return None
+            try:
+                images = [as_png(b) for b in originals if b is not None]
+            except ImageDecodeError:
+                return None
+            record = record.with_images([self.cache.put_blob(img) for img in images])
+            if not record.files:
+                self.cache.put_result(d.fingerprint, record)
+        shas = self._write_outputs(d, images, record)
+        return NodeResult(d.id, "restored", d.reasons, outputs=shas, provider=record.provider)
+
+    def _after_damaged_restore(self, d: Decision) -> Decision:
+        """A restore whose cached images were damaged becomes a generation only where one is
+        allowed: not --offline, and within what is left of the budget."""
+        assert d.fingerprint is not None
+        if not d.cached or not d.cached.files:
+            self.cache.drop_result(d.fingerprint)
+        damaged = ["the cached images are damaged or gone"]
+        redone = self.planner.generation(d.node, d.reasons + damaged, d.fingerprint, d.inputs, d.references)
+        if redone.action is Action.GENERATE and not self.budget.allows(redone.cost_usd):
+            return Decision(d.node, Action.BLOCKED, redone.reasons + [self.budget.refusal(redone.cost_usd)],
+                            fingerprint=d.fingerprint, inputs=d.inputs, references=d.references)
+        return redone
 
     def _file_blob(self, path: str | None, sha: str) -> bytes | None:
         """An image still at an old output path, copied into the cache on the way."""
@@ -201,35 +255,47 @@ class Executor:
                 result = provider.generate(request, self.cache)
                 break
             except ProviderError as exc:
-                self._keep_paid_images(d.fingerprint, exc.images)
+                self._secure_partial(d.fingerprint, exc)
                 nxt = self.providers.fallback_of(name)
-                if isinstance(exc, ProviderUnavailable) and nxt and nxt not in tried:
+                # Fall back only if the host cannot have accepted the job: else two hosts bill for one asset.
+                if isinstance(exc, ProviderUnavailable) and not exc.submitted and nxt and nxt not in tried:
                     self.on_event(Event("fallback", node.id, detail=f"{exc}; trying {nxt}"))
                     name = nxt
                     continue
                 raise
-        # Never lose what was paid for: every returned image is in the cache before anything else.
-        originals = [self.cache.put_blob(img) for img in result.images]
+        for warning in result.warnings:
+            self.on_event(Event("warning", node.id, detail=f"{name}: {warning}"))
+        record = self._secure(d.fingerprint, result, name)
         try:
             images = [as_png(img) for img in result.images]
         except ImageDecodeError as exc:
             raise ProviderError(f"returned an image that cannot be converted: {exc}", provider=name) from exc
-        record = {
-            "images": [self.cache.put_blob(img) for img in images],
-            "originals": originals,
-            "provider": name,
-            "model_id": result.model_id,
-            "request_id": result.request_id,
-            "cost_usd": result.cost_usd,
-            "built": self.clock.now().astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
+        record = record.with_images([self.cache.put_blob(img) for img in images])
         self.cache.put_result(d.fingerprint, record)
         shas = self._write_outputs(d, images, record)
         return NodeResult(node.id, "generated", d.reasons, cost_usd=result.cost_usd, outputs=shas, provider=name)
 
-    def _keep_paid_images(self, fingerprint: str, images: tuple[bytes, ...]) -> None:
-        if images:
-            self.cache.add_orphans(fingerprint, [self.cache.put_blob(img) for img in images])
+    def _secure(self, fingerprint: str, result: GenerationResult, provider: str) -> CacheRecord:
+        """The ordering rule, in one place: what a provider returned is in the cache index (the
+        host's original bytes, before any conversion) before its saved job is forgotten, and
+        both before any output or lock write. A kill at any point resumes or restores."""
+        record = CacheRecord(
+            originals=tuple(self.cache.put_blob(img) for img in result.images),
+            provider=provider, model_id=result.model_id, request_id=result.request_id, cost_usd=result.cost_usd,
+            built=self.clock.now().astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        self.cache.put_result(fingerprint, record)
+        if result.job_key is not None:
+            self.cache.delete(result.job_key)
+        return record
+
+    def _secure_partial(self, fingerprint: str, exc: ProviderError) -> None:
+        """The same rule for a request that failed: images it did return (a partial batch) are
+        kept in the cache before its saved job is forgotten."""
+        if exc.images:
+            self.cache.add_orphans(fingerprint, [self.cache.put_blob(img) for img in exc.images])
+        if exc.job_key is not None:
+            self.cache.delete(exc.job_key)
 
     def _reference(self, node: Node, ref: ResolvedRef) -> ReferenceImage:
         """The bytes that will be sent, which must be the bytes the fingerprint hashed."""
@@ -243,11 +309,11 @@ class Executor:
         return ReferenceImage(label=ref.label, data=data, media_type=info.media_type,
                               width=info.width, height=info.height)
 
-    def _write_outputs(self, d: Decision, images: list[bytes], record: dict[str, Any]) -> list[str]:
+    def _write_outputs(self, d: Decision, images: list[bytes], record: CacheRecord) -> list[str]:
         node = d.node
         if len(images) != len(node.outputs):
             raise ProviderError(f"made {len(images)} image(s) where {len(node.outputs)} were wanted",
-                                provider=str(record.get("provider")))
+                                provider=record.provider)
         outputs = []
         for path, data in zip(node.outputs, images):
             info = inspect_image(data)
@@ -257,9 +323,8 @@ class Executor:
             outputs.append(OutputRecord(path, sha, info.width, info.height))
         assert d.fingerprint is not None and d.inputs is not None
         entry = LockEntry(
-            fingerprint=d.fingerprint, provider=str(record.get("provider")), model_id=str(record.get("model_id")),
-            built=str(record.get("built")), cost_usd=float(record.get("cost_usd") or 0.0), inputs=d.inputs,
-            outputs=tuple(outputs), request_id=record.get("request_id"),
+            fingerprint=d.fingerprint, provider=record.provider, model_id=record.model_id, built=record.built,
+            cost_usd=record.cost_usd, inputs=d.inputs, outputs=tuple(outputs), request_id=record.request_id,
         )
         with self._lock_mutex:
             self.lock.entries[node.id] = entry

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
-from .cache import Cache
+from .cache import Cache, CacheRecord
 from .expand import Node
 from .fingerprint import FileHasher, fingerprint, fingerprint_inputs
 from .lockfile import LockEntry, Lockfile
@@ -46,7 +46,7 @@ class Decision:
     cost_usd: float = 0.0
     fingerprint: str | None = None
     inputs: dict[str, Any] | None = None
-    cached: dict[str, Any] | None = None  # the cache record a restore will use
+    cached: CacheRecord | None = None  # the cache record a restore will use
     references: list[ResolvedRef] = field(default_factory=list)
 
     @property
@@ -81,7 +81,7 @@ class Planner:
         fp = fingerprint(inputs)
         hand_edited = self._hand_edited(node, entry, fp)
         if node.id in self.force:
-            return self._generate(node, ["forced (--force)"], fp, inputs, refs)
+            return self.generation(node, ["forced (--force)"], fp, inputs, refs)
         if entry is not None and entry.fingerprint == fp:
             if hand_edited:
                 return Decision(node, Action.BLOCKED, hand_edited, fingerprint=fp, inputs=inputs, references=refs)
@@ -109,10 +109,11 @@ class Planner:
             if record is not None:
                 return Decision(node, Action.RESTORE, reasons + ["in the cache"], fingerprint=fp, inputs=inputs,
                                 cached=record, references=refs)
-        return self._generate(node, reasons, fp, inputs, refs)
+        return self.generation(node, reasons, fp, inputs, refs)
 
-    def _generate(self, node: Node, reasons: list[str], fp: str | None, inputs: dict[str, Any] | None,
-                  refs: list[ResolvedRef]) -> Decision:
+    def generation(self, node: Node, reasons: list[str], fp: str | None, inputs: dict[str, Any] | None,
+                   refs: list[ResolvedRef]) -> Decision:
+        """Generate, with its cost, unless --offline forbids calling a host."""
         if self.offline and node.provider_type != "local":
             return Decision(node, Action.BLOCKED, reasons + [f"needs generation by {node.provider} (--offline)"],
                             fingerprint=fp, inputs=inputs, references=refs)
@@ -142,18 +143,22 @@ class Planner:
         return refs, pending, blocked
 
     def _hand_edited(self, node: Node, entry: LockEntry | None, fp: str | None) -> list[str]:
-        """Reasons for outputs on disk whose bytes are not what assetbuild wrote there."""
-        if entry is not None:
-            expected = {o.path: o.sha256 for o in entry.outputs}
-        else:
-            record = self.cache.result(fp) if fp is not None else None
-            expected = dict(zip(node.outputs, record["images"])) if record else {}
+        """Reasons for outputs on disk whose bytes are not what assetbuild wrote there: neither
+        what the lock recorded nor the cached result for the current fingerprint (a build
+        killed after writing an output, before saving the lock, left exactly that)."""
+        recorded = {o.path: o.sha256 for o in entry.outputs} if entry is not None else {}
+        cached: dict[str, str] | None = None
         found = []
         for path in node.outputs:
             sha = self.hasher.hash(path)
-            if sha is None or expected.get(path) == sha:
+            if sha is None or recorded.get(path) == sha:
                 continue
-            how = "modified by hand" if path in expected else "exists but was not written by assetbuild"
+            if cached is None:  # looked up only when a file differs: a no-op build never opens the index
+                record = self.cache.result(fp) if fp is not None else None
+                cached = dict(zip(node.outputs, record.images)) if record and record.images else {}
+            if cached.get(path) == sha:
+                continue
+            how = "modified by hand" if path in recorded else "exists but was not written by assetbuild"
             found.append(f"output {path} {how} (--force overwrites it)")
         return found
 
@@ -170,17 +175,12 @@ class Planner:
         return decisions
 
 
-def _record_of(entry: LockEntry) -> dict[str, Any]:
-    """A cache-record-shaped view of a lock entry whose images are still on disk."""
-    return {
-        "images": [o.sha256 for o in entry.outputs],
-        "files": [o.path for o in entry.outputs],
-        "provider": entry.provider,
-        "model_id": entry.model_id,
-        "request_id": entry.request_id,
-        "cost_usd": entry.cost_usd,
-        "built": entry.built,
-    }
+def _record_of(entry: LockEntry) -> CacheRecord:
+    """A cache record read off a lock entry whose images are still on disk."""
+    shas = tuple(o.sha256 for o in entry.outputs)
+    return CacheRecord(originals=shas, images=shas, files=tuple(o.path for o in entry.outputs),
+                       provider=entry.provider, model_id=entry.model_id, request_id=entry.request_id,
+                       cost_usd=entry.cost_usd, built=entry.built)
 
 
 def outputs_of(d: Decision, lock: Lockfile) -> Sequence[str] | str:
@@ -189,7 +189,9 @@ def outputs_of(d: Decision, lock: Lockfile) -> Sequence[str] | str:
         return [o.sha256 for o in lock.entries[d.id].outputs]
     if d.action is Action.RESTORE:
         assert d.cached is not None
-        return list(d.cached["images"])
+        # Only originals cached (a build stopped before converting them): the PNG bytes are
+        # known once the restore converts them.
+        return UNKNOWN if d.cached.images is None else list(d.cached.images)
     if d.action is Action.GENERATE:
         return UNKNOWN
     return BLOCKED

@@ -64,6 +64,8 @@ class GenerationResult:
     # The saved job this result ends (async hosts): the executor forgets it only once the
     # images are in the cache, so a kill before that resumes the job instead of paying again.
     job_key: str | None = None
+    # Said to the user, never fatal: e.g. an image of another size than asked (kept, it was paid for).
+    warnings: tuple[str, ...] = ()
 
 
 class JobStore(Protocol):

@@ -1,0 +1,181 @@
+"""Issue 6: the two promises under faults — never pay twice for the same inputs, never lose
+an image that was paid for. Each test reproduces one way the promises broke."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assetbuild.api import Project
+from assetbuild.cache import Cache, CacheRecord
+from tests.conftest import ProjectDir, png
+from tests.fakes.ark import ArkEmulator
+from tests.fakes.clock import FakeClock
+from tests.fakes.evolink import EvolinkEmulator
+from tests.fakes.fal import FalEmulator
+
+KEY = "sk-guarantees-4c1d"
+
+HOST = """
+[project]
+provider = "h"
+model = "seedream-4.0"
+
+[providers.h]
+type = "{type}"
+base_url = "{url}"
+api_key_env = "G_KEY"
+poll_interval_s = 0.01
+max_attempts = 2
+{extra}
+
+[defaults]
+size = "1K"
+
+[assets.one]
+prompt = "a fox on a mountain"
+
+[assets.two]
+prompt = "the same fox at night"
+references = ["@one"]
+"""
+
+
+class Crash(BaseException):
+    """Stands for a SIGKILL at one exact point: nothing after it runs."""
+
+
+class CrashingCache(Cache):
+    """Dies the first time a result is put in the index, as a kill in that window would."""
+
+    def put_result(self, fingerprint: str, record: CacheRecord) -> None:
+        raise Crash()
+
+
+def host_project(project: ProjectDir, emu: Any, type_: str, extra: str = "") -> None:
+    project.clock = FakeClock()
+    project.env["G_KEY"] = KEY
+    project.manifest(HOST.format(type=type_, url=emu.base_url, extra=extra))
+
+
+def built(project: ProjectDir, *args: str) -> dict[str, Any]:
+    res = project.run("build", "--json", *args)
+    assert res.exit_code == 0, res.stderr
+    return json.loads(res.output)
+
+
+def cache_of(project: ProjectDir) -> Cache:
+    return Cache(Path(project.env["ASSETBUILD_CACHE_DIR"]))
+
+
+def test_a_kill_after_the_download_resumes_the_job_instead_of_paying_again(project):  # item 1
+    emu = EvolinkEmulator(api_key=KEY).start()
+    try:
+        host_project(project, emu, "evolink")
+        crashing = Project.load(project.root, env=project.env, clock=FakeClock(),
+                                cache=CrashingCache(Path(project.env["ASSETBUILD_CACHE_DIR"])))
+        with pytest.raises(Crash):
+            crashing.build(["one"], jobs=1)
+        assert len(emu.submits) == 1  # paid once, images downloaded, killed before they were indexed
+        summary = built(project, "one")
+        assert summary["generated"] == 1
+        assert len(emu.submits) == 1  # the rerun resumed the saved job: nothing paid twice
+        cache = cache_of(project)
+        try:
+            assert list(cache.jobs()) == []  # forgotten once its images were safe
+        finally:
+            cache.close()
+    finally:
+        emu.stop()
+
+
+def test_an_output_written_before_the_lock_was_saved_is_not_a_hand_edit(project):  # item 2
+    project.write("ref.png", png())
+    project.manifest('[project]\nprovider = "local"\n[defaults]\nsize = "64x64"\n'
+                     '[assets.a]\nprompt = "first"\n[assets.b]\nprompt = "b"\nreferences = ["@a"]\n')
+    built(project)
+    lock = project.root / "assetbuild.lock"
+    before = lock.read_bytes()
+    project.manifest((project.root / "assetbuild.toml").read_text().replace('"first"', '"second"'))
+    built(project)
+    lock.write_bytes(before)  # as if the build was killed after writing the outputs, before saving the lock
+    plan = json.loads(project.run("plan", "--json").output)
+    assert {a["action"] for a in plan["actions"]} == {"restore"}, plan
+    summary = built(project)
+    assert summary["restored"] == 2 and project.calls.total == 0
+    assert project.run("check").exit_code == 0
+
+
+def _corrupt_all_blobs(project: ProjectDir) -> int:
+    blobs = [p for p in (Path(project.env["ASSETBUILD_CACHE_DIR"]) / "blobs").rglob("*") if p.is_file()]
+    for blob in blobs:
+        blob.write_bytes(b"rotten" + blob.read_bytes()[6:])
+    return len(blobs)
+
+
+@pytest.mark.parametrize("flags", [("--offline",), ("--max-cost", "0")])
+def test_a_damaged_cached_image_is_never_paid_for_against_offline_or_budget(project, flags):  # item 4
+    emu = ArkEmulator(api_key=KEY).start()
+    try:
+        host_project(project, emu, "modelark")
+        built(project, "one")
+        assert len(emu.submits) == 1
+        (project.root / "assets" / "one.png").unlink()
+        assert _corrupt_all_blobs(project) >= 1
+        res = project.run("build", "--json", "one", *flags)
+        assert res.exit_code == 1, res.stderr
+        assert json.loads(res.output)["blocked"] == 1
+        assert "cached images are damaged" in res.stderr
+        assert len(emu.submits) == 1  # --offline / --max-cost 0 never paid
+        summary = built(project, "one")  # a normal build pays once and replaces the damaged blobs
+        assert summary["generated"] == 1 and len(emu.submits) == 2
+        cache = cache_of(project)
+        try:
+            blobs = [p for p in (cache.dir / "blobs").rglob("*") if p.is_file()]
+            assert blobs and all(cache.get_blob(p.name) is not None for p in blobs)
+        finally:
+            cache.close()
+    finally:
+        emu.stop()
+
+
+def test_damaged_pngs_are_made_again_from_the_hosts_originals_for_free(project):  # item 4
+    emu = ArkEmulator(api_key=KEY).start()
+    try:
+        host_project(project, emu, "modelark")
+        built(project, "one")
+        out = project.root / "assets" / "one.png"
+        good = out.read_bytes()
+        out.unlink()
+        cache = cache_of(project)
+        png_blob = next(p for p in (cache.dir / "blobs").rglob("*") if p.is_file() and p.read_bytes()[:4] == b"\x89PNG")
+        cache.close()
+        png_blob.write_bytes(b"rotten")
+        summary = built(project, "one", "--offline")
+        assert summary["restored"] == 1 and len(emu.submits) == 1
+        assert out.read_bytes() == good
+    finally:
+        emu.stop()
+
+
+def test_fallback_never_abandons_a_job_the_primary_accepted(project):  # item 5
+    primary = EvolinkEmulator(api_key=KEY).start()
+    backup = FalEmulator(api_key=KEY).start()
+    try:
+        extra = (f'fallback = "g"\n\n[providers.g]\ntype = "fal"\nbase_url = "{backup.base_url}"\n'
+                 'api_key_env = "G_KEY"\npoll_interval_s = 0.01\n')
+        host_project(project, primary, "evolink", extra)
+        primary.fail_next("task", status=503, times=50)  # every poll fails: the host is down after accepting
+        res = project.run("build", "--json", "one")
+        assert res.exit_code == 1
+        assert len(primary.submits) == 1 and backup.submits == []  # one paid job, not two
+        assert "fallback" not in res.stderr
+        summary = built(project, "one")  # the host is back: the rerun resumes the same job
+        assert summary["generated"] == 1 and len(primary.submits) == 1 and backup.submits == []
+    finally:
+        primary.stop()
+        backup.stop()
