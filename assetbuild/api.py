@@ -8,18 +8,20 @@ Every side effect comes in through a seam with a production default: the environ
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .cache import Cache, cache_dir
 from .clock import Clock, SystemClock
 from .errors import BudgetError, UsageError, UserError
 from .executor import Budget, Event, Executor, NodeResult
 from .expand import Node, expand, provider_config
-from .files import exclusive
+from .files import exclusive, sweep_temp_files
 from .fingerprint import FileHasher
 from .graph import BuildGraph
 from .lockfile import Lockfile
@@ -29,6 +31,12 @@ from .providers.base import Provider
 
 MANIFEST_NAME = "assetbuild.toml"
 LOCK_NAME = "assetbuild.lock"
+
+
+def lock_path(manifest: Path) -> Path:
+    """The lock beside its manifest, with the manifest's stem: assetbuild.toml -> assetbuild.lock,
+    web.toml -> web.lock. Two manifests in one folder never share (or prune) one lock."""
+    return manifest.with_suffix(".lock")
 
 ProviderFactory = Callable[..., Provider]
 
@@ -133,9 +141,33 @@ class Project:
         self.nodes: dict[str, Node] = expand(loaded, provider_override=provider_override)
         self.graph = BuildGraph(loaded, self.nodes)
         self.cache = cache or Cache(cache_dir(self.root, dict(self.env)))
-        self.lock = Lockfile.load(self.root / LOCK_NAME, memo=self.cache.dir / "lock.json")
+        self.lock = self._load_lock()
+        self._exclusive = False
         self.hasher = FileHasher(self.root, self.cache.memo_path)
         self.providers = Providers(loaded, provider_factory or default_provider_factory, self.env, self.clock)
+
+    def _load_lock(self) -> Lockfile:
+        path = lock_path(self.loaded.path)
+        key = hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:16]
+        return Lockfile.load(path, memo=self.cache.dir / f"lock-{key}.json")
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the project's build lock, then read the lock file afresh. A build plans, asks
+        and runs inside it, so it never acts on (or writes back) a lock another build changed
+        meanwhile; a second build refuses at once (exit 2) instead of waiting at a prompt."""
+        if self._exclusive:
+            yield
+            return
+        with exclusive(self.loaded.path):
+            self._exclusive = True
+            try:
+                self.lock = self._load_lock()
+                folders = {os.path.dirname(o) for n in self.nodes.values() for o in n.outputs}
+                sweep_temp_files([self.root, *(self.root / f for f in folders)])
+                yield
+            finally:
+                self._exclusive = False
 
     @classmethod
     def load(cls, directory: str | Path = ".", manifest: str | Path | None = None, **kwargs: Any) -> "Project":
@@ -178,6 +210,12 @@ class Project:
               offline: bool = False, max_cost: float | None = None, plan: Plan | None = None,
               on_event: Callable[[Event], None] | None = None) -> BuildReport:
         targets = list(targets)
+        with self.exclusive():
+            return self._build(targets, jobs=jobs, keep_going=keep_going, force=force, offline=offline,
+                               max_cost=max_cost, plan=plan, on_event=on_event)
+
+    def _build(self, targets: list[str], *, jobs: int, keep_going: bool, force: bool, offline: bool,
+               max_cost: float | None, plan: Plan | None, on_event: Callable[[Event], None] | None) -> BuildReport:
         plan = plan or self.plan(targets, force=force, offline=offline)
         budget = max_cost if max_cost is not None else self.loaded.manifest.project.max_cost
         if budget is not None and plan.estimated_cost > budget + 1e-9:
@@ -190,15 +228,14 @@ class Project:
                             cache=self.cache, hasher=self.hasher, providers=self.providers, clock=self.clock,
                             jobs=jobs, keep_going=keep_going, budget=Budget(budget, plan.estimated_cost),
                             on_event=on_event)
-        with exclusive(self.loaded.path):
-            results = executor.run(nodes)
-            pruned: list[str] = []
-            if not targets:
-                pruned = sorted(set(self.lock.entries) - set(self.nodes))
-                if pruned:
-                    for nid in pruned:
-                        del self.lock.entries[nid]
-                    self.lock.save()
+        results = executor.run(nodes)
+        pruned: list[str] = []
+        if not targets:
+            pruned = sorted(set(self.lock.entries) - set(self.nodes))
+            if pruned:
+                for nid in pruned:
+                    del self.lock.entries[nid]
+                self.lock.save()
         return BuildReport(results, pruned)
 
     def _check_keys(self, plan: Plan) -> None:

@@ -4,6 +4,7 @@ colours or exits."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any, Callable, Mapping
 import click
 
 from .errors import AssetbuildError, LockfileError, UserError
+from .files import TEMP_SUFFIX
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -108,12 +110,19 @@ def init(ctx: Ctx) -> None:
     manifest.write_text(STARTER.format(name=name), encoding="utf-8")
     gitignore = ctx.directory / ".gitignore"
     lines = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
-    if ".assetbuild/" not in lines:
-        gitignore.write_text("\n".join(lines + [".assetbuild/"]) + "\n", encoding="utf-8")
+    missing = [entry for entry in (".assetbuild/", f"*{TEMP_SUFFIX}") if entry not in lines]
+    if missing:
+        gitignore.write_text("\n".join(lines + missing) + "\n", encoding="utf-8")
     click.echo(f"wrote {manifest.name} and .gitignore; next: assetbuild plan")
 
 
 # -- plan -------------------------------------------------------------------------------------
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of USD; give an amount such as 5 or 0.50")
+    return value
+
 
 def _money(usd: float) -> str:
     return f"${usd:.2f}" if usd < 100 else f"${usd:,.0f}"
@@ -159,7 +168,8 @@ def plan(ctx: Ctx, targets: tuple[str, ...], as_json: bool, force: bool, offline
 @click.option("--force", is_flag=True, help="Rebuild the targets (all if none) even if up to date; pays again.")
 @click.option("--offline", is_flag=True, help="No provider calls: restore and local only.")
 @click.option("--provider", "provider_override", default=None, help="Use this provider for every asset.")
-@click.option("--max-cost", type=click.FloatRange(min=0), default=None, help="Refuse a build estimated above USD.")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None, callback=lambda ctx, param, value: _finite(value),
+              help="Refuse a build estimated above USD.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before spending money.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_obj
@@ -190,15 +200,16 @@ def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force
             click.echo(f"{event.status:<10} {event.node}  [{finished}/{total}]", file=out)
 
     try:
-        the_plan = project.plan(targets, force=force, offline=offline)
-        total = len(the_plan.decisions)
-        cost = the_plan.estimated_cost
-        if cost > 0 and not yes and sys.stdin.isatty() and sys.stdout.isatty():
-            n = sum(1 for d in the_plan.decisions if d.cost_usd)
-            if not click.confirm(f"This build generates {n} asset(s) for an estimated {_money(cost)}. Go on?"):
-                raise UserError("build cancelled; nothing was sent")
-        report = project.build(targets, jobs=jobs, keep_going=keep_going, force=force, offline=offline,
-                               max_cost=max_cost, plan=the_plan, on_event=show)
+        with project.exclusive():  # before reading the lock and before asking: never act on a stale lock
+            the_plan = project.plan(targets, force=force, offline=offline)
+            total = len(the_plan.decisions)
+            cost = the_plan.estimated_cost
+            if cost > 0 and not yes and sys.stdin.isatty() and sys.stdout.isatty():
+                n = sum(1 for d in the_plan.decisions if d.cost_usd)
+                if not click.confirm(f"This build generates {n} asset(s) for an estimated {_money(cost)}. Go on?"):
+                    raise UserError("build cancelled; nothing was sent")
+            report = project.build(targets, jobs=jobs, keep_going=keep_going, force=force, offline=offline,
+                                   max_cost=max_cost, plan=the_plan, on_event=show)
     finally:
         project.close()
     summary = report.to_json()

@@ -1,5 +1,6 @@
 """Writing files so a crash never leaves half of one (temp file in the same folder, fsync,
-then ``os.replace``), and the one-build-at-a-time guard."""
+then ``os.replace``), sweeping the temp files a killed write left, and the
+one-build-at-a-time guard."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .errors import UserError
+
+TEMP_SUFFIX = ".assetbuild-tmp"  # `assetbuild init` git-ignores it; a build sweeps what a kill left
 
 
 class BuildLocked(UserError):
@@ -18,7 +21,7 @@ class BuildLocked(UserError):
 
 def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -31,6 +34,25 @@ def write_atomic(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def sweep_temp_files(folders: Iterable[Path]) -> int:
+    """Remove the temp files killed writes left in ``folders`` (call it holding the build
+    lock, so no write of this project is under way). Returns how many were removed."""
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX):
+                try:
+                    os.unlink(entry.path)
+                    removed += 1
+                except OSError:
+                    pass
+    return removed
 
 
 @contextmanager

@@ -179,3 +179,75 @@ def test_fallback_never_abandons_a_job_the_primary_accepted(project):  # item 5
     finally:
         primary.stop()
         backup.stop()
+
+
+LOCAL = '[project]\nprovider = "local"\n[defaults]\nsize = "32x32"\n[assets.a]\nprompt = "a"\n[assets.b]\nprompt = "b"\n'
+
+
+def test_a_build_reads_the_lock_only_once_it_holds_the_build_lock(project):  # item 3
+    project.manifest(LOCAL)
+    waiting = Project.load(project.root, env=project.env)  # e.g. sitting at the paid-build prompt
+    other = Project.load(project.root, env=project.env)
+    other.build(["b"])
+    other.close()
+    waiting.build(["a"])  # must not write back the lock it read before `other` finished
+    waiting.close()
+    res = project.run("check")
+    assert res.exit_code == 0, res.output
+    assert built(project)["up_to_date"] == 2 and project.calls.total == 0
+
+
+def test_a_second_build_is_refused_before_it_plans_or_asks(project):  # item 3
+    from assetbuild.files import exclusive
+
+    project.manifest(LOCAL)
+    with exclusive(project.root / "assetbuild.toml"):
+        res = project.run("build", "--yes")
+    assert res.exit_code == 2 and "another assetbuild build is running" in res.stderr
+    assert project.calls.total == 0 and not (project.root / "assetbuild.lock").exists()
+
+
+def test_temp_files_of_a_killed_write_are_swept_and_ignored(project):  # item 12
+    project.manifest(LOCAL)
+    built(project)
+    leftovers = [project.write("assets/.a.png.k1l2ed.assetbuild-tmp", b"half an image"),
+                 project.write(".assetbuild.lock.x9.assetbuild-tmp", b"half a lock")]
+    built(project)
+    assert not any(p.exists() for p in leftovers)
+    assert not [p for p in project.root.rglob("*") if p.name.endswith(".tmp") or "tmp" in p.suffix]
+    fresh = project.root / "fresh"
+    fresh.mkdir()
+    assert project.run("-C", str(fresh), "init").exit_code == 0
+    assert "*.assetbuild-tmp" in (fresh / ".gitignore").read_text().splitlines()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_max_cost_must_be_a_finite_amount(project, value):  # item 12
+    project.manifest(LOCAL)
+    res = project.run("build", "--max-cost", value)
+    assert res.exit_code == 2 and "--max-cost" in res.stderr and "Traceback" not in res.stderr
+    assert not (project.root / "assetbuild.lock").exists()
+
+
+def test_two_manifests_in_one_folder_keep_their_own_locks(project):  # item 12
+    project.write("web.toml", LOCAL.replace("[assets.b]", "[assets.c]").replace('"b"', '"c"'))
+    project.write("print.toml", LOCAL.replace('[project]', '[project]\noutput_dir = "print"') + '[assets.d]\nprompt = "d"\n')
+    for manifest in ("web.toml", "print.toml", "web.toml"):
+        assert project.run("-f", manifest, "build").exit_code == 0
+    assert (project.root / "web.lock").is_file() and (project.root / "print.lock").is_file()
+    for manifest in ("web.toml", "print.toml"):
+        res = project.run("-f", manifest, "check")
+        assert res.exit_code == 0, res.output
+
+
+def test_a_damaged_cache_index_says_what_to_do(project):  # item 12
+    project.manifest(LOCAL)
+    built(project)
+    index = Path(project.env["ASSETBUILD_CACHE_DIR"]) / "index"
+    for db in index.glob("cache.db*"):
+        db.write_bytes(b"this is not a database" * 100)
+    (project.root / "assets" / "a.png").unlink()
+    res = project.run("build")
+    assert res.exit_code == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cache index" in lines[0] and "move it aside" in lines[0], res.stderr
