@@ -7,6 +7,7 @@ from .api import BuildReport, Plan, Project, Stale
 from .errors import (
     AssetbuildError,
     BudgetError,
+    BuildInterrupted,
     CacheError,
     Interrupted,
     LockfileError,
@@ -27,6 +28,7 @@ __all__ = [
     "Action",
     "AssetbuildError",
     "BudgetError",
+    "BuildInterrupted",
     "BuildReport",
     "CacheError",
     "Decision",

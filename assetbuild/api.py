@@ -69,6 +69,12 @@ class Providers:
     def fallback_of(self, name: str) -> str | None:
         return provider_config(self._loaded, name).fallback
 
+    def interrupt(self) -> None:
+        with self._mutex:
+            made = list(self._made.values())
+        for provider in made:
+            provider.interrupt()
+
     def close(self) -> None:
         for provider in self._made.values():
             provider.close()

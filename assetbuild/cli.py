@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +13,10 @@ from typing import Any, Callable, Mapping
 
 import click
 
-from .errors import AssetbuildError, LockfileError, UserError
+from .errors import AssetbuildError, BuildInterrupted, LockfileError, UserError
 from .files import TEMP_SUFFIX
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 STARTER = '''# assetbuild.toml: the images of this project, as a dependency graph.
 # `assetbuild plan` shows what a build would do; `assetbuild build` does it.
@@ -76,10 +77,17 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (UserError, LockfileError) as exc:
             _fail(str(exc), EXIT_USAGE)
+        except BuildInterrupted as exc:
+            click.echo(f"error: {exc}", err=True)
+            if exc.abandoned:  # the workers still waiting would hold the process open
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(EXIT_INTERRUPTED)
+            sys.exit(EXIT_INTERRUPTED)
         except AssetbuildError as exc:
             _fail(str(exc), EXIT_FAILED)
         except KeyboardInterrupt:
-            _fail("interrupted; everything finished so far is kept (rerun to continue)", 130)
+            _fail("interrupted; everything finished so far is kept (rerun to continue)", EXIT_INTERRUPTED)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -194,6 +202,9 @@ def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force
             click.echo(f"  fallback   {event.node}: {event.detail}", file=out)
         elif event.kind == "warning":
             click.echo(f"warning    {event.node}: {event.detail}", file=out)
+        elif event.kind == "interrupted":
+            waiting = f"; waiting for what is in flight: {event.detail} (Ctrl-C again: stop now)" if event.detail else ""
+            click.echo(f"interrupted: starting nothing new{waiting}", file=out)
         elif event.status in ("failed", "blocked"):
             click.echo(f"{event.status:<10} {event.node}: {event.detail}", file=out)
         elif event.status != "up-to-date" or ctx.verbose:

@@ -10,6 +10,7 @@
     │   ├── ProviderRefused       a content-policy refusal: never retried, never falls back
     │   ├── ProviderRequestError  any other 4xx (bad key, bad field, no credit): never retried
     │   └── Interrupted           Ctrl-C: the provider stopped waiting; a job in flight stays saved
+    ├── BuildInterrupted          Ctrl-C stopped a build; what was in flight (the CLI exits 130)
     ├── LockfileError             assetbuild.lock cannot be read
     └── CacheError                the cache cannot be read or written
 
@@ -105,6 +106,26 @@ class ProviderRequestError(ProviderError):
 class Interrupted(ProviderError):
     """The build was interrupted (Ctrl-C) while this provider worked: it stopped waiting at
     once. A job the host accepted stays saved, so a rerun resumes it without paying again."""
+
+
+class BuildInterrupted(AssetbuildError):
+    """Ctrl-C stopped a build: nothing new was started, and the assets in flight were waited
+    for (``abandoned``: a second Ctrl-C stopped the wait)."""
+
+    def __init__(self, in_flight: list[str], *, abandoned: bool = False):
+        self.in_flight = in_flight
+        self.abandoned = abandoned
+        names = ", ".join(in_flight)
+        if abandoned:
+            message = (f"interrupted twice: stopped without waiting for {names}; a job a host accepted stays "
+                       "saved and a rerun resumes it, but a synchronous request (modelark, volcengine) that "
+                       "was under way may have been billed")
+        elif in_flight:
+            message = (f"interrupted; {len(in_flight)} asset(s) were in flight ({names}): jobs the hosts accepted "
+                       "stay saved and a rerun resumes them without paying again; everything finished is kept")
+        else:
+            message = "interrupted; everything finished so far is kept (rerun to continue)"
+        super().__init__(message)
 
 
 class LockfileError(AssetbuildError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from .cache import Cache, CacheRecord
 from .clock import Clock
-from .errors import AssetbuildError, ProviderError, ProviderUnavailable, UserError
+from .errors import AssetbuildError, BuildInterrupted, ProviderError, ProviderUnavailable, UserError
 from .expand import Node
 from .files import write_atomic
 from .fingerprint import FileHasher, sha256_bytes
@@ -79,6 +79,8 @@ class ProviderPool(Protocol):
 
     def fallback_of(self, name: str) -> str | None: ...
 
+    def interrupt(self) -> None: ...
+
 
 class Executor:
     def __init__(self, *, root: Path, planner: Planner, lock: Lockfile, cache: Cache, hasher: FileHasher,
@@ -110,6 +112,7 @@ class Executor:
         stopped_by: str | None = None
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="assetbuild")
         running: dict[Future[NodeResult], str] = {}
+        abandoned = False
 
         def finish(result: NodeResult) -> None:
             nonlocal stopped_by
@@ -150,8 +153,21 @@ class Executor:
                     result = future.result()
                     assert isinstance(result, NodeResult)
                     finish(result)
+        except KeyboardInterrupt:
+            # The first Ctrl-C: start nothing new, stop every wait, let what is in flight end
+            # (each within its own request timeout), keep what it brings. A second one: go.
+            in_flight = sorted(running.values())
+            self.on_event(Event("interrupted", "", detail=", ".join(in_flight)))
+            self.providers.interrupt()
+            try:
+                for future in as_completed(list(running)):
+                    running.pop(future)
+                    finish(future.result())
+            except KeyboardInterrupt:
+                abandoned = True
+            raise BuildInterrupted(in_flight, abandoned=abandoned) from None
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=not abandoned, cancel_futures=True)
             self._save_lock(force=True)
             self.hasher.save()
         for nid in pending:

@@ -251,3 +251,46 @@ def test_a_damaged_cache_index_says_what_to_do(project):  # item 12
     assert res.exit_code == 1
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "cache index" in lines[0] and "move it aside" in lines[0], res.stderr
+
+
+@pytest.mark.slow
+def test_the_first_ctrl_c_stops_at_once_says_what_is_in_flight_and_loses_nothing(project):  # interrupts
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    emu = EvolinkEmulator(api_key=KEY).start()
+    emu.polls_until_done = 10**9  # every job runs until we say so
+    try:
+        assets = "".join(f'\n[assets.x{i}]\nprompt = "fox number {i}"\n' for i in range(6))
+        project.env["G_KEY"] = KEY
+        project.manifest(HOST.format(type="evolink", url=emu.base_url, extra="poll_interval_s = 10\n"
+                                     ).replace("poll_interval_s = 0.01\n", "").split("[assets.one]")[0] + assets)
+        env = {**os.environ, **project.env}
+        proc = subprocess.Popen([sys.executable, "-m", "assetbuild", "-C", str(project.root), "build", "-j", "2"],
+                                env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(emu.submits) < 2:
+            time.sleep(0.02)
+        time.sleep(0.3)  # both jobs saved and in their first poll wait
+        assert len(emu.submits) == 2
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        took = time.monotonic() - sent
+        assert proc.returncode == 130, err
+        assert took < 3.0, f"took {took:.2f} s to stop"  # polls wait 10 s: the interrupt must cut them short
+        assert "interrupted: starting nothing new; waiting for what is in flight: x0, x1" in out
+        assert "2 asset(s) were in flight (x0, x1)" in err and "a rerun resumes them" in err
+        assert "Traceback" not in err
+        assert len(emu.submits) == 2  # nothing new was submitted after Ctrl-C
+        emu.polls_until_done = 0
+        summary = built(project)
+        assert summary["generated"] == 6
+        assert len(emu.submits) == 6  # the two interrupted jobs were resumed, not paid again
+    finally:
+        emu.stop()
