@@ -26,7 +26,7 @@ from .fingerprint import FileHasher
 from .graph import BuildGraph
 from .lockfile import Lockfile
 from .manifest import LoadedManifest, load_manifest
-from .planner import Action, Decision, Planner
+from .planner import Action, Decision, Planner, texts
 from .providers.base import Provider
 
 MANIFEST_NAME = "assetbuild.toml"
@@ -82,7 +82,12 @@ class Providers:
 
 @dataclass
 class Plan:
+    """What a build will do: one decision per node in build order, and the flags they were
+    decided under (the executor runs them as they are)."""
+
     decisions: list[Decision]
+    forced: frozenset[str] = frozenset()
+    offline: bool = False
 
     @property
     def estimated_cost(self) -> float:
@@ -90,7 +95,8 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "actions": [{"asset": d.id, "action": d.action.value, "reasons": d.reasons, "cost": round(d.cost_usd, 6)}
+            "actions": [{"asset": d.id, "action": d.action.value, "reasons": texts(d.reasons),
+                         "codes": [r.code for r in d.reasons], "cost": round(d.cost_usd, 6)}
                         for d in self.decisions],
             "estimated_cost": self.estimated_cost,
         }
@@ -155,7 +161,8 @@ class Project:
     def _load_lock(self) -> Lockfile:
         path = lock_path(self.loaded.path)
         key = hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:16]
-        return Lockfile.load(path, memo=self.cache.dir / f"lock-{key}.json")
+        return Lockfile.load(path, memo=self.cache.dir / f"lock-{key}.json",
+                             journal=self.cache.dir / f"journal-{key}.jsonl")
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -198,10 +205,10 @@ class Project:
 
     def plan(self, targets: Iterable[str] = (), *, force: bool = False, offline: bool = False) -> Plan:
         nodes = self.select(targets)
-        forced = self._forced(targets, nodes) if force else ()
+        forced = frozenset(self._forced(targets, nodes) if force else ())
         decisions = self.planner(force=forced, offline=offline).plan(nodes)
         self.hasher.save()
-        return Plan(decisions)
+        return Plan(decisions, forced, offline)
 
     def _forced(self, targets: Iterable[str], nodes: list[Node]) -> list[str]:
         """--force rebuilds the named targets (not their upstream); with no targets, everything."""
@@ -228,20 +235,16 @@ class Project:
             raise BudgetError(f"estimated cost ${plan.estimated_cost:.2f} exceeds the budget of ${budget:.2f} "
                               "(max_cost / --max-cost); nothing was sent")
         self._check_keys(plan)
-        nodes = [d.node for d in plan.decisions]
-        forced = [d.id for d in plan.decisions if "forced (--force)" in d.reasons]
-        executor = Executor(root=self.root, planner=self.planner(force=forced, offline=offline), lock=self.lock,
+        executor = Executor(root=self.root, planner=self.planner(force=plan.forced, offline=plan.offline), lock=self.lock,
                             cache=self.cache, hasher=self.hasher, providers=self.providers, clock=self.clock,
                             jobs=jobs, keep_going=keep_going, budget=Budget(budget, plan.estimated_cost),
                             on_event=on_event)
-        results = executor.run(nodes)
+        results = executor.run(plan.decisions)
         pruned: list[str] = []
         if not targets:
             pruned = sorted(set(self.lock.entries) - set(self.nodes))
-            if pruned:
-                for nid in pruned:
-                    del self.lock.entries[nid]
-                self.lock.save()
+            self.lock.prune(pruned)
+            self.lock.save_if_changed()
         return BuildReport(results, pruned)
 
     def _check_keys(self, plan: Plan) -> None:
@@ -256,8 +259,11 @@ class Project:
 
     def check(self) -> list[Stale]:
         """Every asset whose outputs or lock entry are not what the manifest asks for."""
-        stale = [Stale(d.id, d.reasons or [d.action.value]) for d in self.plan().decisions
+        stale = [Stale(d.id, texts(d.reasons) or [d.action.value]) for d in self.plan().decisions
                  if d.action is not Action.UP_TO_DATE]
+        if self.lock.replayed:
+            stale.append(Stale(self.lock.path.name, [f"an interrupted build finished {self.lock.replayed} asset(s) "
+                                                     "not yet written to it; run `assetbuild build`"]))
         stale += [Stale(nid, ["in the lock but no longer in the manifest"])
                   for nid in sorted(set(self.lock.entries) - set(self.nodes))]
         return stale
@@ -274,7 +280,7 @@ class Project:
         return {
             "asset": target,
             "action": decision.action.value,
-            "reasons": decision.reasons,
+            "reasons": texts(decision.reasons),
             "provider": node.provider,
             "fingerprint": decision.fingerprint,
             "inputs": decision.inputs,

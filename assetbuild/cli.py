@@ -157,7 +157,7 @@ def plan(ctx: Ctx, targets: tuple[str, ...], as_json: bool, force: bool, offline
     width = max((len(d.id) for d in result.decisions), default=0)
     for d in result.decisions:
         cost = f" {_money(d.cost_usd)}" if d.cost_usd else ""
-        why = f"  ({'; '.join(d.reasons)})" if d.reasons else ""
+        why = f"  ({'; '.join(map(str, d.reasons))})" if d.reasons else ""
         click.echo(f"{d.action.value:<10} {d.id:<{width}}{cost}{why}".rstrip())
     counts: dict[str, int] = {}
     for d in result.decisions:

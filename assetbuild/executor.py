@@ -1,20 +1,24 @@
-"""Running a plan: topological order, ``-j`` threads, keep-going, provider fallback.
+"""Running a plan: a ready queue in build order (ninja's ``Plan``), ``-j`` threads,
+keep-going, provider fallback, and Ctrl-C.
 
-For each node, once its upstream is done, the planner decides again with the real upstream
-outputs. A generated image goes into the cache before any output or lock write; outputs
-and the lock are written atomically, and the lock is saved as assets finish (throttled),
-so an interrupted build keeps everything already done.
+Each decision of the plan is run as it was planned, unless an upstream node handed down
+something else than the plan assumed (its bytes were not known yet: it was regenerated), and
+only then is the node decided again. A generated image goes into the cache before any output
+or lock write (:meth:`Executor._secure`); outputs are written atomically, each finished asset
+is journalled, and the sorted lock is written once at the end, so an interrupted build keeps
+everything already done.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import heapq
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
-from functools import partial
+from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence, TypeVar
 
 from .cache import Cache, CacheRecord
 from .clock import Clock
@@ -24,15 +28,26 @@ from .files import write_atomic
 from .fingerprint import FileHasher, sha256_bytes
 from .imageinfo import ImageDecodeError, as_png, inspect_image
 from .lockfile import LockEntry, Lockfile, OutputRecord
-from .planner import BLOCKED, Action, Decision, Planner, ResolvedRef
+from .planner import Action, Decision, Handoff, Planner, Reason, ResolvedRef, Unsettled, texts
 from .providers.base import GenerationRequest, GenerationResult, Provider, ReferenceImage
 
-LOCK_SAVE_INTERVAL_S = 0.25
+
+T = TypeVar("T")
+
+
+class Outcome(str, Enum):
+    """What became of one node in a build."""
+
+    UP_TO_DATE = "up-to-date"
+    RESTORED = "restored"
+    GENERATED = "generated"
+    FAILED = "failed"
+    BLOCKED = "blocked"
 
 
 @dataclass
 class Event:
-    """Something the CLI may show: ``kind`` is start | done | fallback | warning."""
+    """Something the CLI may show: ``kind`` is start | done | fallback | warning | interrupted."""
 
     kind: str
     node: str
@@ -43,12 +58,19 @@ class Event:
 @dataclass
 class NodeResult:
     id: str
-    status: str  # up-to-date | restored | generated | failed | blocked
+    status: Outcome
     reasons: list[str] = field(default_factory=list)
     error: str | None = None
     cost_usd: float = 0.0
     outputs: list[str] = field(default_factory=list)  # sha256 per output
     provider: str | None = None
+
+    @property
+    def handoff(self) -> Handoff:
+        """What this node hands its dependents now that it is settled."""
+        if self.status in (Outcome.FAILED, Outcome.BLOCKED):
+            return Unsettled.UNBUILT
+        return tuple(self.outputs)
 
 
 class Budget:
@@ -68,10 +90,6 @@ class Budget:
                 return False
             self.committed_usd += cost_usd
             return True
-
-    def refusal(self, cost_usd: float) -> str:
-        return (f"generating it again (${cost_usd:.2f}) would exceed the budget of ${self.limit_usd:.2f} "
-                "(max_cost / --max-cost)")
 
 
 class ProviderPool(Protocol):
@@ -97,62 +115,58 @@ class Executor:
         self.keep_going = keep_going
         self.budget = budget or Budget()
         self.on_event = on_event or (lambda event: None)
-        self._lock_mutex = threading.Lock()
-        self._last_save = float("-inf")
-        self._unsaved = False
 
     # -- scheduling -------------------------------------------------------------------------
 
-    def run(self, nodes: Sequence[Node]) -> list[NodeResult]:
-        """Decide each node in the main thread as soon as its upstream is done; only restores
-        and generations go to the worker threads (a no-op build starts none)."""
-        by_id = {n.id: n for n in nodes}
-        pending = list(by_id)
+    def run(self, decisions: Sequence[Decision]) -> list[NodeResult]:
+        """Run the plan's decisions: a node is ready once every upstream node in the plan is
+        settled; ready nodes are taken in plan order; up-to-date and blocked ones settle in
+        the main thread, restores and generations go to the worker threads."""
+        planned = {d.id: d for d in decisions}
+        dependents: dict[str, list[str]] = {nid: [] for nid in planned}
+        waiting: dict[str, int] = {}
+        for d in decisions:
+            ups = [up for up in d.node.upstream if up in planned]
+            waiting[d.id] = len(ups)
+            for up in ups:
+                dependents[up].append(d.id)
+        index = {nid: i for i, nid in enumerate(planned)}
+        ready = [index[nid] for nid in planned if waiting[nid] == 0]  # a heap: ready nodes leave in plan order
+        order = list(planned)
         done: dict[str, NodeResult] = {}
-        stopped_by: str | None = None
-        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="assetbuild")
         running: dict[Future[NodeResult], str] = {}
+        stopped_by: str | None = None
         abandoned = False
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="assetbuild")
 
-        def finish(result: NodeResult) -> None:
+        def settle(result: NodeResult) -> None:
             nonlocal stopped_by
             done[result.id] = result
-            self.on_event(Event("done", result.id, result.status, result.error or "; ".join(result.reasons)))
-            if result.status == "failed" and not self.keep_going and stopped_by is None:
+            self.on_event(Event("done", result.id, result.status.value, result.error or "; ".join(result.reasons)))
+            if result.status is Outcome.FAILED and not self.keep_going and stopped_by is None:
                 stopped_by = result.id
+            for nid in dependents[result.id]:
+                waiting[nid] -= 1
+                if waiting[nid] == 0:
+                    heapq.heappush(ready, index[nid])
 
         try:
-            while pending or running:
-                progressed = True
-                while progressed and stopped_by is None:
-                    progressed = False
-                    for nid in list(pending):
-                        if len(running) >= self.jobs:
-                            break
-                        node = by_id[nid]
-                        if not all(up in done for up in node.upstream):
-                            continue
-                        pending.remove(nid)
-                        upstream = {up: (done[up].outputs if done[up].status not in ("failed", "blocked")
-                                         else BLOCKED) for up in node.upstream}
-                        decision = self._guard(node.id, lambda: self.planner.decide(node, upstream))
-                        if isinstance(decision, NodeResult):
-                            finish(decision)
-                        elif decision.action in (Action.UP_TO_DATE, Action.BLOCKED):
-                            finish(self._settled(decision))
-                        else:
-                            self.on_event(Event("start", nid, decision.action.value, "; ".join(decision.reasons)))
-                            running[pool.submit(self._guard, nid, partial(self._work, decision))] = nid
-                            continue
-                        progressed = True
-                if not running:
-                    break
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in finished:
-                    running.pop(future)
-                    result = future.result()
-                    assert isinstance(result, NodeResult)
-                    finish(result)
+            while (ready and stopped_by is None) or running:
+                while ready and stopped_by is None and len(running) < self.jobs:
+                    nid = order[heapq.heappop(ready)]
+                    d = self._guard(nid, lambda: self._current(planned[nid], planned, done))
+                    if isinstance(d, NodeResult):
+                        settle(d)
+                    elif d.action in (Action.UP_TO_DATE, Action.BLOCKED):
+                        settle(self._settled(d))
+                    else:
+                        self.on_event(Event("start", nid, d.action.value, "; ".join(map(str, d.reasons))))
+                        running[pool.submit(self._guard, nid, lambda d=d: self._work(d))] = nid
+                if running:
+                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        running.pop(future)
+                        settle(future.result())
         except KeyboardInterrupt:
             # The first Ctrl-C: start nothing new, stop every wait, let what is in flight end
             # (each within its own request timeout), keep what it brings. A second one: go.
@@ -162,34 +176,46 @@ class Executor:
             try:
                 for future in as_completed(list(running)):
                     running.pop(future)
-                    finish(future.result())
+                    settle(future.result())
             except KeyboardInterrupt:
                 abandoned = True
             raise BuildInterrupted(in_flight, abandoned=abandoned) from None
         finally:
             pool.shutdown(wait=not abandoned, cancel_futures=True)
-            self._save_lock(force=True)
+            self.lock.save_if_changed()
             self.hasher.save()
-        for nid in pending:
-            reason = f"not started: the build stopped after {stopped_by} failed (-k keeps going)"
-            done[nid] = NodeResult(nid, "blocked", [reason])
-            self.on_event(Event("done", nid, "blocked", reason))
-        return [done[nid] for nid in by_id]
+        for nid in planned:
+            if nid not in done:
+                reason = str(Reason("stopped", stopped_by or "?"))
+                done[nid] = NodeResult(nid, Outcome.BLOCKED, [reason])
+                self.on_event(Event("done", nid, Outcome.BLOCKED.value, reason))
+        return [done[nid] for nid in planned]
+
+    def _current(self, d: Decision, planned: dict[str, Decision], done: dict[str, NodeResult]) -> Decision:
+        """The decision to run: the planned one, unless an upstream node handed down something
+        else than the plan assumed (new bytes: it was regenerated; nothing: it failed); only
+        then is the node decided again, with what it really got."""
+        handed = {up: done[up].handoff for up in d.node.upstream if up in done}
+        if all(handed[up] == planned[up].handoff for up in handed):
+            return d
+        return self.planner.decide(d.node, handed)
 
     # -- one node ---------------------------------------------------------------------------
 
     @staticmethod
-    def _guard(node_id: str, step: Callable[[], Any]) -> Any:
+    def _guard(node_id: str, step: Callable[[], T]) -> T | NodeResult:
         """Run ``step``; an assetbuild error fails this node only."""
         try:
             return step()
         except AssetbuildError as exc:
-            return NodeResult(node_id, "failed", error=str(exc))
+            return NodeResult(node_id, Outcome.FAILED, error=str(exc))
 
-    def _settled(self, d: Decision) -> NodeResult:
+    @staticmethod
+    def _settled(d: Decision) -> NodeResult:
         if d.action is Action.UP_TO_DATE:
-            return NodeResult(d.id, "up-to-date", outputs=[o.sha256 for o in self.lock.entries[d.id].outputs])
-        return NodeResult(d.id, "blocked", d.reasons)
+            assert d.outputs is not None
+            return NodeResult(d.id, Outcome.UP_TO_DATE, outputs=list(d.outputs))
+        return NodeResult(d.id, Outcome.BLOCKED, texts(d.reasons))
 
     def _work(self, d: Decision) -> NodeResult:
         if d.action is Action.RESTORE:
@@ -198,7 +224,7 @@ class Executor:
                 return restored
             d = self._after_damaged_restore(d)
             if d.action is Action.BLOCKED:
-                return NodeResult(d.id, "blocked", d.reasons)
+                return NodeResult(d.id, Outcome.BLOCKED, texts(d.reasons))
         return self._generate(d)
 
     def _restore(self, d: Decision) -> NodeResult | None:
@@ -223,7 +249,7 @@ class Executor:
             if not record.files:
                 self.cache.put_result(d.fingerprint, record)
         shas = self._write_outputs(d, images, record)
-        return NodeResult(d.id, "restored", d.reasons, outputs=shas, provider=record.provider)
+        return NodeResult(d.id, Outcome.RESTORED, texts(d.reasons), outputs=shas, provider=record.provider)
 
     def _after_damaged_restore(self, d: Decision) -> Decision:
         """A restore whose cached images were damaged becomes a generation only where one is
@@ -231,10 +257,10 @@ class Executor:
         assert d.fingerprint is not None
         if not d.cached or not d.cached.files:
             self.cache.drop_result(d.fingerprint)
-        damaged = ["the cached images are damaged or gone"]
-        redone = self.planner.generation(d.node, d.reasons + damaged, d.fingerprint, d.inputs, d.references)
+        redone = self.planner.generation(d.node, d.reasons + [Reason("cache-damaged")], d.fingerprint, d.inputs,
+                                         d.references)
         if redone.action is Action.GENERATE and not self.budget.allows(redone.cost_usd):
-            return Decision(d.node, Action.BLOCKED, redone.reasons + [self.budget.refusal(redone.cost_usd)],
+            return Decision(d.node, Action.BLOCKED, redone.reasons + [Reason("over-budget", f"{redone.cost_usd:.2f}")],
                             fingerprint=d.fingerprint, inputs=d.inputs, references=d.references)
         return redone
 
@@ -289,7 +315,8 @@ class Executor:
         record = record.with_images([self.cache.put_blob(img) for img in images])
         self.cache.put_result(d.fingerprint, record)
         shas = self._write_outputs(d, images, record)
-        return NodeResult(node.id, "generated", d.reasons, cost_usd=result.cost_usd, outputs=shas, provider=name)
+        return NodeResult(node.id, Outcome.GENERATED, texts(d.reasons), cost_usd=result.cost_usd, outputs=shas,
+                          provider=name)
 
     def _secure(self, fingerprint: str, result: GenerationResult, provider: str) -> CacheRecord:
         """The ordering rule, in one place: what a provider returned is in the cache index (the
@@ -342,16 +369,5 @@ class Executor:
             fingerprint=d.fingerprint, provider=record.provider, model_id=record.model_id, built=record.built,
             cost_usd=record.cost_usd, inputs=d.inputs, outputs=tuple(outputs), request_id=record.request_id,
         )
-        with self._lock_mutex:
-            self.lock.entries[node.id] = entry
-            self._unsaved = True
-        self._save_lock()
+        self.lock.record(node.id, entry)
         return [o.sha256 for o in outputs]
-
-    def _save_lock(self, force: bool = False) -> None:
-        with self._lock_mutex:
-            now = self.clock.monotonic()
-            if self._unsaved and (force or now - self._last_save >= LOCK_SAVE_INTERVAL_S):
-                self.lock.save()
-                self._last_save = now
-                self._unsaved = False

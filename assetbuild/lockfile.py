@@ -2,17 +2,22 @@
 asset so that branches which rebuild different assets merge without conflicts.
 
 Versioned, deterministic (sorted keys, no global timestamps), written atomically, and free
-of secrets and expiring URLs.
+of secrets and expiring URLs. While a build runs, each finished asset is appended to a
+journal in the cache folder (O(1) per asset, whatever the size of the lock); the sorted lock
+is written once at the end (and on an interrupt), and a killed build's journal is replayed
+on top of the lock it started from.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import tomli_w
 
@@ -106,32 +111,121 @@ def _sorted(value: Any) -> Any:
     return value
 
 
+class Journal:
+    """A build's progress: one JSON line per recorded (or pruned) asset, appended to a file in
+    the cache folder. Its first line names the lock it continues (the lock's mtime and size),
+    so it is replayed only on top of that very lock."""
+
+    def __init__(self, path: Path, stamp: list[int] | None):
+        self.path = path
+        self.stamp = stamp
+        self._file: Any = None
+
+    def replay(self) -> list[tuple[str, LockEntry | None]]:
+        """What a killed build recorded after the lock was last written (None: pruned), or
+        nothing if the journal belongs to another state of the lock."""
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            return []
+        try:
+            if not lines or json.loads(lines[0]).get("stamp") != self.stamp:
+                return []
+        except (ValueError, AttributeError):
+            return []
+        changes: list[tuple[str, LockEntry | None]] = []
+        for line in lines[1:]:
+            try:
+                item = json.loads(line)
+                changes.append((item["id"], None if item.get("entry") is None else LockEntry.from_toml(item["entry"])))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                break  # a line torn by a kill ends the journal
+        return changes
+
+    def append(self, node_id: str, entry: LockEntry | None) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = not self.replay()
+            self._file = open(self.path, "w" if fresh else "a", encoding="utf-8")
+            if fresh:
+                self._file.write(json.dumps({"stamp": self.stamp}) + "\n")
+        self._file.write(json.dumps({"id": node_id, "entry": None if entry is None else entry.to_toml()}) + "\n")
+        self._file.flush()  # the OS has it: a SIGKILL loses nothing (images are in the cache anyway)
+
+    def remove(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
 @dataclass
 class Lockfile:
     path: Path
     entries: dict[str, LockEntry] = field(default_factory=dict)
+    journal: Journal | None = None
+    replayed: int = 0  # entries taken from a killed build's journal, not yet in the lock file
+    _mutex: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _dirty: bool = False
 
     @classmethod
-    def load(cls, path: Path, memo: Path | None = None) -> "Lockfile":
-        """Read the lock. ``memo`` is a JSON copy of the parsed lock kept in the cache, keyed
-        by the lock's mtime and size: tomllib is pure Python and dominates a no-op build."""
+    def load(cls, path: Path, memo: Path | None = None, journal: Path | None = None) -> "Lockfile":
+        """Read the lock, then replay a killed build's ``journal`` on top of it. ``memo`` is a
+        JSON copy of the parsed lock kept in the cache, keyed by the lock's mtime and size:
+        tomllib is pure Python and dominates a no-op build."""
         try:
             st = path.stat()
         except FileNotFoundError:
-            return cls(path)
+            st = None
         except OSError as exc:
             raise LockfileError(f"{path.name}: cannot read: {exc}") from exc
-        stamp = [st.st_mtime_ns, st.st_size]
-        data = _read_memo(memo, stamp)
-        if data is None:
-            data = cls._parse(path)
-            if memo is not None and time.time() - st.st_mtime >= 2.0:  # too fresh to trust mtime
-                try:
-                    write_atomic(memo, json.dumps({"stamp": stamp, "lock": data}).encode("utf-8"))
-                except OSError:
-                    pass
-        entries = {aid: LockEntry.from_toml(t) for aid, t in data.get("assets", {}).items()}
-        return cls(path, entries)
+        stamp = None if st is None else [st.st_mtime_ns, st.st_size]
+        entries: dict[str, LockEntry] = {}
+        if st is not None:
+            data = _read_memo(memo, stamp or [])
+            if data is None:
+                data = cls._parse(path)
+                if memo is not None and time.time() - st.st_mtime >= 2.0:  # too fresh to trust mtime
+                    try:
+                        write_atomic(memo, json.dumps({"stamp": stamp, "lock": data}).encode("utf-8"))
+                    except OSError:
+                        pass
+            entries = {aid: LockEntry.from_toml(t) for aid, t in data.get("assets", {}).items()}
+        lock = cls(path, entries, journal=None if journal is None else Journal(journal, stamp))
+        if lock.journal is not None:
+            for node_id, entry in lock.journal.replay():
+                if entry is None:
+                    lock.entries.pop(node_id, None)
+                else:
+                    lock.entries[node_id] = entry
+                lock.replayed += 1
+            lock._dirty = lock.replayed > 0
+        return lock
+
+    def record(self, node_id: str, entry: LockEntry) -> None:
+        """What a build made of one asset: kept in memory and appended to the journal."""
+        with self._mutex:
+            self.entries[node_id] = entry
+            self._dirty = True
+            if self.journal is not None:
+                self.journal.append(node_id, entry)
+
+    def prune(self, node_ids: Iterable[str]) -> None:
+        with self._mutex:
+            for node_id in node_ids:
+                if self.entries.pop(node_id, None) is not None:
+                    self._dirty = True
+                    if self.journal is not None:
+                        self.journal.append(node_id, None)
+
+    def save_if_changed(self) -> None:
+        """Write the whole sorted lock if anything was recorded, then drop the journal."""
+        with self._mutex:
+            if self._dirty:
+                self._write()
 
     @staticmethod
     def _parse(path: Path) -> dict[str, Any]:
@@ -161,4 +255,18 @@ class Lockfile:
         return HEADER + body
 
     def save(self) -> None:
+        with self._mutex:
+            self._write()
+
+    def _write(self) -> None:
         write_atomic(self.path, self.dumps().encode("utf-8"))
+        self._dirty = False
+        self.replayed = 0
+        if self.journal is not None:
+            self.journal.remove()
+            self.journal.stamp = None  # what follows continues the lock just written
+            try:
+                st = self.path.stat()
+                self.journal.stamp = [st.st_mtime_ns, st.st_size]
+            except OSError:
+                pass

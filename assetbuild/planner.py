@@ -1,14 +1,16 @@
 """Deciding what to do with each node, and why (doit's up-to-date check with reasons).
 
-``Planner.decide`` is the one place that rule lives: ``plan`` calls it with the upstream
-outputs a build would produce, the executor calls it again with the real ones.
+``Planner.decide`` is the one place that rule lives. ``Planner.plan`` decides every node once,
+in build order, from what each upstream node will hand down (:class:`Decision.handoff`); the
+executor runs those decisions and decides again only a node whose upstream turned out to
+hand down something else than planned (bytes not known yet when planned: it is regenerated).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence, Union
 
 from .cache import Cache, CacheRecord
 from .expand import Node
@@ -23,11 +25,58 @@ class Action(str, Enum):
     BLOCKED = "blocked"
 
 
-# What an upstream node will give its dependents: output hashes, "unknown" (it will be
-# regenerated, so its new bytes are not known yet) or "blocked" (it will not be built).
-UNKNOWN = "unknown"
-BLOCKED = "blocked"
-Upstream = Mapping[str, "Sequence[str] | str"]
+class Unsettled(Enum):
+    """What an upstream node hands down when it has no output bytes to give."""
+
+    PENDING = "pending"  # it will be (re)generated: its new bytes are not known yet
+    UNBUILT = "unbuilt"  # it will not be built (blocked, failed, or not started)
+
+
+# What a node hands its dependents: the sha256 of each output, or why there are none yet.
+Handoff = Union[tuple[str, ...], Unsettled]
+Upstream = Mapping[str, "Handoff | Sequence[str]"]
+
+_REASON_TEXT = {
+    "new-asset": "new asset",
+    "reference-changed": "reference {} changed",
+    "references-changed": "references changed",
+    "upstream-changed": "upstream {} changed",
+    "upstream-unbuilt": "upstream {} not built",
+    "reference-missing": "reference {} missing",
+    "output-missing": "output {} missing",
+    "output-modified": "output {} modified by hand (--force overwrites it)",
+    "output-foreign": "output {} exists but was not written by assetbuild (--force overwrites it)",
+    "output-paths-changed": "output paths changed",
+    "old-output-paths": "from the old output paths",
+    "in-cache": "in the cache",
+    "forced": "forced (--force)",
+    "offline": "needs generation by {} (--offline)",
+    "recipe-changed": "recipe changed",
+    "fingerprint-changed": "fingerprint changed",
+    "cache-damaged": "the cached images are damaged or gone",
+    "over-budget": "generating it again (${}) would exceed the budget (max_cost / --max-cost)",
+    "stopped": "not started: the build stopped after {} failed (-k keeps going)",
+}
+INPUT_KEYS = ("prompt", "model", "size", "count", "seed", "watermark", "params")
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a node is not up to date, as data: a stable ``code`` (``plan --json`` gives it) and
+    the ``detail`` it is about (a path, an asset id, an old -> new value). ``str()`` reads it."""
+
+    code: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.code.endswith("-changed") and self.code[: -len("-changed")] in INPUT_KEYS:
+            key = self.code[: -len("-changed")]
+            return f"{key} changed ({self.detail})" if self.detail else f"{key} changed"
+        return _REASON_TEXT[self.code].format(self.detail)
+
+
+def texts(reasons: Sequence[Reason]) -> list[str]:
+    return [str(r) for r in reasons]
 
 
 class ResolvedRef(NamedTuple):
@@ -42,16 +91,24 @@ class ResolvedRef(NamedTuple):
 class Decision:
     node: Node
     action: Action
-    reasons: list[str]
+    reasons: list[Reason]
     cost_usd: float = 0.0
     fingerprint: str | None = None
     inputs: dict[str, Any] | None = None
     cached: CacheRecord | None = None  # the cache record a restore will use
     references: list[ResolvedRef] = field(default_factory=list)
+    outputs: tuple[str, ...] | None = None  # sha256 of each output, where known before running
 
     @property
     def id(self) -> str:
         return self.node.id
+
+    @property
+    def handoff(self) -> Handoff:
+        """What this decision will hand its dependents, before it runs."""
+        if self.action is Action.BLOCKED:
+            return Unsettled.UNBUILT
+        return self.outputs if self.outputs is not None else Unsettled.PENDING
 
 
 class Planner:
@@ -67,82 +124,89 @@ class Planner:
     # -- one node ---------------------------------------------------------------------------
 
     def decide(self, node: Node, upstream: Upstream) -> Decision:
-        refs, pending, blocked = self._references(node, upstream)
-        if blocked:
-            return Decision(node, Action.BLOCKED, [f"upstream {b} not built" for b in blocked], references=refs)
+        refs, pending, unbuilt = self._references(node, upstream)
+        if unbuilt:
+            return Decision(node, Action.BLOCKED, [Reason("upstream-unbuilt", b) for b in unbuilt], references=refs)
         entry = self.lock.entries.get(node.id)
         if pending:
-            reasons = [f"upstream {p} changed" for p in pending]
+            reasons = [Reason("upstream-changed", p) for p in pending]
             return self._needs_work(node, reasons, None, None, self._hand_edited(node, entry, None), refs)
         missing_refs = [r.label for r in refs if r.sha256 is None]
         if missing_refs:
-            return Decision(node, Action.BLOCKED, [f"reference {m} missing" for m in missing_refs], references=refs)
+            return Decision(node, Action.BLOCKED, [Reason("reference-missing", m) for m in missing_refs],
+                            references=refs)
         inputs = fingerprint_inputs(node, [(r.label, r.sha256) for r in refs if r.sha256 is not None])
         fp = fingerprint(inputs)
         hand_edited = self._hand_edited(node, entry, fp)
         if node.id in self.force:
-            return self.generation(node, ["forced (--force)"], fp, inputs, refs)
+            return self.generation(node, [Reason("forced")], fp, inputs, refs)
         if entry is not None and entry.fingerprint == fp:
             if hand_edited:
                 return Decision(node, Action.BLOCKED, hand_edited, fingerprint=fp, inputs=inputs, references=refs)
             missing = [o.path for o in entry.outputs if self.hasher.hash(o.path) is None]
             if [o.path for o in entry.outputs] == list(node.outputs):
                 if not missing:
-                    return Decision(node, Action.UP_TO_DATE, [], fingerprint=fp, inputs=inputs, references=refs)
-                return self._needs_work(node, [f"output {p} missing" for p in missing], fp, inputs, [], refs)
-            reasons = ["output paths changed"]
+                    return Decision(node, Action.UP_TO_DATE, [], fingerprint=fp, inputs=inputs, references=refs,
+                                    outputs=tuple(o.sha256 for o in entry.outputs))
+                return self._needs_work(node, [Reason("output-missing", p) for p in missing], fp, inputs, [], refs)
+            reasons = [Reason("output-paths-changed")]
             if self.cache.result(fp) is None and all(self.hasher.hash(o.path) == o.sha256 for o in entry.outputs):
                 # The images are still at their old paths: copy them, never pay for a rename.
-                return Decision(node, Action.RESTORE, reasons + ["from the old output paths"], fingerprint=fp,
-                                inputs=inputs, cached=_record_of(entry), references=refs)
+                return self._restore(node, reasons + [Reason("old-output-paths")], fp, inputs,
+                                     _record_of(entry), refs)
             return self._needs_work(node, reasons, fp, inputs, [], refs)
-        reasons = changes(entry, inputs) if entry is not None else ["new asset"]
+        reasons = changes(entry, inputs) if entry is not None else [Reason("new-asset")]
         return self._needs_work(node, reasons, fp, inputs, hand_edited, refs)
 
-    def _needs_work(self, node: Node, reasons: list[str], fp: str | None, inputs: dict[str, Any] | None,
-                    hand_edited: list[str], refs: list[ResolvedRef]) -> Decision:
+    def _needs_work(self, node: Node, reasons: list[Reason], fp: str | None, inputs: dict[str, Any] | None,
+                    hand_edited: list[Reason], refs: list[ResolvedRef]) -> Decision:
         if hand_edited and node.id not in self.force:
             return Decision(node, Action.BLOCKED, reasons + hand_edited,
                             fingerprint=fp, inputs=inputs, references=refs)
         if fp is not None:
             record = self.cache.result(fp)
             if record is not None:
-                return Decision(node, Action.RESTORE, reasons + ["in the cache"], fingerprint=fp, inputs=inputs,
-                                cached=record, references=refs)
+                return self._restore(node, reasons + [Reason("in-cache")], fp, inputs, record, refs)
         return self.generation(node, reasons, fp, inputs, refs)
 
-    def generation(self, node: Node, reasons: list[str], fp: str | None, inputs: dict[str, Any] | None,
+    @staticmethod
+    def _restore(node: Node, reasons: list[Reason], fp: str, inputs: dict[str, Any], record: CacheRecord,
+                 refs: list[ResolvedRef]) -> Decision:
+        return Decision(node, Action.RESTORE, reasons, fingerprint=fp, inputs=inputs, cached=record,
+                        references=refs, outputs=record.images)
+
+    def generation(self, node: Node, reasons: list[Reason], fp: str | None, inputs: dict[str, Any] | None,
                    refs: list[ResolvedRef]) -> Decision:
         """Generate, with its cost, unless --offline forbids calling a host."""
         if self.offline and node.provider_type != "local":
-            return Decision(node, Action.BLOCKED, reasons + [f"needs generation by {node.provider} (--offline)"],
+            return Decision(node, Action.BLOCKED, reasons + [Reason("offline", node.provider)],
                             fingerprint=fp, inputs=inputs, references=refs)
         return Decision(node, Action.GENERATE, reasons, cost_usd=self.price(node), fingerprint=fp, inputs=inputs,
                         references=refs)
 
     def _references(self, node: Node, upstream: Upstream) -> tuple[list[ResolvedRef], list[str], list[str]]:
         """The node's reference images with their hashes, and the upstream nodes that are
-        still to be rebuilt (``pending``) or will not be (``blocked``)."""
+        still to be rebuilt (``pending``) or will not be (``unbuilt``)."""
         refs: list[ResolvedRef] = []
         pending: list[str] = []
-        blocked: list[str] = []
+        unbuilt: list[str] = []
         for ref in node.references:
             if ref.path is not None:
                 refs.append(ResolvedRef(ref.label, self.hasher.hash(ref.path), ref.path))
                 continue
             assert ref.node is not None
-            shas = upstream.get(ref.node, BLOCKED)
-            if shas == BLOCKED or shas == UNKNOWN:
-                waiting = blocked if shas == BLOCKED else pending
+            shas = upstream.get(ref.node, Unsettled.UNBUILT)
+            if isinstance(shas, Unsettled):
+                waiting = unbuilt if shas is Unsettled.UNBUILT else pending
                 if ref.node not in waiting:
                     waiting.append(ref.node)
                 continue
             chosen = list(shas) if ref.index is None else [shas[ref.index]]
             for i, (sha, path) in enumerate(zip(chosen, ref.paths)):
                 refs.append(ResolvedRef(ref.label if len(chosen) == 1 else f"{ref.label}#{i + 1}", sha, path))
-        return refs, pending, blocked
+        return refs, pending, unbuilt
 
-    def _hand_edited(self, node: Node, entry: LockEntry | None, fp: str | None) -> list[str]:
+    def _hand_edited(self, node: Node, entry: LockEntry | None, fp: str | None) -> list[Reason]:
         """Reasons for outputs on disk whose bytes are not what assetbuild wrote there: neither
         what the lock recorded nor the cached result for the current fingerprint (a build
         killed after writing an output, before saving the lock, left exactly that)."""
@@ -158,20 +222,19 @@ class Planner:
                 cached = dict(zip(node.outputs, record.images)) if record and record.images else {}
             if cached.get(path) == sha:
                 continue
-            how = "modified by hand" if path in recorded else "exists but was not written by assetbuild"
-            found.append(f"output {path} {how} (--force overwrites it)")
+            found.append(Reason("output-modified" if path in recorded else "output-foreign", path))
         return found
 
     # -- a whole plan -----------------------------------------------------------------------
 
     def plan(self, nodes: Sequence[Node]) -> list[Decision]:
-        """Decisions in build order, simulating what each upstream will provide."""
-        produced: dict[str, Sequence[str] | str] = {}
+        """One decision per node, in build order, each from what its upstream will hand down."""
+        handoffs: dict[str, Handoff] = {}
         decisions = []
         for node in nodes:
-            d = self.decide(node, produced)
+            d = self.decide(node, handoffs)
             decisions.append(d)
-            produced[node.id] = outputs_of(d, self.lock)
+            handoffs[node.id] = d.handoff
         return decisions
 
 
@@ -183,40 +246,24 @@ def _record_of(entry: LockEntry) -> CacheRecord:
                        cost_usd=entry.cost_usd, built=entry.built)
 
 
-def outputs_of(d: Decision, lock: Lockfile) -> Sequence[str] | str:
-    """What a decision will hand its dependents, before it runs."""
-    if d.action is Action.UP_TO_DATE:
-        return [o.sha256 for o in lock.entries[d.id].outputs]
-    if d.action is Action.RESTORE:
-        assert d.cached is not None
-        # Only originals cached (a build stopped before converting them): the PNG bytes are
-        # known once the restore converts them.
-        return UNKNOWN if d.cached.images is None else list(d.cached.images)
-    if d.action is Action.GENERATE:
-        return UNKNOWN
-    return BLOCKED
-
-
-def changes(entry: LockEntry, inputs: dict[str, Any]) -> list[str]:
-    """Why ``inputs`` differ from what the lock recorded, in words."""
+def changes(entry: LockEntry, inputs: dict[str, Any]) -> list[Reason]:
+    """Why ``inputs`` differ from what the lock recorded."""
     old = entry.inputs
     reasons = []
-    for key in ("prompt", "model", "size", "count", "seed", "watermark", "params"):
+    for key in INPUT_KEYS:
         if old.get(key) != inputs.get(key):
-            if key in ("model", "size", "count"):
-                reasons.append(f"{key} changed ({old.get(key)} -> {inputs.get(key)})")
-            else:
-                reasons.append(f"{key} changed")
+            detail = f"{old.get(key)} -> {inputs.get(key)}" if key in ("model", "size", "count") else ""
+            reasons.append(Reason(f"{key}-changed", detail))
     old_refs = [(r.get("ref"), r.get("sha256")) for r in old.get("references") or []]
     new_refs = [(r["ref"], r["sha256"]) for r in inputs["references"]]
     if [label for label, _ in old_refs] != [label for label, _ in new_refs]:
         if [sha for _, sha in old_refs] != [sha for _, sha in new_refs]:
-            reasons.append("references changed")
+            reasons.append(Reason("references-changed"))
     else:
         for (label, sha), (_, old_sha) in zip(new_refs, old_refs):
             if sha != old_sha:
-                reasons.append(f"upstream {label[1:].split('#')[0]} changed" if label.startswith("@")
-                               else f"reference {label} changed")
+                reasons.append(Reason("upstream-changed", label[1:].split("#")[0]) if label.startswith("@")
+                               else Reason("reference-changed", label))
     if not reasons:
-        reasons.append("recipe changed" if old.get("recipe") != inputs["recipe"] else "fingerprint changed")
+        reasons.append(Reason("recipe-changed" if old.get("recipe") != inputs["recipe"] else "fingerprint-changed"))
     return list(dict.fromkeys(reasons))

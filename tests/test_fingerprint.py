@@ -8,6 +8,7 @@ import pytest
 
 from assetbuild.api import Project
 from assetbuild.fingerprint import FileHasher
+from assetbuild.planner import Unsettled
 from tests.conftest import png
 
 BASE = {
@@ -81,8 +82,8 @@ def test_upstream_output_bytes_change_it(tmp_path):
     two = planner.decide(down, {"up": ["b" * 64]})
     assert one.fingerprint != two.fingerprint
     assert planner.decide(down, {"up": ["a" * 64]}).fingerprint == one.fingerprint
-    assert planner.decide(down, {"up": "unknown"}).reasons == ["upstream up changed"]
-    assert planner.decide(down, {"up": "blocked"}).action.value == "blocked"
+    assert [str(r) for r in planner.decide(down, {"up": Unsettled.PENDING}).reasons] == ["upstream up changed"]
+    assert planner.decide(down, {"up": Unsettled.UNBUILT}).action.value == "blocked"
 
 
 @pytest.mark.parametrize("key,value", [

@@ -294,3 +294,36 @@ def test_the_first_ctrl_c_stops_at_once_says_what_is_in_flight_and_loses_nothing
         assert len(emu.submits) == 6  # the two interrupted jobs were resumed, not paid again
     finally:
         emu.stop()
+
+
+@pytest.mark.slow
+def test_a_killed_build_journal_is_replayed_and_check_says_the_lock_is_behind(project):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    project.manifest('[project]\nprovider = "local"\n[defaults]\nsize = "256x256"\n'
+                     + "".join(f'[assets.n{i:03d}]\nprompt = "asset {i}"\n' for i in range(300)))
+    env = {**os.environ, **project.env}
+    proc = subprocess.Popen([sys.executable, "-m", "assetbuild", "-C", str(project.root), "build", "-j", "2"],
+                            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list((project.root / "assets").glob("*.png"))) < 20:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    done = len(list((project.root / "assets").glob("*.png")))
+    assert 20 <= done < 300
+    assert not (project.root / "assetbuild.lock").exists()  # the lock is written at the end, not per asset
+    res = project.run("check")
+    assert res.exit_code == 1 and "an interrupted build finished" in res.output
+    plan = json.loads(project.run("plan", "--json").output)
+    assert sum(a["action"] == "up-to-date" for a in plan["actions"]) >= done - 2  # journalled before the kill
+    summary = built(project)
+    assert summary["up_to_date"] + summary["restored"] + summary["generated"] == 300
+    assert project.calls.total <= 300 - done + 2  # only what was not finished is rendered again
+    assert project.run("check").exit_code == 0

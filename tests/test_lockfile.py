@@ -76,3 +76,56 @@ def test_lock_of_unknown_version_is_refused(tmp_path):
     path.write_text("version = 99\n")
     with pytest.raises(LockfileError, match="lock version 99"):
         Lockfile.load(path)
+
+
+def _entry(fp: str) -> "LockEntry":
+    from assetbuild.lockfile import LockEntry, OutputRecord
+
+    return LockEntry(fingerprint=fp, provider="local", model_id="local", built="2026-11-22T00:00:00Z", cost_usd=0.0,
+                     inputs={"prompt": "p", "references": [], "params": {}},
+                     outputs=(OutputRecord(f"assets/{fp}.png", fp * 4, 8, 8),))
+
+
+def test_the_journal_replays_on_the_lock_it_continues_and_a_torn_line_ends_it(tmp_path):
+    from assetbuild.lockfile import Lockfile
+
+    path, journal = tmp_path / "assetbuild.lock", tmp_path / "cache" / "journal.jsonl"
+    lock = Lockfile.load(path, journal=journal)
+    lock.record("a", _entry("a" * 16))
+    lock.save()  # the lock as a build started from it
+    assert not journal.exists()
+    lock = Lockfile.load(path, journal=journal)
+    lock.record("b", _entry("b" * 16))
+    lock.record("c", _entry("c" * 16))
+    lock.prune(["a"])
+    with open(journal, "a") as fh:
+        fh.write('{"id": "d", "entry": {"fingerpr')  # a kill in the middle of a line
+    # ...killed here: the lock file still holds only "a"
+    again = Lockfile.load(path, journal=journal)
+    assert sorted(again.entries) == ["b", "c"] and again.replayed == 3
+    assert "[assets.a]" in path.read_text() and "[assets.b]" not in path.read_text()
+    again.save_if_changed()
+    assert sorted(Lockfile.load(path, journal=journal).entries) == ["b", "c"] and not journal.exists()
+
+
+def test_a_journal_of_another_lock_is_not_replayed(tmp_path):
+    from assetbuild.lockfile import Lockfile
+
+    path, journal = tmp_path / "assetbuild.lock", tmp_path / "journal.jsonl"
+    lock = Lockfile.load(path, journal=journal)
+    lock.record("a", _entry("a" * 16))
+    path.write_text('version = 1\n\n[assets]\n')  # e.g. a git checkout of another lock meanwhile
+    assert Lockfile.load(path, journal=journal).entries == {}
+
+
+def test_recording_an_asset_does_not_rewrite_the_lock(tmp_path):
+    from assetbuild.lockfile import Lockfile
+
+    path, journal = tmp_path / "assetbuild.lock", tmp_path / "journal.jsonl"
+    lock = Lockfile.load(path, journal=journal)
+    for i in range(50):
+        lock.record(f"n{i}", _entry(f"{i:016d}"))
+    assert not path.exists()  # written once, at the end
+    assert len(journal.read_text().splitlines()) == 51
+    lock.save_if_changed()
+    assert len(Lockfile.load(path).entries) == 50
