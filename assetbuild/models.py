@@ -24,7 +24,7 @@ class ProviderConfig(_Frozen):
     base_url: Optional[str] = None  # default depends on type
     concurrency: int = Field(4, ge=1, le=64)  # HTTP requests in flight at once, across the build
     requests_per_minute: Optional[int] = Field(None, ge=1)  # client-side limit on API requests
-    timeout_s: float = Field(180.0, gt=0)  # one HTTP request
+    timeout_s: Optional[float] = Field(None, gt=0)  # one HTTP request; None: the type's default
     poll_interval_s: float = Field(2.0, gt=0)  # first poll delay of async hosts (backs off x1.5 to 10 s)
     poll_timeout_s: float = Field(900.0, gt=0)  # overall deadline for one async job
     max_attempts: int = Field(5, ge=1, le=20)  # tries per HTTP request (429/5xx/timeouts)

@@ -329,3 +329,14 @@ def test_key_is_redacted_from_an_error_object_in_http_200(emu: ArkEmulator, cloc
     with pytest.raises(ProviderRefused) as err:
         make_provider(emu, clock, key=SECRET).generate(make_request(), MemoryJobStore())
     assert SECRET not in messages(err.value) and "***" in str(err.value)
+
+
+def test_default_timeout_is_per_type_and_the_config_overrides_it() -> None:
+    """Ark's synchronous call bills its images before it answers and a sent POST that timed out
+    is not retried, so Ark waits 600 s by default (the official SDK's own default); the
+    asynchronous hosts' requests are short, so 180 s; ``timeout_s`` in the config wins."""
+    for cls in (ModelArkProvider, VolcengineProvider):
+        assert cls(cls.type, ProviderConfig(type=cls.type), env={}).timeout_s == 600.0
+    provider = create_provider("fal", ProviderConfig(type="fal"), env={})
+    assert provider.timeout_s == 180.0
+    assert ModelArkProvider("a", ProviderConfig(type="modelark", timeout_s=30.0), env={}).timeout_s == 30.0

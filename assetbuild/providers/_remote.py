@@ -133,6 +133,7 @@ class RemoteProvider:
     max_reference_pixels: ClassVar[int] = 36_000_000
     min_reference_side: ClassVar[int] = 15  # "> 14 px"
     max_prompt_chars: ClassVar[int | None] = None  # of the prompt as sent (prompt_text)
+    default_timeout_s: ClassVar[float] = 180.0  # one HTTP request, unless the config sets timeout_s
     # The host takes the number of a batch's images from the prompt (count_prompt).
     prompt_says_count: ClassVar[bool] = False
     supports_watermark: ClassVar[bool] = False  # only Ark documents a watermark option
@@ -167,6 +168,11 @@ class RemoteProvider:
     def key_is_set(self) -> bool:
         return bool(self._env.get(self.key_env))
 
+    @property
+    def timeout_s(self) -> float:
+        """One HTTP request's timeout: the config's ``timeout_s``, else this type's default."""
+        return self.default_timeout_s if self.config.timeout_s is None else self.config.timeout_s
+
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
 
@@ -181,7 +187,7 @@ class RemoteProvider:
                     base_url=self.base_url,
                     headers=self.auth_headers(key),
                     secret=key,
-                    timeout_s=self.config.timeout_s,
+                    timeout_s=self.timeout_s,
                     max_attempts=self.config.max_attempts,
                     limiter=self._limiter,
                     clock=self._clock,

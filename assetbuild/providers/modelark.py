@@ -100,6 +100,12 @@ class ModelArkProvider(RemoteProvider):
     # Reference limits: the base's, from §1.3's current revision (the older 4.0 revision allowed
     # 10 references, jpeg/png only).
     supports_watermark = True  # and it defaults to true (§7.2), so it is always sent
+    # The synchronous call makes and bills every image before it answers, and a POST that timed
+    # out after it was sent is not retried, so a timeout loses paid images: wait at least as
+    # long as Ark's official SDK does (byteplus-python-sdk-v2 3.0.63,
+    # byteplussdkarkruntime/_constants.py: DEFAULT_TIMEOUT_SECONDS = 600.0). A batch of up to
+    # 15 images at 4K can take minutes.
+    default_timeout_s = 600.0
     modeled_keys = ("model", "prompt", "image", "size", "watermark",
                     "sequential_image_generation", "sequential_image_generation_options")
     output_limits: ClassVar[dict[str, OutputLimits]] = {
