@@ -6,7 +6,9 @@ answers ``{request_id, status_url, response_url}``; ``status_url`` is polled thr
 ``{images: [{url, width, height, content_type}], seed}``. A request that failed surfaces as an
 error on that result call (§5.1). The queue URLs live under the app's first two path segments
 (``fal-ai/bytedance/requests/{id}``), not under the full model path (§7.6): the URLs submit
-returns are used, and built from those two segments when it returns none.
+returns are used (fal always returns them; its own client requires them), and built from those
+two segments on ``base_url`` when they name another host, as they do behind a proxy (fal names
+its own queue host), so the key goes only where it was configured to go.
 
 What is sent (§5.2): ``prompt``; ``image_size`` as exact ``{width, height}``; ``num_images =
 count`` with ``max_images = 1`` (``num_images`` runs separate generations of exactly one image

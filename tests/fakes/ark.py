@@ -3,8 +3,9 @@
 ``POST /api/v3/images/generations`` is synchronous: it checks the key, the model id (per
 platform), the size rules of §1.4, the reference rules of §1.3 and the batch fields, makes
 JPEGs of the size it was asked for and answers with ``data[]`` (URLs it serves itself, or
-``b64_json``) and ``usage``. Errors use Ark's envelope ``{"error": {"code", "message",
-"param", "type"}}`` with the statuses of §1.7.
+``b64_json``) and ``usage``. A JSON null counts as absent (``given``), as the official SDK
+needs. Errors use Ark's envelope ``{"error": {"code", "message", "param", "type"}}`` with the
+statuses of §1.7.
 
 Switchable faults, besides the base's ``fail_next`` / ``break_next_result``:
 
@@ -139,7 +140,7 @@ class ArkEmulator(Emulator):
         request_id = uuid.uuid4().hex
         try:
             self._check_auth(req)
-            body = self._json_body(req)
+            body = given(self._json_body(req))
             with self._lock:
                 fault = self._job_faults.pop(0) if self._job_faults else None
             if fault is not None:
@@ -295,6 +296,15 @@ class ArkEmulator(Emulator):
         if job.response_format == "b64_json":
             return {"b64_json": base64.b64encode(jpeg).decode("ascii"), "size": size}
         return {"url": self.serve_result(jpeg, "jpeg"), "size": size}
+
+
+def given(value: Any) -> Any:
+    """``value`` with every JSON null dropped from its objects, nested ones included: Ark reads a
+    null as "not given". The official SDK (byteplussdkarkruntime ``images.generate``) sends every
+    key it knows, with null for each one the caller did not set, and the real host accepts that."""
+    if isinstance(value, dict):
+        return {key: given(item) for key, item in value.items() if item is not None}
+    return value
 
 
 def _check_reference(item: str) -> None:

@@ -12,9 +12,14 @@ for ``polls_until_done`` polls, then ``COMPLETED``; ``/fal-ai/bytedance/requests
 routes (the trap of §7.6). ``base_url`` is the server root, like ``https://queue.fal.run``.
 
 Faults, besides the base's: ``fail_next_job(code, message, status=422)`` makes the next request
-fail on its result call with that ``type`` and HTTP status (§5.1); ``queue_urls`` = ``"given"``
-| ``"absent"`` (submit returns no queue URLs) | ``"foreign"`` (they point at another host, which
-must not be sent the key).
+fail: its status reply says ``COMPLETED`` with ``error`` and ``error_type`` (where fal-client's
+``Completed`` status reads them), and its result call answers that HTTP status with the
+``detail`` list and an ``X-Fal-Error-Type`` header (§5.1; fal's "readiness-liveness" doc page:
+"the response includes an error_type field and X-Fal-Error-Type header"). ``queue_urls`` =
+``"given"`` | ``"foreign"``: the queue URLs submit returns name another host, as fal's do when
+``base_url`` is a proxy (they always name queue.fal.run); that host must not be sent the key.
+Submit always returns the queue URLs: fal-client reads ``status_url``, ``response_url`` and
+``cancel_url`` from every submit reply as required keys.
 """
 
 from __future__ import annotations
@@ -91,8 +96,6 @@ class FalEmulator(HostEmulator):
                               **self._queue_urls(job.id)})
 
     def _queue_urls(self, job_id: str) -> dict[str, str]:
-        if self.queue_urls == "absent":
-            return {}
         root = self.url if self.queue_urls == "given" else "http://queue.elsewhere.invalid"
         base = f"{root}/{APP}/requests/{job_id}"
         return {"status_url": f"{base}/status", "response_url": base, "cancel_url": f"{base}/cancel"}
@@ -109,6 +112,8 @@ class FalEmulator(HostEmulator):
                                      "response_url": f"{self.url}/{APP}/requests/{job.id}"}
             if job.status == "IN_QUEUE":
                 reply["queue_position"] = 0
+            if job.status == "COMPLETED" and job.fault is not None:
+                reply.update(error=job.fault.message, error_type=job.fault.code)
             return Response(200, reply)
 
     def _response(self, req: Request) -> Response:
@@ -121,7 +126,7 @@ class FalEmulator(HostEmulator):
             if job.fault is not None:  # a failed request surfaces here (§5.1)
                 return Response(job.fault.status or 422,
                                 {"detail": [_error([], job.fault.message, job.fault.code)]},
-                                headers={"X-Fal-Retryable": "false"})
+                                headers={"X-Fal-Retryable": "false", "X-Fal-Error-Type": str(job.fault.code)})
             if job.output is None:
                 job.output = self._output(job)
             return Response(200, job.output)

@@ -27,6 +27,7 @@ import functools
 import io
 import json
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -161,6 +162,7 @@ class Emulator:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._scheme = "http"
         self.route("result", "GET", r"/_results/(?P<rid>[^/]+)")(self._serve_result)
 
     # -- configuration ----------------------------------------------------------------------
@@ -211,9 +213,11 @@ class Emulator:
     def url(self) -> str:
         assert self._server is not None, "emulator not started"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
-    def start(self) -> "Emulator":
+    def start(self, ssl_context: ssl.SSLContext | None = None) -> "Emulator":
+        """Serve on a free port of 127.0.0.1; over TLS with ``ssl_context`` (a server context
+        holding the test's certificate), for clients that speak only https."""
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -230,6 +234,10 @@ class Emulator:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if ssl_context is not None:  # the handshake happens on the handler's thread, at its first read
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True,
+                                                          do_handshake_on_connect=False)
+            self._scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.005}, daemon=True)
         self._thread.start()
         return self
