@@ -1,50 +1,38 @@
 """assetbuild: a declarative build system for AI-generated images (a Makefile for images).
 
-The library API is :class:`Project`; the CLI (``assetbuild``) is a thin layer over it.
+The library API is :class:`Project`; the CLI (``assetbuild``) is a thin layer over it. Names
+are imported on first use (PEP 562), so ``python -m assetbuild`` starts without loading the
+library parts a command does not need.
 """
 
-from .api import BuildReport, Plan, Project, Stale
-from .errors import (
-    AssetbuildError,
-    BudgetError,
-    BuildInterrupted,
-    CacheError,
-    Interrupted,
-    LockfileError,
-    ManifestError,
-    ProviderError,
-    ProviderRefused,
-    ProviderRequestError,
-    ProviderUnavailable,
-    UsageError,
-    UserError,
-)
-from .planner import Action, Decision
-from .providers.base import GenerationRequest, GenerationResult, ReferenceImage
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Action",
-    "AssetbuildError",
-    "BudgetError",
-    "BuildInterrupted",
-    "BuildReport",
-    "CacheError",
-    "Decision",
-    "GenerationRequest",
-    "GenerationResult",
-    "Interrupted",
-    "LockfileError",
-    "ManifestError",
-    "Plan",
-    "Project",
-    "ProviderError",
-    "ProviderRefused",
-    "ProviderRequestError",
-    "ProviderUnavailable",
-    "ReferenceImage",
-    "Stale",
-    "UsageError",
-    "UserError",
-]
+_WHERE = {
+    "Action": "planner", "AssetbuildError": "errors", "BudgetError": "errors", "BuildInterrupted": "errors",
+    "BuildReport": "api", "CacheError": "errors", "Clock": "clock", "Decision": "planner", "Event": "executor",
+    "GenerationRequest": "providers.base", "GenerationResult": "providers.base", "Interrupted": "errors",
+    "LockfileError": "errors", "ManifestError": "errors", "NodeResult": "executor", "Outcome": "executor",
+    "Plan": "api", "Project": "api", "Provider": "providers.base", "ProviderError": "errors",
+    "ProviderRefused": "errors", "ProviderRequestError": "errors", "ProviderUnavailable": "errors",
+    "Reason": "planner", "ReferenceImage": "providers.base", "Stale": "api", "UsageError": "errors",
+    "UserError": "errors",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'assetbuild' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

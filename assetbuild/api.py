@@ -20,12 +20,11 @@ from .cache import Cache, cache_dir
 from .clock import Clock, SystemClock
 from .errors import BudgetError, UsageError, UserError
 from .executor import Budget, Event, Executor, NodeResult
-from .expand import Node, expand, provider_config
+from .blueprint import Blueprint
 from .files import exclusive, sweep_temp_files
 from .fingerprint import FileHasher
-from .graph import BuildGraph
 from .lockfile import Lockfile
-from .manifest import LoadedManifest, load_manifest
+from .nodes import Node
 from .planner import Action, Decision, Planner, texts
 from .providers.base import Provider
 
@@ -51,8 +50,8 @@ class Providers:
     """One provider instance per configured name for the life of a project (their rate
     limits and concurrency are shared by every thread of a build)."""
 
-    def __init__(self, loaded: LoadedManifest, factory: ProviderFactory, env: Mapping[str, str], clock: Clock):
-        self._loaded = loaded
+    def __init__(self, blueprint: Blueprint, factory: ProviderFactory, env: Mapping[str, str], clock: Clock):
+        self._blueprint = blueprint
         self._factory = factory
         self._env = env
         self._clock = clock
@@ -62,12 +61,12 @@ class Providers:
     def get(self, name: str) -> Provider:
         with self._mutex:
             if name not in self._made:
-                self._made[name] = self._factory(name, provider_config(self._loaded, name),
+                self._made[name] = self._factory(name, self._blueprint.provider_config(name),
                                                  env=self._env, clock=self._clock)
             return self._made[name]
 
     def fallback_of(self, name: str) -> str | None:
-        return provider_config(self._loaded, name).fallback
+        return self._blueprint.fallback_of(name)
 
     def interrupt(self) -> None:
         with self._mutex:
@@ -137,29 +136,38 @@ class Stale:
 
 
 class Project:
-    def __init__(self, loaded: LoadedManifest, *, env: Mapping[str, str] | None = None,
+    def __init__(self, blueprint: Blueprint, *, env: Mapping[str, str] | None = None,
                  provider_factory: ProviderFactory | None = None, clock: Clock | None = None,
-                 provider_override: str | None = None, cache: Cache | None = None):
-        self.loaded = loaded
-        self.root = loaded.root
+                 cache: Cache | None = None):
+        self.blueprint = blueprint
+        self.manifest_path = blueprint.path
+        self.root = blueprint.root
         self.env = os.environ if env is None else env
         self.clock = clock or SystemClock()
-        if provider_override is not None and provider_override not in loaded.manifest.providers:
-            from .providers import PROVIDER_CLASSES
-
-            if provider_override not in PROVIDER_CLASSES:
-                raise UsageError(f"--provider {provider_override}: no [providers.{provider_override}] table "
-                                 f"and no built-in provider of that name")
-        self.nodes: dict[str, Node] = expand(loaded, provider_override=provider_override)
-        self.graph = BuildGraph(loaded, self.nodes)
+        self.nodes: dict[str, Node] = blueprint.nodes
         self.cache = cache or Cache(cache_dir(self.root, dict(self.env)))
         self.lock = self._load_lock()
         self._exclusive = False
         self.hasher = FileHasher(self.root, self.cache.memo_path)
-        self.providers = Providers(loaded, provider_factory or default_provider_factory, self.env, self.clock)
+        self.providers = Providers(blueprint, provider_factory or default_provider_factory, self.env, self.clock)
+
+    @classmethod
+    def load(cls, directory: str | Path = ".", manifest: str | Path | None = None, *,
+             provider_override: str | None = None, env: Mapping[str, str] | None = None,
+             cache: Cache | None = None, **kwargs: Any) -> "Project":
+        """The project of ``manifest`` (default assetbuild.toml) in ``directory``: its
+        blueprint read from the memo when the manifest is unchanged, else made anew."""
+        directory = Path(directory)
+        path = Path(manifest) if manifest is not None else Path(MANIFEST_NAME)
+        if not path.is_absolute():
+            path = directory / path
+        env = os.environ if env is None else env
+        cache = cache or Cache(cache_dir(path.parent.resolve(), dict(env)))
+        blueprint = Blueprint.load(path, memo_dir=cache.dir, provider_override=provider_override)
+        return cls(blueprint, env=env, cache=cache, **kwargs)
 
     def _load_lock(self) -> Lockfile:
-        path = lock_path(self.loaded.path)
+        path = lock_path(self.manifest_path)
         key = hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:16]
         return Lockfile.load(path, memo=self.cache.dir / f"lock-{key}.json",
                              journal=self.cache.dir / f"journal-{key}.jsonl")
@@ -172,23 +180,16 @@ class Project:
         if self._exclusive:
             yield
             return
-        with exclusive(self.loaded.path):
+        with exclusive(self.manifest_path):
             self._exclusive = True
             try:
-                self.lock = self._load_lock()
+                if not self.lock.is_current() or self.lock.replayed:
+                    self.lock = self._load_lock()
                 folders = {os.path.dirname(o) for n in self.nodes.values() for o in n.outputs}
                 sweep_temp_files([self.root, *(self.root / f for f in folders)])
                 yield
             finally:
                 self._exclusive = False
-
-    @classmethod
-    def load(cls, directory: str | Path = ".", manifest: str | Path | None = None, **kwargs: Any) -> "Project":
-        directory = Path(directory)
-        path = Path(manifest) if manifest is not None else Path(MANIFEST_NAME)
-        if not path.is_absolute():
-            path = directory / path
-        return cls(load_manifest(path), **kwargs)
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -201,7 +202,7 @@ class Project:
         return Planner(self.lock, self.hasher, self.cache, price=self._price, force=frozenset(force), offline=offline)
 
     def select(self, targets: Iterable[str] = ()) -> list[Node]:
-        return [self.nodes[nid] for nid in self.graph.select(targets)]
+        return [self.nodes[nid] for nid in self.blueprint.select(targets)]
 
     def plan(self, targets: Iterable[str] = (), *, force: bool = False, offline: bool = False) -> Plan:
         nodes = self.select(targets)
@@ -215,7 +216,7 @@ class Project:
         targets = list(targets)
         if not targets:
             return [n.id for n in nodes]
-        return sorted({nid for target in targets for nid in self.graph.match(target)})
+        return sorted({nid for target in targets for nid in self.blueprint.match(target)})
 
     # -- building ---------------------------------------------------------------------------
 
@@ -230,7 +231,7 @@ class Project:
     def _build(self, targets: list[str], *, jobs: int, keep_going: bool, force: bool, offline: bool,
                max_cost: float | None, plan: Plan | None, on_event: Callable[[Event], None] | None) -> BuildReport:
         plan = plan or self.plan(targets, force=force, offline=offline)
-        budget = max_cost if max_cost is not None else self.loaded.manifest.project.max_cost
+        budget = max_cost if max_cost is not None else self.blueprint.settings.get("max_cost")
         if budget is not None and plan.estimated_cost > budget + 1e-9:
             raise BudgetError(f"estimated cost ${plan.estimated_cost:.2f} exceeds the budget of ${budget:.2f} "
                               "(max_cost / --max-cost); nothing was sent")
@@ -270,7 +271,7 @@ class Project:
 
     def explain(self, target: str) -> dict[str, Any]:
         if target not in self.nodes:
-            matches = self.graph.match(target)
+            matches = self.blueprint.match(target)
             if len(matches) != 1:
                 raise UsageError(f"explain takes one asset id; {target!r} names {len(matches)} (see `assetbuild graph`)")
             target = matches[0]
@@ -295,8 +296,8 @@ class Project:
     def provider_info(self) -> list[dict[str, Any]]:
         """Each configured provider (and the project's default): type, model ids, prices and
         whether its key is set. Never the key itself."""
-        m = self.loaded.manifest
-        names = list(dict.fromkeys([*m.providers, m.project.provider, *(n.provider for n in self.nodes.values())]))
+        names = list(dict.fromkeys([*self.blueprint.providers, self.blueprint.settings["provider"],
+                                    *(n.provider for n in self.nodes.values())]))
         rows = []
         for name in names:
             provider = self.providers.get(name)
@@ -316,15 +317,15 @@ class Project:
                 "price_per_image": {model: provider.price_per_image(model) for model in ids},
                 "key_env": key_env,
                 "key_set": bool(self.env.get(key_env)) if key_env else None,
-                "fallback": provider_config(self.loaded, name).fallback,
+                "fallback": self.blueprint.fallback_of(name),
             })
         return rows
 
     def graph_data(self) -> dict[str, Any]:
         return {
             "nodes": [{"id": n.id, "asset": n.asset, "provider": n.provider, "model": n.model,
-                       "outputs": list(n.outputs)} for n in (self.nodes[i] for i in self.graph.order)],
-            "edges": [{"from": a, "to": b} for a, b in sorted(self.graph.dag.edges)],
+                       "outputs": list(n.outputs)} for n in (self.nodes[i] for i in self.blueprint.order)],
+            "edges": [{"from": a, "to": b} for a, b in self.blueprint.edges()],
         }
 
     def close(self) -> None:

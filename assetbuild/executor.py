@@ -23,10 +23,9 @@ from typing import Callable, Protocol, Sequence, TypeVar
 from .cache import Cache, CacheRecord
 from .clock import Clock
 from .errors import AssetbuildError, BuildInterrupted, ProviderError, ProviderUnavailable, UserError
-from .expand import Node
+from .nodes import Node
 from .files import write_atomic
 from .fingerprint import FileHasher, sha256_bytes
-from .imageinfo import ImageDecodeError, as_png, inspect_image
 from .lockfile import LockEntry, Lockfile, OutputRecord
 from .planner import Action, Decision, Handoff, Planner, Reason, ResolvedRef, Unsettled, texts
 from .providers.base import GenerationRequest, GenerationResult, Provider, ReferenceImage
@@ -238,6 +237,8 @@ class Executor:
             if all(b is not None for b in blobs):
                 images = [b for b in blobs if b is not None]
         if images is None:  # the PNGs are gone or damaged: convert the originals again
+            from .imageinfo import ImageDecodeError, as_png
+
             originals = [self.cache.get_blob(sha) for sha in record.originals]
             if any(b is None for b in originals):
                 return None
@@ -308,6 +309,8 @@ class Executor:
         for warning in result.warnings:
             self.on_event(Event("warning", node.id, detail=f"{name}: {warning}"))
         record = self._secure(d.fingerprint, result, name)
+        from .imageinfo import ImageDecodeError, as_png
+
         try:
             images = [as_png(img) for img in result.images]
         except ImageDecodeError as exc:
@@ -342,6 +345,8 @@ class Executor:
 
     def _reference(self, node: Node, ref: ResolvedRef) -> ReferenceImage:
         """The bytes that will be sent, which must be the bytes the fingerprint hashed."""
+        from .imageinfo import ImageDecodeError, inspect_image
+
         data = (self.root / ref.path).read_bytes()
         if sha256_bytes(data) != ref.sha256:
             raise UserError(f"{node.id}: reference {ref.label} ({ref.path}) changed during the build; run it again")
@@ -357,6 +362,8 @@ class Executor:
         if len(images) != len(node.outputs):
             raise ProviderError(f"made {len(images)} image(s) where {len(node.outputs)} were wanted",
                                 provider=record.provider)
+        from .imageinfo import inspect_image  # only now: a no-op build never loads Pillow
+
         outputs = []
         for path, data in zip(node.outputs, images):
             info = inspect_image(data)

@@ -13,65 +13,22 @@ import itertools
 import posixpath
 import re
 import string
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Mapping
 
 from .errors import ManifestError
 from .manifest import LoadedManifest
 from .models import AssetSpec, ProviderConfig
+from .nodes import Node, Ref, variant_id
 from .sizes import SizeError, resolve_size
 
 _REF = re.compile(r"^@(?P<id>[a-z0-9][a-z0-9_-]*)(?:\[(?P<sel>[^\]]*)\])?(?:#(?P<n>\d+))?$")
-
-
-@dataclass(frozen=True)
-class Ref:
-    """One reference image: a file under the project, or (some of) an upstream node's outputs."""
-
-    label: str  # as written, after substitution: "brand/palette.png", "@hero", "@storyboard#2"
-    path: str | None = None  # file: posix path relative to the project root
-    node: str | None = None  # upstream node id
-    index: int | None = None  # 0-based output of the upstream node; None = all of them
-    paths: tuple[str, ...] = ()  # upstream: the output paths referenced, in order
-
-
-@dataclass(frozen=True)
-class Node:
-    """A concrete asset to build."""
-
-    id: str
-    asset: str  # the manifest asset id
-    variant: tuple[tuple[str, str], ...]  # (key, value) in matrix declaration order
-    prompt: str
-    provider: str  # configured provider name
-    provider_type: str
-    model: str  # fingerprint model: canonical Seedream name, or "local"
-    size: str  # as written
-    width: int
-    height: int
-    count: int
-    seed: int | None
-    watermark: bool
-    params: Mapping[str, Any]
-    references: tuple[Ref, ...]
-    outputs: tuple[str, ...]  # posix paths relative to the project root
-
-    @property
-    def upstream(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(r.node for r in self.references if r.node))
 
 
 def provider_config(loaded: LoadedManifest, name: str) -> ProviderConfig:
     """A configured provider, or a built-in type used by name with its defaults."""
     configured = loaded.manifest.providers.get(name)
     return configured if configured is not None else ProviderConfig(type=name)  # type: ignore[arg-type]
-
-
-def variant_id(asset: str, variant: tuple[tuple[str, str], ...]) -> str:
-    if not variant:
-        return asset
-    return f"{asset}[{','.join(f'{k}={v}' for k, v in sorted(variant))}]"
 
 
 def _text(value: Any) -> str:

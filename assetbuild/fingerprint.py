@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .expand import Node
+from .nodes import Node
 
 RECIPE_VERSION = 1
 _RACY_S = 2.0  # a file modified this recently may change again within the same mtime tick

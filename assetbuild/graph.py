@@ -1,15 +1,12 @@
-"""The dependency graph (networkx): cycles named in full, duplicate output paths, and
-ordering. Unknown ids and escaping paths are caught while expanding (expand.py)."""
+"""The dependency graph checks (networkx), made once per manifest change: cycles named in
+full, duplicate output paths, and the build order. Unknown ids and escaping paths are caught
+while expanding (expand.py); selecting targets works on the blueprint (blueprint.py)."""
 
 from __future__ import annotations
 
-import fnmatch
-from typing import Iterable
-
 import networkx as nx
 
-from .errors import UsageError
-from .expand import Node
+from .nodes import Node
 from .manifest import LoadedManifest
 
 
@@ -44,38 +41,3 @@ class BuildGraph:
                 if other != node.id or node.outputs.count(path) > 1:
                     raise loaded.error(f"output {path} is also the output of {other}; give each asset its own output",
                                        "assets", node.asset, "output")
-
-    def upstream(self, node_id: str) -> list[str]:
-        return list(self.dag.predecessors(node_id))
-
-    def match(self, target: str) -> list[str]:
-        """Node ids a TARGET names: an asset id, a variant id (or subset, ``sneaker[color=red]``) or a glob."""
-        hits = [nid for nid, n in self.nodes.items()
-                if nid == target or n.asset == target or fnmatch.fnmatchcase(nid, target)
-                or fnmatch.fnmatchcase(n.asset, target)]
-        return hits or _variant_subset(self.nodes, target)
-
-    def select(self, targets: Iterable[str]) -> list[str]:
-        """Node ids for TARGETS and their upstream, in build order (all nodes if none)."""
-        targets = list(targets)
-        if not targets:
-            return list(self.order)
-        wanted: set[str] = set()
-        for target in targets:
-            hits = self.match(target)
-            if not hits:
-                raise UsageError(f"no asset matches {target!r}; see `assetbuild graph` for the ids")
-            for nid in hits:
-                wanted.add(nid)
-                wanted |= nx.ancestors(self.dag, nid)
-        return [nid for nid in self.order if nid in wanted]
-
-
-def _variant_subset(nodes: dict[str, Node], target: str) -> list[str]:
-    """``sneaker[color=red]`` names every variant of sneaker with color=red."""
-    if not target.endswith("]") or "[" not in target:
-        return []
-    asset, _, sel = target[:-1].partition("[")
-    pairs = dict(p.split("=", 1) for p in sel.split(",") if "=" in p)
-    return [nid for nid, n in nodes.items()
-            if n.asset == asset and all(dict(n.variant).get(k.strip()) == v.strip() for k, v in pairs.items())]

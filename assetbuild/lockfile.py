@@ -19,15 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import tomli_w
-
 from .errors import LockfileError
 from .files import write_atomic
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 LOCK_VERSION = 1
 HEADER = "# assetbuild.lock: written by `assetbuild build`; commit it. Do not edit by hand.\n"
@@ -168,6 +161,7 @@ class Lockfile:
     entries: dict[str, LockEntry] = field(default_factory=dict)
     journal: Journal | None = None
     replayed: int = 0  # entries taken from a killed build's journal, not yet in the lock file
+    stamp: list[int] | None = None  # the lock file's mtime and size when read (None: there was none)
     _mutex: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _dirty: bool = False
 
@@ -194,7 +188,7 @@ class Lockfile:
                     except OSError:
                         pass
             entries = {aid: LockEntry.from_toml(t) for aid, t in data.get("assets", {}).items()}
-        lock = cls(path, entries, journal=None if journal is None else Journal(journal, stamp))
+        lock = cls(path, entries, journal=None if journal is None else Journal(journal, stamp), stamp=stamp)
         if lock.journal is not None:
             for node_id, entry in lock.journal.replay():
                 if entry is None:
@@ -204,6 +198,16 @@ class Lockfile:
                 lock.replayed += 1
             lock._dirty = lock.replayed > 0
         return lock
+
+    def is_current(self) -> bool:
+        """Whether the lock file is still the one read (no other process wrote it since)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return self.stamp is None
+        except OSError:
+            return False
+        return self.stamp == [st.st_mtime_ns, st.st_size] and not self._dirty
 
     def record(self, node_id: str, entry: LockEntry) -> None:
         """What a build made of one asset: kept in memory and appended to the journal."""
@@ -229,6 +233,11 @@ class Lockfile:
 
     @staticmethod
     def _parse(path: Path) -> dict[str, Any]:
+        if sys.version_info >= (3, 11):  # only when the memo is stale: tomllib is slow
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -250,6 +259,8 @@ class Lockfile:
         return data
 
     def dumps(self) -> str:
+        import tomli_w  # only when writing: a no-op build never does
+
         body = tomli_w.dumps({"version": LOCK_VERSION,
                               "assets": {aid: self.entries[aid].to_toml() for aid in sorted(self.entries)}})
         return HEADER + body

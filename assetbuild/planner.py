@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Any, Callable, Mapping, NamedTuple, Sequence, Union
 
 from .cache import Cache, CacheRecord
-from .expand import Node
+from .nodes import Node
 from .fingerprint import FileHasher, fingerprint, fingerprint_inputs
 from .lockfile import LockEntry, Lockfile
 
@@ -137,13 +137,15 @@ class Planner:
                             references=refs)
         inputs = fingerprint_inputs(node, [(r.label, r.sha256) for r in refs if r.sha256 is not None])
         fp = fingerprint(inputs)
-        hand_edited = self._hand_edited(node, entry, fp)
+        on_disk = {path: self.hasher.hash(path) for path in node.outputs}
+        hand_edited = self._hand_edited(node, entry, fp, on_disk)
         if node.id in self.force:
             return self.generation(node, [Reason("forced")], fp, inputs, refs)
         if entry is not None and entry.fingerprint == fp:
             if hand_edited:
                 return Decision(node, Action.BLOCKED, hand_edited, fingerprint=fp, inputs=inputs, references=refs)
-            missing = [o.path for o in entry.outputs if self.hasher.hash(o.path) is None]
+            missing = [o.path for o in entry.outputs
+                       if (on_disk[o.path] if o.path in on_disk else self.hasher.hash(o.path)) is None]
             if [o.path for o in entry.outputs] == list(node.outputs):
                 if not missing:
                     return Decision(node, Action.UP_TO_DATE, [], fingerprint=fp, inputs=inputs, references=refs,
@@ -206,7 +208,8 @@ class Planner:
                 refs.append(ResolvedRef(ref.label if len(chosen) == 1 else f"{ref.label}#{i + 1}", sha, path))
         return refs, pending, unbuilt
 
-    def _hand_edited(self, node: Node, entry: LockEntry | None, fp: str | None) -> list[Reason]:
+    def _hand_edited(self, node: Node, entry: LockEntry | None, fp: str | None,
+                     on_disk: Mapping[str, str | None] | None = None) -> list[Reason]:
         """Reasons for outputs on disk whose bytes are not what assetbuild wrote there: neither
         what the lock recorded nor the cached result for the current fingerprint (a build
         killed after writing an output, before saving the lock, left exactly that)."""
@@ -214,7 +217,7 @@ class Planner:
         cached: dict[str, str] | None = None
         found = []
         for path in node.outputs:
-            sha = self.hasher.hash(path)
+            sha = on_disk[path] if on_disk is not None else self.hasher.hash(path)
             if sha is None or recorded.get(path) == sha:
                 continue
             if cached is None:  # looked up only when a file differs: a no-op build never opens the index

@@ -7,11 +7,13 @@ when a provider of that type is used, so a no-op build never imports httpx.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import UserError
-from ..models import ProviderConfig
 from .base import Provider
+
+if TYPE_CHECKING:  # pydantic is loaded only where a provider is made
+    from ..models import ProviderConfig
 
 PROVIDER_CLASSES: dict[str, tuple[str, str]] = {
     "local": ("assetbuild.providers.local", "LocalProvider"),

@@ -1,0 +1,203 @@
+"""The build graph as plain data: every node (manifest order), the build order, and the
+project settings and provider tables a build needs.
+
+It is made from the manifest (tomllib -> pydantic models -> expand -> the networkx checks in
+graph.py), or, when the manifest's bytes and assetbuild's version are those it was made
+from, read back from a JSON memo in the cache folder: a no-op build then imports neither
+pydantic nor networkx and validates nothing twice. What the memo cannot know (the files the
+manifest names) is checked again with one lstat each; anything off takes the full path, which
+reports it the usual way.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import ManifestError, UsageError
+from .files import write_atomic
+from .nodes import Node, Ref
+
+MEMO_VERSION = 1
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+@dataclass
+class Blueprint:
+    path: Path  # the manifest
+    nodes: dict[str, Node]  # manifest order
+    order: tuple[str, ...]  # build order
+    settings: dict[str, Any]  # the [project] table, validated, with defaults
+    providers: dict[str, dict[str, Any]]  # each [providers.NAME] table as written (validated)
+    _configs: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent.resolve()
+
+    # -- making one -------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: Path, *, memo_dir: Path | None, provider_override: str | None = None) -> "Blueprint":
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ManifestError("no manifest found; run `assetbuild init` or pass -f", file=str(path)) from None
+        except OSError as exc:
+            raise ManifestError(f"cannot read the manifest: {exc}", file=str(path)) from exc
+        key = hashlib.sha256(b"\0".join([data, _version().encode(), (provider_override or "").encode(),
+                                         str(MEMO_VERSION).encode()])).hexdigest()
+        memo = None
+        if memo_dir is not None:
+            memo = memo_dir / f"blueprint-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}.json"
+            remembered = cls._recall(memo, key, path)
+            if remembered is not None:
+                return remembered
+        blueprint = cls.from_manifest(path, data, provider_override)
+        if memo is not None:
+            blueprint._remember(memo, key)
+        return blueprint
+
+    @classmethod
+    def from_manifest(cls, path: Path, data: bytes, provider_override: str | None) -> "Blueprint":
+        """The full path: parse, validate, expand and check the graph."""
+        from .expand import expand
+        from .graph import BuildGraph
+        from .manifest import parse_manifest
+        from .providers import PROVIDER_CLASSES
+
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"cannot read the manifest: not UTF-8 ({exc.reason} at byte {exc.start}); "
+                                "save it as UTF-8", file=path.name) from exc
+        loaded = parse_manifest(text, path)
+        m = loaded.manifest
+        if provider_override is not None and provider_override not in m.providers \
+                and provider_override not in PROVIDER_CLASSES:
+            raise UsageError(f"--provider {provider_override}: no [providers.{provider_override}] table "
+                             f"and no built-in provider of that name")
+        nodes = expand(loaded, provider_override=provider_override)
+        graph = BuildGraph(loaded, nodes)
+        return cls(path, nodes, tuple(graph.order), m.project.model_dump(),
+                   {name: cfg.model_dump(exclude_unset=True) for name, cfg in m.providers.items()})
+
+    def _remember(self, memo: Path, key: str) -> None:
+        body = {"key": key, "order": list(self.order), "settings": self.settings, "providers": self.providers,
+                "nodes": [_encode(n) for n in self.nodes.values()]}
+        try:
+            write_atomic(memo, json.dumps(body, separators=(",", ":")).encode("utf-8"))
+        except (OSError, TypeError, ValueError):
+            pass  # a memo is an optimisation only
+
+    @classmethod
+    def _recall(cls, memo: Path, key: str, path: Path) -> "Blueprint | None":
+        try:
+            body = json.loads(memo.read_bytes())
+            if body.get("key") != key:
+                return None
+            nodes = {n.id: n for n in (_decode(item) for item in body["nodes"])}
+            blueprint = cls(path, nodes, tuple(body["order"]), body["settings"], body["providers"])
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return None
+        return blueprint if blueprint._files_still_fit() else None
+
+    def _files_still_fit(self) -> bool:
+        """What loading checked of the file system still holds: every reference is a regular
+        file (not a link) and no output folder became a link or a file."""
+        root = self.root
+        folders: set[str] = set()
+        for node in self.nodes.values():
+            for ref in node.references:
+                if ref.path is not None and not _is(root / ref.path, stat.S_ISREG):
+                    return False
+            folders.update(os.path.dirname(o) for o in node.outputs)
+        return all(_is(root / f, stat.S_ISDIR, missing_ok=True) for f in folders)
+
+    # -- reading it -------------------------------------------------------------------------
+
+    def provider_config(self, name: str) -> Any:
+        """The validated ProviderConfig of a configured provider, or a built-in type used by
+        name with its defaults (pydantic is imported only here, when a provider is needed)."""
+        if name not in self._configs:
+            from .models import ProviderConfig
+
+            self._configs[name] = ProviderConfig.model_validate(self.providers.get(name) or {"type": name})
+        return self._configs[name]
+
+    def fallback_of(self, name: str) -> str | None:
+        return (self.providers.get(name) or {}).get("fallback")
+
+    def edges(self) -> list[tuple[str, str]]:
+        return sorted((up, n.id) for n in self.nodes.values() for up in n.upstream)
+
+    def match(self, target: str) -> list[str]:
+        """Node ids a TARGET names: an asset id, a variant id (or subset, ``sneaker[color=red]``) or a glob."""
+        hits = [nid for nid, n in self.nodes.items()
+                if nid == target or n.asset == target or fnmatch.fnmatchcase(nid, target)
+                or fnmatch.fnmatchcase(n.asset, target)]
+        return hits or _variant_subset(self.nodes, target)
+
+    def select(self, targets: Iterable[str]) -> list[str]:
+        """Node ids for TARGETS and their upstream, in build order (all nodes if none)."""
+        targets = list(targets)
+        if not targets:
+            return list(self.order)
+        wanted: set[str] = set()
+        for target in targets:
+            hits = self.match(target)
+            if not hits:
+                raise UsageError(f"no asset matches {target!r}; see `assetbuild graph` for the ids")
+            todo = list(hits)
+            while todo:
+                nid = todo.pop()
+                if nid not in wanted:
+                    wanted.add(nid)
+                    todo.extend(self.nodes[nid].upstream)
+        return [nid for nid in self.order if nid in wanted]
+
+
+def _is(path: Path, kind: Any, *, missing_ok: bool = False) -> bool:
+    try:
+        return bool(kind(os.lstat(path).st_mode))
+    except FileNotFoundError:
+        return missing_ok
+    except OSError:
+        return False
+
+
+def _variant_subset(nodes: dict[str, Node], target: str) -> list[str]:
+    """``sneaker[color=red]`` names every variant of sneaker with color=red."""
+    if not target.endswith("]") or "[" not in target:
+        return []
+    asset, _, sel = target[:-1].partition("[")
+    pairs = dict(p.split("=", 1) for p in sel.split(",") if "=" in p)
+    return [nid for nid, n in nodes.items()
+            if n.asset == asset and all(dict(n.variant).get(k.strip()) == v.strip() for k, v in pairs.items())]
+
+
+def _encode(node: Node) -> list[Any]:
+    return [node.id, node.asset, [list(kv) for kv in node.variant], node.prompt, node.provider, node.provider_type,
+            node.model, node.size, node.width, node.height, node.count, node.seed, node.watermark, dict(node.params),
+            [[r.label, r.path, r.node, r.index, list(r.paths)] for r in node.references], list(node.outputs)]
+
+
+def _decode(item: list[Any]) -> Node:
+    (nid, asset, variant, prompt, provider, ptype, model, size, width, height, count, seed, watermark, params,
+     refs, outputs) = item
+    return Node(id=nid, asset=asset, variant=tuple((k, v) for k, v in variant), prompt=prompt, provider=provider,
+                provider_type=ptype, model=model, size=size, width=width, height=height, count=count, seed=seed,
+                watermark=watermark, params=params,
+                references=tuple(Ref(label, path, node, index, tuple(paths)) for label, path, node, index, paths in refs),
+                outputs=tuple(outputs))

@@ -1,0 +1,51 @@
+"""The concrete things a build makes: a :class:`Node` per asset (per variant of a matrix
+asset), with its references resolved. Plain frozen data, made by expand.py from the manifest
+(or read back from the blueprint memo); nothing here imports pydantic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One reference image: a file under the project, or (some of) an upstream node's outputs."""
+
+    label: str  # as written, after substitution: "brand/palette.png", "@hero", "@storyboard#2"
+    path: str | None = None  # file: posix path relative to the project root
+    node: str | None = None  # upstream node id
+    index: int | None = None  # 0-based output of the upstream node; None = all of them
+    paths: tuple[str, ...] = ()  # upstream: the output paths referenced, in order
+
+
+@dataclass(frozen=True)
+class Node:
+    """A concrete asset to build."""
+
+    id: str
+    asset: str  # the manifest asset id
+    variant: tuple[tuple[str, str], ...]  # (key, value) in matrix declaration order
+    prompt: str
+    provider: str  # configured provider name
+    provider_type: str
+    model: str  # fingerprint model: canonical Seedream name, or "local"
+    size: str  # as written
+    width: int
+    height: int
+    count: int
+    seed: int | None
+    watermark: bool
+    params: Mapping[str, Any]
+    references: tuple[Ref, ...]
+    outputs: tuple[str, ...]  # posix paths relative to the project root
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.node for r in self.references if r.node))
+
+
+def variant_id(asset: str, variant: tuple[tuple[str, str], ...]) -> str:
+    if not variant:
+        return asset
+    return f"{asset}[{','.join(f'{k}={v}' for k, v in sorted(variant))}]"
