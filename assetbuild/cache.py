@@ -1,6 +1,6 @@
 """The local cache in ``.assetbuild/``: a content-addressed blob store (every image a
-provider returns, by sha256) and a diskcache index from fingerprint to result, plus the
-in-flight job store and the file-hash memo. diskcache exceptions stop here."""
+provider returns, by sha256), a diskcache index from fingerprint to :class:`CacheRecord`,
+the in-flight :class:`JobIndex`, and the file-hash memo. diskcache exceptions stop here."""
 
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ class Cache:
     def __init__(self, directory: Path):
         self.dir = directory
         self._index: Any = None
+        self.jobs = JobIndex(self)
 
     @property
     def memo_path(self) -> Path:
@@ -142,6 +143,24 @@ class Cache:
         except Exception as exc:
             raise self._damaged("read", exc) from exc
 
+    def _keys(self, prefix: str) -> list[str]:
+        if self._index is None and not (self.dir / "index").exists():
+            return []
+        try:
+            return [k for k in self.index if isinstance(k, str) and k.startswith(prefix)]
+        except CacheError:
+            raise
+        except Exception as exc:
+            raise self._damaged("read", exc) from exc
+
+    def _delete(self, key: str) -> None:
+        try:
+            self.index.delete(key)
+        except CacheError:
+            raise
+        except Exception as exc:
+            raise self._damaged("write", exc) from exc
+
     def _set(self, key: str, value: Any) -> None:
         try:
             self.index.set(key, value)
@@ -167,48 +186,39 @@ class Cache:
 
     def drop_result(self, fingerprint: str) -> None:
         """Forget a result whose blobs turned out damaged (the blobs were removed already)."""
-        try:
-            self.index.delete(f"fp:{fingerprint}")
-        except CacheError:
-            raise
-        except Exception as exc:
-            raise self._damaged("write", exc) from exc
-
-    def jobs(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every in-flight job saved: (key, job)."""
-        if self._index is None and not (self.dir / "index").exists():
-            return
-        try:
-            keys = [k for k in self.index if isinstance(k, str) and k.startswith("job:")]
-        except Exception as exc:
-            raise self._damaged("read", exc) from exc
-        for key in keys:
-            job = self._get(key)
-            if job is not None:
-                yield key[4:], job
+        self._delete(f"fp:{fingerprint}")
 
     def add_orphans(self, fingerprint: str, shas: list[str]) -> None:
         """Images returned for a request that failed as a whole (a partial batch): kept, listed."""
         key = f"orphans:{fingerprint}"
         self._set(key, sorted(set(self._get(key) or []) | set(shas)))
 
-    # -- JobStore ---------------------------------------------------------------------------
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self._get(f"job:{key}")
-
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        self._set(f"job:{key}", value)
-
-    def delete(self, key: str) -> None:
-        try:
-            self.index.delete(f"job:{key}")
-        except CacheError:
-            raise
-        except Exception as exc:
-            raise self._damaged("write", exc) from exc
-
     def close(self) -> None:
         if self._index is not None:
             self._index.close()
             self._index = None
+
+
+class JobIndex:
+    """The asynchronous jobs in flight (a provider's JobStore): saved when a host accepts a
+    job, before any waiting, so a killed build resumes the job instead of paying again; the
+    executor forgets one only once its images are in the cache. Keys are the providers'."""
+
+    def __init__(self, cache: Cache):
+        self._cache = cache
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._cache._get(f"job:{key}")
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._cache._set(f"job:{key}", value)
+
+    def delete(self, key: str) -> None:
+        self._cache._delete(f"job:{key}")
+
+    def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every job in flight: (key, job)."""
+        for key in self._cache._keys("job:"):
+            job = self._cache._get(key)
+            if job is not None:
+                yield key[len("job:"):], job

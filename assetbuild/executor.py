@@ -295,7 +295,7 @@ class Executor:
             provider = self.providers.get(name)
             tried.append(name)
             try:
-                result = provider.generate(request, self.cache)
+                result = provider.generate(request, self.cache.jobs)
                 break
             except ProviderError as exc:
                 self._secure_partial(d.fingerprint, exc)
@@ -332,7 +332,7 @@ class Executor:
         )
         self.cache.put_result(fingerprint, record)
         if result.job_key is not None:
-            self.cache.delete(result.job_key)
+            self.cache.jobs.delete(result.job_key)
         return record
 
     def _secure_partial(self, fingerprint: str, exc: ProviderError) -> None:
@@ -341,7 +341,7 @@ class Executor:
         if exc.images:
             self.cache.add_orphans(fingerprint, [self.cache.put_blob(img) for img in exc.images])
         if exc.job_key is not None:
-            self.cache.delete(exc.job_key)
+            self.cache.jobs.delete(exc.job_key)
 
     def _reference(self, node: Node, ref: ResolvedRef) -> ReferenceImage:
         """The bytes that will be sent, which must be the bytes the fingerprint hashed."""

@@ -84,7 +84,7 @@ def known_at_kill(root: Path, env: dict[str, str]) -> set[str]:
     try:
         known = {d.fingerprint for d in project.plan().decisions
                  if d.action in (Action.UP_TO_DATE, Action.RESTORE) and d.fingerprint}
-        known |= {key.rsplit("|", 1)[-1] for key, _ in project.cache.jobs()}
+        known |= {key.rsplit("|", 1)[-1] for key, _ in project.cache.jobs.items()}
     finally:
         project.close()
     return known

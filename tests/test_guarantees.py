@@ -86,7 +86,7 @@ def test_a_kill_after_the_download_resumes_the_job_instead_of_paying_again(proje
         assert len(emu.submits) == 1  # the rerun resumed the saved job: nothing paid twice
         cache = cache_of(project)
         try:
-            assert list(cache.jobs()) == []  # forgotten once its images were safe
+            assert list(cache.jobs.items()) == []  # forgotten once its images were safe
         finally:
             cache.close()
     finally:
