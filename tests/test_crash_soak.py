@@ -67,11 +67,13 @@ def unique_images(cls: Any) -> Any:
     return Unique
 
 
-def manifest(host: str, url: str) -> str:
+def manifest(host: str, url: str, trial: str) -> str:
+    """Prompts differ per trial: the emulator lives across trials, and Apiframe would replay an
+    earlier trial's jobs by their idempotency keys."""
     lines = [f'[project]\nprovider = "h"\n[providers.h]\ntype = "{host}"\nbase_url = "{url}"\n'
              'api_key_env = "SOAK_KEY"\npoll_interval_s = 0.01\nconcurrency = 8\n[defaults]\nsize = "1K"\n']
     for i in range(ASSETS):
-        lines.append(f'[assets.a{i:02d}]\nprompt = "soak asset {i}"\n')
+        lines.append(f'[assets.a{i:02d}]\nprompt = "soak asset {i} of trial {trial}"\n')
         if i % 10 == 9:  # a few chained edits
             lines.append(f'references = ["@a{i - 1:02d}"]\n')
     return "".join(lines)
@@ -106,7 +108,7 @@ def test_random_kills_never_pay_twice_nor_lose_a_paid_image(host, tmp_path):
         # Calibrate: how long a whole build takes, to kill at random moments within it.
         root = tmp_path / "calibrate"
         root.mkdir()
-        (root / "assetbuild.toml").write_text(manifest(host, emu.base_url))
+        (root / "assetbuild.toml").write_text(manifest(host, emu.base_url, "calibration"))
         started = time.monotonic()
         subprocess.run(build_cmd(root), env={**env, "ASSETBUILD_CACHE_DIR": str(tmp_path / "calibrate-cache")},
                        cwd=REPO, check=True, capture_output=True, timeout=120)
@@ -114,7 +116,7 @@ def test_random_kills_never_pay_twice_nor_lose_a_paid_image(host, tmp_path):
         for trial in range(TRIALS):
             root, cache = tmp_path / f"t{trial}", tmp_path / f"t{trial}-cache"
             root.mkdir()
-            (root / "assetbuild.toml").write_text(manifest(host, emu.base_url))
+            (root / "assetbuild.toml").write_text(manifest(host, emu.base_url, str(trial)))
             trial_env = {**env, "ASSETBUILD_CACHE_DIR": str(cache)}
             billed_before, requests_before = len(emu.submits), len(emu.requests)
             proc = subprocess.Popen(build_cmd(root), env=trial_env, cwd=REPO,
