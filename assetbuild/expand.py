@@ -278,7 +278,7 @@ class _Expansion:
             try:
                 path = project_path(loaded, f"{out_dir}/{rel}", *where)
                 if not under(path, out_dir):
-                    raise loaded.error(f"output {clip(path)} is outside output_dir {out_dir}; "
+                    raise loaded.error(f"output {path} is outside output_dir {out_dir}; "
                                        "keep output paths under it (no '..')", *where)
             except ManifestError:
                 culprit = next(((k, v) for k, v in variant if _suspicious(v)), None)

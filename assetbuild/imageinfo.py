@@ -107,10 +107,16 @@ def examine(fh: IO[bytes], *, max_pixels: int) -> ImageFacts:
         warnings.simplefilter("ignore")
         try:
             img = Image.open(fh)
-        except Image.DecompressionBombError:
-            return ImageFacts(None, problem=f"has more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels, "
-                                            "more than can be opened safely; use a smaller image")
+        except Image.DecompressionBombError as exc:
+            m = re.search(r"\((\d+) pixels\)", str(exc))
+            pixels = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+            return ImageFacts(None, problem=f"has {pixels}, more than can be opened safely "
+                                            f"({2 * (Image.MAX_IMAGE_PIXELS or 0):,}); use a smaller image")
         except Exception as exc:  # Pillow raises many kinds of exception on hostile bytes
+            fh.seek(0)
+            fmt = _signature(fh.read(16))
+            if fmt is not None:  # the right magic bytes, then nothing readable: cut short
+                return ImageFacts(fmt, complete=False, problem="its header is cut short or damaged")
             why = f"{size:,} bytes: {_reason(exc)}" if size else "0 bytes"
             return ImageFacts(None, problem=f"is not an image ({why}); use a PNG, JPEG or WebP file")
         with img:
@@ -122,3 +128,14 @@ def examine(fh: IO[bytes], *, max_pixels: int) -> ImageFacts:
             except Exception as exc:  # truncated or corrupt data: Pillow's kinds vary by format
                 return ImageFacts(fmt, width, height, False, _reason(exc))
             return ImageFacts(fmt, width, height, True)
+
+
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+               (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def _signature(head: bytes) -> str | None:
+    """The format whose magic bytes ``head`` starts with, if any."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for magic, fmt in _SIGNATURES if head.startswith(magic)), None)

@@ -282,7 +282,7 @@ class Lockfile:
         version = data.get("version")
         if version != LOCK_VERSION:
             raise LockfileError(
-                f"{path.name}: lock version {_shown(version) if isinstance(version, str) else version!r} is not "
+                f"{path.name}: lock version {_shown(version)} is not "
                 f"{LOCK_VERSION}; upgrade assetbuild or delete the lock to rebuild it from the cache"
             )
         _entries_or_fail(path, data)  # validates the shape

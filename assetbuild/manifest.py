@@ -260,15 +260,13 @@ def _validate(loaded: LoadedManifest, problems: Problems, model: type[BaseModel]
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors()
-        reported: set[str] = set()
-        for err in errors:
-            loc = tuple(str(p) for p in err["loc"])
-            if not loc or loc[0] in reported:
-                continue  # one problem per key: a union reports each member's failure
-            reported.add(loc[0])
-            if len(loc) > 1 and _UNION_TAG.match(loc[-1]):
-                loc = loc[:-1]
+        # One problem per key: a union reports each member's failure, keep the most specific.
+        chosen: dict[str, tuple[tuple[str, ...], Any]] = {}
+        for err in exc.errors():
+            loc = tuple(str(p) for i, p in enumerate(err["loc"]) if i == 0 or not _UNION_TAG.match(str(p)))
+            if loc and (loc[0] not in chosen or len(loc) > len(chosen[loc[0]][0])):
+                chosen[loc[0]] = (loc, err)
+        for loc, err in chosen.values():
             where = path
             if own_keys is not None and loc[0] not in own_keys:
                 where = ("defaults",)  # the offending value came from [defaults]
