@@ -142,6 +142,7 @@ class _Expansion:
         self._outputs_of: dict[tuple[str, Variant], tuple[str, ...]] = {}
         self._ref_problems: dict[str, str | None] = {}  # one disk check per distinct reference file
         self._sites: dict[str, RefSite] = {}
+        self._sizes: dict[tuple[str, str], tuple[int, int] | SizeError] = {}
 
     def run(self) -> dict[str, Node]:
         self._check_variant_count()  # before anything is expanded: 10^8 variants never materialise
@@ -217,23 +218,33 @@ class _Expansion:
         provider = self.provider_override or spec.provider or m.project.provider
         ptype = provider_config(loaded, provider).type
         model = "local" if ptype == "local" else (spec.model or m.project.model)
-        problems = Problems()  # the keys of one asset are independent of each other
+        errors: list[ManifestError] = []  # the keys of one asset are independent of each other
         width = height = 0
         try:
-            width, height = resolve_size(spec.size, model)
+            width, height = self._size(spec.size, model)
         except SizeError as exc:
-            problems.add(loaded.error(f"{exc}", *where, "size"))
+            errors.append(loaded.error(f"{exc}", *where, "size"))
         prompt = ""
-        with problems.collect():
+        try:
             prompt = fill(spec.prompt or "", values, loaded, *where, "prompt")
+        except ManifestError as exc:
+            errors.append(exc)
         refs = []
         for text in spec.references:
-            with problems.collect():
+            try:
                 refs.append(self._ref(asset_id, fill(text, values, loaded, *where, "references"), values))
+            except ManifestError as exc:
+                errors.append(exc)
         outputs: tuple[str, ...] = ()
-        with problems.collect():
+        try:
             outputs = self._outputs(asset_id, spec, variant)
-        problems.check()
+        except ManifestError as exc:
+            errors.append(exc)
+        if errors:
+            problems = Problems()
+            for error in errors:
+                problems.add(error)
+            problems.check()
         return Node(
             id=variant_id(asset_id, variant),
             asset=asset_id,
@@ -252,6 +263,20 @@ class _Expansion:
             references=tuple(refs),
             outputs=outputs,
         )
+
+    def _size(self, size: str, model: str) -> tuple[int, int]:
+        """resolve_size, once per distinct (size, model): most assets share a few sizes."""
+        key = (size, model)
+        found = self._sizes.get(key)
+        if found is None:
+            try:
+                found = resolve_size(size, model)
+            except SizeError as exc:
+                found = exc
+            self._sizes[key] = found
+        if isinstance(found, SizeError):
+            raise found
+        return found
 
     def _outputs(self, asset_id: str, spec: AssetSpec, variant: Variant) -> tuple[str, ...]:
         memo = self._outputs_of.get((asset_id, variant))

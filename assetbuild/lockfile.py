@@ -74,32 +74,67 @@ class LockEntry:
 
     @classmethod
     def from_toml(cls, table: Any) -> "LockEntry":
-        """An entry from its TOML table; LockfileError (naming the key) if the shape is wrong."""
-        get = _Reader(table)
-        inputs = {
-            "recipe": get.opt("recipe", int),
-            "prompt": get.opt("prompt", str),
-            "model": get.opt("model", str),
-            "size": get.opt("size", str),
-            "count": get.opt("count", int),
-            "seed": get.opt("seed", int),
-            "watermark": get.opt("watermark", bool),
-            "params": get.opt("params", dict) or {},
-            "references": [_Reader(r, f"references[{i}]").reference()
-                           for i, r in enumerate(get.opt("references", list) or [])],
-        }
-        cost = get.opt("cost_usd", float)
+        """An entry from its TOML table; _Malformed (naming the key) if the shape is wrong."""
+        _check(table, _ENTRY_TYPES, "")
+        inputs = {key: table.get(key) for key in INPUT_KEYS}
+        inputs["params"] = inputs["params"] or {}
+        refs = inputs["references"] or []
+        for i, ref in enumerate(refs):
+            _check(ref, _REFERENCE_TYPES, f"references[{i}]")
+        inputs["references"] = refs
+        outputs = []
+        for i, out in enumerate(table.get("outputs") or []):
+            where = f"outputs[{i}]"
+            _check(out, _OUTPUT_TYPES, where, required=("path", "sha256", "width", "height"))
+            if not _safe_path(out["path"]):
+                raise _Malformed(f"{where}.path", f"{_shown(out['path'])} is not a path inside the project")
+            if not (0 <= out["width"] < 1 << 31 and 0 <= out["height"] < 1 << 31):
+                raise _Malformed(f"{where}.width", "is not a pixel size")
+            outputs.append(OutputRecord(out["path"], out["sha256"], out["width"], out["height"]))
+        if table.get("fingerprint") is None:
+            raise _Malformed("fingerprint", "is missing")
         return cls(
-            fingerprint=get.req("fingerprint", str),
-            provider=get.opt("provider", str) or "",
-            model_id=get.opt("model_id", str) or "",
-            built=get.opt("built", str) or "",
-            cost_usd=float(cost or 0.0),
+            fingerprint=table["fingerprint"],
+            provider=table.get("provider") or "",
+            model_id=table.get("model_id") or "",
+            built=table.get("built") or "",
+            cost_usd=float(table.get("cost_usd") or 0.0),
             inputs=inputs,
-            outputs=tuple(_Reader(o, f"outputs[{i}]").output()
-                          for i, o in enumerate(get.opt("outputs", list) or [])),
-            request_id=get.opt("request_id", str),
+            outputs=tuple(outputs),
+            request_id=table.get("request_id"),
         )
+
+
+# The type each key of a lock table must have when present (float: a finite int or float).
+_ENTRY_TYPES: dict[str, type] = {
+    "fingerprint": str, "provider": str, "model_id": str, "built": str, "cost_usd": float, "request_id": str,
+    "recipe": int, "prompt": str, "model": str, "size": str, "count": int, "seed": int, "watermark": bool,
+    "params": dict, "references": list, "outputs": list,
+}
+_REFERENCE_TYPES: dict[str, type] = {"ref": str, "sha256": str}
+_OUTPUT_TYPES: dict[str, type] = {"path": str, "sha256": str, "width": int, "height": int}
+
+
+def _check(table: Any, types: dict[str, type], where: str, required: tuple[str, ...] = ()) -> None:
+    """_Malformed unless ``table`` is a table whose known keys have their types."""
+    if not isinstance(table, dict):
+        raise _Malformed(where, f"is {_kind_of(table)}, not a table")
+    for key, value in table.items():
+        kind = types.get(key)
+        if kind is None or value is None:
+            continue
+        if type(value) is kind or (kind is float and type(value) is int):
+            if kind is float and not math.isfinite(value):
+                raise _Malformed(_join(where, key), f"is {_kind_of(value)}, not a number")
+            continue
+        raise _Malformed(_join(where, key), f"is {_kind_of(value)}, not {_KIND[kind]}")
+    for key in required:
+        if table.get(key) is None:
+            raise _Malformed(_join(where, key), "is missing")
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
 
 
 class _Malformed(ValueError):
@@ -113,48 +148,6 @@ class _Malformed(ValueError):
 
 _KIND = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "an array",
          dict: "a table"}
-
-
-class _Reader:
-    """Typed access to one lock table: wrong types are _Malformed, never a TypeError later."""
-
-    def __init__(self, table: Any, prefix: str = ""):
-        self.prefix = prefix
-        if not isinstance(table, dict):
-            raise _Malformed(prefix, f"is {_kind_of(table)}, not a table")
-        self.table = table
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}.{key}" if self.prefix else key
-
-    def opt(self, key: str, kind: type) -> Any:
-        value = self.table.get(key)
-        if value is None:
-            return None
-        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
-        if kind is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not ok:
-            raise _Malformed(self._key(key), f"is {_kind_of(value)}, not {_KIND[kind]}")
-        return value
-
-    def req(self, key: str, kind: type) -> Any:
-        value = self.opt(key, kind)
-        if value is None:
-            raise _Malformed(self._key(key), "is missing")
-        return value
-
-    def reference(self) -> dict[str, Any]:
-        return {"ref": self.opt("ref", str), "sha256": self.opt("sha256", str)}
-
-    def output(self) -> OutputRecord:
-        path = self.req("path", str)
-        if not _safe_path(path):
-            raise _Malformed(self._key("path"), f"{_shown(path)} is not a path inside the project")
-        width, height = self.req("width", int), self.req("height", int)
-        if not (0 <= width < 1 << 31 and 0 <= height < 1 << 31):
-            raise _Malformed(self._key("width"), "is not a pixel size")
-        return OutputRecord(path, self.req("sha256", str), width, height)
 
 
 def _kind_of(value: Any) -> str:

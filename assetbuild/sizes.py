@@ -57,10 +57,10 @@ def resolve_size(text: str, model: str) -> tuple[int, int]:
     limits = LIMITS[model]
     spec = text.strip()
     shown = _shown(text)
-    terms = re.findall(r"[0-9]+", spec)
-    if any(len(t) > _MAX_DIGITS for t in terms):  # int() of 5,000 digits raises; none of them is a size
-        longest = max(len(t) for t in terms)
-        raise SizeError(f"size {shown} has a number of {longest:,} digits; write a size such as 2048x2048 or 16:9")
+    if len(spec) > 2 * _MAX_DIGITS + 4:  # int() of 5,000 digits raises; none of them is a size
+        longest = max((len(t) for t in re.findall(r"[0-9]+", spec)), default=0)
+        if longest > _MAX_DIGITS:
+            raise SizeError(f"size {shown} has a number of {longest:,} digits; write a size such as 2048x2048 or 16:9")
     if spec.upper() in TIER_SIDE:
         tier = spec.upper()
         _check_tier(tier, model, limits)
