@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import ManifestError, UsageError
-from .files import write_atomic
-from .nodes import Node, Ref
+from .errors import UsageError
+from .files import read_manifest, write_atomic
+from .nodes import Node, Ref, RefSite
 
 MEMO_VERSION = 1
 
@@ -50,12 +50,7 @@ class Blueprint:
 
     @classmethod
     def load(cls, path: Path, *, memo_dir: Path | None, provider_override: str | None = None) -> "Blueprint":
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ManifestError("no manifest found; run `assetbuild init` or pass -f", file=str(path)) from None
-        except OSError as exc:
-            raise ManifestError(f"cannot read the manifest: {exc}", file=str(path)) from exc
+        data, text = read_manifest(path)
         key = hashlib.sha256(b"\0".join([data, _version().encode(), (provider_override or "").encode(),
                                          str(MEMO_VERSION).encode()])).hexdigest()
         memo = None
@@ -64,24 +59,19 @@ class Blueprint:
             remembered = cls._recall(memo, key, path)
             if remembered is not None:
                 return remembered
-        blueprint = cls.from_manifest(path, data, provider_override)
+        blueprint = cls.from_manifest(path, text, provider_override)
         if memo is not None:
             blueprint._remember(memo, key)
         return blueprint
 
     @classmethod
-    def from_manifest(cls, path: Path, data: bytes, provider_override: str | None) -> "Blueprint":
+    def from_manifest(cls, path: Path, text: str, provider_override: str | None) -> "Blueprint":
         """The full path: parse, validate, expand and check the graph."""
         from .expand import expand
         from .graph import BuildGraph
         from .manifest import parse_manifest
         from .providers import PROVIDER_CLASSES
 
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ManifestError(f"cannot read the manifest: not UTF-8 ({exc.reason} at byte {exc.start}); "
-                                "save it as UTF-8", file=path.name) from exc
         loaded = parse_manifest(text, path)
         m = loaded.manifest
         if provider_override is not None and provider_override not in m.providers \
@@ -190,7 +180,9 @@ def _variant_subset(nodes: dict[str, Node], target: str) -> list[str]:
 def _encode(node: Node) -> list[Any]:
     return [node.id, node.asset, [list(kv) for kv in node.variant], node.prompt, node.provider, node.provider_type,
             node.model, node.size, node.width, node.height, node.count, node.seed, node.watermark, dict(node.params),
-            [[r.label, r.path, r.node, r.index, list(r.paths)] for r in node.references], list(node.outputs)]
+            [[r.label, r.path, r.node, r.index, list(r.paths),
+              None if r.site is None else [r.site.file, r.site.line, r.site.key, r.site.max_pixels]]
+             for r in node.references], list(node.outputs)]
 
 
 def _decode(item: list[Any]) -> Node:
@@ -199,5 +191,6 @@ def _decode(item: list[Any]) -> Node:
     return Node(id=nid, asset=asset, variant=tuple((k, v) for k, v in variant), prompt=prompt, provider=provider,
                 provider_type=ptype, model=model, size=size, width=width, height=height, count=count, seed=seed,
                 watermark=watermark, params=params,
-                references=tuple(Ref(label, path, node, index, tuple(paths)) for label, path, node, index, paths in refs),
+                references=tuple(Ref(label, path, node, index, tuple(paths), None if site is None else RefSite(*site))
+                                 for label, path, node, index, paths, site in refs),
                 outputs=tuple(outputs))

@@ -74,7 +74,9 @@ class Cache:
 
     @property
     def memo_path(self) -> Path:
-        return self.dir / "hashes.json"
+        """The folder of file-hash memos: one file per project (FileHasher names it after the
+        project's root), so projects sharing ASSETBUILD_CACHE_DIR never share hashes."""
+        return self.dir / "hashes"
 
     # -- blobs ------------------------------------------------------------------------------
 

@@ -65,7 +65,10 @@ class Ctx:
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    """Each line of ``message`` (several independent manifest errors give several) as its own
+    ``error:`` line, then exit."""
+    for line in message.splitlines() or [""]:
+        click.echo(f"error: {line}", err=True)
     sys.exit(code)
 
 

@@ -3,6 +3,7 @@
     AssetbuildError
     ├── UserError                 the user must change something; the CLI exits 2
     │   ├── ManifestError         assetbuild.toml is wrong: carries file, line and key
+    │   │   └── ManifestErrors    several independent manifest problems, reported at once
     │   └── UsageError            a command-line argument is wrong (unknown target, bad flag value)
     ├── BudgetError               the build's estimate exceeds max_cost (exit 2, nothing was sent)
     ├── ProviderError             a provider could not make an image; carries any images it did return
@@ -20,6 +21,8 @@ imports the library and re-raised as one of these ``from`` the original.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AssetbuildError(Exception):
     """Base of every assetbuild error."""
@@ -27,6 +30,14 @@ class AssetbuildError(Exception):
 
 class UserError(AssetbuildError):
     """Something the user must fix; the CLI prints one line and exits 2."""
+
+
+def one_line(text: str) -> str:
+    """``text`` with every non-printable character (newlines, NUL, U+2028...) escaped, so an
+    error that quotes hostile input is still one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class ManifestError(UserError):
@@ -41,7 +52,31 @@ class ManifestError(UserError):
         if file and line:
             where = f"{file}:{line}"
         parts = [p for p in (where, key) if p]
-        super().__init__(": ".join(parts + [message]))
+        super().__init__(one_line(": ".join(parts + [message])))
+
+    @property
+    def errors(self) -> "tuple[ManifestError, ...]":
+        """The independent problems this error reports: itself (see ManifestErrors)."""
+        return (self,)
+
+
+class ManifestErrors(ManifestError):
+    """Several independent problems in the manifest, reported at once. ``errors`` lists them;
+    ``str()`` gives one line per problem (the CLI prefixes each with ``error: ``). Its own
+    file, line, key and detail are the first problem's."""
+
+    def __init__(self, errors: "list[ManifestError] | tuple[ManifestError, ...]"):
+        flat = tuple(e for err in errors for e in err.errors)
+        if not flat:
+            raise ValueError("ManifestErrors needs at least one error")
+        first = flat[0]
+        UserError.__init__(self, "\n".join(str(e) for e in flat))
+        self.file, self.line, self.key, self.detail = first.file, first.line, first.key, first.detail
+        self._errors = flat
+
+    @property
+    def errors(self) -> "tuple[ManifestError, ...]":
+        return self._errors
 
 
 class UsageError(UserError):
@@ -134,3 +169,10 @@ class LockfileError(AssetbuildError):
 
 class CacheError(AssetbuildError):
     """The cache could not be read or written."""
+
+
+def clip(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error may quote hostile input, but
+    stays readable (a 5,000-digit number, a 300-character name)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-2:]}"

@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import posixpath
 import re
 import string
-from pathlib import PurePosixPath
 from typing import Any, Mapping
 
 from .errors import ManifestError
-from .manifest import LoadedManifest
+from .layout import project_path, reference_problem, under
+from .errors import clip
+from .manifest import LoadedManifest, Problems
 from .models import AssetSpec, ProviderConfig
-from .nodes import Node, Ref, variant_id
+from .nodes import Node, Ref, RefSite, variant_id
 from .sizes import SizeError, resolve_size
 
 _REF = re.compile(r"^@(?P<id>[a-z0-9][a-z0-9_-]*)(?:\[(?P<sel>[^\]]*)\])?(?:#(?P<n>\d+))?$")
+_MATRIX_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_ID_SYNTAX = "[],="  # variant ids and selectors are written with these
+
+
+Variant = tuple[tuple[str, str], ...]
 
 
 def provider_config(loaded: LoadedManifest, name: str) -> ProviderConfig:
@@ -38,158 +45,285 @@ def _text(value: Any) -> str:
 
 
 def fill(template: str, values: Mapping[str, str], loaded: LoadedManifest, *path: str) -> str:
-    """Substitute ``{key}``; ``{{`` and ``}}`` are literal braces. Unknown keys are errors."""
+    """Substitute ``{key}``; ``{{`` and ``}}`` are literal braces. Unknown keys are errors.
+    Only plain names are filled in (no attribute or index lookups, whatever the key)."""
     try:
         fields = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise loaded.error(f"bad template {template!r}: {exc}; write {{{{ for a literal brace", *path) from exc
-    for _literal, name, spec, conv in fields:
+        raise loaded.error(f"bad template {clip(template)}: {exc}; write {{{{ for a literal brace", *path) from exc
+    out = []
+    for literal, name, spec, conv in fields:
+        out.append(literal)
         if name is None:
             continue
         if name not in values or spec or conv:
             known = ", ".join("{" + k + "}" for k in values) or "none here"
             raise loaded.error(
-                f"unknown placeholder {{{name}}} in {template!r} (placeholders: {known}); write {{{{ for a literal brace",
+                f"unknown placeholder {{{name if len(name) <= 40 else name[:37] + '...'}}} in {clip(template)} (placeholders: {known}); "
+                "write {{ for a literal brace",
                 *path,
             )
-    return template.format_map(values)
+        out.append(values[name])
+    return "".join(out)
 
 
 def expand(loaded: LoadedManifest, *, provider_override: str | None = None) -> dict[str, Node]:
-    """Every node of the manifest, in manifest order, references resolved."""
-    m = loaded.manifest
-    variants: dict[str, list[tuple[tuple[str, str], ...]]] = {}
-    for asset_id, spec in m.assets.items():
-        keys = list(spec.matrix)
+    """Every node of the manifest, in manifest order, references resolved. Independent
+    problems (in different assets, or in different keys of one) are raised together."""
+    return _Expansion(loaded, provider_override).run()
+
+
+class _Expansion:
+    def __init__(self, loaded: LoadedManifest, provider_override: str | None):
+        self.loaded = loaded
+        self.m = loaded.manifest
+        self.provider_override = provider_override
+        self.problems = Problems()
+        self.variants: dict[str, list[Variant]] = {}
+        self.failed: set[str] = set()  # assets whose matrix is wrong: references to them say nothing more
+        self.out_dir = "."
+        self._outputs_of: dict[tuple[str, Variant], tuple[str, ...]] = {}
+        self._ref_problems: dict[str, str | None] = {}  # one disk check per distinct reference file
+        self._sites: dict[str, RefSite] = {}
+        self._sizes: dict[tuple[str, str], tuple[int, int] | SizeError] = {}
+
+    def run(self) -> dict[str, Node]:
+        self._check_variant_count()  # before anything is expanded: 10^8 variants never materialise
+        with self.problems.collect():
+            self.out_dir = self._output_dir()
+        for asset_id, spec in self.m.assets.items():
+            errors = self._matrix_problems(asset_id, spec)
+            if errors:
+                self.failed.add(asset_id)
+                for error in errors:
+                    self.problems.add(error)
+            keys = list(spec.matrix)
+            combos = itertools.product(*[[_text(v) for v in spec.matrix[k]] for k in keys]) if keys else [()]
+            self.variants[asset_id] = [tuple(zip(keys, combo)) for combo in combos]
+        self.problems.check()  # outputs cannot be laid out without a valid output_dir and matrices
+
+        nodes: dict[str, Node] = {}
+        for asset_id, spec in self.m.assets.items():
+            for variant in self.variants[asset_id]:
+                try:
+                    node = self._node(asset_id, spec, variant)
+                except ManifestError as exc:  # one variant's problems stand for the asset's
+                    self.problems.add(exc)
+                    break
+                nodes[node.id] = node
+        self.problems.check()
+        return nodes
+
+    def _check_variant_count(self) -> None:
+        limit = self.m.limits.max_variants
+        counts = {aid: math.prod(len(v) for v in spec.matrix.values()) for aid, spec in self.m.assets.items()}
+        total = sum(counts.values())
+        if total > limit:
+            biggest = max(counts, key=counts.__getitem__)
+            raise self.loaded.error(
+                f"the manifest expands to {total:,} variants, more than the limit of {limit:,} "
+                f"([limits] max_variants); this matrix makes {counts[biggest]:,}: shrink it or raise the limit",
+                "assets", biggest, "matrix",
+            )
+
+    def _output_dir(self) -> str:
+        text = self.m.project.output_dir
+        if posixpath.normpath(text.replace("\\", "/")) == ".":
+            return "."
+        return project_path(self.loaded, text, "project", "output_dir")
+
+    def _matrix_problems(self, asset_id: str, spec: AssetSpec) -> list[ManifestError]:
+        errors = []
         for key, values in spec.matrix.items():
-            if not values:
-                raise loaded.error("a matrix key needs at least one value", "assets", asset_id, "matrix", key)
-            if len({_text(v) for v in values}) != len(values):
-                raise loaded.error("matrix values must be unique", "assets", asset_id, "matrix", key)
-        combos = itertools.product(*[[_text(v) for v in spec.matrix[k]] for k in keys]) if keys else [()]
-        variants[asset_id] = [tuple(zip(keys, combo)) for combo in combos]
+            where = ("assets", asset_id, "matrix", key)
+            texts = [_text(v) for v in values]
+            if not _MATRIX_KEY.match(key):
+                errors.append(self.loaded.error(f"matrix key {clip(key)}: use letters, digits, '-' and '_'", *where))
+            elif not values:
+                errors.append(self.loaded.error("a matrix key needs at least one value", *where))
+            elif len(set(texts)) != len(texts):
+                errors.append(self.loaded.error("matrix values must be unique", *where))
+            else:
+                for text in texts:
+                    bad = next((c for c in text if c in _ID_SYNTAX or not c.isprintable()), None)
+                    if bad is not None:
+                        errors.append(self.loaded.error(
+                            f"matrix value {clip(text)} contains {bad!r}, which variant ids cannot carry; "
+                            f"use values without {' '.join(_ID_SYNTAX)} or control characters", *where))
+                        break
+        return errors
 
-    nodes: dict[str, Node] = {}
-    for asset_id, spec in m.assets.items():
-        for variant in variants[asset_id]:
-            node = _node(loaded, asset_id, spec, variant, variants, provider_override)
-            nodes[node.id] = node
-    return nodes
-
-
-def _node(loaded: LoadedManifest, asset_id: str, spec: AssetSpec, variant: tuple[tuple[str, str], ...],
-          variants: dict[str, list[tuple[tuple[str, str], ...]]], provider_override: str | None) -> Node:
-    m = loaded.manifest
-    where = ("assets", asset_id)
-    values = dict(variant)
-    provider = provider_override or spec.provider or m.project.provider
-    ptype = provider_config(loaded, provider).type
-    model = "local" if ptype == "local" else (spec.model or m.project.model)
-    try:
-        width, height = resolve_size(spec.size, model)
-    except SizeError as exc:
-        raise loaded.error(f"{exc}", *where, "size") from exc
-    prompt = fill(spec.prompt or "", values, loaded, *where, "prompt")
-    refs = tuple(_ref(loaded, asset_id, fill(text, values, loaded, *where, "references"), values, variants)
-                 for text in spec.references)
-    return Node(
-        id=variant_id(asset_id, variant),
-        asset=asset_id,
-        variant=variant,
-        prompt=prompt,
-        provider=provider,
-        provider_type=ptype,
-        model=model,
-        size=spec.size,
-        width=width,
-        height=height,
-        count=spec.count,
-        seed=spec.seed,
-        watermark=spec.watermark,
-        params=spec.params,
-        references=refs,
-        outputs=_outputs(loaded, asset_id, spec, variant),
-    )
-
-
-def _outputs(loaded: LoadedManifest, asset_id: str, spec: AssetSpec,
-             variant: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
-    where = ("assets", asset_id, "output")
-    template = spec.output
-    if template is None:
-        template = "-".join(["{asset}", *("{" + k + "}" for k, _ in variant)])
-        template += "-{i}.png" if spec.count > 1 else ".png"
-    elif spec.count > 1 and "{i}" not in template:
-        raise loaded.error(f"count = {spec.count} needs {{i}} in the output template (e.g. \"{{asset}}-{{i}}.png\")", *where)
-    elif not template.lower().endswith(".png"):
-        raise loaded.error("generated images are written as PNG; end the output path with .png", *where)
-    out_dir = loaded.manifest.project.output_dir
-    paths = []
-    for i in range(1, spec.count + 1):
-        values = {**dict(variant), "asset": asset_id, "i": str(i)}
-        if spec.count == 1:
-            values.pop("i")
-        rel = fill(template, values, loaded, *where)
-        paths.append(project_path(loaded, f"{out_dir}/{rel}", *where))
-    return tuple(paths)
-
-
-def project_path(loaded: LoadedManifest, text: str, *where: str) -> str:
-    """A posix path relative to the project root; an error if it is absolute or leaves it."""
-    pure = PurePosixPath(text.replace("\\", "/"))
-    if pure.is_absolute() or re.match(r"^[A-Za-z]:", text):
-        raise loaded.error(f"path {text!r} is absolute; use a path relative to the manifest", *where)
-    rel = posixpath.normpath(pure.as_posix())
-    if rel == ".." or rel.startswith("../"):
-        raise loaded.error(f"path {text!r} leaves the project; keep files under {loaded.root}", *where)
-    if rel == ".":
-        raise loaded.error(f"path {text!r} is the project folder itself", *where)
-    return rel
-
-
-def _ref(loaded: LoadedManifest, asset_id: str, text: str, values: Mapping[str, str],
-         variants: dict[str, list[tuple[tuple[str, str], ...]]]) -> Ref:
-    where = ("assets", asset_id, "references")
-    if not text.startswith("@"):
-        rel = project_path(loaded, text, *where)
-        if not (loaded.root / rel).is_file():
-            raise loaded.error(f"reference file {rel} does not exist; add it or fix the path", *where)
-        return Ref(label=rel, path=rel)
-    m = _REF.match(text)
-    if not m:
-        raise loaded.error(f"bad reference {text!r}; use @id, @id[key=value,...] or @id#N", *where)
-    target = m.group("id")
-    if target not in variants:
-        close = difflib.get_close_matches(target, list(variants), n=1)
-        hint = f"; did you mean @{close[0]}?" if close else ""
-        raise loaded.error(f"unknown asset @{target}{hint}", *where)
-    target_spec = loaded.manifest.assets[target]
-    selector: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in (m.group("sel") or "").split(","))):
-        key, eq, value = part.partition("=")
-        if not eq or key.strip() not in target_spec.matrix:
-            raise loaded.error(f"{text!r}: @{target} has no matrix key {key.strip()!r} "
-                               f"(keys: {', '.join(target_spec.matrix) or 'none'})", *where)
-        selector[key.strip()] = value.strip()
-    for key in target_spec.matrix:  # bind variant by variant on shared matrix keys
-        if key not in selector and key in values:
-            selector[key] = values[key]
-    chosen = [v for v in variants[target] if all(dict(v)[k] == val for k, val in selector.items())]
-    if not chosen:
-        raise loaded.error(f"{text!r} names no variant of @{target}", *where)
-    if len(chosen) > 1:
-        missing = [k for k in target_spec.matrix if k not in selector]
-        raise loaded.error(
-            f"{text!r} is ambiguous: @{target} has {len(chosen)} variants; name one, e.g. "
-            f"@{variant_id(target, chosen[0])} (unbound: {', '.join(missing)})",
-            *where,
+    def _node(self, asset_id: str, spec: AssetSpec, variant: Variant) -> Node:
+        m = self.m
+        loaded = self.loaded
+        where = ("assets", asset_id)
+        values = dict(variant)
+        provider = self.provider_override or spec.provider or m.project.provider
+        ptype = provider_config(loaded, provider).type
+        model = "local" if ptype == "local" else (spec.model or m.project.model)
+        errors: list[ManifestError] = []  # the keys of one asset are independent of each other
+        width = height = 0
+        try:
+            width, height = self._size(spec.size, model)
+        except SizeError as exc:
+            errors.append(loaded.error(f"{exc}", *where, "size"))
+        prompt = ""
+        try:
+            prompt = fill(spec.prompt or "", values, loaded, *where, "prompt")
+        except ManifestError as exc:
+            errors.append(exc)
+        refs = []
+        for text in spec.references:
+            try:
+                refs.append(self._ref(asset_id, fill(text, values, loaded, *where, "references"), values))
+            except ManifestError as exc:
+                errors.append(exc)
+        outputs: tuple[str, ...] = ()
+        try:
+            outputs = self._outputs(asset_id, spec, variant)
+        except ManifestError as exc:
+            errors.append(exc)
+        if errors:
+            problems = Problems()
+            for error in errors:
+                problems.add(error)
+            problems.check()
+        return Node(
+            id=variant_id(asset_id, variant),
+            asset=asset_id,
+            variant=variant,
+            prompt=prompt,
+            provider=provider,
+            provider_type=ptype,
+            model=model,
+            size=spec.size,
+            width=width,
+            height=height,
+            count=spec.count,
+            seed=spec.seed,
+            watermark=spec.watermark,
+            params=spec.params,
+            references=tuple(refs),
+            outputs=outputs,
         )
-    index = None
-    if m.group("n") is not None:
-        n = int(m.group("n"))
-        if not 1 <= n <= target_spec.count:
-            raise loaded.error(f"{text!r}: @{target} has {target_spec.count} output(s); use #1..#{target_spec.count}", *where)
-        index = n - 1
-    outputs = _outputs(loaded, target, target_spec, chosen[0])
-    return Ref(label=text, node=variant_id(target, chosen[0]), index=index,
-               paths=outputs if index is None else (outputs[index],))
+
+    def _size(self, size: str, model: str) -> tuple[int, int]:
+        """resolve_size, once per distinct (size, model): most assets share a few sizes."""
+        key = (size, model)
+        found = self._sizes.get(key)
+        if found is None:
+            try:
+                found = resolve_size(size, model)
+            except SizeError as exc:
+                found = exc
+            self._sizes[key] = found
+        if isinstance(found, SizeError):
+            raise found
+        return found
+
+    def _outputs(self, asset_id: str, spec: AssetSpec, variant: Variant) -> tuple[str, ...]:
+        memo = self._outputs_of.get((asset_id, variant))
+        if memo is not None:
+            return memo
+        loaded = self.loaded
+        where = ("assets", asset_id, "output")
+        template = spec.output
+        if template is None:
+            template = "-".join(["{asset}", *("{" + k + "}" for k, _ in variant)])
+            template += "-{i}.png" if spec.count > 1 else ".png"
+        elif spec.count > 1 and "{i}" not in template:
+            raise loaded.error(f"count = {spec.count} needs {{i}} in the output template (e.g. \"{{asset}}-{{i}}.png\")",
+                               *where)
+        elif not template.lower().endswith(".png"):
+            raise loaded.error("generated images are written as PNG; end the output path with .png", *where)
+        out_dir = self.out_dir
+        paths = []
+        for i in range(1, spec.count + 1):
+            values = {**dict(variant), "asset": asset_id, "i": str(i)}
+            if spec.count == 1:
+                values.pop("i")
+            rel = fill(template, values, loaded, *where)
+            try:
+                path = project_path(loaded, f"{out_dir}/{rel}", *where)
+                if not under(path, out_dir):
+                    raise loaded.error(f"output {path} is outside output_dir {out_dir}; "
+                                       "keep output paths under it (no '..')", *where)
+            except ManifestError:
+                culprit = next(((k, v) for k, v in variant if _suspicious(v)), None)
+                if culprit is None:
+                    raise
+                key, value = culprit
+                raise loaded.error(f"matrix value {clip(value)} makes the output path {clip(f'{out_dir}/{rel}')}, "
+                                   f"which is not a file under output_dir {out_dir}; use values without "
+                                   "'/', '..' or control characters", "assets", asset_id, "matrix", key) from None
+            paths.append(path)
+        result = tuple(paths)
+        self._outputs_of[(asset_id, variant)] = result
+        return result
+
+    def _site(self, asset_id: str) -> RefSite:
+        site = self._sites.get(asset_id)
+        if site is None:
+            file, line, key = self.loaded.locate("assets", asset_id, "references")
+            site = self._sites[asset_id] = RefSite(file, line, key, self.m.limits.max_reference_pixels)
+        return site
+
+    def _ref(self, asset_id: str, text: str, values: Mapping[str, str]) -> Ref:
+        loaded = self.loaded
+        variants = self.variants
+        where = ("assets", asset_id, "references")
+        if not text.startswith("@"):
+            rel = project_path(loaded, text, *where)
+            if rel not in self._ref_problems:
+                self._ref_problems[rel] = reference_problem(loaded, rel)
+            problem = self._ref_problems[rel]
+            if problem:
+                raise loaded.error(problem, *where)
+            return Ref(label=rel, path=rel, site=self._site(asset_id))
+        m = _REF.match(text)
+        if not m:
+            raise loaded.error(f"bad reference {clip(text)}; use @id, @id[key=value,...] or @id#N", *where)
+        target = m.group("id")
+        if target not in variants:
+            close = difflib.get_close_matches(target, list(variants), n=1)
+            hint = f"; did you mean @{close[0]}?" if close else ""
+            raise loaded.error(f"unknown asset @{target}{hint}", *where)
+        if target in self.failed:
+            return Ref(label=text)  # its matrix is reported already; the build stops before using this
+        target_spec = loaded.manifest.assets[target]
+        selector: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in (m.group("sel") or "").split(","))):
+            key, eq, value = part.partition("=")
+            if not eq or key.strip() not in target_spec.matrix:
+                raise loaded.error(f"{clip(text)}: @{target} has no matrix key {clip(key.strip())} "
+                                   f"(keys: {', '.join(target_spec.matrix) or 'none'})", *where)
+            selector[key.strip()] = value.strip()
+        for key in target_spec.matrix:  # bind variant by variant on shared matrix keys
+            if key not in selector and key in values:
+                selector[key] = values[key]
+        chosen = [v for v in variants[target] if all(dict(v)[k] == val for k, val in selector.items())]
+        if not chosen:
+            raise loaded.error(f"{clip(text)} names no variant of @{target}", *where)
+        if len(chosen) > 1:
+            missing = [k for k in target_spec.matrix if k not in selector]
+            raise loaded.error(
+                f"{clip(text)} is ambiguous: @{target} has {len(chosen)} variants; name one, e.g. "
+                f"@{variant_id(target, chosen[0])} (unbound: {', '.join(missing)})",
+                *where,
+            )
+        index = None
+        if m.group("n") is not None:
+            n = int(m.group("n")) if len(m.group("n")) < 4 else 0
+            if not 1 <= n <= target_spec.count:
+                raise loaded.error(f"{clip(text)}: @{target} has {target_spec.count} output(s); "
+                                   f"use #1..#{target_spec.count}", *where)
+            index = n - 1
+        outputs = self._outputs(target, target_spec, chosen[0])
+        return Ref(label=text, node=variant_id(target, chosen[0]), index=index,
+                   paths=outputs if index is None else (outputs[index],))
+
+
+def _suspicious(value: str) -> bool:
+    """A matrix value that can move or break an output path."""
+    return ("/" in value or "\\" in value or ".." in value or not value.isprintable()
+            or len(value.encode("utf-8", "surrogatepass")) > 200)

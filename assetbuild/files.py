@@ -5,13 +5,15 @@ one-build-at-a-time guard."""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .errors import UserError
+from .errors import ManifestError, UserError
 
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 TEMP_SUFFIX = ".assetbuild-tmp"  # `assetbuild init` git-ignores it; a build sweeps what a kill left
 
 
@@ -34,6 +36,26 @@ def write_atomic(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def read_manifest(path: Path) -> tuple[bytes, str]:
+    """The manifest's bytes and text, never blocking on a FIFO nor reading a huge file."""
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ManifestError("is not a regular file; pass the manifest file with -f", file=str(path))
+        if st.st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"is {st.st_size:,} bytes, more than a manifest should be "
+                                f"({MAX_MANIFEST_BYTES:,}); split the project", file=str(path))
+        data = path.read_bytes()
+        return data, data.decode("utf-8")
+    except FileNotFoundError:
+        raise ManifestError("no manifest found; run `assetbuild init` or pass -f", file=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                            "save it as UTF-8", file=str(path)) from exc
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"cannot read the manifest: {exc}", file=str(path)) from exc
 
 
 def sweep_temp_files(folders: Iterable[Path]) -> int:

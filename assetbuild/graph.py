@@ -1,13 +1,19 @@
-"""The dependency graph checks (networkx), made once per manifest change: cycles named in
-full, duplicate output paths, and the build order. Unknown ids and escaping paths are caught
-while expanding (expand.py); selecting targets works on the blueprint (blueprint.py)."""
+"""The dependency graph (networkx): cycles named in full, output paths that clash (the
+same path, or one the folder of another) or whose folder is not a folder inside the project,
+and ordering. Unknown ids and escaping paths are caught while expanding (expand.py);
+selecting targets works on the blueprint (blueprint.py)."""
 
 from __future__ import annotations
 
+import posixpath
+from typing import Iterator
+
 import networkx as nx
 
+from .errors import ManifestError
+from .layout import folder_problems
+from .manifest import LoadedManifest, Problems
 from .nodes import Node
-from .manifest import LoadedManifest
 
 
 class BuildGraph:
@@ -18,8 +24,12 @@ class BuildGraph:
         for node in nodes.values():
             for up in node.upstream:
                 self.dag.add_edge(up, node.id)
-        self._check_cycles(loaded)
-        self._check_outputs(loaded)
+        problems = Problems()
+        with problems.collect():
+            self._check_cycles(loaded)
+        for error in self._check_outputs(loaded):
+            problems.add(error)
+        problems.check()
         order = {nid: i for i, nid in enumerate(nodes)}
         self.order: list[str] = list(nx.lexicographical_topological_sort(self.dag, key=order.__getitem__))
 
@@ -33,11 +43,31 @@ class BuildGraph:
         raise loaded.error(f"reference cycle: {' -> '.join(path)}; break it by removing one reference",
                            "assets", first, "references")
 
-    def _check_outputs(self, loaded: LoadedManifest) -> None:
+    def _check_outputs(self, loaded: LoadedManifest) -> Iterator[ManifestError]:
+        """Each output path is one asset's, is no other output's folder, is not a reference
+        file, and its folder stays inside the project with no file in the way (checked on
+        disk once per distinct folder)."""
         seen: dict[str, str] = {}
+        folders: dict[str, tuple[str, ...]] = {}
         for node in self.nodes.values():
             for path in node.outputs:
                 other = seen.setdefault(path.lower(), node.id)
                 if other != node.id or node.outputs.count(path) > 1:
-                    raise loaded.error(f"output {path} is also the output of {other}; give each asset its own output",
+                    yield loaded.error(f"output {path} is also the output of {other}; give each asset its own output",
                                        "assets", node.asset, "output")
+                folders.setdefault(posixpath.dirname(path), ("assets", node.asset, "output"))
+        for folder, where in folders.items():  # "x.png" and "x.png/b.png": one cannot be the other's folder
+            parts = folder.split("/")
+            for end in range(1, len(parts) + 1):
+                owner = seen.get("/".join(parts[:end]).lower())
+                if owner is not None:
+                    yield loaded.error(f"output {'/'.join(parts[:end])} (of {owner}) would have to be a folder for "
+                                       f"the outputs in {folder}; rename one of them", *where)
+                    break
+        for node in self.nodes.values():
+            for ref in node.references:
+                if ref.path is not None and ref.path.lower() in seen:
+                    yield loaded.error(f"reference file {ref.path} is also the output of {seen[ref.path.lower()]}; "
+                                       f"reference the asset as @{self.nodes[seen[ref.path.lower()]].asset} instead",
+                                       "assets", node.asset, "references")
+        yield from folder_problems(loaded, folders)

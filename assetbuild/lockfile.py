@@ -11,7 +11,10 @@ on top of the lock it started from.
 from __future__ import annotations
 
 import json
+import math
 import os
+import posixpath
+import stat
 import sys
 import threading
 import time
@@ -67,24 +70,136 @@ class LockEntry:
         return _sorted(table)
 
     @classmethod
-    def from_toml(cls, table: dict[str, Any]) -> "LockEntry":
+    def from_toml(cls, table: Any) -> "LockEntry":
+        """An entry from its TOML table; _Malformed (naming the key) if the shape is wrong."""
+        _check(table, _ENTRY_TYPES, "")
         inputs = {key: table.get(key) for key in INPUT_KEYS}
         inputs["params"] = inputs["params"] or {}
-        inputs["references"] = inputs["references"] or []
+        refs = inputs["references"] or []
+        for i, ref in enumerate(refs):
+            _check(ref, _REFERENCE_TYPES, f"references[{i}]")
+        inputs["references"] = refs
+        outputs = []
+        for i, out in enumerate(table.get("outputs") or []):
+            where = f"outputs[{i}]"
+            _check(out, _OUTPUT_TYPES, where, required=("path", "sha256", "width", "height"))
+            if not _safe_path(out["path"]):
+                raise _Malformed(f"{where}.path", f"{_shown(out['path'])} is not a path inside the project")
+            if not (0 <= out["width"] < 1 << 31 and 0 <= out["height"] < 1 << 31):
+                raise _Malformed(f"{where}.width", "is not a pixel size")
+            outputs.append(OutputRecord(out["path"], out["sha256"], out["width"], out["height"]))
+        if table.get("fingerprint") is None:
+            raise _Malformed("fingerprint", "is missing")
         return cls(
             fingerprint=table["fingerprint"],
-            provider=table.get("provider", ""),
-            model_id=table.get("model_id", ""),
-            built=table.get("built", ""),
-            cost_usd=float(table.get("cost_usd", 0.0)),
+            provider=table.get("provider") or "",
+            model_id=table.get("model_id") or "",
+            built=table.get("built") or "",
+            cost_usd=float(table.get("cost_usd") or 0.0),
             inputs=inputs,
-            outputs=tuple(OutputRecord(o["path"], o["sha256"], int(o["width"]), int(o["height"]))
-                          for o in table.get("outputs", [])),
+            outputs=tuple(outputs),
             request_id=table.get("request_id"),
         )
 
 
-def _read_memo(memo: Path | None, stamp: list[int]) -> dict[str, Any] | None:
+# The type each key of a lock table must have when present (float: a finite int or float).
+_ENTRY_TYPES: dict[str, type] = {
+    "fingerprint": str, "provider": str, "model_id": str, "built": str, "cost_usd": float, "request_id": str,
+    "recipe": int, "prompt": str, "model": str, "size": str, "count": int, "seed": int, "watermark": bool,
+    "params": dict, "references": list, "outputs": list,
+}
+_REFERENCE_TYPES: dict[str, type] = {"ref": str, "sha256": str}
+_OUTPUT_TYPES: dict[str, type] = {"path": str, "sha256": str, "width": int, "height": int}
+
+
+def _check(table: Any, types: dict[str, type], where: str, required: tuple[str, ...] = ()) -> None:
+    """_Malformed unless ``table`` is a table whose known keys have their types."""
+    if not isinstance(table, dict):
+        raise _Malformed(where, f"is {_kind_of(table)}, not a table")
+    for key, value in table.items():
+        kind = types.get(key)
+        if kind is None or value is None:
+            continue
+        if type(value) is kind or (kind is float and type(value) is int):
+            if kind is float and not math.isfinite(value):
+                raise _Malformed(_join(where, key), f"is {_kind_of(value)}, not a number")
+            continue
+        raise _Malformed(_join(where, key), f"is {_kind_of(value)}, not {_KIND[kind]}")
+    for key in required:
+        if table.get(key) is None:
+            raise _Malformed(_join(where, key), "is missing")
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+class _Malformed(ValueError):
+    """A lock value of the wrong shape, at ``key`` (within one asset's table)."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+_KIND = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "an array",
+         dict: "a table"}
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return _KIND.get(type(value), type(value).__name__)
+
+
+def _shown(value: str) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:55]}...{text[-2:]}"
+
+
+def _safe_path(path: str) -> bool:
+    """A normalised relative posix path inside the project (the lock may have been edited)."""
+    return (bool(path) and path.isprintable() and not path.startswith("/") and "\\" not in path
+            and posixpath.normpath(path) == path and path != ".." and not path.startswith("../"))
+
+
+_REMEDY = "resolve merge markers, or delete it and rebuild from the cache"
+
+
+def _one_line(text: str) -> str:
+    text = "".join(c if c.isprintable() else " " for c in text)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _entries(data: Any) -> dict[str, LockEntry]:
+    """Every entry of parsed lock data; _Malformed (with the key) if any is the wrong shape."""
+    if not isinstance(data, dict):
+        raise _Malformed("", "is not a table")
+    assets = data.get("assets", {})
+    if not isinstance(assets, dict):
+        raise _Malformed("assets", f"is {_kind_of(assets)}, not a table of assets")
+    entries = {}
+    for aid, table in assets.items():
+        try:
+            entries[aid] = LockEntry.from_toml(table)
+        except _Malformed as exc:
+            raise _Malformed(f"assets.{_dotted(aid)}{'.' + exc.key if exc.key else ''}", exc.message) from exc
+    return entries
+
+
+def _dotted(key: str) -> str:
+    return key if key.replace("-", "").replace("_", "").isalnum() and key.isascii() else _shown(key)
+
+
+def _entries_or_fail(path: Path, data: Any) -> dict[str, LockEntry]:
+    try:
+        return _entries(data)
+    except _Malformed as exc:
+        raise LockfileError(f"{path.name}: {_one_line(str(exc))}; {_REMEDY}") from exc
+
+
+def _read_memo(memo: Path | None, stamp: list[Any]) -> dict[str, Any] | None:
     if memo is None:
         return None
     try:
@@ -168,26 +283,17 @@ class Lockfile:
     @classmethod
     def load(cls, path: Path, memo: Path | None = None, journal: Path | None = None) -> "Lockfile":
         """Read the lock, then replay a killed build's ``journal`` on top of it. ``memo`` is a
-        JSON copy of the parsed lock kept in the cache, keyed by the lock's mtime and size:
-        tomllib is pure Python and dominates a no-op build."""
+        JSON copy of the parsed lock kept in the cache, keyed by the lock's own path, mtime and
+        size: tomllib is pure Python and dominates a no-op build. Any problem is a
+        LockfileError of one line that says what to do."""
         try:
             st = path.stat()
         except FileNotFoundError:
             st = None
         except OSError as exc:
-            raise LockfileError(f"{path.name}: cannot read: {exc}") from exc
+            raise LockfileError(f"{path.name}: cannot read: {exc.strerror}; fix it or delete it") from exc
         stamp = None if st is None else [st.st_mtime_ns, st.st_size]
-        entries: dict[str, LockEntry] = {}
-        if st is not None:
-            data = _read_memo(memo, stamp or [])
-            if data is None:
-                data = cls._parse(path)
-                if memo is not None and time.time() - st.st_mtime >= 2.0:  # too fresh to trust mtime
-                    try:
-                        write_atomic(memo, json.dumps({"stamp": stamp, "lock": data}).encode("utf-8"))
-                    except OSError:
-                        pass
-            entries = {aid: LockEntry.from_toml(t) for aid, t in data.get("assets", {}).items()}
+        entries = {} if st is None else cls._read(path, st, memo)
         lock = cls(path, entries, journal=None if journal is None else Journal(journal, stamp), stamp=stamp)
         if lock.journal is not None:
             for node_id, entry in lock.journal.replay():
@@ -198,6 +304,26 @@ class Lockfile:
                 lock.replayed += 1
             lock._dirty = lock.replayed > 0
         return lock
+
+    @classmethod
+    def _read(cls, path: Path, st: os.stat_result, memo: Path | None) -> dict[str, LockEntry]:
+        if not stat.S_ISREG(st.st_mode):
+            raise LockfileError(f"{path.name} is not a regular file; remove it (a build writes a new lock)")
+        stamp = [os.path.realpath(path), st.st_mtime_ns, st.st_size]
+        data = _read_memo(memo, stamp)
+        if data is not None:
+            try:
+                return _entries(data)
+            except _Malformed:
+                pass  # a damaged memo: read the lock itself
+        data = cls._parse(path)
+        entries = _entries_or_fail(path, data)
+        if memo is not None and time.time() - st.st_mtime >= 2.0:  # too fresh to trust mtime
+            try:
+                write_atomic(memo, json.dumps({"stamp": stamp, "lock": data}).encode("utf-8"))
+            except (OSError, ValueError):
+                pass
+        return entries
 
     def is_current(self) -> bool:
         """Whether the lock file is still the one read (no other process wrote it since)."""
@@ -239,23 +365,26 @@ class Lockfile:
             import tomli as tomllib
 
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise LockfileError(
+                f"{path.name}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); {_REMEDY}"
+            ) from exc
         except OSError as exc:
-            raise LockfileError(f"{path.name}: cannot read: {exc}") from exc
+            raise LockfileError(f"{path.name}: cannot read: {exc.strerror}; fix it or delete it") from exc
         try:
             data = tomllib.loads(text)
-            version = data.get("version")
-            if version != LOCK_VERSION:
-                raise LockfileError(
-                    f"{path.name}: lock version {version!r} is not {LOCK_VERSION}; upgrade assetbuild "
-                    "or delete the lock to rebuild it from the cache"
-                )
-            for table in data.get("assets", {}).values():
-                LockEntry.from_toml(table)  # validates the shape
-        except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+        except RecursionError as exc:
+            raise LockfileError(f"{path.name}: unreadable (nested too deeply); {_REMEDY}") from exc
+        except ValueError as exc:  # TOMLDecodeError, or an integer of more than 4,300 digits
+            raise LockfileError(f"{path.name}: unreadable ({_one_line(str(exc))}); {_REMEDY}") from exc
+        version = data.get("version")
+        if version != LOCK_VERSION:
             raise LockfileError(
-                f"{path.name}: unreadable ({exc}); resolve merge markers, or delete it and rebuild from the cache"
-            ) from exc
+                f"{path.name}: lock version {_shown(version)} is not "
+                f"{LOCK_VERSION}; upgrade assetbuild or delete the lock to rebuild it from the cache"
+            )
+        _entries_or_fail(path, data)  # validates the shape
         return data
 
     def dumps(self) -> str:

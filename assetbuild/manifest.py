@@ -4,16 +4,19 @@ reworded as one line naming the file, the line and the key, and what to do."""
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import ManifestError
-from .models import AssetSpec, Manifest, ProjectConfig, ProviderConfig
+from .errors import ManifestError, ManifestErrors, clip
+from .files import read_manifest
+from .models import AssetSpec, LimitsConfig, Manifest, ProjectConfig, ProviderConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,7 +24,8 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 ASSET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_TOP_LEVEL = {"project": ProjectConfig, "defaults": AssetSpec, "providers": None, "assets": None}
+_TOP_LEVEL = {"project": ProjectConfig, "defaults": AssetSpec, "providers": None, "assets": None,
+              "limits": LimitsConfig}
 
 
 class Locator:
@@ -79,9 +83,14 @@ class LoadedManifest:
     def display(self) -> str:
         return self.path.name
 
+    def locate(self, *path: str) -> tuple[str, int | None, str]:
+        """(file, line, dotted key) of ``path`` (e.g. "assets", "hero", "size")."""
+        return self.display, self.locator.line(tuple(path)), _dotted(path)
+
     def error(self, message: str, *path: str) -> ManifestError:
         """A ManifestError pointing at the line of ``path`` (e.g. "assets", "hero", "size")."""
-        return ManifestError(message, file=self.display, line=self.locator.line(tuple(path)), key=_dotted(path))
+        file, line, key = self.locate(*path)
+        return ManifestError(message, file=file, line=line, key=key)
 
 
 def _dotted(path: tuple[str, ...] | list[Any]) -> str:
@@ -92,14 +101,47 @@ def _dotted(path: tuple[str, ...] | list[Any]) -> str:
     return ".".join(out)
 
 
+_MAX_PARAMS_DEPTH = 16
+_MAX_ERRORS = 50
+
+
+class Problems:
+    """Independent manifest errors, collected so a user sees them all in one run.
+    ``check()`` raises them (one ManifestError, or ManifestErrors sorted by line)."""
+
+    def __init__(self) -> None:
+        self.errors: list[ManifestError] = []
+        self._seen: set[str] = set()
+
+    def add(self, error: ManifestError) -> None:
+        for e in error.errors:
+            if str(e) not in self._seen:
+                self._seen.add(str(e))
+                self.errors.append(e)
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        try:
+            yield
+        except ManifestError as exc:
+            self.add(exc)
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+    def check(self) -> None:
+        if not self.errors:
+            return
+        errors = sorted(self.errors, key=lambda e: e.line or 0)
+        if len(errors) > _MAX_ERRORS:
+            more = len(errors) - _MAX_ERRORS
+            errors = errors[:_MAX_ERRORS] + [ManifestError(f"... and {more} more; fix these first",
+                                                            file=errors[0].file)]
+        raise errors[0] if len(errors) == 1 else ManifestErrors(errors)
+
+
 def load_manifest(path: Path) -> LoadedManifest:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError(f"no manifest found; run `assetbuild init` or pass -f", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"cannot read the manifest: {exc}", file=str(path)) from exc
-    return parse_manifest(text, path)
+    return parse_manifest(read_manifest(path)[1], path)
 
 
 def parse_manifest(text: str, path: Path) -> LoadedManifest:
@@ -115,66 +157,128 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
             display = f"{display}:{m.group(1)}:{m.group(2)}"
             line = None
         raise ManifestError(f"TOML syntax error: {message}; fix the syntax", file=display, line=line) from exc
+    except RecursionError as exc:
+        raise ManifestError("arrays or tables are nested too deeply to read; flatten them", file=display) from exc
+    except ValueError as exc:  # int() refuses decimal literals of more than 4,300 digits
+        m = re.search(r"[0-9][0-9_]{4000,}", text)
+        line = text.count("\n", 0, m.start()) + 1 if m else None
+        digits = f" of {len(m.group().replace('_', '')):,} digits" if m else ""
+        raise ManifestError(f"a number{digits} is too large to read; use a smaller number",
+                            file=display, line=line) from exc
     loaded = LoadedManifest(Manifest(), path, path.parent.resolve(), Locator(text), text)
+    problems = Problems()
 
     for key in raw:
         if key not in _TOP_LEVEL:
-            raise loaded.error(_unknown(key, _TOP_LEVEL, "table"), key)
-    project = _validate(loaded, ProjectConfig, raw.get("project", {}), ("project",))
-    defaults_raw = _table(loaded, raw.get("defaults", {}), ("defaults",))
-    defaults = _validate(loaded, AssetSpec, defaults_raw, ("defaults",))
+            problems.add(loaded.error(_unknown(key, _TOP_LEVEL, "table"), key))
+    project = _validate(loaded, problems, ProjectConfig, raw.get("project", {}), ("project",))
+    limits = _validate(loaded, problems, LimitsConfig, raw.get("limits", {}), ("limits",))
+    defaults_raw = _table(loaded, problems, raw.get("defaults", {}), ("defaults",)) or {}
+    defaults = _validate(loaded, problems, AssetSpec, defaults_raw, ("defaults",))
+    _check_params(loaded, problems, defaults_raw.get("params"), ("defaults", "params"))
 
     providers: dict[str, ProviderConfig] = {}
-    for name, table in _table(loaded, raw.get("providers", {}), ("providers",)).items():
-        providers[name] = _validate(loaded, ProviderConfig, table, ("providers", name))
+    for name, table in (_table(loaded, problems, raw.get("providers", {}), ("providers",)) or {}).items():
+        config = _validate(loaded, problems, ProviderConfig, table, ("providers", name))
+        if config is not None:
+            providers[name] = config
 
     assets: dict[str, AssetSpec] = {}
-    for asset_id, table in _table(loaded, raw.get("assets", {}), ("assets",)).items():
+    for asset_id, table in (_table(loaded, problems, raw.get("assets", {}), ("assets",)) or {}).items():
         if not ASSET_ID.match(asset_id):
-            raise loaded.error(
+            problems.add(loaded.error(
                 "asset ids use lowercase letters, digits, '-' and '_' (and start with a letter or digit); rename it",
                 "assets", asset_id,
-            )
-        table = _table(loaded, table, ("assets", asset_id))
+            ))
+            continue
+        table = _table(loaded, problems, table, ("assets", asset_id))
+        if table is None:
+            continue
+        _check_params(loaded, problems, table.get("params"), ("assets", asset_id, "params"))
         merged = {**defaults_raw, **table}
-        spec = _validate(loaded, AssetSpec, merged, ("assets", asset_id), own_keys=set(table))
+        spec = _validate(loaded, problems, AssetSpec, merged, ("assets", asset_id), own_keys=set(table))
+        if spec is None:
+            continue
         if spec.prompt is None:
-            raise loaded.error("an asset needs a prompt; add prompt = \"...\"", "assets", asset_id)
+            problems.add(loaded.error("an asset needs a prompt; add prompt = \"...\"", "assets", asset_id))
+            continue
         assets[asset_id] = spec
 
-    loaded.manifest = Manifest(project=project, defaults=defaults, providers=providers, assets=assets)
-    _check_provider_names(loaded)
+    problems.check()
+    assert project is not None and defaults is not None and limits is not None
+    loaded.manifest = Manifest(project=project, defaults=defaults, providers=providers, assets=assets,
+                               limits=limits)
+    _check_provider_names(loaded, problems)
+    problems.check()
     return loaded
 
 
-def _table(loaded: LoadedManifest, value: Any, path: tuple[str, ...]) -> dict[str, Any]:
+def _table(loaded: LoadedManifest, problems: Problems, value: Any, path: tuple[str, ...]) -> dict[str, Any] | None:
     if not isinstance(value, dict):
-        raise loaded.error(f"must be a table, not {type(value).__name__}", *path)
+        problems.add(loaded.error(f"must be a table, not {_type_name(value)}", *path))
+        return None
     return value
 
 
-def _validate(loaded: LoadedManifest, model: type[BaseModel], raw: dict[str, Any], path: tuple[str, ...],
-              own_keys: set[str] | None = None) -> Any:
-    raw = _table(loaded, raw, path)
+def _type_name(value: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+_UNION_TAG = re.compile(r"^(str|int|float|bool|dict\[.*\]|list\[.*\])$")
+
+
+def _validate(loaded: LoadedManifest, problems: Problems, model: type[BaseModel], raw: Any,
+              path: tuple[str, ...], own_keys: set[str] | None = None) -> Any:
+    """The validated model, or None after adding every problem (one per key) to ``problems``."""
+    raw = _table(loaded, problems, raw, path)
+    if raw is None:
+        return None
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(str(p) for p in err["loc"])
-        where = path
-        if own_keys is not None and loc and loc[0] not in own_keys:
-            where = ("defaults",)  # the offending value came from [defaults]
-        if err["type"] == "extra_forbidden":
-            message = _unknown(loc[-1], model.model_fields, "key") if len(loc) == 1 else f"unknown key {loc[-1]!r}"
-        else:
-            message = _reword(err)
-        raise loaded.error(message, *where, *loc) from exc
+        # One problem per key: a union reports each member's failure, keep the most specific.
+        chosen: dict[str, tuple[tuple[str, ...], Any]] = {}
+        for err in exc.errors():
+            loc = tuple(str(p) for i, p in enumerate(err["loc"]) if i == 0 or not _UNION_TAG.match(str(p)))
+            if loc and (loc[0] not in chosen or len(loc) > len(chosen[loc[0]][0])):
+                chosen[loc[0]] = (loc, err)
+        for loc, err in chosen.values():
+            where = path
+            if own_keys is not None and loc[0] not in own_keys:
+                where = ("defaults",)  # the offending value came from [defaults]
+            if err["type"] == "extra_forbidden":
+                message = _unknown(loc[-1], model.model_fields, "key") if len(loc) == 1 else f"unknown key {clip(loc[-1])}"
+            else:
+                message = _reword(err)
+            problems.add(loaded.error(message, *where, *loc))
+        return None
+
+
+def _check_params(loaded: LoadedManifest, problems: Problems, value: Any, path: tuple[str, ...]) -> None:
+    """``params`` go to a host as JSON: no nan/inf (JSON has none), no absurd nesting."""
+
+    def walk(v: Any, depth: int, where: tuple[str, ...]) -> None:
+        if depth > _MAX_PARAMS_DEPTH:
+            problems.add(loaded.error(f"nested more than {_MAX_PARAMS_DEPTH} levels deep; flatten it", *where))
+        elif isinstance(v, float) and not math.isfinite(v):
+            problems.add(loaded.error(f"{v} is not a finite number (hosts take JSON, which has no {v}); "
+                                      "use a number", *where))
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                walk(item, depth + 1, (*where, str(k)))
+        elif isinstance(v, list):
+            for item in v:
+                walk(item, depth + 1, where)
+
+    if value is not None:
+        walk(value, 0, path)
 
 
 def _unknown(key: str, known: Any, what: str) -> str:
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(known))}"
-    return f"unknown {what} {key!r}{hint}"
+    return f"unknown {what} {clip(key)}{hint}"
 
 
 def _reword(err: dict[str, Any]) -> str:
@@ -182,15 +286,17 @@ def _reword(err: dict[str, Any]) -> str:
     value = err.get("input")
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
-        return f"{value!r} is not allowed; use {expected}"
+        return f"{clip(value)} is not allowed; use {expected}"
+    if kind == "finite_number":
+        return f"{value} is not a finite number; use a number such as 5.0"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"{value!r}: {err['msg'].lower()}"
+        return f"{clip(value)}: {err['msg'].lower()}"
     if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{value!r} is the wrong type: {err['msg'].lower()}"
+        return f"{clip(value)} is the wrong type: {err['msg'].lower()}"
     return err["msg"]
 
 
-def _check_provider_names(loaded: LoadedManifest) -> None:
+def _check_provider_names(loaded: LoadedManifest, problems: Problems) -> None:
     m = loaded.manifest
     from .providers import PROVIDER_CLASSES
 
@@ -198,16 +304,18 @@ def _check_provider_names(loaded: LoadedManifest) -> None:
 
     def check(name: str | None, *path: str) -> None:
         if name is not None and name not in known:
-            raise loaded.error(_unknown(name, sorted(known), "provider") + "; add a [providers.NAME] table", *path)
+            problems.add(loaded.error(_unknown(name, sorted(known), "provider") + "; add a [providers.NAME] table",
+                                      *path))
 
     check(m.project.provider, "project", "provider")
     for name, cfg in m.providers.items():
         check(cfg.fallback, "providers", name, "fallback")
         if cfg.fallback == name:
-            raise loaded.error("a provider cannot fall back to itself", "providers", name, "fallback")
+            problems.add(loaded.error("a provider cannot fall back to itself", "providers", name, "fallback"))
+            continue
         fallback = m.providers.get(cfg.fallback or "")
         if cfg.fallback == "local" or (fallback is not None and fallback.type == "local"):
-            raise loaded.error("the local placeholder renderer cannot stand in for Seedream; "
-                               "fall back to another Seedream host", "providers", name, "fallback")
+            problems.add(loaded.error("the local placeholder renderer cannot stand in for Seedream; "
+                                      "fall back to another Seedream host", "providers", name, "fallback"))
     for asset_id, spec in m.assets.items():
         check(spec.provider, "assets", asset_id, "provider")

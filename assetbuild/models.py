@@ -13,7 +13,9 @@ ModelName = Literal["seedream-4.0", "seedream-4.5"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    # allow_inf_nan=False: TOML has nan and inf, and no key of ours means anything by them
+    # (max_cost = nan would compare false with every estimate, i.e. no budget at all).
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ProviderConfig(_Frozen):
@@ -23,10 +25,11 @@ class ProviderConfig(_Frozen):
     api_key_env: Optional[str] = None  # default depends on type
     base_url: Optional[str] = None  # default depends on type
     concurrency: int = Field(4, ge=1, le=64)  # HTTP requests in flight at once, across the build
-    requests_per_minute: Optional[int] = Field(None, ge=1)  # client-side limit on API requests
-    timeout_s: Optional[float] = Field(None, gt=0)  # one HTTP request; None: the type's default
-    poll_interval_s: float = Field(2.0, gt=0)  # first poll delay of async hosts (backs off x1.5 to 10 s)
-    poll_timeout_s: float = Field(900.0, gt=0)  # overall deadline for one async job
+    requests_per_minute: Optional[int] = Field(None, ge=1, le=1_000_000)  # client-side limit on API requests
+    # Upper bounds keep timers within what the OS and threading accept (1e300 s overflows them).
+    timeout_s: Optional[float] = Field(None, gt=0, le=3600)  # one HTTP request; None: the type's default
+    poll_interval_s: float = Field(2.0, gt=0, le=600)  # first poll delay of async hosts (backs off x1.5 to 10 s)
+    poll_timeout_s: float = Field(900.0, gt=0, le=604_800)  # overall deadline for one async job
     max_attempts: int = Field(5, ge=1, le=20)  # tries per HTTP request (429/5xx/timeouts)
     fallback: Optional[str] = None  # another [providers.NAME] to use when this one is unavailable
     price_per_image: Optional[Union[float, dict[str, float]]] = None  # USD; or per canonical model
@@ -41,6 +44,16 @@ class ProjectConfig(_Frozen):
     provider: str = "local"
     model: ModelName = "seedream-4.0"
     max_cost: Optional[float] = Field(None, ge=0)
+
+
+class LimitsConfig(_Frozen):
+    """The ``[limits]`` table: refuse input that would exhaust the machine before it does."""
+
+    # Variants over the whole manifest; a matrix is counted before it is expanded.
+    max_variants: int = Field(10_000, ge=1)
+    # Pixels of one reference image, read from its header before it is decoded (a
+    # decompression-bomb guard). 6000x6000 is the most any Seedream host accepts.
+    max_reference_pixels: int = Field(36_000_000, ge=1)
 
 
 MatrixValue = Union[str, int, float, bool]
@@ -70,3 +83,4 @@ class Manifest(_Frozen):
     defaults: AssetSpec = Field(default_factory=AssetSpec)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     assets: dict[str, AssetSpec] = Field(default_factory=dict)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)

@@ -7,6 +7,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .errors import ManifestError
+
+
+@dataclass(frozen=True)
+class RefSite:
+    """Where the manifest names a reference file, for problems found only when the file is
+    read (at plan time), and the pixel limit the image must meet."""
+
+    file: str
+    line: int | None
+    key: str
+    max_pixels: int
+
+    def error(self, message: str) -> ManifestError:
+        return ManifestError(message, file=self.file, line=self.line, key=self.key)
+
 
 @dataclass(frozen=True)
 class Ref:
@@ -17,6 +33,7 @@ class Ref:
     node: str | None = None  # upstream node id
     index: int | None = None  # 0-based output of the upstream node; None = all of them
     paths: tuple[str, ...] = ()  # upstream: the output paths referenced, in order
+    site: RefSite | None = None  # file: where the manifest names it
 
 
 @dataclass(frozen=True)

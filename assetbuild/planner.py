@@ -194,7 +194,7 @@ class Planner:
         unbuilt: list[str] = []
         for ref in node.references:
             if ref.path is not None:
-                refs.append(ResolvedRef(ref.label, self.hasher.hash(ref.path), ref.path))
+                refs.append(ResolvedRef(ref.label, self.hasher.reference(ref), ref.path))
                 continue
             assert ref.node is not None
             shas = upstream.get(ref.node, Unsettled.UNBUILT)

@@ -43,8 +43,9 @@ LIMITS: dict[str, ModelLimits] = {
     "local": ModelLimits(("1K", "2K", "4K"), min_ratio=0, max_ratio=float("inf"), min_side=16, max_side=8192),
 }
 
-_PIXELS = re.compile(r"^(\d+)x(\d+)$")
-_RATIO = re.compile(r"^(\d+):(\d+)(?:@(1K|2K|4K))?$")
+_PIXELS = re.compile(r"^([0-9]+)x([0-9]+)$")
+_RATIO = re.compile(r"^([0-9]+):([0-9]+)(?:@(1K|2K|4K))?$")
+_MAX_DIGITS = 6  # no model takes a side or a ratio term of a million or more
 
 
 class SizeError(ValueError):
@@ -55,6 +56,11 @@ def resolve_size(text: str, model: str) -> tuple[int, int]:
     """Exact (width, height) for ``text`` on ``model``; SizeError says what is wrong and what fits."""
     limits = LIMITS[model]
     spec = text.strip()
+    shown = _shown(text)
+    if len(spec) > 2 * _MAX_DIGITS + 4:  # int() of 5,000 digits raises; none of them is a size
+        longest = max((len(t) for t in re.findall(r"[0-9]+", spec)), default=0)
+        if longest > _MAX_DIGITS:
+            raise SizeError(f"size {shown} has a number of {longest:,} digits; write a size such as 2048x2048 or 16:9")
     if spec.upper() in TIER_SIDE:
         tier = spec.upper()
         _check_tier(tier, model, limits)
@@ -63,23 +69,28 @@ def resolve_size(text: str, model: str) -> tuple[int, int]:
     elif m := _PIXELS.match(spec):
         width, height = int(m.group(1)), int(m.group(2))
         if width == 0 or height == 0:
-            raise SizeError(f"size {text!r} has a zero side")
+            raise SizeError(f"size {shown} has a zero side")
     elif m := _RATIO.match(spec):
         rw, rh = int(m.group(1)), int(m.group(2))
         if rw == 0 or rh == 0:
-            raise SizeError(f"size {text!r} has a zero term")
+            raise SizeError(f"size {shown} has a zero term")
         tier = m.group(3) or "2K"
         _check_tier(tier, model, limits)
         width, height = _ratio_pixels(rw, rh, tier)
     else:
-        raise SizeError(f"size {text!r} is not 1K, 2K, 4K, WxH (2048x2048), W:H (16:9) or W:H@4K")
+        raise SizeError(f"size {shown} is not 1K, 2K, 4K, WxH (2048x2048), W:H (16:9) or W:H@4K")
     check_pixels(width, height, model, label=text)
     return width, height
 
 
+def _shown(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 40 else f"{shown[:35]}...{shown[-2:]}"
+
+
 def check_pixels(width: int, height: int, model: str, *, label: str = "") -> None:
     limits = LIMITS[model]
-    label = label or f"{width}x{height}"
+    label = label[:40] or f"{width}x{height}"
     ratio = width / height
     if not limits.min_ratio <= ratio <= limits.max_ratio:
         raise SizeError(f"size {label!r} ({width}x{height}) has aspect ratio {ratio:.3g}; {model} allows 1/16 to 16")

@@ -84,8 +84,8 @@ def test_a_reference_gone_or_turned_into_a_link_takes_the_full_path_and_its_erro
     outside = project.root.parent / "outside.png"
     outside.write_bytes(png())
     os.symlink(outside, project.root / "ref.png")
-    _, imported = probe(project, "blueprint", "1")
-    assert "pydantic" in imported  # the link is judged by the full path, never served from the memo
+    res = project.run("plan")  # judged by the full path (which refuses it), never served from the memo
+    assert res.exit_code == 2 and "ref.png" in res.stderr and "outside" in res.stderr, res.stderr
 
 
 def test_the_provider_override_is_part_of_the_memo_key(project):

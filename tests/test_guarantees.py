@@ -4,7 +4,6 @@ an image that was paid for. Each test reproduces one way the promises broke."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -78,7 +79,7 @@ def test_lock_of_unknown_version_is_refused(tmp_path):
         Lockfile.load(path)
 
 
-def _entry(fp: str) -> "LockEntry":
+def _entry(fp: str) -> Any:
     from assetbuild.lockfile import LockEntry, OutputRecord
 
     return LockEntry(fingerprint=fp, provider="local", model_id="local", built="2026-11-22T00:00:00Z", cost_usd=0.0,
