@@ -22,7 +22,7 @@ from .errors import BudgetError, UsageError, UserError
 from .executor import Budget, Event, Executor, NodeResult
 from .blueprint import Blueprint
 from .files import exclusive, sweep_temp_files
-from .fingerprint import FileHasher
+from .hashing import FileHasher
 from .lockfile import Lockfile
 from .nodes import Node
 from .planner import Action, Decision, Planner, texts

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 from .errors import CacheError
 from .files import write_atomic
-from .fingerprint import sha256_bytes
+from .hashing import sha256_bytes
 
 CACHE_DIR_ENV = "ASSETBUILD_CACHE_DIR"
 

@@ -25,7 +25,7 @@ from .clock import Clock
 from .errors import AssetbuildError, BuildInterrupted, ProviderError, ProviderUnavailable, UserError
 from .nodes import Node
 from .files import write_atomic
-from .fingerprint import FileHasher, sha256_bytes
+from .hashing import FileHasher, sha256_bytes
 from .lockfile import LockEntry, Lockfile, OutputRecord
 from .planner import Action, Decision, Handoff, Planner, Reason, ResolvedRef, Unsettled, texts
 from .providers.base import GenerationRequest, GenerationResult, Provider, ReferenceImage

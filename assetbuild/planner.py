@@ -14,7 +14,8 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence, Union
 
 from .cache import Cache, CacheRecord
 from .nodes import Node
-from .fingerprint import FileHasher, fingerprint, fingerprint_inputs
+from .fingerprint import fingerprint, fingerprint_inputs
+from .hashing import FileHasher
 from .lockfile import LockEntry, Lockfile
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from assetbuild.cache import Cache, CacheRecord
 from assetbuild.errors import CacheError
-from assetbuild.fingerprint import sha256_bytes
+from assetbuild.hashing import sha256_bytes
 
 
 @pytest.fixture

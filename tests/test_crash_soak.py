@@ -30,7 +30,7 @@ from PIL import Image
 
 from assetbuild.api import Project
 from assetbuild.cache import Cache
-from assetbuild.fingerprint import sha256_bytes
+from assetbuild.hashing import sha256_bytes
 from assetbuild.planner import Action
 from tests.conftest import REPO, ProjectDir
 from tests.fakes.apiframe import ApiframeEmulator

@@ -14,7 +14,7 @@ from assetbuild.cache import Cache
 from assetbuild.clock import SystemClock
 from assetbuild.errors import BuildInterrupted, Interrupted
 from assetbuild.executor import Event, Executor, Outcome
-from assetbuild.fingerprint import FileHasher
+from assetbuild.hashing import FileHasher
 from assetbuild.lockfile import Lockfile
 from assetbuild.nodes import Node, Ref
 from assetbuild.planner import Action, Planner

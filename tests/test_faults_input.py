@@ -17,7 +17,7 @@ from PIL import Image
 
 from assetbuild.api import Project
 from assetbuild.errors import ManifestError, ManifestErrors, UserError
-from assetbuild.fingerprint import FileHasher
+from assetbuild.hashing import FileHasher
 from assetbuild.lockfile import Lockfile
 from tests.conftest import png
 

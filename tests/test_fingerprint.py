@@ -7,7 +7,7 @@ import os
 import pytest
 
 from assetbuild.api import Project
-from assetbuild.fingerprint import FileHasher
+from assetbuild.hashing import FileHasher
 from assetbuild.planner import Unsettled
 from tests.conftest import png
 

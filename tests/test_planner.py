@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from assetbuild.cache import Cache, CacheRecord
-from assetbuild.fingerprint import FileHasher, fingerprint, fingerprint_inputs, sha256_bytes
+from assetbuild.fingerprint import fingerprint, fingerprint_inputs
+from assetbuild.hashing import FileHasher, sha256_bytes
 from assetbuild.lockfile import LockEntry, Lockfile, OutputRecord
 from assetbuild.nodes import Node, Ref
 from assetbuild.planner import Action, Decision, Planner, Reason, Unsettled
