@@ -367,7 +367,11 @@ class Executor:
         outputs = []
         for path, data in zip(node.outputs, images):
             info = inspect_image(data)
-            write_atomic(self.root / path, data)
+            try:
+                write_atomic(self.root / path, data)
+            except OSError as exc:  # a folder in its way, a full disk: the image is cached already
+                raise AssetbuildError(f"{node.id}: cannot write {path} ({exc.strerror or exc}); fix that and rerun: "
+                                      "the image is in the cache, so it costs nothing again") from exc
             sha = sha256_bytes(data)
             self.hasher.remember(path, sha)
             outputs.append(OutputRecord(path, sha, info.width, info.height))

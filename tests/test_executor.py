@@ -211,3 +211,16 @@ def test_a_failure_without_keep_going_blocks_what_was_not_started(tmp_path):
     assert [r.status for r in results] == [Outcome.GENERATED, Outcome.FAILED, Outcome.GENERATED, Outcome.BLOCKED]
     assert results[3].reasons == ["upstream b not built"]
     assert Action.BLOCKED.value == "blocked"
+
+
+def test_an_output_that_cannot_be_written_fails_that_asset_with_one_line_and_keeps_its_image(tmp_path):
+    s = Setup(tmp_path)
+    planner = s.planner()
+    decisions = planner.plan([node("a"), node("b")])
+    (s.root / "out" / "a.png").mkdir(parents=True)  # a folder appeared where the output goes, mid-build
+    executor = Executor(root=s.root, planner=planner, lock=s.lock, cache=s.cache, hasher=s.hasher,
+                        providers=s.pool, clock=SystemClock(), jobs=1, keep_going=True, on_event=s.events.append)
+    results = executor.run(decisions)
+    assert [r.status for r in results] == [Outcome.FAILED, Outcome.GENERATED]
+    assert results[0].error is not None and "out/a.png" in results[0].error and "rerun" in results[0].error
+    assert s.cache.result(decisions[0].fingerprint) is not None  # the image is kept in the cache
