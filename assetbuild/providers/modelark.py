@@ -11,6 +11,11 @@ defaults it to true); a batch as ``sequential_image_generation: "auto"`` with
 ``image`` (a string for one, an array for several); ``response_format: "url"`` with the results
 downloaded at once (URLs live 24 h), ``b64_json`` read too if ``params`` asks for it.
 
+The prompt says how many images a batch should have (§7.10: the model takes the number from the
+prompt; ``max_images`` only caps it). A 500 is retried (§1.7 "Retry 429 / 500 with backoff";
+billing is per image delivered, §1.5); a dropped connection or a read timeout after the request
+was sent is not, since the images may have been made and billed.
+
 ``request.seed`` is not sent: the docs say only the 3.0 models take ``seed`` (§1.2, "4.x: not
 supported"). A user who wants it sent anyway writes it in ``params``, which is merged into the
 body (tables into objects); the keys assetbuild sets itself (``modeled_keys``) are refused.
@@ -30,7 +35,7 @@ from ..errors import (
     ProviderUnavailable,
     UserError,
 )
-from ._http import HostError, check_image, decode_b64_image, default_error_parser
+from ._http import BadAnswer, HostError, check_image, decode_b64_image, default_error_parser, size_warning
 from ._remote import LIST_PRICES, RemoteProvider, merge_params
 from .base import GenerationRequest, GenerationResult, JobStore
 
@@ -100,6 +105,9 @@ class ModelArkProvider(RemoteProvider):
     # Reference limits: the base's, from §1.3's current revision (the older 4.0 revision allowed
     # 10 references, jpeg/png only).
     supports_watermark = True  # and it defaults to true (§7.2), so it is always sent
+    prompt_says_count = True  # §7.10: with sequential generation the model reads the count from the prompt
+    # §1.7: "Retry 429 / 500 with backoff"; §1.5: billing is per image delivered, and a 500 delivers none.
+    unstarted_statuses = frozenset({500})
     modeled_keys = ("model", "prompt", "image", "size", "watermark",
                     "sequential_image_generation", "sequential_image_generation_options")
     output_limits: ClassVar[dict[str, OutputLimits]] = {
@@ -137,7 +145,7 @@ class ModelArkProvider(RemoteProvider):
         """The JSON body of ``POST /images/generations`` for ``request`` (§1.2)."""
         body: dict[str, Any] = {
             "model": self.model_id(request.model),
-            "prompt": request.prompt,
+            "prompt": self.prompt_text(request),
             "size": f"{request.width}x{request.height}",
             "response_format": "url",
             "watermark": request.watermark,
@@ -155,12 +163,21 @@ class ModelArkProvider(RemoteProvider):
         return merge_params(body, request.params)
 
     def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
-        """One synchronous call; ``jobs`` is unused because Ark has no job to resume."""
+        """One synchronous call; ``jobs`` is unused because Ark has no job to resume. Any error
+        once the call was answered says ``submitted``: images may have been made and billed."""
         self.validate(request)
         body = self.request_body(request)
-        response = self.http.request("POST", GENERATE_PATH, json=body)
+        with self.reporting():
+            response = self.http.request("POST", GENERATE_PATH, json=body)
+            try:
+                return self._result(request, body, response)
+            except ProviderError as exc:
+                exc.submitted = True
+                raise
+
+    def _result(self, request: GenerationRequest, body: dict[str, Any], response: httpx.Response) -> GenerationResult:
         payload = self._payload(response)
-        images, failures = self._collect(request, payload)
+        images, warnings, failures = self._collect(request, payload)
         made = self._generated(payload)
         if len(images) < request.count:
             raise self._shortfall(request, images, made, failures)
@@ -171,23 +188,24 @@ class ModelArkProvider(RemoteProvider):
             # Ark's request id header is not in providers.md (unconfirmed); taken when present.
             request_id=response.headers.get("x-request-id"),
             cost_usd=made * self.price_per_image(request.model),
+            warnings=tuple(warnings),
         )
 
     def _payload(self, response: httpx.Response) -> dict[str, Any]:
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
+        payload = self.http.read_json(response, f"POST {GENERATE_PATH}", True)
         if not isinstance(payload, dict):
-            raise ProviderUnavailable(f"POST {GENERATE_PATH} returned a body that is not a JSON object",
-                                      provider=self.name)
+            raise BadAnswer(f"POST {GENERATE_PATH} returned a body that is not a JSON object",
+                            provider=self.name, submitted=True)
         return payload
 
-    def _collect(self, request: GenerationRequest, payload: dict[str, Any]) -> tuple[list[bytes], list[_Failure]]:
-        """Every image that came back, downloaded and checked now, and why the others did not.
-        A failed image inside a batch arrives as ``data[i].error`` with HTTP 200 (§1.5), and
-        some clients also see a request-level ``error`` with HTTP 200 (§1.7)."""
+    def _collect(self, request: GenerationRequest,
+                 payload: dict[str, Any]) -> tuple[list[bytes], list[str], list[_Failure]]:
+        """Every image that came back, downloaded and checked now (kept with a warning if it
+        is not the size asked), and why the others did not. A failed image inside a batch
+        arrives as ``data[i].error`` with HTTP 200 (§1.5), and some clients also see a
+        request-level ``error`` with HTTP 200 (§1.7)."""
         images: list[bytes] = []
+        warnings: list[str] = []
         failures: list[_Failure] = []
         if isinstance(payload.get("error"), dict):
             failures.append(self._host_failure(parse_ark_error(200, payload, ""), ""))
@@ -198,25 +216,29 @@ class ModelArkProvider(RemoteProvider):
                 failures.append(self._host_failure(parse_ark_error(200, item, ""), label))
                 continue
             try:
-                images.append(self._fetch(item, request))
+                image, info = self._fetch(item)
             except ProviderError as exc:
                 failures.append(_Failure(type(exc), label + exc.detail, exc.code, exc.status))
-        return images, failures
+                continue
+            warning = size_warning(info, request.width, request.height)
+            if warning:
+                warnings.append(label + warning if request.count > 1 else warning)
+            images.append(image)
+        return images, warnings, failures
 
     def _host_failure(self, err: HostError, label: str) -> _Failure:
         return _Failure(failure_kind(err), label + self.http.redact(err.message), err.code, 200)
 
-    def _fetch(self, item: Any, request: GenerationRequest) -> bytes:
-        """One result's bytes, checked to decode at the requested size."""
+    def _fetch(self, item: Any) -> tuple[bytes, Any]:
+        """One result's bytes, checked to decode (re-fetched while corrupt, as on every host)."""
         url = item.get("url") if isinstance(item, dict) else None
         b64 = item.get("b64_json") if isinstance(item, dict) else None
         if isinstance(url, str) and url:
-            return self.http.download_image(url, width=request.width, height=request.height)
+            return self._fetch_image(url)
         if isinstance(b64, str) and b64:
             data = decode_b64_image(b64, self.name)
-            check_image(data, self.name, width=request.width, height=request.height)
-            return data
-        raise ProviderUnavailable("returned a data[] item with neither url nor b64_json", provider=self.name)
+            return data, check_image(data, self.name)
+        raise BadAnswer("returned a data[] item with neither url nor b64_json", provider=self.name)
 
     @staticmethod
     def _generated(payload: dict[str, Any]) -> int:
@@ -224,7 +246,7 @@ class ModelArkProvider(RemoteProvider):
         (§1.5); without it, the ``data[]`` items that are not errors."""
         usage = payload.get("usage")
         count = usage.get("generated_images") if isinstance(usage, dict) else None
-        if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+        if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= 1000:
             return count
         data = payload.get("data")
         return sum(1 for item in (data if isinstance(data, list) else [])
@@ -235,8 +257,8 @@ class ModelArkProvider(RemoteProvider):
         """The error for fewer than ``count`` images, carrying the ones that did come back."""
         if not failures:
             # With sequential generation the model decides how many images to make, up to max_images.
-            failures = [_Failure(ProviderUnavailable, "the model stopped early; say in the prompt how many "
-                                 f"images you want (e.g. \"a set of {request.count} images\")")]
+            failures = [_Failure(ProviderUnavailable, f"the model made fewer images than the {request.count} "
+                                 "the prompt asks for")]
         first = next((f for f in failures if f.kind is ProviderRefused), failures[0])
         reasons = "; ".join(f.message for f in failures)
         if images or made:
