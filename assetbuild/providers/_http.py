@@ -19,6 +19,7 @@ import email.utils
 import html
 import json as json_module
 import random
+import re
 import threading
 import urllib.parse
 from collections import deque
@@ -75,7 +76,7 @@ def host_error(status: int, code: Any, message: Any, text: str) -> HostError:
     code as text, the message falling back to the body's text and then the status phrase, and
     a refusal judged by their words (:func:`looks_refused`)."""
     code_text = None if code is None else one_line(_text(code), 80)
-    message = one_line(_text(message or "")) or one_line(text) or httpx.codes.get_reason_phrase(status)
+    message = one_line(_text(message or "")) or page_text(text) or httpx.codes.get_reason_phrase(status)
     return HostError(code_text, message, looks_refused(f"{code_text or ''} {message}"))
 
 
@@ -114,6 +115,21 @@ def _text(value: Any) -> str:
         return str(value)
     except ValueError:  # an int of more than 4300 digits
         return f"<{type(value).__name__} too long to show>"
+
+
+HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+HTML_TAG = re.compile(r"<[^>]*>")
+
+
+def page_text(text: str) -> str:
+    """A body's words for a message: an HTML error page (a proxy's, a CDN's) by its title,
+    anything else as one line."""
+    head = text.lstrip()[:200].lower()
+    if head.startswith(("<!doctype html", "<html")) or "<html" in head:
+        title = HTML_TITLE.search(text)
+        words = title.group(1) if title else HTML_TAG.sub(" ", text)
+        return f"an HTML page ({one_line(words, 200)})"
+    return one_line(text)
 
 
 def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -539,7 +555,21 @@ def check_image(data: bytes, provider: str) -> ImageInfo:
     try:
         return inspect_image(data, verify=True)
     except ImageDecodeError as exc:
-        raise BadAnswer(f"returned an image that does not decode: {exc}", provider=provider) from exc
+        raise BadAnswer(f"returned an image that does not decode ({_what_bytes(data)})", provider=provider) from exc
+
+
+def _what_bytes(data: bytes) -> str:
+    """What a result that is not an image looks like, for the message."""
+    if not data:
+        return "an empty body"
+    head = data[:200].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        return f"an HTML page of {len(data)} bytes"
+    if head.startswith((b"{", b"[")):
+        return f"JSON of {len(data)} bytes"
+    if head.startswith(b"<"):
+        return f"XML of {len(data)} bytes"
+    return f"{len(data)} bytes, cut short or not an image"
 
 
 def size_warning(info: ImageInfo, width: int, height: int) -> str | None:

@@ -129,7 +129,7 @@ class AtlasCloudProvider(RemoteProvider):
         top-level shapes of §3.4) is returned whole."""
         code = body.get("code")
         if code is not None and str(code) != "200":
-            error = self.envelope_error(label, parse_error(200, body, ""), code)
+            error = self.envelope_error(label, parse_error(200, body, f"code {code} without a message"), code)
             error.submitted = submitted and not isinstance(error, ProviderRequestError)
             raise error
         data = body.get("data")

@@ -208,7 +208,7 @@ class ModelArkProvider(RemoteProvider):
         warnings: list[str] = []
         failures: list[_Failure] = []
         if isinstance(payload.get("error"), dict):
-            failures.append(self._host_failure(parse_ark_error(200, payload, ""), ""))
+            failures.append(self._host_failure(parse_ark_error(200, payload, ""), "the request failed: "))
         data = payload.get("data")
         for index, item in enumerate(data if isinstance(data, list) else []):
             label = f"image {index + 1}: "

@@ -349,7 +349,9 @@ class Emulator:
                 time.sleep(fault.delay_s)
             if fault and not (fault.then_handle or fault.drop or fault.trickle_s):
                 body = fault.body(req) if callable(fault.body) else fault.body
-                resp = Response(fault.status or 500, body, fault.headers)
+                headers = {k: v for k, v in fault.headers.items() if k.lower() != "content-type"}
+                ctype = next((v for k, v in fault.headers.items() if k.lower() == "content-type"), None)
+                resp = Response(fault.status or 500, body, headers, content_type=ctype)
             elif handler is None:
                 resp = Response(404, {"error": f"no route for {h.command} {path}"})
             else:
