@@ -106,7 +106,7 @@ class ArkEmulator(Emulator):
         self.batch_limit: int | None = None
         self._job_faults: list[Reject] = []
         self._image_faults: dict[int, tuple[str, str]] = {}
-        self._billed = 0  # requests answered with at least one image (Ark bills per image delivered, §1.5)
+        self._billed: list[Request] = []  # requests answered with images (Ark bills per image delivered, §1.5)
         self.route("generate", "POST", r"/api/v3/images/generations")(self._generate)
 
     # -- the uniform emulator interface -----------------------------------------------------
@@ -123,8 +123,12 @@ class ArkEmulator(Emulator):
     @property
     def billed(self) -> int:
         """Requests the emulator made (and billed) images for."""
+        return len(self.billed_requests)
+
+    @property
+    def billed_requests(self) -> list[Request]:
         with self._lock:
-            return self._billed
+            return list(self._billed)
 
     # -- faults -----------------------------------------------------------------------------
 
@@ -158,7 +162,8 @@ class ArkEmulator(Emulator):
             faults, self._image_faults = self._image_faults, {}
         result = self._result(job, faults)
         with self._lock:
-            self._billed += result["usage"]["generated_images"] > 0
+            if result["usage"]["generated_images"] > 0:
+                self._billed.append(req)
         return Response(200, result, headers={"X-Request-Id": request_id})
 
     def _check_auth(self, req: Request) -> None:

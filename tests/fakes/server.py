@@ -103,6 +103,7 @@ class Request:
     at: float  # clock time of arrival
     route: str = ""
     match: dict[str, str] = field(default_factory=dict)
+    took_s: float | None = None  # real seconds from arrival to the answer sent (None: no answer)
 
     @property
     def json(self) -> Any:
@@ -324,6 +325,7 @@ class Emulator:
         body = h.rfile.read(length) if length else b""
         path, _, query = h.path.partition("?")
         req = Request(h.command, path, query, {k.lower(): v for k, v in h.headers.items()}, body, self._now())
+        arrived = time.monotonic()
         handler = None
         for name, method, pattern, fn in self._routes:
             m = pattern.match(path)
@@ -388,6 +390,7 @@ class Emulator:
                     time.sleep(resp.trickle_s)
             else:
                 h.wfile.write(data)
+            req.took_s = time.monotonic() - arrived
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
             h.close_connection = True
 
@@ -510,6 +513,10 @@ class HostEmulator(Emulator):
     def billed(self) -> int:
         """Jobs the host billed (the fault soak's count; the same as ``submits`` here)."""
         return len(self.submits)
+
+    @property
+    def billed_requests(self) -> list[Request]:
+        return self.submits
 
     # -- uploaded references ----------------------------------------------------------------
 
