@@ -123,3 +123,14 @@ def test_a_result_over_max_download_mb_is_refused() -> None:
             provider.generate(REQUEST, MemoryJobStore())
         assert isinstance(info.value, ProviderError) and info.value.job_key is not None
         provider.close()
+
+
+def test_the_download_limits_are_manifest_keys(tmp_path: Any) -> None:
+    from assetbuild.errors import ManifestError
+    from assetbuild.manifest import parse_manifest
+
+    text = '[providers.h]\ntype = "replicate"\ndownload_deadline_s = 120\nmax_download_mb = 32\n'
+    config = parse_manifest(text, tmp_path / "assetbuild.toml").manifest.providers["h"]
+    assert (config.download_deadline_s, config.max_download_mb) == (120.0, 32)
+    with pytest.raises(ManifestError, match="assetbuild.toml:4: providers.h.max_download_mb"):
+        parse_manifest(text.replace("= 32", "= 0"), tmp_path / "assetbuild.toml")

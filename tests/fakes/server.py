@@ -103,7 +103,7 @@ class Request:
     at: float  # clock time of arrival
     route: str = ""
     match: dict[str, str] = field(default_factory=dict)
-    took_s: float | None = None  # real seconds from arrival to the answer sent (None: no answer)
+    took_s: float | None = None  # real seconds from arrival to the answer made (None: none made)
 
     @property
     def json(self) -> Any:
@@ -368,6 +368,7 @@ class Emulator:
             if counted:
                 with self._lock:
                     self.in_flight -= 1
+        req.took_s = time.monotonic() - arrived
         if resp.drop:  # handled (and billed), but the client never hears back
             h.close_connection = True
             try:
@@ -390,7 +391,6 @@ class Emulator:
                     time.sleep(resp.trickle_s)
             else:
                 h.wfile.write(data)
-            req.took_s = time.monotonic() - arrived
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
             h.close_connection = True
 

@@ -126,7 +126,7 @@ def run_soak(host: str, root: Path, *, assets: int = 200, seed: int = 6, max_bui
         figures.submit_drops = counts.get(submit, {}).get("drop", 0)
         # A billed submit answered after the client gave up is as ambiguous as a drop: it happens
         # only when the machine is loaded (the injected timeouts are never billed).
-        figures.late_submits = sum(1 for r in emu.billed_requests if r.took_s is not None and r.took_s >= 0.8 * timeout_s)
+        figures.late_submits = sum(1 for r in emu.billed_requests if (r.took_s or 0.0) >= 0.8 * timeout_s)
     figures.wall_s = time.perf_counter() - started
     figures.retries = sum(p._http.retries for p in made if getattr(p, "_http", None) is not None)
     for provider in made:
