@@ -594,17 +594,22 @@ def test_a_corrupt_download_fetched_again_is_kept(host: Host, emu: Any, make_pro
     assert len(emu.submits) == 1
 
 
-@hosts(when=asynchronous)
+@hosts()
 def test_download_failing_in_transit_keeps_the_job_for_a_rerun(
         host: Host, emu: Any, make_provider: MakeProvider, make_request: MakeRequest) -> None:
+    """Ark too (found by the fault soak): its images were made and billed, so its answer is kept
+    like a job, and the rerun downloads them from it (their URLs live 24 h)."""
     emu.fail_next("result", status=503, times=3)
     jobs = MemoryJobStore()
     with pytest.raises(ProviderUnavailable, match="result download .*after 3 attempts") as info:
         make_provider(max_attempts=3).generate(make_request(), jobs)
     assert info.value.submitted is True and info.value.job_key is None
+    key = make_provider().job_key(make_request())
+    assert jobs.get(key) is not None
     result = make_provider().generate(make_request(), jobs)  # the rerun fetches the paid-for job again
     assert len(result.images) == 1
     assert len(emu.calls(host.submit)) == len(emu.submits) == 1  # not even a replayed submit
+    assert result.job_key == key  # handed back: the executor forgets it once the images are cached
 
 
 @hosts(when=asynchronous)

@@ -16,6 +16,11 @@ prompt; ``max_images`` only caps it). A 500 is retried (§1.7 "Retry 429 / 500 w
 billing is per image delivered, §1.5); a dropped connection or a read timeout after the request
 was sent is not, since the images may have been made and billed.
 
+Ark has no job to poll, but its answer is saved like one when a result download fails in
+transit (the images were made and billed; their URLs live 24 h): the rerun downloads them from
+the saved answer instead of paying for new ones, and hands the saved answer back (``job_key``)
+for the executor to forget once they are cached.
+
 ``request.seed`` is not sent: the docs say only the 3.0 models take ``seed`` (§1.2, "4.x: not
 supported"). A user who wants it sent anyway writes it in ``params``, which is merged into the
 body (tables into objects); the keys assetbuild sets itself (``modeled_keys``) are refused.
@@ -66,6 +71,7 @@ class _Failure:
     message: str
     code: str | None = None
     status: int | None = None
+    in_transit: bool = False  # a result download that failed on the way: a rerun can fetch it again
 
 
 def is_refusal(code: str | None) -> bool:
@@ -163,35 +169,51 @@ class ModelArkProvider(RemoteProvider):
         return merge_params(body, request.params)
 
     def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
-        """One synchronous call; ``jobs`` is unused because Ark has no job to resume. Any error
-        once the call was answered says ``submitted``: images may have been made and billed."""
+        """One synchronous call, or the saved answer of one whose downloads failed in transit.
+        Any error once the call was answered says ``submitted``: images may have been made and
+        billed."""
         self.validate(request)
         body = self.request_body(request)
+        key = self.job_key(request)
         with self.reporting():
-            response = self.http.request("POST", GENERATE_PATH, json=body)
+            saved = jobs.get(key)
+            if saved is not None and not saved.get("ended") and isinstance(saved.get("payload"), dict):
+                payload, request_id = saved["payload"], saved.get("request_id")
+            else:
+                saved = None
+                response = self.http.request("POST", GENERATE_PATH, json=body)
+                # Ark's request id header is not in providers.md (unconfirmed); taken when present.
+                request_id = response.headers.get("x-request-id")
+                payload = self._payload(response)
             try:
-                return self._result(request, body, response)
+                return self._result(request, body, payload, request_id, jobs, key, resumed=saved is not None)
             except ProviderError as exc:
                 exc.submitted = True
                 raise
 
-    def _result(self, request: GenerationRequest, body: dict[str, Any], response: httpx.Response) -> GenerationResult:
-        payload = self._payload(response)
+    def _result(self, request: GenerationRequest, body: dict[str, Any], payload: dict[str, Any],
+                request_id: str | None, jobs: JobStore, key: str, *, resumed: bool) -> GenerationResult:
         images, warnings, failures = self._collect(request, payload)
         made = self._generated(payload)
         if len(images) < request.count:
-            raise self._shortfall(request, images, made, failures)
+            error = self._shortfall(request, images, made, failures)
+            if any(failure.in_transit for failure in failures):
+                jobs.put(key, {"id": request_id or "ark", "payload": payload, "request_id": request_id})
+            elif resumed:
+                jobs.put(key, {"id": request_id or "ark", "ended": "failed"})
+                error.job_key = key
+            raise error
         model_id = payload.get("model")
         return GenerationResult(
             images=tuple(images[: request.count]),
             model_id=model_id if isinstance(model_id, str) and model_id else body["model"],
-            # Ark's request id header is not in providers.md (unconfirmed); taken when present.
-            request_id=response.headers.get("x-request-id"),
+            request_id=request_id,
             cost_usd=made * self.price_per_image(request.model),
             warnings=tuple(warnings),
+            job_key=key if resumed else None,
         )
 
-    def _payload(self, response: httpx.Response) -> dict[str, Any]:
+    def _payload(self, response: Any) -> dict[str, Any]:
         payload = self.http.read_json(response, f"POST {GENERATE_PATH}", True)
         if not isinstance(payload, dict):
             raise BadAnswer(f"POST {GENERATE_PATH} returned a body that is not a JSON object",
@@ -218,7 +240,8 @@ class ModelArkProvider(RemoteProvider):
             try:
                 image, info = self._fetch(item)
             except ProviderError as exc:
-                failures.append(_Failure(type(exc), label + exc.detail, exc.code, exc.status))
+                in_transit = type(exc) is ProviderUnavailable  # not a BadAnswer: it may come through next time
+                failures.append(_Failure(type(exc), label + exc.detail, exc.code, exc.status, in_transit))
                 continue
             warning = size_warning(info, request.width, request.height)
             if warning:
