@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import threading
 import time
 from typing import Protocol
 
@@ -11,6 +12,10 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
     def sleep(self, seconds: float) -> None: ...
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking at once when ``event`` is set; whether it is."""
+        ...
 
     def now(self) -> _dt.datetime: ...
 
@@ -24,6 +29,9 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return event.wait(max(seconds, 0.0))
 
     def now(self) -> _dt.datetime:
         return _dt.datetime.now(_dt.timezone.utc)

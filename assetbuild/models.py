@@ -31,6 +31,8 @@ class ProviderConfig(_Frozen):
     poll_interval_s: float = Field(2.0, gt=0, le=600)  # first poll delay of async hosts (backs off x1.5 to 10 s)
     poll_timeout_s: float = Field(900.0, gt=0, le=604_800)  # overall deadline for one async job
     max_attempts: int = Field(5, ge=1, le=20)  # tries per HTTP request (429/5xx/timeouts)
+    download_deadline_s: float = Field(300.0, gt=0, le=86_400)  # overall deadline for fetching one result image
+    max_download_mb: int = Field(64, ge=1, le=4096)  # the largest result image accepted
     fallback: Optional[str] = None  # another [providers.NAME] to use when this one is unavailable
     price_per_image: Optional[Union[float, dict[str, float]]] = None  # USD; or per canonical model
     model_ids: dict[str, str] = Field(default_factory=dict)  # canonical -> host id override (Ark "ep-...")

@@ -44,6 +44,7 @@ from byteplussdkarkruntime.types.images import SequentialImageGenerationOptions
 from replicate.exceptions import ModelError, ReplicateError
 
 from assetbuild.models import ProviderConfig
+from assetbuild.providers._remote import count_prompt
 from assetbuild.providers.base import GenerationRequest, MemoryJobStore
 from assetbuild.providers.fal import FalProvider
 from assetbuild.providers.modelark import ModelArkProvider, VolcengineProvider
@@ -57,6 +58,9 @@ from tests.fakes.server import Request
 
 KEY = "test-key-SECRET-123"
 PROMPT = "a red fox in snow"
+# With sequential generation the model reads how many images to make from the prompt
+# (providers.md §7.10): assetbuild says it there, and so must a user of the official client.
+BATCH_PROMPT = count_prompt(PROMPT, 3)
 
 
 # -- comparing two requests ----------------------------------------------------------------------
@@ -218,7 +222,8 @@ ARK_SDK_CALLS: dict[str, dict[str, Any]] = {
 def test_ark_requests_match_the_official_sdk(ark: ArkEmulator, case: str) -> None:
     provider = ModelArkProvider("ark", ProviderConfig(type="modelark", base_url=ark.base_url), env={"ARK_API_KEY": KEY})
     provider.generate(logical(case), MemoryJobStore())
-    ark_sdk(ark).images.generate(model=ARK_MODEL, prompt=PROMPT, size="1280x720", response_format="url",
+    prompt = BATCH_PROMPT if case == "batch" else PROMPT
+    ark_sdk(ark).images.generate(model=ARK_MODEL, prompt=prompt, size="1280x720", response_format="url",
                                  watermark=False, **ARK_SDK_CALLS[case])
     ours, theirs = ark.submits
     only_ours = {} if case == "batch" else {
@@ -446,7 +451,7 @@ def test_replicate_requests_match_the_official_client(rep: ReplicateEmulator, cl
     ref_file = tmp_path / "palette.png"
     ref_file.write_bytes(REF.data)
     fields = {"edit": {"image_input": [ref_file]},
-              "batch": {"sequential_image_generation": "auto", "max_images": 3}}.get(case, {})
+              "batch": {"prompt": BATCH_PROMPT, "sequential_image_generation": "auto", "max_images": 3}}.get(case, {})
     # base64: the client sends the file inline as a data URL, as assetbuild does (its default
     # uploads it to /v1/files first, exercised above).
     replicate_client(rep).models.predictions.create(model=REPLICATE_MODEL, input=replicate_input(**fields),

@@ -59,7 +59,7 @@ def test_text_to_image_sends_documented_fields(emu: ApiframeEmulator, clock: Fak
     assert len(submit.headers["idempotency-key"]) <= 255
     assert [r.route for r in emu.requests] == ["submit", "job", "job", "result"]  # QUEUED, COMPLETED
     assert all("x-api-key" not in r.headers for r in emu.calls("result"))  # no key to the CDN
-    assert jobs.get(make_provider(emu, clock).job_key(make_request())) is None
+    assert jobs.get(make_provider(emu, clock).job_key(make_request())) is not None  # handed back (job_key): the executor forgets it
 
 
 def test_seedream_45_with_seed_and_params(emu: ApiframeEmulator, clock: FakeClock) -> None:
@@ -162,7 +162,7 @@ def test_purged_job_is_reported(emu: ApiframeEmulator, clock: FakeClock) -> None
     emu.expire_results()
     with pytest.raises(ProviderRequestError, match="purged"):
         provider.generate(make_request(), jobs)
-    assert jobs.get(provider.job_key(make_request())) is None
+    assert jobs.get(provider.job_key(make_request())) is not None  # handed back (job_key): the executor forgets it
 
 
 # -- idempotent replay -------------------------------------------------------------------------

@@ -13,10 +13,16 @@ refused, and which behaviours apply (Ark is synchronous: nothing to poll or resu
 submits are idempotent and it runs one job per image). What only one host does (its exact
 request, its size and limit mapping, its own codes and shapes) is tested in that host's
 ``test_provider_<host>.py``.
+
+Saved jobs (issue 6, item 1): a job that reached its end is not forgotten by the provider. Its key
+is handed back (``job_key`` on the result, or on the error with any images) and the executor
+forgets it once the images are cached; :func:`forget` stands in for the executor here. A job that
+ended without its images is also marked ``ended``, so a rerun replaces it even if nobody forgot it.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -24,10 +30,11 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from assetbuild.errors import ProviderError, ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
+from assetbuild.providers._http import BadAnswer
 from assetbuild.providers._remote import RemoteProvider
 from assetbuild.providers.apiframe import ApiframeProvider
 from assetbuild.providers.atlascloud import AtlasCloudProvider
-from assetbuild.providers.base import GenerationRequest, MemoryJobStore
+from assetbuild.providers.base import GenerationRequest, GenerationResult, JobStore, MemoryJobStore
 from assetbuild.providers.evolink import EvolinkProvider
 from assetbuild.providers.fal import FalProvider
 from assetbuild.providers.modelark import ModelArkProvider, VolcengineProvider
@@ -82,6 +89,10 @@ class Host:
     watermark: bool = False  # the host has a watermark option
     shortfall: str = "made 2 of the 3 images asked for"  # words of a short batch's error
     image_label: str = ""  # how an error about one image of the result names it
+    unstarted: int | None = None  # a 5xx the host documents as "job not started": a submit is retried on it
+    exact_size: bool = True  # the host takes exact pixels (so another size is a warning)
+    running_body: Callable[[Any], Any] | None = None  # a poll answer of an undocumented status
+    count_in_prompt: bool = True  # the model reads a batch's size from the prompt (§7.10)
 
     @property
     def synchronous(self) -> bool:
@@ -199,7 +210,7 @@ def _ark(name: str, provider: type[RemoteProvider], platform: str) -> Host:
         _ark_error, _ark_fail, _ark_refuse,
         wrong_key=Expected("AuthenticationError", "missing or invalid", 401),
         modeled_param=({"size": "2K"}, "size"), request=HD_REQUEST, made=(1280, 720), watermark=True,
-        shortfall="say in the prompt how many", image_label="image 1: ",
+        shortfall="made fewer images than the 3 the prompt asks for", image_label="image 1: ", unstarted=500,
     )
 
 
@@ -210,23 +221,30 @@ HOSTS = [
          _evolink_error, _evolink_fail, _evolink_refuse,
          wrong_key=Expected("authentication_error", "Invalid or expired token", 401),
          modeled_param=({"size": "1:1"}, "size"), request=HD_REQUEST, made=result_size("16:9", "1K"),
-         upload="upload", forget_jobs=EvolinkEmulator.forget_tasks),
+         upload="upload", forget_jobs=EvolinkEmulator.forget_tasks, exact_size=False,
+         running_body=lambda emu: {"id": "t", "object": "image.generation.task", "status": "queued_upstream"}),
     Host("atlascloud", AtlasCloudProvider, AtlasCloudEmulator, "ATLASCLOUD_API_KEY", "generate", "prediction",
          _atlas_error, _atlas_fail, _atlas_refuse, wrong_key=Expected("401", "Unauthorized", 401),
          modeled_param=({"size": "1:1"}, "size"), request=HD_REQUEST, made=(1280, 720),
-         upload="upload", forget_jobs=AtlasCloudEmulator.forget_predictions),
+         upload="upload", forget_jobs=AtlasCloudEmulator.forget_predictions,
+         running_body=lambda emu: {"code": 200, "message": "", "data": {"status": "starting", "outputs": None}}),
     Host("apiframe", ApiframeProvider, ApiframeEmulator, "APIFRAME_API_KEY", "submit", "job",
          lambda status, message: ({"error": message}, None), _apiframe_fail, _apiframe_refuse,
          wrong_key=Expected(None, "HTTP 401", 401),
          modeled_param=({"seedreamParams": {"width": 600}}, "seedreamParams.width"),
-         upload="upload", forget_jobs=ApiframeEmulator.forget_jobs, idempotent_submit=True, jobs_per_image=True),
+         upload="upload", forget_jobs=ApiframeEmulator.forget_jobs, idempotent_submit=True, jobs_per_image=True,
+         count_in_prompt=False,
+         running_body=lambda emu: {"status": "UPSCALING", "progress": 80, "result": None}),
     Host("fal", FalProvider, FalEmulator, "FAL_KEY", "submit", "status",
          _fal_error, _fal_fail, _fal_refuse, wrong_key=Expected(None, "HTTP 401", 401),
-         modeled_param=({"image_size": "auto_4K"}, "image_size"), forget_jobs=_forget("jobs")),
+         modeled_param=({"image_size": "auto_4K"}, "image_size"), forget_jobs=_forget("jobs"),
+         count_in_prompt=False,  # num_images runs separate generations of one image each (§5.2)
+         running_body=lambda emu: {"status": "WARMING_UP"}),
     Host("replicate", ReplicateProvider, ReplicateEmulator, "REPLICATE_API_TOKEN", "create", "get",
          _replicate_error, _replicate_fail, _replicate_refuse,
          wrong_key=Expected(None, "HTTP 401: Unauthenticated", 401),
-         modeled_param=({"input": {"max_images": 4}}, "input.max_images"), forget_jobs=_forget("predictions")),
+         modeled_param=({"input": {"max_images": 4}}, "input.max_images"), forget_jobs=_forget("predictions"),
+         running_body=lambda emu: {"id": "p", "status": "queued", "output": None, "error": None}),
 ]
 
 
@@ -289,6 +307,20 @@ def where(host: Host) -> str:
     return rf"asset hero: provider {host.name} \({host.provider.type}\)"
 
 
+def forget(jobs: JobStore, outcome: GenerationResult | ProviderError) -> None:
+    """What the executor does once an outcome's images are cached: forget the job it ended."""
+    if outcome.job_key is not None:
+        jobs.delete(outcome.job_key)
+
+
+def assert_handed_back(host: Host, jobs: JobStore, key: str, outcome: GenerationResult | ProviderError) -> None:
+    """The job reached its end: its key is handed back, and it stays saved until forgotten."""
+    if host.synchronous:
+        assert outcome.job_key is None and jobs.get(key) is None  # Ark has no job
+    else:
+        assert outcome.job_key == key and jobs.get(key) is not None
+
+
 def assert_carries(error: ProviderError, expected: Expected) -> None:
     assert error.code == expected.code and error.status == expected.status
     if expected.code is not None:
@@ -347,18 +379,76 @@ def test_500_recovers_after_retries(host: Host, emu: Any, make_provider: MakePro
         assert len(emu.submits) == 1
 
 
-@hosts()
-def test_persistent_5xx_on_submit_is_unavailable_after_max_attempts(
+@hosts(when=lambda host: host.idempotent_submit or host.unstarted is not None)
+def test_a_5xx_that_cannot_have_started_the_job_is_retried(
         host: Host, emu: Any, make_provider: MakeProvider, make_request: MakeRequest) -> None:
-    body, code = host.error(503, "service unavailable")
-    emu.fail_next(host.submit, status=503, body=body, times=10)
-    with pytest.raises(ProviderUnavailable, match="HTTP 503: .*service unavailable") as info:
+    status = host.unstarted or 503  # Ark documents 500 as "retry"; Apiframe's key dedupes any retry
+    body, code = host.error(status, "service unavailable")
+    emu.fail_next(host.submit, status=status, body=body, times=10)
+    with pytest.raises(ProviderUnavailable, match=f"HTTP {status}: .*service unavailable") as info:
         make_provider(max_attempts=4).generate(make_request(), MemoryJobStore())
 
-    assert "after 4 attempts" in str(info.value)
-    assert info.value.code == code and info.value.status == 503
+    assert "after 4 attempts" in str(info.value) and "billed" not in str(info.value)
+    assert info.value.code == code and info.value.status == status
+    assert info.value.submitted is host.idempotent_submit  # an Apiframe job may exist under its key
     assert len(emu.calls(host.submit)) == 4
-    assert len(emu.submits) == (4 if host.synchronous else 0)
+
+
+@hosts(when=lambda host: not host.idempotent_submit)
+def test_a_5xx_that_may_have_started_the_job_is_not_retried(
+        host: Host, emu: Any, make_provider: MakeProvider, make_request: MakeRequest) -> None:
+    body, code = host.error(502, "bad gateway")
+    emu.fail_next(host.submit, status=502, body=body, headers={"X-Request-Id": "req-7f3"}, times=10)
+    with pytest.raises(ProviderUnavailable, match="HTTP 502: .*bad gateway; not retried: .*may have been billed "
+                                                  r"\(request id req-7f3\)") as info:
+        make_provider(max_attempts=4).generate(make_request(), MemoryJobStore())
+    assert info.value.submitted is True  # so the executor never falls back to a second host
+    assert info.value.code == code and info.value.status == 502
+    assert len(emu.calls(host.submit)) == 1
+
+
+@hosts()
+def test_a_refused_connection_is_retried_and_was_not_submitted(
+        host: Host, make_provider: MakeProvider, make_request: MakeRequest) -> None:
+    down = ProviderMaker(host.provider, host.name, "http://127.0.0.1:9", {host.key_env: KEY}, FakeClock())
+    try:  # nothing listens on port 9 (discard)
+        with pytest.raises(ProviderUnavailable, match="could not connect .*after 3 attempts") as info:
+            down(max_attempts=3).generate(make_request(), MemoryJobStore())
+    finally:
+        down.close()
+    assert info.value.submitted is False  # the host never saw it: a fallback host may take it
+
+
+@hosts()
+def test_a_429_was_not_submitted(host: Host, emu: Any, make_provider: MakeProvider,
+                                 make_request: MakeRequest) -> None:
+    emu.fail_next(host.submit, status=429, body=host.error(429, "slow down")[0], times=10)
+    with pytest.raises(ProviderUnavailable, match="HTTP 429") as info:
+        make_provider(max_attempts=2).generate(make_request(), MemoryJobStore())
+    assert info.value.submitted is False
+
+
+@hosts(when=lambda host: not host.idempotent_submit)
+def test_a_submit_dropped_after_billing_is_not_retried(
+        host: Host, emu: Any, make_provider: MakeProvider, make_request: MakeRequest) -> None:
+    emu.fail_next(host.submit, drop=True)  # the host makes (and bills) the job, then the connection drops
+    with pytest.raises(ProviderUnavailable, match="failed after the request was sent .*RemoteProtocolError.*; "
+                                                  "not retried: the job may have been billed") as info:
+        make_provider().generate(make_request(), MemoryJobStore())
+    assert info.value.submitted is True
+    assert len(emu.calls(host.submit)) == 1
+    assert emu.billed == 1  # a retry would have been billed a second time
+
+
+@hosts(when=lambda host: host.idempotent_submit)
+def test_a_submit_dropped_after_billing_is_retried_under_its_key(
+        host: Host, emu: Any, make_provider: MakeProvider, make_request: MakeRequest) -> None:
+    emu.fail_next(host.submit, drop=True)
+    result = make_provider().generate(make_request(), MemoryJobStore())
+    assert len(result.images) == 1
+    first, second = emu.calls(host.submit)
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
+    assert emu.billed == 1
 
 
 @hosts(when=asynchronous)
@@ -367,14 +457,16 @@ def test_persistent_5xx_on_polls_keeps_the_job_for_a_rerun(
     emu.fail_next(host.poll, status=503, body=host.error(503, "down")[0], times=3)
     jobs = MemoryJobStore()
     provider = make_provider(max_attempts=3)
-    with pytest.raises(ProviderUnavailable, match="after 3 attempts"):
+    with pytest.raises(ProviderUnavailable, match="after 3 attempts") as info:
         provider.generate(make_request(), jobs)
     assert len(emu.calls(host.poll)) == 3
+    assert info.value.submitted is True and info.value.job_key is None  # accepted, and kept for a rerun
     assert jobs.get(provider.job_key(make_request())) is not None
 
-    assert len(make_provider().generate(make_request(), jobs).images) == 1  # a rerun resumes it
+    result = make_provider().generate(make_request(), jobs)  # a rerun resumes it
+    assert len(result.images) == 1
     assert len(emu.calls(host.submit)) == len(emu.submits) == 1
-    assert jobs.get(provider.job_key(make_request())) is None
+    assert_handed_back(host, jobs, provider.job_key(make_request()), result)
 
 
 # -- timeouts -----------------------------------------------------------------------------------
@@ -402,8 +494,10 @@ def test_timed_out_download_is_retried(host: Host, emu: Any, make_provider: Make
 def test_timed_out_submit_is_not_retried(host: Host, emu: Any, make_provider: MakeProvider,
                                          make_request: MakeRequest) -> None:
     emu.fail_next(host.submit, delay_s=1.0, then_handle=True)  # the host makes (and bills) the job late
-    with pytest.raises(ProviderUnavailable, match="not retried"):
+    with pytest.raises(ProviderUnavailable, match="timed out after the request was sent .*; not retried: "
+                                                  "the job may have been billed") as info:
         make_provider(timeout_s=0.3).generate(make_request(), MemoryJobStore())
+    assert info.value.submitted is True
     assert len(emu.calls(host.submit)) == 1
     deadline = time.monotonic() + 3
     while not emu.submits and time.monotonic() < deadline:
@@ -435,12 +529,16 @@ def test_failed_job_is_reported_once_and_a_rerun_submits_anew(
         provider.generate(make_request(), jobs)
     assert type(info.value) is ProviderUnavailable and info.value.images == ()
     assert_carries(info.value, expected)
+    assert info.value.submitted is True
     assert len(emu.calls(host.submit)) == 1 and len(emu.submits) == 1  # not retried
-    assert jobs.get(provider.job_key(make_request())) is None  # so a rerun submits anew
+    key = provider.job_key(make_request())
+    assert_handed_back(host, jobs, key, info.value)
 
-    assert len(provider.generate(make_request(), jobs).images) == 1
+    # a rerun submits anew, even before the executor forgot the ended job (killed in between)
+    result = provider.generate(make_request(), jobs)
+    assert len(result.images) == 1
     assert len(emu.submits) == 2
-    assert jobs.get(provider.job_key(make_request())) is None
+    assert_handed_back(host, jobs, key, result)
 
 
 @hosts()
@@ -453,42 +551,85 @@ def test_content_refusal_is_reported_after_exactly_one_submit(
         provider.generate(make_request(), jobs)
     assert_carries(info.value, expected)
     assert len(emu.calls(host.submit)) == 1 and len(emu.submits) == 1
-    assert jobs.get(provider.job_key(make_request())) is None
+    assert info.value.submitted is not host.synchronous  # Ark refuses before making anything
+    assert_handed_back(host, jobs, provider.job_key(make_request()), info.value)
 
 
 # -- results ------------------------------------------------------------------------------------
 
 
 @hosts()
-@pytest.mark.parametrize(("kind", "error", "words"), [
-    pytest.param("expired", ProviderRequestError, "result download returned HTTP 403", id="expired"),
-    pytest.param("truncated", ProviderUnavailable, "returned an image that does not decode", id="truncated"),
-    pytest.param("not_image", ProviderUnavailable, "returned an image that does not decode", id="not_image"),
-    pytest.param("huge", ProviderRequestError, "result download .*over the .*byte cap", id="huge"),
+@pytest.mark.parametrize(("kind", "error", "words", "fetches"), [
+    pytest.param("expired", ProviderRequestError, "result download returned HTTP 403", 1, id="expired"),
+    pytest.param("truncated", BadAnswer, "returned an image that does not decode", 3, id="truncated"),
+    pytest.param("not_image", BadAnswer, "returned an image that does not decode", 3, id="not_image"),
+    pytest.param("huge", ProviderRequestError, "result download .*over the .*byte cap", 1, id="huge"),
 ])
-def test_broken_download_is_a_clear_error_and_drops_the_job(
+def test_broken_download_is_a_clear_error_and_ends_the_job(
         host: Host, emu: Any, make_provider: MakeProvider, make_request: MakeRequest,
-        kind: str, error: type[ProviderError], words: str) -> None:
+        kind: str, error: type[ProviderError], words: str, fetches: int) -> None:
     emu.break_next_result(kind)
     jobs = MemoryJobStore()
     provider = make_provider()
     with pytest.raises(error, match=host.image_label + words) as info:
         provider.generate(make_request(), jobs)
-    assert type(info.value) is error
+    assert type(info.value) is error and "\n" not in str(info.value)
     assert len(emu.submits) == 1
-    assert jobs.get(provider.job_key(make_request())) is None  # these results will not get better
+    assert len(emu.calls("result")) == fetches  # a corrupt image is fetched again (a GET) before it counts
+    assert info.value.submitted is True
+    key = provider.job_key(make_request())
+    assert_handed_back(host, jobs, key, info.value)  # these results will not get better: the job ended
+
+    emu.clear_faults()  # a rerun asks anew instead of failing the same way forever
+    result = make_provider().generate(make_request(), jobs)
+    assert len(result.images) == 1 and len(emu.submits) == 2
 
 
-@hosts(when=asynchronous)
+@hosts()
+def test_a_corrupt_download_fetched_again_is_kept(host: Host, emu: Any, make_provider: MakeProvider,
+                                                  make_request: MakeRequest) -> None:
+    emu.fail_next("result", status=200, body=b"\xff\xd8\xff\xe0 not really a JPEG")
+    result = make_provider().generate(make_request(), MemoryJobStore())
+    assert sizes(result) == [host.made] and len(emu.calls("result")) == 2
+    assert len(emu.submits) == 1
+
+
+@hosts()
 def test_download_failing_in_transit_keeps_the_job_for_a_rerun(
         host: Host, emu: Any, make_provider: MakeProvider, make_request: MakeRequest) -> None:
+    """Ark too (found by the fault soak): its images were made and billed, so its answer is kept
+    like a job, and the rerun downloads them from it (their URLs live 24 h)."""
     emu.fail_next("result", status=503, times=3)
     jobs = MemoryJobStore()
-    with pytest.raises(ProviderUnavailable, match="result download .*after 3 attempts"):
+    with pytest.raises(ProviderUnavailable, match="result download .*after 3 attempts") as info:
         make_provider(max_attempts=3).generate(make_request(), jobs)
+    assert info.value.submitted is True and info.value.job_key is None
+    key = make_provider().job_key(make_request())
+    assert jobs.get(key) is not None
     result = make_provider().generate(make_request(), jobs)  # the rerun fetches the paid-for job again
     assert len(result.images) == 1
     assert len(emu.calls(host.submit)) == len(emu.submits) == 1  # not even a replayed submit
+    assert result.job_key == key  # handed back: the executor forgets it once the images are cached
+
+
+@hosts(when=asynchronous)
+def test_a_kill_after_the_download_resumes_the_job_instead_of_paying_again(
+        host: Host, emu: Any, make_provider: MakeProvider, make_request: MakeRequest) -> None:
+    """Issue 6, item 1: the images were downloaded, but the process died before the executor
+    cached them (and so before it forgot the job): the rerun fetches them again, unpaid."""
+    jobs = MemoryJobStore()
+    first = make_provider().generate(make_request(), jobs)
+    key = make_provider().job_key(make_request())
+    assert first.job_key == key and jobs.get(key) is not None  # handed back, not forgotten
+    # ...killed here: nobody forgot the job
+    again = make_provider().generate(make_request(), jobs)
+    assert again.images == first.images and again.request_id == first.request_id
+    assert len(emu.calls(host.submit)) == len(emu.submits) == 1
+    forget(jobs, again)
+    assert jobs.get(key) is None
+    make_provider().generate(make_request(), jobs)  # once forgotten, the same inputs submit anew
+    assert len(emu.calls(host.submit)) == 2
+    assert len(emu.submits) == (1 if host.idempotent_submit else 2)  # Apiframe replays the job under its key
 
 
 @hosts(when=lambda host: not host.jobs_per_image)
@@ -501,7 +642,8 @@ def test_fewer_images_than_asked_carry_the_ones_made(host: Host, emu: Any, make_
         provider.generate(make_request(count=3), jobs)
     assert [dims(image) for image in info.value.images] == [host.made] * 2
     assert len(emu.submits) == 1
-    assert jobs.get(provider.job_key(make_request(count=3))) is None
+    assert info.value.submitted is True
+    assert_handed_back(host, jobs, provider.job_key(make_request(count=3)), info.value)
 
 
 # -- resume -------------------------------------------------------------------------------------
@@ -528,7 +670,7 @@ def test_a_crash_while_polling_resumes_the_job_without_a_new_submit(
     assert uploads(host, emu) == (1 if host.upload else 0)  # nor a new upload
     assert make_provider().request_id(persisted) == result.request_id
     assert {r.match["id"] for r in emu.calls(host.poll)} == set(result.request_id.split(","))
-    assert jobs.get(make_provider().job_key(request)) is None
+    assert_handed_back(host, jobs, make_provider().job_key(request), result)
 
 
 @hosts(when=asynchronous)
@@ -548,7 +690,7 @@ def test_a_resumed_job_the_host_forgot_is_submitted_anew(
     assert len(result.images) == 1 and result.request_id != lost
     assert len(emu.submits) == 2
     assert emu.calls(host.poll)[polled].match["id"] == lost  # asked for the lost job first
-    assert jobs.get(make_provider().job_key(make_request())) is None
+    assert_handed_back(host, jobs, make_provider().job_key(make_request()), result)
 
 
 # -- concurrency and secrets --------------------------------------------------------------------
@@ -628,3 +770,91 @@ def test_watermark_is_refused_where_the_host_has_none(host: Host, emu: Any, make
     with pytest.raises(UserError, match=f"{where(host)} has no watermark option"):
         make_provider().generate(make_request(watermark=True), MemoryJobStore())
     assert emu.requests == []
+
+
+# -- what a host answers ------------------------------------------------------------------------
+
+
+@hosts(when=asynchronous)
+def test_an_undocumented_status_means_still_running(host: Host, emu: Any, make_provider: MakeProvider,
+                                                    make_request: MakeRequest) -> None:
+    """Issue 6, item 14: only documented terminal states end a job; any other status is a job
+    still running (it was paid for), never a failure that forgets it."""
+    assert host.running_body is not None
+    emu.fail_next(host.poll, status=200, body=host.running_body(emu), times=3)
+    jobs = MemoryJobStore()
+    result = make_provider().generate(make_request(), jobs)
+    assert len(result.images) == 1
+    assert len(emu.submits) == 1 and len(emu.calls(host.poll)) >= 4
+
+
+@hosts(when=asynchronous)
+def test_an_undocumented_status_until_the_deadline_keeps_the_job(
+        host: Host, emu: Any, make_provider: MakeProvider, make_request: MakeRequest) -> None:
+    assert host.running_body is not None
+    emu.fail_next(host.poll, status=200, body=host.running_body(emu), times=1000)
+    jobs = MemoryJobStore()
+    with pytest.raises(ProviderUnavailable, match="still running") as info:
+        make_provider(poll_timeout_s=30).generate(make_request(), jobs)
+    assert info.value.submitted is True and info.value.job_key is None
+    assert jobs.get(make_provider().job_key(make_request())) is not None
+
+
+@hosts(when=lambda host: host.exact_size)
+def test_an_image_of_another_size_is_kept_with_a_warning(host: Host, emu: Any, make_provider: MakeProvider,
+                                                         make_request: MakeRequest) -> None:
+    """Issue 6, item 15: the image was paid for, so it is kept with its real size and a warning."""
+    emu.wrong_size = (1152, 896)
+    request = make_request()
+    result = make_provider().generate(request, MemoryJobStore())
+    assert sizes(result) == [(1152, 896)]
+    assert result.warnings == (f"asked {request.width}x{request.height}, got 1152x896",)
+    assert len(emu.submits) == 1
+
+
+@hosts()
+def test_a_batch_says_its_count_in_the_prompt(host: Host, emu: Any, make_provider: MakeProvider,
+                                              make_request: MakeRequest) -> None:
+    """Issue 6, item 13: the hosts take a batch's size from the prompt (providers.md §7.10)."""
+    make_provider().generate(make_request(count=3), MemoryJobStore())
+    prompts = {json.dumps(r.json) for r in emu.submits}
+    says = all("Generate 3 different images." in body for body in prompts)
+    assert says is host.count_in_prompt  # fal and Apiframe make each image on its own
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+@hosts()
+@pytest.mark.parametrize("raw", [KEY + "\n", f"  {KEY}\t ", f"{KEY}\r\n"], ids=["newline", "spaces", "crlf"])
+def test_a_key_with_surrounding_whitespace_is_stripped(host: Host, emu: Any, make_provider: MakeProvider,
+                                                       make_request: MakeRequest, raw: str) -> None:
+    result = make_provider(env={host.key_env: raw}).generate(make_request(), MemoryJobStore())
+    assert len(result.images) == 1
+
+
+@hosts()
+@pytest.mark.parametrize("raw", [f"{KEY}é", f"{KEY[:5]}\n{KEY[5:]}", f"{KEY}\x00", f"{KEY[:5]}\x7f{KEY[5:]}"],
+                         ids=["non-ascii", "inner-newline", "nul", "del"])
+def test_a_key_headers_cannot_carry_is_a_user_error_naming_the_variable(
+        host: Host, emu: Any, make_provider: MakeProvider, make_request: MakeRequest, raw: str) -> None:
+    provider = make_provider(env={host.key_env: raw})
+    with pytest.raises(UserError, match=f"the environment variable {host.key_env} contains a character HTTP "
+                                        "headers cannot carry") as info:
+        assert provider.key_is_set  # what a build checks before it sends anything
+    assert KEY not in str(info.value) and KEY[:5] not in str(info.value)
+    with pytest.raises(UserError, match=host.key_env):
+        provider.generate(make_request(), MemoryJobStore())
+    assert emu.requests == []
+
+
+@hosts()
+def test_the_key_echoed_far_into_a_long_error_body_is_redacted_whole(
+        host: Host, emu: Any, make_provider: MakeProvider, make_request: MakeRequest) -> None:
+    """Issue 6, item 7: the body was cut at 300 characters before the key was redacted, so
+    a key straddling the cut leaked its first part."""
+    page = ("x" * (300 - 7) + f" {KEY} " + "y" * 500).encode()
+    emu.fail_next(host.submit, status=400, body=page)
+    with pytest.raises(ProviderRequestError) as info:
+        make_provider().generate(make_request(), MemoryJobStore())
+    assert KEY[:6] not in messages(info.value)

@@ -56,7 +56,7 @@ def test_text_to_image_sends_ratio_quality_and_n(emu: EvolinkEmulator, make_prov
     assert submit.headers["user-agent"].startswith("assetbuild/")
     assert [r.route for r in emu.requests] == ["generate", "task", "task", "result"]  # processing, completed
     assert all("authorization" not in r.headers for r in emu.calls("result"))
-    assert jobs.get(make_provider().job_key(request())) is None
+    assert jobs.get(make_provider().job_key(request())) is not None  # handed back (job_key): the executor forgets it
 
 
 @pytest.mark.parametrize("shape", ["data.file_url", "data.url", "url"])
@@ -86,14 +86,46 @@ def test_count_three_asks_for_n_and_says_so_in_the_prompt(emu: EvolinkEmulator, 
                                    "prompt": "A fox on a hill. Generate 3 different images."}
 
 
-def test_seedream_45_seed_and_params(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+def test_seedream_45_params_and_no_seed(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
     req = request(model="seedream-4.5", width=2048, height=2048, size="2K", seed=42,
                   params={"prompt_priority": "standard"})
     result = make_provider().generate(req, MemoryJobStore())
 
     assert result.model_id == "doubao-seedream-4.5" and result.cost_usd == pytest.approx(0.04)
+    # no evolink Seedream page lists seed (§2.2, §7.15): not sent
     assert emu.submits[0].json == {"model": "doubao-seedream-4.5", "prompt": "A fox on a hill", "size": "1:1",
-                                   "quality": "2K", "n": 1, "seed": 42, "prompt_priority": "standard"}
+                                   "quality": "2K", "n": 1, "prompt_priority": "standard"}
+
+
+def test_a_seed_in_params_is_still_sent(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:
+    make_provider().generate(request(params={"seed": 42}), MemoryJobStore())
+    assert emu.submits[0].json["seed"] == 42
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF"])
+def test_a_bmp_or_tiff_reference_is_uploaded_as_png(emu: EvolinkEmulator, make_provider: MakeProvider,
+                                                    fmt: str) -> None:
+    """Issue 6, item 16: 4.5 takes BMP and TIFF references, evolink's upload API does not."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 120, 60)).save(buf, format=fmt)
+    ref = ReferenceImage("brand/logo." + fmt.lower(), buf.getvalue(), f"image/{fmt.lower()}", 64, 48)
+    req = request(model="seedream-4.5", width=2048, height=2048, size="2K", references=(ref,))
+    result = make_provider().generate(req, MemoryJobStore())
+    assert len(result.images) == 1
+    (uploaded,) = emu.files.values()
+    assert uploaded[:8] == b"\x89PNG\r\n\x1a\n" and dims(uploaded) == (64, 48)
+
+
+@pytest.mark.parametrize("status", ["queued", "running", "", None])
+def test_only_documented_terminal_statuses_end_a_task(emu: EvolinkEmulator, make_provider: MakeProvider,
+                                                      status: Any) -> None:
+    emu.fail_next("task", status=200, body={"id": "t", "status": status}, times=2)
+    result = make_provider().generate(request(), MemoryJobStore())
+    assert len(result.images) == 1 and len(emu.submits) == 1
 
 
 def test_result_data_objects_are_read_when_results_is_absent(emu: EvolinkEmulator,
@@ -171,7 +203,7 @@ def test_a_task_failed_for_its_request_is_a_request_error(emu: EvolinkEmulator, 
         provider.generate(request(), jobs)
     assert type(info.value) is ProviderRequestError and info.value.code == code and f"[{code}]" in str(info.value)
     assert len(emu.submits) == 1  # not retried
-    assert jobs.get(provider.job_key(request())) is None  # a rerun submits anew
+    assert jobs.get(provider.job_key(request())) is not None  # handed back (job_key): the executor forgets it
 
 
 def test_http_4xx_is_not_retried(emu: EvolinkEmulator, make_provider: MakeProvider) -> None:

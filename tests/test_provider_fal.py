@@ -63,7 +63,7 @@ def test_text_to_image_sends_documented_fields(emu: FalEmulator, clock: FakeCloc
     # Polled under the two-segment app path, never under the full model path (§7.6).
     assert polled_paths(emu) == [f"{QUEUE}/{rid}/status", f"{QUEUE}/{rid}/status", f"{QUEUE}/{rid}"]
     assert emu.calls("result") and all("authorization" not in r.headers for r in emu.calls("result"))
-    assert jobs.get(provider.job_key(make_request())) is None
+    assert jobs.get(provider.job_key(make_request())) is not None  # handed back (job_key): the executor forgets it
 
 
 def test_edit_sends_references_as_data_uris(emu: FalEmulator, clock: FakeClock) -> None:
@@ -128,4 +128,4 @@ def test_failed_request_surfaces_on_the_result_call(emu: FalEmulator, clock: Fak
         provider.generate(make_request(), jobs)
     assert info.value.code == "image_load_error"
     assert len(emu.calls("submit")) == 1 and len(emu.calls("response")) == 1
-    assert jobs.get(provider.job_key(make_request())) is None
+    assert jobs.get(provider.job_key(make_request())) is not None  # handed back (job_key): the executor forgets it

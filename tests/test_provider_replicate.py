@@ -56,7 +56,7 @@ def test_text_to_image_sends_documented_fields(emu: ReplicateEmulator, clock: Fa
     assert "prefer" not in submit.headers  # we poll; the submit stays short
     assert [r.path for r in emu.calls("get")] == [f"/v1/predictions/{result.request_id}"] * 2
     assert emu.calls("result") and all("authorization" not in r.headers for r in emu.calls("result"))
-    assert jobs.get(provider.job_key(make_request())) is None
+    assert jobs.get(provider.job_key(make_request())) is not None  # handed back (job_key): the executor forgets it
 
 
 def test_edit_sends_references_as_data_urls(emu: ReplicateEmulator, clock: FakeClock) -> None:
@@ -77,8 +77,16 @@ def test_count_three_is_sequential_generation(emu: ReplicateEmulator, clock: Fak
     assert sizes(result) == [(1024, 1024)] * 3
     assert result.cost_usd == pytest.approx(0.09)
     assert emu.submits[0].json["input"] == {
-        "prompt": "a red fox in snow", "size": "custom", "width": 1024, "height": 1024,
-        "sequential_image_generation": "auto", "max_images": 3, "enhance_prompt": False}
+        "prompt": "a red fox in snow. Generate 3 different images.", "size": "custom", "width": 1024,
+        "height": 1024, "sequential_image_generation": "auto", "max_images": 3, "enhance_prompt": False}
+
+
+@pytest.mark.parametrize("status", ["queued", "booting", None])
+def test_only_documented_terminal_statuses_end_a_prediction(emu: ReplicateEmulator, clock: FakeClock,
+                                                            status: Any) -> None:
+    emu.fail_next("get", status=200, body={"id": "p", "status": status, "output": None}, times=2)
+    result = make_provider(emu, clock).generate(make_request(), MemoryJobStore())
+    assert len(result.images) == 1 and len(emu.submits) == 1
 
 
 def test_size_outside_custom_range_uses_nearest_keyword_and_ratio(emu: ReplicateEmulator, clock: FakeClock) -> None:

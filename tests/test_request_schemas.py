@@ -77,13 +77,10 @@ ATLAS_DOCS = {
     },
 }
 
-# Fields assetbuild sends beyond the documents, and why.
-BEYOND_THE_DOCS = {
-    "evolink": {"seed": "sent only when the asset sets one; no evolink Seedream page lists it (§2.2, unconfirmed): "
-                        "the host may ignore it"},
-    "atlascloud": {"seed": "sent only when the asset sets one; unconfirmed for Atlas (§3.3): the host may ignore it"},
-    "apiframe": {},
-}
+# Fields assetbuild sends beyond the documents, and why. None today: `seed` is no longer sent
+# to evolink or Atlas, whose Seedream schemas do not list it (providers.md §7.15); the seeded
+# request below checks that it stays out.
+BEYOND_THE_DOCS: dict[str, dict[str, str]] = {"evolink": {}, "atlascloud": {}, "apiframe": {}}
 
 HOSTS = {  # type -> (provider, emulator, key variable, submit route, schema)
     "apiframe": (ApiframeProvider, ApiframeEmulator, "APIFRAME_API_KEY", "submit", APIFRAME),

@@ -1,13 +1,27 @@
 """What every remote provider shares: one httpx client per provider with retries, backoff,
 ``Retry-After``, client-side concurrency and requests-per-minute limits, error mapping,
-capped downloads, and key redaction. httpx exceptions stop here.
+capped and deadlined downloads, key hygiene and redaction, and waits that Ctrl-C cuts short.
+httpx exceptions stop here.
+
+The retry policy keeps the first promise (never pay twice). A request is retried only where a
+second copy cannot cost anything: a GET, an upload, a submit carrying an idempotency key, or a
+billable submit the host cannot have started (the connection was refused or never opened, a
+429, or a status the host documents as "not started", ``unstarted_statuses``). A billable
+submit whose fate is unknown (the connection dropped after it was sent, a read timeout, any
+other 5xx) is not retried: it is reported as "may have been billed", with the host's request
+id where one is known, and carries ``submitted=True`` so the executor never falls back to a
+second host for it.
 """
 
 from __future__ import annotations
 
 import email.utils
+import html
+import json as json_module
 import random
+import re
 import threading
+import urllib.parse
 from collections import deque
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, NamedTuple
@@ -16,14 +30,20 @@ import httpx
 
 from ..clock import Clock, SystemClock
 from ..errors import (
+    Interrupted,
     ProviderError,
     ProviderRefused,
     ProviderRequestError,
     ProviderUnavailable,
+    UserError,
 )
-from ..imageinfo import ImageDecodeError, inspect_image
+from ..imageinfo import ImageDecodeError, ImageInfo, inspect_image
 
-MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024  # ProviderConfig.max_download_mb's default
+DOWNLOAD_DEADLINE_S = 300.0  # ProviderConfig.download_deadline_s's default
+MAX_MESSAGE_CHARS = 300  # of a host's words in an error message (after redaction)
+WAIT_SLICE_S = 0.1  # how often a clock without ``wait`` checks for Ctrl-C while sleeping
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-fal-request-id", "x-tt-logid")
 MAX_RETRY_AFTER_S = 120.0
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 30.0
@@ -55,8 +75,8 @@ def host_error(status: int, code: Any, message: Any, text: str) -> HostError:
     """The HostError for the ``code`` and ``message`` a parser read from an error body: the
     code as text, the message falling back to the body's text and then the status phrase, and
     a refusal judged by their words (:func:`looks_refused`)."""
-    code_text = None if code is None else str(code)
-    message = str(message or "") or text.strip()[:300] or httpx.codes.get_reason_phrase(status)
+    code_text = None if code is None else one_line(_text(code), 80)
+    message = one_line(_text(message or "")) or page_text(text) or httpx.codes.get_reason_phrase(status)
     return HostError(code_text, message, looks_refused(f"{code_text or ''} {message}"))
 
 
@@ -82,14 +102,102 @@ def default_error_parser(status: int, body: Any, text: str) -> HostError:
     return host_error(status, code, message, text)
 
 
+class BadAnswer(ProviderUnavailable):
+    """An answer from the host that a retry or a rerun will not improve: a redirect loop, a
+    malformed URL, a body or an image that does not decode after re-fetching. After a job was
+    paid for it ends the job (the executor forgets it), so a rerun asks anew instead of
+    failing the same way forever."""
+
+
+def _text(value: Any) -> str:
+    """``str(value)`` for anything a host sent, even an int too long for ``str``."""
+    try:
+        return str(value)
+    except ValueError:  # an int of more than 4300 digits
+        return f"<{type(value).__name__} too long to show>"
+
+
+HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+HTML_TAG = re.compile(r"<[^>]*>")
+
+
+def page_text(text: str) -> str:
+    """A body's words for a message: an HTML error page (a proxy's, a CDN's) by its title,
+    anything else as one line."""
+    head = text.lstrip()[:200].lower()
+    if head.startswith(("<!doctype html", "<html")) or "<html" in head:
+        title = HTML_TITLE.search(text)
+        words = title.group(1) if title else HTML_TAG.sub(" ", text)
+        return f"an HTML page ({one_line(words, 200)})"
+    return one_line(text)
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` as one line of at most ``limit`` characters: whitespace (newlines in HTML
+    error pages) collapsed, the rest cut with an ellipsis. Redact before calling this."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """Every way ``secret`` can show up in text: as is and stripped, and as a repr, a JSON
+    string, a URL or form value, or HTML would write it (httpx shows a bad header as a repr;
+    hosts echo headers JSON-escaped or inside HTML pages). Longest first."""
+    forms: set[str] = set()
+    for value in {secret, secret.strip()}:
+        forms |= {
+            value,
+            repr(value)[1:-1],
+            repr(value.encode("utf-8", "backslashreplace"))[2:-1],
+            json_module.dumps(value)[1:-1],
+            json_module.dumps(value, ensure_ascii=False)[1:-1],
+            urllib.parse.quote(value, safe=""),
+            urllib.parse.quote_plus(value),
+            html.escape(value),
+            html.escape(value, quote=False),
+        }
+    return tuple(sorted((form for form in forms if form), key=len, reverse=True))
+
+
+def redact_text(text: str, forms: tuple[str, ...]) -> str:
+    for form in forms:
+        if form in text:
+            text = text.replace(form, "***")
+    return text
+
+
+def pause(clock: Clock, interrupted: threading.Event | None, seconds: float) -> bool:
+    """Sleep ``seconds`` on ``clock`` unless ``interrupted`` is set first; whether it was.
+    A clock with ``wait(event, seconds)`` wakes at once; another is slept in short slices."""
+    if interrupted is None:
+        clock.sleep(seconds)
+        return False
+    if interrupted.is_set():
+        return True
+    wait = getattr(clock, "wait", None)
+    if wait is not None:
+        return bool(wait(interrupted, seconds))
+    remaining = seconds
+    while remaining > 0:
+        step = min(remaining, WAIT_SLICE_S)
+        clock.sleep(step)
+        remaining -= step
+        if interrupted.is_set():
+            return True
+    return interrupted.is_set()
+
+
 class RateLimiter:
     """At most ``concurrency`` requests in flight and at most ``requests_per_minute`` request
-    starts in any 60-second window. Shared by every thread using one provider."""
+    starts in any 60-second window. Shared by every thread using one provider. A wait for the
+    window ends at once on Ctrl-C (``interrupted``), raising Interrupted."""
 
-    def __init__(self, concurrency: int, requests_per_minute: int | None, clock: Clock):
+    def __init__(self, concurrency: int, requests_per_minute: int | None, clock: Clock,
+                 interrupted: threading.Event | None = None):
         self._slots = threading.BoundedSemaphore(concurrency)
         self._rpm = requests_per_minute
         self._clock = clock
+        self._interrupted = interrupted
         self._starts: deque[float] = deque()
         self._lock = threading.Lock()
 
@@ -100,9 +208,11 @@ class RateLimiter:
             yield
 
     def _wait_for_window(self) -> None:
-        if self._rpm is None:
-            return
         while True:
+            if self._interrupted is not None and self._interrupted.is_set():
+                raise Interrupted("interrupted before the request was sent")
+            if self._rpm is None:
+                return
             with self._lock:
                 now = self._clock.monotonic()
                 while self._starts and now - self._starts[0] >= 60.0:
@@ -111,7 +221,7 @@ class RateLimiter:
                     self._starts.append(now)
                     return
                 wait_s = 60.0 - (now - self._starts[0])
-            self._clock.sleep(max(wait_s, 0.001))
+            pause(self._clock, self._interrupted, max(wait_s, 0.001))
 
 
 def parse_retry_after(value: str | None, clock: Clock) -> float | None:
@@ -124,19 +234,31 @@ def parse_retry_after(value: str | None, clock: Clock) -> float | None:
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-        seconds = (when - clock.now()).total_seconds()
+        try:
+            seconds = (when - clock.now()).total_seconds()
+        except TypeError:  # a date without a time zone
+            return None
+    if seconds != seconds:  # NaN
+        return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _describe(exc: BaseException) -> str:
+    """``RemoteProtocolError: Server disconnected ...``: an httpx exception in words."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class HttpClient:
     """A provider's connection to its host.
 
-    ``request`` returns a successful response or raises a ProviderError subclass; it retries
-    429, 5xx, timeouts and connection errors with exponential backoff and full jitter, honouring
-    ``Retry-After``. A POST that is not idempotent (no idempotency key) is not retried after a
-    read timeout, because the host may already be making (and billing) the images.
+    ``request`` returns a successful response or raises a ProviderError subclass. What is
+    retried (exponential backoff with full jitter, honouring ``Retry-After``) is in the
+    module's docstring: anything that cannot bill twice. ``billable`` (default: a POST) marks a
+    request that may make the host start a paid job; ``idempotent`` (default: not a POST) one
+    the host dedupes or that costs nothing twice (an upload, an Idempotency-Key submit).
     """
 
     def __init__(
@@ -153,15 +275,25 @@ class HttpClient:
         transport: httpx.BaseTransport | None = None,
         error_parser: ErrorParser = default_error_parser,
         rng: random.Random | None = None,
+        interrupted: threading.Event | None = None,
+        unstarted_statuses: frozenset[int] = frozenset(),
+        max_download_bytes: int = MAX_DOWNLOAD_BYTES,
+        download_deadline_s: float = DOWNLOAD_DEADLINE_S,
     ):
         self.provider = provider
-        self._secret = secret
+        self._secret_forms = secret_forms(secret) if secret else ()
         self._clock = clock or SystemClock()
         self._limiter = limiter
         self._max_attempts = max_attempts
         self._error_parser = error_parser
         self._rng = rng or random.Random()
+        self._interrupted = interrupted
+        self._unstarted = unstarted_statuses
+        self._timeout_s = timeout_s
+        self.max_download_bytes = max_download_bytes
+        self.download_deadline_s = download_deadline_s
         self.attempts = 0  # HTTP attempts made (for tests and --verbose)
+        self.retries = 0  # attempts after a first one failed (for the fault soak's figures)
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 30.0))
         self._api = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -186,46 +318,52 @@ class HttpClient:
         data: Any = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
+        billable: bool | None = None,
     ) -> httpx.Response:
-        if idempotent is None:
-            idempotent = method.upper() in ("GET", "HEAD", "PUT", "DELETE")
-        return self._send(self._api, method, url, json=json, files=files, data=data,
-                          headers=headers, idempotent=idempotent, limited=True)
+        post = method.upper() == "POST"
+        billable = post if billable is None else billable
+        idempotent = (not post or not billable) if idempotent is None else idempotent
+        return self._send(self._api, method, url, json=json, files=files, data=data, headers=headers,
+                          idempotent=idempotent, billable=billable, limited=True)
 
     def request_json(self, method: str, url: str, **kwargs: Any) -> Any:
-        response = self.request(method, url, **kwargs)
+        """The JSON of a successful answer, read with the key already redacted from it."""
+        billable = kwargs.get("billable")
+        billable = method.upper() == "POST" if billable is None else billable
+        return self.read_json(self.request(method, url, **kwargs), f"{method} {self._path(url)}", billable)
+
+    def read_json(self, response: httpx.Response, label: str, submitted: bool) -> Any:
+        """A successful answer's JSON with the key redacted, or BadAnswer (``submitted``: it
+        answered a billable request, so the host may have made the job anyway)."""
         try:
-            return response.json()
-        except ValueError as exc:
-            raise ProviderUnavailable(
-                f"{method} {self._path(url)} returned a body that is not JSON", provider=self.provider
-            ) from exc
+            return json_module.loads(self.redact(response.text))
+        except (ValueError, RecursionError, LookupError) as exc:  # LookupError: an unknown charset
+            raise BadAnswer(f"{label} returned a body that is not JSON{self._rid(response)}",
+                            provider=self.provider, submitted=submitted) from exc
 
     def request_object(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
         """``request_json`` for a reply that must be a JSON object."""
+        billable = kwargs.get("billable")
+        billable = method.upper() == "POST" if billable is None else billable
         body = self.request_json(method, url, **kwargs)
         if not isinstance(body, dict):
-            raise ProviderUnavailable(f"{method} {self._path(url)} returned no JSON object", provider=self.provider)
+            raise BadAnswer(f"{method} {self._path(url)} returned no JSON object", provider=self.provider,
+                            submitted=billable)
         return body
 
-    def download(self, url: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES) -> bytes:
-        """Fetch a result image now (host URLs expire) with a size cap; retried like requests."""
+    def download(self, url: str) -> bytes:
+        """Fetch a result (host URLs expire) within ``max_download_bytes`` and an overall
+        ``download_deadline_s``; retried like a GET. A data URL is decoded in place."""
         if url.startswith("data:"):
             return _decode_data_url(url, self.provider)
-        response = self._send(self._cdn, "GET", url, idempotent=True, limited=False, max_bytes=max_bytes,
-                              what="result download")
+        deadline = self._clock.monotonic() + self.download_deadline_s
+        response = self._send(self._cdn, "GET", url, idempotent=True, billable=False, limited=False,
+                              max_bytes=self.max_download_bytes, deadline=deadline, what="result download")
         return response.content
 
-    def download_image(self, url: str, *, width: int | None = None, height: int | None = None) -> bytes:
-        """Download and check the bytes decode as a whole image (of ``width``x``height`` if given)."""
-        data = self.download(url)
-        check_image(data, self.provider, width=width, height=height)
-        return data
-
     def redact(self, text: str) -> str:
-        if self._secret and self._secret in text:
-            text = text.replace(self._secret, "***")
-        return text
+        """``text`` without the key, in any of the forms it can take (:func:`secret_forms`)."""
+        return redact_text(text, self._secret_forms)
 
     def close(self) -> None:
         self._api.close()
@@ -234,7 +372,21 @@ class HttpClient:
     # -- internals --------------------------------------------------------------------------
 
     def _path(self, url: str) -> str:
-        return self.redact(url.split("?", 1)[0])
+        return one_line(self.redact(url.split("?", 1)[0]), 200)
+
+    def _rid(self, response: httpx.Response | None) -> str:
+        """`` (request id X)`` for an answer that names one, else empty."""
+        if response is None:
+            return ""
+        for name in REQUEST_ID_HEADERS:
+            value = response.headers.get(name)
+            if value:
+                return f" (request id {one_line(self.redact(value), 100)})"
+        return ""
+
+    def _stop_if_interrupted(self, label: str, submitted: bool) -> None:
+        if self._interrupted is not None and self._interrupted.is_set():
+            raise Interrupted(f"{label} not sent: interrupted", provider=self.provider, submitted=submitted)
 
     def _send(
         self,
@@ -243,84 +395,126 @@ class HttpClient:
         url: str,
         *,
         idempotent: bool,
+        billable: bool,
         limited: bool,
         json: Any = None,
         files: Any = None,
         data: Any = None,
         headers: Mapping[str, str] | None = None,
         max_bytes: int | None = None,
+        deadline: float | None = None,
         what: str = "",
     ) -> httpx.Response:
         label = what or f"{method} {self._path(url)}"
+        maybe_billed = False  # an attempt reached the host and its fate is unknown
         last: ProviderError | None = None
         for attempt in range(1, self._max_attempts + 1):
+            self._stop_if_interrupted(label, maybe_billed)
+            if attempt > 1:
+                self.retries += 1
             wait_s: float | None = None
             try:
                 response = self._attempt(client, method, url, limited=limited, json=json, files=files,
-                                         data=data, headers=headers, max_bytes=max_bytes, label=label)
-            except httpx.TimeoutException as exc:
-                sent = not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
-                last = ProviderUnavailable(f"{label} timed out", provider=self.provider)
-                if sent and not idempotent:
+                                         data=data, headers=headers, max_bytes=max_bytes, deadline=deadline,
+                                         label=label)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
+                # The request never reached the host: always safe to try again.
+                last = ProviderUnavailable(f"{label} could not connect ({self._say(exc)})", provider=self.provider)
+            except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.LocalProtocolError,
+                    httpx.InvalidURL) as exc:
+                # A malformed URL, a redirect loop, a request httpx cannot send: no retry helps.
+                raise BadAnswer(f"{label} failed: {self._say(exc)}", provider=self.provider,
+                                submitted=billable and maybe_billed) from exc
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError,
+                    httpx.DecodingError) as exc:
+                # Sent, and no usable answer came: the host may be making (and billing) the job.
+                event = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+                maybe_billed = maybe_billed or billable
+                if not idempotent:
                     raise ProviderUnavailable(
-                        f"{label} timed out after the request was sent; not retried so the job is not paid for twice",
-                        provider=self.provider,
+                        f"{label} {event} after the request was sent ({self._say(exc)}); not retried: the "
+                        "job may have been billed (no request id: the host sent no answer)",
+                        provider=self.provider, submitted=True,
                     ) from exc
-            except httpx.TransportError as exc:
-                last = ProviderUnavailable(
-                    f"{label} failed: {self.redact(type(exc).__name__)} ({self.redact(str(exc))[:200]})",
-                    provider=self.provider,
-                )
+                kind = BadAnswer if isinstance(exc, httpx.DecodingError) else ProviderUnavailable
+                last = kind(f"{label} {event} ({self._say(exc)})", provider=self.provider)
+            except httpx.HTTPError as exc:  # any other httpx failure: reported, never a traceback
+                raise BadAnswer(f"{label} failed: {self._say(exc)}", provider=self.provider,
+                                submitted=billable and (maybe_billed or not idempotent)) from exc
             else:
                 status = response.status_code
                 if status < 400:
                     return response
                 err = self._parse_error(response)
-                message = f"{label} returned HTTP {status}: {self.redact(err.message)}"
-                if status == 429 or status >= 500:
+                message = f"{label} returned HTTP {status}: {err.message}"
+                if status == 429:
                     last = ProviderUnavailable(message, provider=self.provider, code=err.code, status=status)
                     wait_s = parse_retry_after(response.headers.get("Retry-After"), self._clock)
-                elif err.refused:
-                    raise ProviderRefused(message, provider=self.provider, code=err.code, status=status)
+                elif status >= 500:
+                    started = status not in self._unstarted
+                    maybe_billed = maybe_billed or (billable and started)
+                    if started and not idempotent:
+                        raise ProviderUnavailable(
+                            f"{message}; not retried: the host may have started the job, which may have been "
+                            f"billed{self._rid(response) or ' (no request id given)'}",
+                            provider=self.provider, code=err.code, status=status, submitted=True)
+                    last = ProviderUnavailable(message + self._rid(response), provider=self.provider,
+                                               code=err.code, status=status)
                 else:
-                    raise ProviderRequestError(message, provider=self.provider, code=err.code, status=status)
+                    kind = ProviderRefused if err.refused else ProviderRequestError
+                    raise kind(message, provider=self.provider, code=err.code, status=status,
+                               submitted=billable and maybe_billed)
             if attempt == self._max_attempts:
                 break
             if wait_s is None:
                 wait_s = self._rng.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
-            self._clock.sleep(wait_s)
+            if pause(self._clock, self._interrupted, wait_s):
+                self._stop_if_interrupted(label, maybe_billed)
         assert last is not None
-        raise ProviderUnavailable(
-            f"{last.args[0].split(': ', 1)[-1]} (after {self._max_attempts} attempts)",
-            provider=self.provider, code=last.code, status=last.status,
+        raise type(last)(
+            f"{last.detail} (after {self._max_attempts} attempts)",
+            provider=self.provider, code=last.code, status=last.status, submitted=billable and maybe_billed,
         )
 
+    def _say(self, exc: BaseException) -> str:
+        return one_line(self.redact(_describe(exc)), 200)
+
     def _attempt(self, client: httpx.Client, method: str, url: str, *, limited: bool, max_bytes: int | None,
-                 label: str, **kwargs: Any) -> httpx.Response:
+                 deadline: float | None, label: str, **kwargs: Any) -> httpx.Response:
         self.attempts += 1
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        if deadline is not None:
+            left_s = deadline - self._clock.monotonic()
+            if left_s <= 0:
+                raise self._past_deadline(label)
+            kwargs["timeout"] = httpx.Timeout(min(self._timeout_s, left_s), connect=min(self._timeout_s, 30.0))
         if limited:
             with self._limiter.slot():
-                return self._read(client, method, url, max_bytes, label, **kwargs)
-        return self._read(client, method, url, max_bytes, label, **kwargs)
+                return self._read(client, method, url, max_bytes, deadline, label, **kwargs)
+        return self._read(client, method, url, max_bytes, deadline, label, **kwargs)
 
-    def _read(self, client: httpx.Client, method: str, url: str, max_bytes: int | None, label: str,
-              **kwargs: Any) -> httpx.Response:
+    def _past_deadline(self, label: str) -> ProviderUnavailable:
+        return ProviderUnavailable(f"{label} took longer than {self.download_deadline_s:g} s "
+                                   "(download_deadline_s); a rerun fetches it again", provider=self.provider)
+
+    def _read(self, client: httpx.Client, method: str, url: str, max_bytes: int | None, deadline: float | None,
+              label: str, **kwargs: Any) -> httpx.Response:
         with client.stream(method, url, **kwargs) as response:
             if max_bytes is not None and response.status_code < 400:
-                declared = response.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > max_bytes:
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
                     raise ProviderRequestError(
-                        f"{label} is {int(declared)} bytes, over the {max_bytes}-byte cap", provider=self.provider
-                    )
+                        f"{label} is {int(declared)} bytes, over the {max_bytes}-byte cap (max_download_mb)",
+                        provider=self.provider)
                 chunks: list[bytes] = []
                 total = 0
                 for chunk in response.iter_bytes():
                     total += len(chunk)
                     if total > max_bytes:
                         raise ProviderRequestError(
-                            f"{label} exceeded the {max_bytes}-byte cap", provider=self.provider
-                        )
+                            f"{label} exceeded the {max_bytes}-byte cap (max_download_mb)", provider=self.provider)
+                    if deadline is not None and self._clock.monotonic() > deadline:
+                        raise self._past_deadline(label)
                     chunks.append(chunk)
                 response._content = b"".join(chunks)  # httpx has no public setter for a streamed body
             else:
@@ -328,12 +522,19 @@ class HttpClient:
         return response
 
     def _parse_error(self, response: httpx.Response) -> HostError:
-        text = response.text
+        """The host's error, read from its body with the key redacted first (so no cut can
+        leave part of it)."""
         try:
-            body = response.json()
-        except ValueError:
+            text = self.redact(response.text)
+        except (LookupError, ValueError):
+            text = ""
+        try:
+            body = json_module.loads(text)
+        except (ValueError, RecursionError):
             body = None
-        return self._error_parser(response.status_code, body, text)
+        err = self._error_parser(response.status_code, body, text)
+        return err._replace(message=one_line(self.redact(err.message)),
+                            code=None if err.code is None else one_line(self.redact(err.code), 80))
 
 
 def _decode_data_url(url: str, provider: str) -> bytes:
@@ -346,19 +547,36 @@ def _decode_data_url(url: str, provider: str) -> bytes:
             raise ValueError("not base64")
         return base64.b64decode(payload, validate=True)
     except (ValueError, binascii.Error) as exc:
-        raise ProviderUnavailable("returned a malformed data URL", provider=provider) from exc
+        raise BadAnswer("returned a malformed data URL", provider=provider) from exc
 
 
-def check_image(data: bytes, provider: str, *, width: int | None = None, height: int | None = None) -> None:
-    """Raise ProviderUnavailable unless ``data`` decodes fully (and has the promised size)."""
+def check_image(data: bytes, provider: str) -> ImageInfo:
+    """What ``data`` is, or BadAnswer unless it decodes fully."""
     try:
-        info = inspect_image(data, verify=True)
+        return inspect_image(data, verify=True)
     except ImageDecodeError as exc:
-        raise ProviderUnavailable(f"returned an image that does not decode: {exc}", provider=provider) from exc
-    if width is not None and height is not None and (info.width, info.height) != (width, height):
-        raise ProviderUnavailable(
-            f"returned a {info.width}x{info.height} image where {width}x{height} was promised", provider=provider
-        )
+        raise BadAnswer(f"returned an image that does not decode ({_what_bytes(data)})", provider=provider) from exc
+
+
+def _what_bytes(data: bytes) -> str:
+    """What a result that is not an image looks like, for the message."""
+    if not data:
+        return "an empty body"
+    head = data[:200].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        return f"an HTML page of {len(data)} bytes"
+    if head.startswith((b"{", b"[")):
+        return f"JSON of {len(data)} bytes"
+    if head.startswith(b"<"):
+        return f"XML of {len(data)} bytes"
+    return f"{len(data)} bytes, cut short or not an image"
+
+
+def size_warning(info: ImageInfo, width: int, height: int) -> str | None:
+    """The warning for an image of another size than asked: it is kept (it was paid for)."""
+    if (info.width, info.height) == (width, height):
+        return None
+    return f"asked {width}x{height}, got {info.width}x{info.height}"
 
 
 def decode_b64_image(payload: str, provider: str) -> bytes:
@@ -369,20 +587,26 @@ def decode_b64_image(payload: str, provider: str) -> bytes:
     try:
         return base64.b64decode(payload, validate=True)
     except (ValueError, binascii.Error) as exc:
-        raise ProviderUnavailable("returned malformed base64 image data", provider=provider) from exc
+        raise BadAnswer("returned malformed base64 image data", provider=provider) from exc
 
 
 def require_key(env: Mapping[str, str], var: str, provider: str) -> str:
-    """The API key from the environment, or a clear UserError naming the variable."""
-    from ..errors import UserError
-
-    key = env.get(var, "")
+    """The API key from the environment, stripped of surrounding whitespace (a newline pasted
+    with it), or a UserError naming the variable: unset, or holding a character an HTTP header
+    cannot carry (the character itself is not shown: it is part of a secret)."""
+    key = env.get(var, "").strip()
     if not key:
         raise UserError(f"provider {provider}: set the environment variable {var} to your API key")
+    for position, char in enumerate(key, 1):
+        if not " " <= char <= "~":
+            kind = "a control character" if char.isascii() else "a non-ASCII character"
+            raise UserError(f"provider {provider}: the environment variable {var} contains a character HTTP "
+                            f"headers cannot carry ({kind} at position {position}); set it to the key alone")
     return key
 
 
 __all__ = [
+    "BadAnswer",
     "HostError",
     "HttpClient",
     "RateLimiter",
@@ -391,6 +615,11 @@ __all__ = [
     "default_error_parser",
     "host_error",
     "looks_refused",
+    "one_line",
     "parse_retry_after",
+    "pause",
+    "redact_text",
     "require_key",
+    "secret_forms",
+    "size_warning",
 ]

@@ -7,22 +7,39 @@ A host module subclasses :class:`RemoteProvider`, fills in the class attributes 
 asynchronous host's ``generate`` hands :meth:`RemoteProvider.run_job` the two parts of its
 protocol: ``submit() -> job`` (a dict with at least ``id``, persisted before any waiting) and
 ``wait(job) -> JobState`` (usually :meth:`RemoteProvider.polling` of a one-poll ``fetch``);
-``run_job`` resumes, downloads, checks, prices and forgets the job the same way for every host.
+``run_job`` resumes, downloads, checks and prices the job the same way for every host.
+
+A saved job is never forgotten here once it reached its end: ``run_job`` hands its key back
+(``job_key`` on the result, or on the error with any images) and the executor forgets it only
+after caching the images, so a kill in between resumes the job instead of paying again. A job
+that ended without usable images is marked ``ended`` in the store, so a rerun asks anew instead
+of failing the same way forever, even if the executor never got to forget it. Outcomes a rerun
+can resume (the poll deadline, a download failing in transit, Ctrl-C) keep the job as it was.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import httpx
 
 from ..clock import Clock, SystemClock
-from ..errors import Interrupted, ProviderError, ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
+from ..errors import (
+    AssetbuildError,
+    Interrupted,
+    ProviderError,
+    ProviderRefused,
+    ProviderRequestError,
+    ProviderUnavailable,
+    UserError,
+)
 from ..models import ProviderConfig
 from ._http import (
+    BadAnswer,
     ErrorParser,
     HostError,
     HttpClient,
@@ -30,12 +47,19 @@ from ._http import (
     check_image,
     default_error_parser,
     host_error,
+    one_line,
+    pause,
+    redact_text,
     require_key,
+    secret_forms,
+    size_warning,
 )
 from .base import CANONICAL_MODELS, GenerationRequest, GenerationResult, JobStore, ReferenceImage
 
 POLL_BACKOFF = 1.5
 POLL_MAX_INTERVAL_S = 10.0
+DOWNLOAD_TRIES = 3  # fetches of a result that arrives corrupt before the job counts as failed
+MAX_ERROR_CHARS = 1000
 # Ark's current input limits (§1.3), which every host passes on unless it documents its own.
 REFERENCE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif")
 REFERENCE_RATIO = (1 / 16, 16.0)
@@ -140,6 +164,9 @@ class RemoteProvider:
     # Body keys (dotted paths) assetbuild sets from the request; ``params`` may not set them.
     modeled_keys: ClassVar[tuple[str, ...]] = ()
     error_parser: ClassVar[ErrorParser] = staticmethod(default_error_parser)  # type: ignore[assignment]
+    # 5xx statuses the host documents as "the job was not started" (nothing billed): a billable
+    # submit answered with one is retried. None by default: a 5xx may have started the job.
+    unstarted_statuses: ClassVar[frozenset[int]] = frozenset()
 
     def __init__(
         self,
@@ -157,16 +184,21 @@ class RemoteProvider:
         self._env = os.environ if env is None else env
         self._clock = clock or SystemClock()
         self._transport = transport
-        self._limiter = RateLimiter(config.concurrency, config.requests_per_minute, self._clock)
+        self._interrupted = threading.Event()
+        self._limiter = RateLimiter(config.concurrency, config.requests_per_minute, self._clock, self._interrupted)
         self._http: HttpClient | None = None
         self._http_lock = threading.Lock()
-        self._interrupted = threading.Event()
 
     # -- configuration ----------------------------------------------------------------------
 
     @property
     def key_is_set(self) -> bool:
-        return bool(self._env.get(self.key_env))
+        """Whether the key's variable holds something; a value no HTTP header can carry is a
+        UserError naming the variable (checked before a build sends anything)."""
+        if not self._env.get(self.key_env, "").strip():
+            return False
+        require_key(self._env, self.key_env, self.name)
+        return True
 
     @property
     def timeout_s(self) -> float:
@@ -193,6 +225,10 @@ class RemoteProvider:
                     clock=self._clock,
                     transport=self._transport,
                     error_parser=type(self).error_parser,
+                    interrupted=self._interrupted,
+                    unstarted_statuses=self.unstarted_statuses,
+                    max_download_bytes=self.config.max_download_mb * 1024 * 1024,
+                    download_deadline_s=self.config.download_deadline_s,
                 )
             return self._http
 
@@ -309,37 +345,55 @@ class RemoteProvider:
         request: GenerationRequest,
         jobs: JobStore,
         *,
-        submit: Callable[[], Job],
+        submit: Callable[[Job | None], Job],
         wait: Callable[[Job], JobState],
         model_id: str,
         exact_size: bool,
     ) -> GenerationResult:
-        """Submit the job (or resume the persisted one), wait for its end, download its images
-        at once (result URLs expire) and forget the job.
+        """Submit the job (or resume the saved one), wait for its end and download its images
+        at once (result URLs expire). ``submit`` is given the ended job it replaces, if any.
 
-        With ``exact_size`` each image must be ``request.width`` x ``request.height``, else it
-        must merely decode. A failed job raises its error, and fewer images than
-        ``request.count`` raise ProviderUnavailable, either carrying the images that did come;
-        a rerun then submits anew. The cost is the images the host returned times the price.
+        With ``exact_size`` an image of another size than asked is kept with a warning (it was
+        paid for). A failed job raises its error, and fewer images than ``request.count`` raise
+        ProviderUnavailable, either carrying the images that did come. Every error raised once
+        the job is saved says ``submitted``; a final one also carries ``job_key`` (see the
+        module's docstring). The cost is the images the host returned times the price.
         """
-        job, state = self._settle(request, jobs, submit, wait)
-        job_id = self.request_id(job)
-        images = self._download(request, jobs, state.outputs[: request.count], exact_size)
-        jobs.delete(self.job_key(request))
-        if state.error is not None:
-            state.error.images = images
-            raise state.error
-        if len(images) < request.count:
-            raise ProviderUnavailable(
-                f"job {job_id} made {len(images)} of the {request.count} images asked for",
-                provider=self.name, images=images,
+        key = self.job_key(request)
+        with self.reporting():
+            job = self._start(jobs, key, submit)
+            try:
+                job, state = self._settle(jobs, key, job, submit, wait)
+            except ProviderError as exc:  # the poll deadline, a poll failing in transit, Ctrl-C
+                exc.submitted = True
+                raise
+            except AssetbuildError:
+                raise
+            except Exception as exc:  # an answer a host module could not read: it will not get better
+                raise self._ended(jobs, key, job, self._unreadable(exc)) from exc
+            try:
+                images, warnings = self._download(request, state.outputs[: request.count], exact_size)
+            except ProviderError as exc:
+                exc.submitted = True
+                if isinstance(exc, (BadAnswer, ProviderRequestError, ProviderRefused)):
+                    raise self._ended(jobs, key, job, exc, failed_output=len(exc.images))
+                raise  # in transit or interrupted: the job stays saved, a rerun fetches it again
+            job_id = self.request_id(job)
+            if state.error is not None:
+                state.error.images = images
+                raise self._ended(jobs, key, job, state.error)
+            if len(images) < request.count:
+                raise self._ended(jobs, key, job, ProviderUnavailable(
+                    f"job {job_id} made {len(images)} of the {request.count} images asked for",
+                    provider=self.name, images=images))
+            return GenerationResult(
+                images=images,
+                model_id=model_id,
+                request_id=job_id,
+                cost_usd=len(state.outputs) * self.price_per_image(request.model),
+                job_key=key,
+                warnings=warnings,
             )
-        return GenerationResult(
-            images=images,
-            model_id=model_id,
-            request_id=job_id,
-            cost_usd=len(state.outputs) * self.price_per_image(request.model),
-        )
 
     def polling(self, fetch: Callable[[str], JobState]) -> Callable[[Job], JobState]:
         """A ``wait`` for :meth:`run_job` that polls ``fetch(job id)`` until the job ends."""
@@ -347,8 +401,8 @@ class RemoteProvider:
 
     def poll(self, fetch: Callable[[], JobState], *, job_id: str) -> JobState:
         """Call ``fetch`` until the job stops running, backing off from ``poll_interval_s`` by
-        x1.5 to 10 s, within ``poll_timeout_s``. The job stays persisted if the deadline
-        passes, so a rerun resumes it."""
+        x1.5 to 10 s, within ``poll_timeout_s``. The job stays saved if the deadline passes or
+        Ctrl-C stops the wait (at once, even mid-sleep), so a rerun resumes it."""
         interval = self.config.poll_interval_s
         deadline = self._clock.monotonic() + self.config.poll_timeout_s
         while True:
@@ -358,62 +412,108 @@ class RemoteProvider:
                 return state
             if self._clock.monotonic() + interval > deadline:
                 raise ProviderUnavailable(
-                    f"job {job_id} still running after {self.config.poll_timeout_s:.0f} s; "
+                    f"job {job_id} still running after {self.config.poll_timeout_s:g} s; "
                     "rerun the build to pick up its result without paying again",
-                    provider=self.name,
+                    provider=self.name, submitted=True,
                 )
-            self._clock.sleep(interval)
+            pause(self._clock, self._interrupted, interval)
             interval = min(interval * POLL_BACKOFF, POLL_MAX_INTERVAL_S)
 
-    def _settle(
-        self, request: GenerationRequest, jobs: JobStore, submit: Callable[[], Job], wait: Callable[[Job], JobState],
-    ) -> tuple[Job, JobState]:
+    def _start(self, jobs: JobStore, key: str, submit: Callable[[Job | None], Job]) -> Job:
+        """The saved job for this request if one is in flight, else ``submit()``'s job, saved
+        before any polling starts. A saved job marked ``ended`` (its failure was reported
+        already) is replaced: ``submit`` gets it, to ask the host for a new one."""
+        job = jobs.get(key)
+        if job is not None and not job.get("ended"):
+            job["resumed"] = True
+            return job
+        job = submit(job)
+        jobs.put(key, job)
+        return job
+
+    def _settle(self, jobs: JobStore, key: str, job: Job, submit: Callable[[Job | None], Job],
+                wait: Callable[[Job], JobState]) -> tuple[Job, JobState]:
         """The job and its final state. A resumed job the host no longer knows (HTTP 404:
         expired or purged) is dropped and the request submitted anew."""
-        job = self._submit_or_resume(request, jobs, submit)
         try:
             return job, wait(job)
         except ProviderRequestError as exc:
             if not (job.get("resumed") and exc.status == 404):
                 raise
-        jobs.delete(self.job_key(request))
-        job = self._submit_or_resume(request, jobs, submit)
+        jobs.delete(key)
+        job = submit(None)
+        jobs.put(key, job)
         return job, wait(job)
 
-    def _submit_or_resume(self, request: GenerationRequest, jobs: JobStore, submit: Callable[[], Job]) -> Job:
-        """The persisted job for this request if one is in flight, else ``submit()``'s job,
-        persisted before any polling starts."""
-        job = jobs.get(self.job_key(request))
-        if job is not None:
-            job["resumed"] = True
-            return job
-        job = submit()
-        jobs.put(self.job_key(request), job)
-        return job
+    def _ended(self, jobs: JobStore, key: str, job: Job, error: ProviderError,
+               failed_output: int | None = None) -> ProviderError:
+        """``error`` for a job that ended without the images asked for: the job is marked
+        ``ended`` (a rerun replaces it) and handed back for the executor to forget."""
+        saved = {name: value for name, value in job.items() if name != "resumed"}
+        saved["ended"] = "failed"
+        if failed_output is not None:
+            saved["failed_output"] = failed_output
+        jobs.put(key, saved)
+        error.submitted = True
+        error.job_key = key
+        return error
 
-    def _download(
-        self, request: GenerationRequest, jobs: JobStore, urls: tuple[str, ...], exact_size: bool,
-    ) -> tuple[bytes, ...]:
-        """Each result's bytes, checked. A download that fails in transit (after the client's
-        retries) keeps the job persisted, so a rerun fetches the same paid-for results again;
-        an expired URL, an over-size body, a malformed data URL or a corrupt (or wrong-size)
-        image will not get better, so the job is dropped."""
-        dims = {"width": request.width, "height": request.height} if exact_size else {}
+    def _unreadable(self, exc: Exception) -> BadAnswer:
+        text = one_line(self.redact(f"{type(exc).__name__}: {exc}"), 200)
+        return BadAnswer(f"returned an answer assetbuild cannot read ({text})", provider=self.name, submitted=True)
+
+    def _download(self, request: GenerationRequest, urls: tuple[str, ...],
+                  exact_size: bool) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
+        """Each result's bytes, checked to decode, and a warning for each of another size than
+        asked (kept: it was paid for). An error carries the images fetched before it."""
         images: list[bytes] = []
-        for url in urls:
-            fetched = False
+        warnings: list[str] = []
+        for index, url in enumerate(urls):
             try:
-                data = self.http.download(url)
-                fetched = True
-                check_image(data, self.name, **dims)
+                data, info = self._fetch_image(url)
             except ProviderError as exc:
                 exc.images = tuple(images)
-                in_transit = not fetched and isinstance(exc, ProviderUnavailable) and not url.startswith("data:")
-                if not in_transit:
-                    jobs.delete(self.job_key(request))
                 raise
+            warning = size_warning(info, request.width, request.height) if exact_size else None
+            if warning:
+                warnings.append(f"image {index + 1}: {warning}" if len(urls) > 1 else warning)
             images.append(data)
-        return tuple(images)
+        return tuple(images), tuple(warnings)
+
+    def _fetch_image(self, url: str) -> tuple[bytes, Any]:
+        """One result, fetched again (it is a GET) while it arrives corrupt, up to
+        ``DOWNLOAD_TRIES`` times in all; then BadAnswer."""
+        for attempt in range(1, DOWNLOAD_TRIES + 1):
+            data = self.http.download(url)
+            try:
+                return data, check_image(data, self.name)
+            except BadAnswer:
+                if attempt == DOWNLOAD_TRIES or url.startswith("data:"):
+                    raise
+        raise AssertionError("unreachable")
+
+    def redact(self, text: str) -> str:
+        """``text`` without the key, whether or not the HTTP client exists yet."""
+        if self._http is not None:
+            return self._http.redact(text)
+        return redact_text(text, secret_forms(self._env.get(self.key_env, "")) if self.key_env else ())
+
+    @contextmanager
+    def reporting(self) -> Iterator[None]:
+        """Every ProviderError leaves as one line without the key; anything else a host's odd
+        answer set off (outside a job: a sync reply) becomes a BadAnswer, never a traceback."""
+        try:
+            yield
+        except ProviderError as exc:
+            message = one_line(self.redact(exc.detail), MAX_ERROR_CHARS)
+            exc.detail = message
+            prefix = f"{exc.provider}: " if exc.provider else ""
+            exc.args = (f"{prefix}{message}{f' [{exc.code}]' if exc.code else ''}",)
+            raise
+        except AssetbuildError:
+            raise
+        except Exception as exc:
+            raise self._unreadable(exc) from exc
 
     # -- what hosts report inside a successful response -------------------------------------
 
@@ -426,7 +526,7 @@ class RemoteProvider:
             cls = ProviderRefused
         elif request_error:
             cls = ProviderRequestError
-        return cls(f"{what} failed: {self.http.redact(err.message)}", provider=self.name, code=err.code)
+        return cls(f"{what} failed: {one_line(self.redact(err.message))}", provider=self.name, code=err.code)
 
     def failed_job(self, job_id: str, message: Any, code: str | None) -> ProviderError:
         """A failed job the host describes in words only (with maybe a code): a refusal when
@@ -440,14 +540,19 @@ class RemoteProvider:
         trouble = isinstance(code, int) and (code == 429 or code // 100 == 5 or code // 1000 == 5)
         return self.job_error(what, err, request_error=not trouble)
 
-    def found(self, value: Any, missing: str) -> str:
-        """``value`` (an id or a URL read from a host's reply) as text, or ProviderUnavailable
-        saying what is ``missing`` when it is absent or empty."""
-        if value and isinstance(value, (str, int)) and not isinstance(value, bool):
+    def found(self, value: Any, missing: str, *, submitted: bool = False) -> str:
+        """``value`` (an id or a URL read from a host's reply) as text, or BadAnswer saying
+        what is ``missing`` when it is absent, empty or not text. ``submitted``: the reply
+        answered a billable submit, so the host may have made (and billed) a job anyway."""
+        if isinstance(value, str) and value.strip() and len(value) <= 2048:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**30:
             return str(value)
-        raise ProviderUnavailable(missing, provider=self.name)
+        raise BadAnswer(missing, provider=self.name, submitted=submitted)
 
     def interrupt(self) -> None:
+        """Ctrl-C: no new request starts, and a poll wait, a backoff or a rate-limit wait ends
+        at once raising Interrupted; requests already sent end within their own timeouts."""
         self._interrupted.set()
 
     def _check_interrupted(self, job_id: str) -> None:

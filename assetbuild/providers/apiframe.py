@@ -14,8 +14,13 @@ within 24 h therefore replays the original job instead of paying again, which is
 are retried like GETs here; and a count = 3 whose third submit fails (say with 402) loses
 nothing: the rerun replays the first two jobs. A replay of a job that failed is not an answer:
 the next key is derived from the failed job's id, so a rerun asks for a new job (and replays that
-one later). A job that completed with an unusable image (corrupt at the CDN) is dropped like on
-other hosts, but its key still replays it for 24 h (a known limit: such reruns fail at no cost).
+one later). A job that completed with an unusable image (corrupt at the CDN even when fetched
+again) ends like on other hosts; the rerun derives that image's key from the job's id too, so it
+gets a new job instead of replaying the unusable one.
+
+Only ``COMPLETED``, ``FAILED`` and ``CANCELLED`` end a job (§4.3); any other status is taken as
+still running (§7.11). The docs do not promise that ``width`` / ``height`` are honoured (§7.13):
+an image of another size is kept, with a warning.
 
 Apiframe has no watermark option (validate() says so), and its price is in credits that were not
 retrieved (§4.5): $0.03 / $0.04, Seedream's list price, stand in (unconfirmed).
@@ -28,7 +33,7 @@ import hashlib
 from typing import Any
 
 from ..errors import ProviderRequestError, ProviderUnavailable, UserError
-from ._http import HostError, default_error_parser
+from ._http import BadAnswer, HostError, default_error_parser
 from ._remote import LIST_PRICES, Job, JobState, RemoteProvider, dig, merge_params
 from .base import GenerationRequest, GenerationResult, JobStore
 
@@ -36,7 +41,6 @@ SUBMIT_PATH = "/v2/images/generate"
 JOB_PATH = "/v2/jobs/{id}"
 UPLOAD_PATH = "/v2/uploads"
 SIDE_RANGE = (512, 4096)  # seedreamParams.width / height (§4.2)
-RUNNING = ("QUEUED", "PROCESSING")
 FAILED = ("FAILED", "CANCELLED")
 # How many earlier failed jobs a submit steps past (one per failed run within the 24 h window).
 MAX_REPLAYED_FAILURES = 10
@@ -108,7 +112,7 @@ class ApiframeProvider(RemoteProvider):
     def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
         self.validate(request)
         model_id = self.model_id(request.model)
-        return self.run_job(request, jobs, submit=lambda: self._submit_all(request, model_id),
+        return self.run_job(request, jobs, submit=lambda ended: self._submit_all(request, model_id, ended),
                             wait=self._wait_all, model_id=model_id, exact_size=True)
 
     def request_id(self, job: Job) -> str:
@@ -116,8 +120,14 @@ class ApiframeProvider(RemoteProvider):
 
     # -- submit -----------------------------------------------------------------------------
 
-    def _submit_all(self, request: GenerationRequest, model_id: str) -> dict[str, Any]:
-        """One job per image (§4.2: no batch field), all ids persisted together."""
+    def _submit_all(self, request: GenerationRequest, model_id: str, ended: Job | None) -> dict[str, Any]:
+        """One job per image (§4.2: no batch field), all ids persisted together. ``ended``: the
+        saved job this replaces, whose unusable image (``failed_output``) must not be replayed."""
+        unusable: dict[int, str] = {}
+        if ended is not None and isinstance(ended.get("failed_output"), int):
+            old_ids = _job_ids(ended)
+            if 0 <= ended["failed_output"] < len(old_ids):
+                unusable[ended["failed_output"]] = old_ids[ended["failed_output"]]
         params: dict[str, Any] = {"width": request.width, "height": request.height}
         if request.references:
             params["image_input"] = [self._upload(request, i) for i in range(len(request.references))]
@@ -125,16 +135,17 @@ class ApiframeProvider(RemoteProvider):
             params["seed"] = request.seed
         body = merge_params({"model": model_id, "prompt": request.prompt, "seedreamParams": params},
                             request.params)
-        ids = [self._submit_one(body, model_id, request.fingerprint, i) for i in range(request.count)]
+        ids = [self._submit_one(body, model_id, request.fingerprint, i, unusable.get(i, ""))
+               for i in range(request.count)]
         return {"id": ids[0], "ids": ids}
 
-    def _submit_one(self, body: dict[str, Any], model_id: str, fingerprint: str, index: int) -> str:
-        after = ""
+    def _submit_one(self, body: dict[str, Any], model_id: str, fingerprint: str, index: int, after: str) -> str:
         for _ in range(MAX_REPLAYED_FAILURES + 1):
             key = idempotency_key(model_id, fingerprint, index, after)
+            # Retried like a GET: the key makes the host replay the job, never bill it twice (§4.1).
             reply = self.http.request_object("POST", SUBMIT_PATH, json=body, headers={"Idempotency-Key": key},
-                                             idempotent=True)
-            job_id = self.found(reply.get("jobId"), f"POST {SUBMIT_PATH} returned no jobId")
+                                             idempotent=True, billable=True)
+            job_id = self.found(reply.get("jobId"), f"POST {SUBMIT_PATH} returned no jobId", submitted=True)
             if reply.get("status") not in FAILED:
                 return job_id
             after = job_id  # a replay of an earlier run's failed job: ask for a new one
@@ -148,7 +159,7 @@ class ApiframeProvider(RemoteProvider):
         is read from ``url`` or ``data.url``."""
         ref = request.references[index]
         files = {"file": (f"reference-{index + 1}.{ref.format}", ref.data, ref.media_type)}
-        reply = self.http.request_object("POST", UPLOAD_PATH, files=files, idempotent=True)  # no job, no cost
+        reply = self.http.request_object("POST", UPLOAD_PATH, files=files, billable=False)  # no job, no cost
         return self.found(reply.get("url") or dig(reply, "data", "url"),
                           f"POST {UPLOAD_PATH} returned no URL for reference {ref.label}")
 
@@ -164,18 +175,17 @@ class ApiframeProvider(RemoteProvider):
         """A job's state: running, its image URL (one image per job), or why it has none."""
         state = self.http.request_object("GET", JOB_PATH.format(id=job_id))
         status = state.get("status")
-        if status in RUNNING:
-            return JobState(running=True)
         if status in FAILED:
             return JobState(error=self.failed_job(job_id, state.get("error") or status.lower(), status))
+        if status != "COMPLETED":
+            return JobState(running=True)  # QUEUED, PROCESSING, or a status not documented (§7.11)
         if state.get("expired"):
             return JobState(error=ProviderRequestError(
                 f"job {job_id}'s images were purged (kept 24 h); a rerun makes new ones",
                 provider=self.name, code="expired"))
         urls = result_urls(state.get("result"))
-        if status != "COMPLETED" or not urls:
-            return JobState(error=ProviderUnavailable(f"job {job_id} ended {status} without an image",
-                                                      provider=self.name))
+        if not urls:
+            return JobState(error=BadAnswer(f"job {job_id} ended {status} without an image", provider=self.name))
         return JobState(outputs=(urls[0],))
 
 

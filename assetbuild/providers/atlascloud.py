@@ -4,23 +4,26 @@
 /api/v1/model/prediction/{id}`` reports it until ``data.outputs[]`` holds the images. Every
 answer is a ``{code, message, data}`` envelope, and a ``code`` other than 200 is an error even
 under HTTP 200. The model id carries the mode: ``/edit`` with references, ``/sequential`` for
-a batch, ``/edit-sequential`` for both (4.0 only). Sizes are exact pixels, ``"W*H"``, so the
-results are checked for exactly those dimensions. References are uploaded with
-``uploadMedia`` and sent as URLs in ``images``.
+a batch, ``/edit-sequential`` for both (4.5 too: ``bytedance/seedream-v4.5/edit-sequential``,
+§7.14). Sizes are exact pixels, ``"W*H"``; an image of another size is kept with a warning.
+References are uploaded with ``uploadMedia`` and sent as URLs in ``images``. ``seed`` is not
+sent: no Atlas Seedream schema lists it (§3.3, §7.15); put it in ``params`` to send it anyway.
+Only ``completed`` / ``succeeded`` and ``failed`` end a prediction; any other status, documented
+(``created``, ``processing``) or not, is taken as still running, as Atlas's own clients do (§7.11).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import UserError
+from ..errors import ProviderRequestError
 from ._http import HostError, default_error_parser, host_error
 from ._remote import JobState, RemoteProvider, merge_params
 from .base import GenerationRequest, GenerationResult, JobStore, ReferenceImage
 
 SUBMIT_PATH = "/api/v1/model/generateImage"
-RUNNING_STATUSES = ("created", "processing")  # "created" from the shared WaveSpeed schema (§6.3)
 SUCCEEDED_STATUSES = ("completed", "succeeded")  # model pages also accept "succeeded" (§3.4)
+FAILED_STATUS = "failed"
 MODERATION_CODE = 1039  # [3p] only (§3.5): unconfirmed
 MODE_SUFFIXES = {  # (has references, count > 1) -> model id suffix (§3.2)
     (False, False): "",
@@ -60,7 +63,7 @@ class AtlasCloudProvider(RemoteProvider):
     max_references = {"seedream-4.0": 10, "seedream-4.5": 10}
     prompt_says_count = True  # as on evolink (§2.2): the batch size is said in the prompt too
     # supports_watermark stays False: §3.3 documents no watermark option.
-    modeled_keys = ("model", "prompt", "size", "images", "max_images", "seed")
+    modeled_keys = ("model", "prompt", "size", "images", "max_images")
     error_parser = staticmethod(parse_error)
 
     def variant_id(self, request: GenerationRequest) -> str:
@@ -68,18 +71,10 @@ class AtlasCloudProvider(RemoteProvider):
         mode = (bool(request.references), request.count > 1)
         return self.model_id(request.model) + MODE_SUFFIXES[mode]
 
-    def validate(self, request: GenerationRequest) -> None:
-        super().validate(request)
-        if request.model == "seedream-4.5" and request.references and request.count > 1:
-            raise UserError(
-                f"{self.where(request)} lists no seedream-4.5 model for several images from references "
-                "(no bytedance/seedream-v4.5/edit-sequential); use count = 1, or seedream-4.0"
-            )
-
     def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
         self.validate(request)
         model_id = self.variant_id(request)
-        return self.run_job(request, jobs, submit=lambda: self._submit(request, model_id),
+        return self.run_job(request, jobs, submit=lambda ended: self._submit(request, model_id),
                             wait=self.polling(self._fetch), model_id=model_id, exact_size=True)
 
     def request_body(self, request: GenerationRequest, model_id: str, image_urls: list[str]) -> dict[str, Any]:
@@ -93,15 +88,14 @@ class AtlasCloudProvider(RemoteProvider):
             body["images"] = image_urls
         if request.count > 1:
             body["max_images"] = request.count
-        if request.seed is not None:
-            body["seed"] = request.seed  # unconfirmed field (§3.3): the host may ignore it
         return merge_params(body, request.params)
 
     def _submit(self, request: GenerationRequest, model_id: str) -> dict[str, Any]:
         image_urls = [self._upload(ref) for ref in request.references]
         label = f"POST {SUBMIT_PATH}"
         body = self.http.request_object("POST", SUBMIT_PATH, json=self.request_body(request, model_id, image_urls))
-        return {"id": self.found(self._unwrap(body, label).get("id"), f"{label} returned no prediction id")}
+        data = self._unwrap(body, label, submitted=True)
+        return {"id": self.found(data.get("id"), f"{label} returned no prediction id", submitted=True)}
 
     def _upload(self, ref: ReferenceImage) -> str:
         """A temporary URL for the reference (multipart field ``file``). The docs' examples read
@@ -110,7 +104,7 @@ class AtlasCloudProvider(RemoteProvider):
         body = self.http.request_object(
             "POST", "/api/v1/model/uploadMedia",
             files={"file": (f"reference.{ref.format}", ref.data, ref.media_type)},
-            idempotent=True,  # an upload bills nothing: retrying it after a timeout is safe
+            billable=False,  # an upload bills nothing: retrying it after a timeout is safe
         )
         data = self._unwrap(body, label)
         return self.found(body.get("url") or data.get("download_url"), f"{label} returned no URL")
@@ -119,21 +113,25 @@ class AtlasCloudProvider(RemoteProvider):
         path = f"/api/v1/model/prediction/{prediction_id}"
         data = self._unwrap(self.http.request_object("GET", path), f"GET {path}")
         status = data.get("status")
-        if status in RUNNING_STATUSES:
-            return JobState(running=True)
         if status in SUCCEEDED_STATUSES:
-            return JobState(outputs=tuple(_output_url(o) for o in data.get("outputs") or () if o))
+            outputs = data.get("outputs")
+            return JobState(outputs=tuple(_output_url(o) for o in outputs if isinstance(o, str) and o)
+                            if isinstance(outputs, list) else ())
+        if status != FAILED_STATUS:
+            return JobState(running=True)  # created, processing, or a status not documented (§7.11)
         # A failed prediction: a refusal (moderation) or the host's trouble.
         err = parse_error(200, {"data": data}, f"status {status}")
         return JobState(error=self.job_error(f"prediction {prediction_id}", err))
 
-    def _unwrap(self, body: dict[str, Any], label: str) -> dict[str, Any]:
+    def _unwrap(self, body: dict[str, Any], label: str, *, submitted: bool = False) -> dict[str, Any]:
         """``data`` of a ``{code, message, data}`` envelope, raising when ``code`` is not 200
         (an error even under HTTP 200, §3.4). A body without the envelope (the older
         top-level shapes of §3.4) is returned whole."""
         code = body.get("code")
         if code is not None and str(code) != "200":
-            raise self.envelope_error(label, parse_error(200, body, ""), code)
+            error = self.envelope_error(label, parse_error(200, body, f"code {code} without a message"), code)
+            error.submitted = submitted and not isinstance(error, ProviderRequestError)
+            raise error
         data = body.get("data")
         return data if isinstance(data, dict) else body
 

@@ -64,7 +64,8 @@ class GenerationResult:
     # The saved job this result ends (async hosts): the executor forgets it only once the
     # images are in the cache, so a kill before that resumes the job instead of paying again.
     job_key: str | None = None
-    # Said to the user, never fatal: e.g. an image of another size than asked (kept, it was paid for).
+    # What the executor should tell the user about images kept as they came, e.g. one of
+    # another size than asked: "asked 2048x2048, got 2048x1536" (it was paid for).
     warnings: tuple[str, ...] = ()
 
 

@@ -5,21 +5,29 @@
 (§2.2 "newer revision"): an aspect ratio in ``size`` plus ``quality`` 1K|2K|4K, from which the
 backend picks the pixels, so results are checked to decode, never for exact dimensions.
 References must be URLs the host can fetch, so they are uploaded through evolink's file API
-first (§2.1).
+first (§2.1), which takes JPEG, PNG, GIF and WEBP only (§7.15): a BMP or TIFF reference (4.5
+accepts them) is converted to PNG for the upload. ``seed`` is not sent: no evolink Seedream
+page lists it (§2.2, §7.15); put it in ``params`` to send it anyway. Only ``completed``,
+``failed`` and ``cancelled`` (named by the callback docs, §2.4) end a task: any other status
+is taken as still running (§7.11).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
+from ..errors import UserError
+from ..imageinfo import ImageDecodeError, as_png
 from ._http import HostError, default_error_parser
 from ._remote import LIST_PRICES, JobState, RemoteProvider, dig, merge_params
 from .base import GenerationRequest, GenerationResult, JobStore, ReferenceImage
 
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 QUALITY_PIXELS = {"1K": 1024 * 1024, "2K": 2048 * 2048, "4K": 4096 * 4096}
-RUNNING_STATUSES = ("pending", "processing")
+FAILED_STATUSES = ("failed", "cancelled")
+UPLOAD_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")  # the file API's (§7.15)
 REFUSAL_CODE = "content_policy_violation"
 # Failed-task codes (§2.4) that a resubmission would not fix; every other code is the host's trouble.
 REQUEST_ERROR_CODES = frozenset({
@@ -84,7 +92,7 @@ class EvolinkProvider(RemoteProvider):
     max_prompt_chars = 2000
     prompt_says_count = True  # §2.2: the batch size must ALSO be said in the prompt
     # supports_watermark stays False: §2.2 documents no watermark option.
-    modeled_keys = ("model", "prompt", "size", "quality", "n", "image_urls", "seed")
+    modeled_keys = ("model", "prompt", "size", "quality", "n", "image_urls")
     error_parser = staticmethod(parse_error)
 
     @property
@@ -97,7 +105,7 @@ class EvolinkProvider(RemoteProvider):
     def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
         self.validate(request)
         model_id = self.model_id(request.model)
-        return self.run_job(request, jobs, submit=lambda: self._submit(request, model_id),
+        return self.run_job(request, jobs, submit=lambda ended: self._submit(request, model_id),
                             wait=self.polling(self._fetch), model_id=model_id, exact_size=False)
 
     def request_body(self, request: GenerationRequest, model_id: str, image_urls: list[str]) -> dict[str, Any]:
@@ -111,14 +119,12 @@ class EvolinkProvider(RemoteProvider):
         }
         if image_urls:
             body["image_urls"] = image_urls
-        if request.seed is not None:
-            body["seed"] = request.seed  # not in evolink's Seedream docs (§2.2): the host may ignore it
         return merge_params(body, request.params)
 
     def _submit(self, request: GenerationRequest, model_id: str) -> dict[str, Any]:
         image_urls = [self._upload(ref) for ref in request.references]
         task = self.http.request_object("POST", SUBMIT_PATH, json=self.request_body(request, model_id, image_urls))
-        return {"id": self.found(task.get("id"), f"POST {SUBMIT_PATH} returned no task id")}
+        return {"id": self.found(task.get("id"), f"POST {SUBMIT_PATH} returned no task id", submitted=True)}
 
     def _upload(self, ref: ReferenceImage) -> str:
         """A URL evolink's servers can fetch the reference from (file API, kept 72 h, §2.1).
@@ -127,8 +133,8 @@ class EvolinkProvider(RemoteProvider):
         label = f"reference upload of {ref.label}"
         body = self.http.request_object(
             "POST", f"{self.files_url}/api/v1/files/upload/base64",
-            json={"base64_data": ref.data_url()},
-            idempotent=True,  # an upload bills nothing: retrying it after a timeout is safe
+            json={"base64_data": uploadable(ref).data_url()},
+            billable=False,  # an upload bills nothing: retrying it after a timeout is safe
         )
         if body.get("success") is False:
             raise self.envelope_error(label, parse_error(200, body, ""), body.get("code"))
@@ -138,13 +144,22 @@ class EvolinkProvider(RemoteProvider):
     def _fetch(self, task_id: str) -> JobState:
         task = self.http.request_object("GET", f"/v1/tasks/{task_id}")
         status = task.get("status")
-        if status in RUNNING_STATUSES:
-            return JobState(running=True)
         if status == "completed":
             return JobState(outputs=_result_urls(task))
-        # A failed (or otherwise ended: ``cancelled`` is unconfirmed, §2.4) task.
+        if status not in FAILED_STATUSES:
+            return JobState(running=True)  # pending, processing, or a status not documented (§7.11)
         err = parse_error(200, task, f"status {status}")
         return JobState(error=self.job_error(f"task {task_id}", err, request_error=err.code in REQUEST_ERROR_CODES))
+
+
+def uploadable(ref: ReferenceImage) -> ReferenceImage:
+    """``ref`` in a format the file API takes: BMP and TIFF become PNG (lossless)."""
+    if ref.media_type in UPLOAD_MEDIA_TYPES:
+        return ref
+    try:
+        return replace(ref, data=as_png(ref.data), media_type="image/png")
+    except ImageDecodeError as exc:
+        raise UserError(f"reference {ref.label} cannot be converted to PNG for evolink's upload: {exc}") from exc
 
 
 def _result_urls(task: dict[str, Any]) -> tuple[str, ...]:
@@ -152,11 +167,12 @@ def _result_urls(task: dict[str, Any]) -> tuple[str, ...]:
     EvoLink's MCP reference (§2.4, unconfirmed) and is read when ``results`` is absent."""
     results = task.get("results")
     if isinstance(results, list):
-        return tuple(str(url) for url in results if url)
+        return tuple(url for url in results if isinstance(url, str) and url)
     items = task.get("result_data")
     if isinstance(items, list):
-        return tuple(str(item["image_url"]) for item in items if isinstance(item, dict) and item.get("image_url"))
+        return tuple(item["image_url"] for item in items
+                     if isinstance(item, dict) and isinstance(item.get("image_url"), str) and item["image_url"])
     return ()
 
 
-__all__ = ["EvolinkProvider", "nearest_aspect_ratio", "parse_error", "quality_for"]
+__all__ = ["EvolinkProvider", "nearest_aspect_ratio", "parse_error", "quality_for", "uploadable"]

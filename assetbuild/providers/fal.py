@@ -17,6 +17,10 @@ many); ``seed`` when given; references as data URIs in ``image_urls`` on the ``e
 fal takes at most 10 references and silently keeps the *last* 10 of more (§5.2), which would
 change the picture without a word, so validate() refuses more than 10 instead.
 
+Only ``COMPLETED`` ends a request on the status URL; any other status, documented (``IN_QUEUE``,
+``IN_PROGRESS``) or not, is taken as still running (§7.11). An answer of the result call with an
+HTTP status is the request's failure; one that failed in transit keeps the request for a rerun.
+
 fal has no watermark option; its price is $0.03 (4.0, [doc]) and $0.04 (4.5, [3p]) per image.
 """
 
@@ -31,7 +35,7 @@ from .base import GenerationRequest, GenerationResult, JobStore
 
 T2I_PIXELS = (960 * 960, 4096 * 4096)  # text-to-image: total pixels (§5.2)
 EDIT_SIDE = (1024, 4096)  # edit: each side (§5.2)
-RUNNING = ("IN_QUEUE", "IN_PROGRESS")
+DONE = "COMPLETED"
 
 
 def parse_fal_error(status: int, body: Any, text: str) -> HostError:
@@ -100,12 +104,12 @@ class FalProvider(RemoteProvider):
         self.validate(request)
         endpoint = self.endpoint(request)
         body = self.request_body(request)
-        return self.run_job(request, jobs, submit=lambda: self._submit(endpoint, body), wait=self._wait,
+        return self.run_job(request, jobs, submit=lambda ended: self._submit(endpoint, body), wait=self._wait,
                             model_id=endpoint, exact_size=True)
 
     def _submit(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         reply = self.http.request_object("POST", f"/{endpoint}", json=body)
-        request_id = self.found(reply.get("request_id"), f"POST /{endpoint} returned no request_id")
+        request_id = self.found(reply.get("request_id"), f"POST /{endpoint} returned no request_id", submitted=True)
         app = "/".join(endpoint.split("/")[:2])  # "fal-ai/bytedance" (§5.1)
         fallback = f"{self.base_url}/{app}/requests/{request_id}"
         return {
@@ -127,15 +131,15 @@ class FalProvider(RemoteProvider):
         try:
             output = self.http.request_json("GET", job["response_url"])
         except ProviderError as exc:
-            if exc.status == 404:
-                raise  # unknown request: a resumed one is submitted anew
+            if exc.status is None or exc.status == 404:
+                raise  # in transit (kept for a rerun), or unknown: a resumed one is submitted anew
             return JobState(error=exc)
         images = dig(output, "images")
         urls = [dig(item, "url") for item in images if isinstance(item, dict)] if isinstance(images, list) else []
         return JobState(outputs=tuple(url for url in urls if isinstance(url, str) and url))
 
     def _status(self, status_url: str) -> JobState:
-        return JobState(running=dig(self.http.request_json("GET", status_url), "status") in RUNNING)
+        return JobState(running=dig(self.http.request_json("GET", status_url), "status") != DONE)
 
 
 __all__ = ["FalProvider", "parse_fal_error"]

@@ -11,6 +11,16 @@ defaults it to true); a batch as ``sequential_image_generation: "auto"`` with
 ``image`` (a string for one, an array for several); ``response_format: "url"`` with the results
 downloaded at once (URLs live 24 h), ``b64_json`` read too if ``params`` asks for it.
 
+The prompt says how many images a batch should have (§7.10: the model takes the number from the
+prompt; ``max_images`` only caps it). A 500 is retried (§1.7 "Retry 429 / 500 with backoff";
+billing is per image delivered, §1.5); a dropped connection or a read timeout after the request
+was sent is not, since the images may have been made and billed.
+
+Ark has no job to poll, but its answer is saved like one when a result download fails in
+transit (the images were made and billed; their URLs live 24 h): the rerun downloads them from
+the saved answer instead of paying for new ones, and hands the saved answer back (``job_key``)
+for the executor to forget once they are cached.
+
 ``request.seed`` is not sent: the docs say only the 3.0 models take ``seed`` (§1.2, "4.x: not
 supported"). A user who wants it sent anyway writes it in ``params``, which is merged into the
 body (tables into objects); the keys assetbuild sets itself (``modeled_keys``) are refused.
@@ -30,7 +40,7 @@ from ..errors import (
     ProviderUnavailable,
     UserError,
 )
-from ._http import HostError, check_image, decode_b64_image, default_error_parser
+from ._http import BadAnswer, HostError, check_image, decode_b64_image, default_error_parser, size_warning
 from ._remote import LIST_PRICES, RemoteProvider, merge_params
 from .base import GenerationRequest, GenerationResult, JobStore
 
@@ -61,6 +71,7 @@ class _Failure:
     message: str
     code: str | None = None
     status: int | None = None
+    in_transit: bool = False  # a result download that failed on the way: a rerun can fetch it again
 
 
 def is_refusal(code: str | None) -> bool:
@@ -106,6 +117,9 @@ class ModelArkProvider(RemoteProvider):
     # byteplussdkarkruntime/_constants.py: DEFAULT_TIMEOUT_SECONDS = 600.0). A batch of up to
     # 15 images at 4K can take minutes.
     default_timeout_s = 600.0
+    prompt_says_count = True  # §7.10: with sequential generation the model reads the count from the prompt
+    # §1.7: "Retry 429 / 500 with backoff"; §1.5: billing is per image delivered, and a 500 delivers none.
+    unstarted_statuses = frozenset({500})
     modeled_keys = ("model", "prompt", "image", "size", "watermark",
                     "sequential_image_generation", "sequential_image_generation_options")
     output_limits: ClassVar[dict[str, OutputLimits]] = {
@@ -143,7 +157,7 @@ class ModelArkProvider(RemoteProvider):
         """The JSON body of ``POST /images/generations`` for ``request`` (§1.2)."""
         body: dict[str, Any] = {
             "model": self.model_id(request.model),
-            "prompt": request.prompt,
+            "prompt": self.prompt_text(request),
             "size": f"{request.width}x{request.height}",
             "response_format": "url",
             "watermark": request.watermark,
@@ -161,42 +175,68 @@ class ModelArkProvider(RemoteProvider):
         return merge_params(body, request.params)
 
     def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
-        """One synchronous call; ``jobs`` is unused because Ark has no job to resume."""
+        """One synchronous call, or the saved answer of one whose downloads failed in transit.
+        Any error once the call was answered says ``submitted``: images may have been made and
+        billed."""
         self.validate(request)
         body = self.request_body(request)
-        response = self.http.request("POST", GENERATE_PATH, json=body)
-        payload = self._payload(response)
-        images, failures = self._collect(request, payload)
+        key = self.job_key(request)
+        with self.reporting():
+            saved = jobs.get(key)
+            if saved is not None and not saved.get("ended") and isinstance(saved.get("payload"), dict):
+                payload, request_id = saved["payload"], saved.get("request_id")
+            else:
+                saved = None
+                response = self.http.request("POST", GENERATE_PATH, json=body)
+                # Ark's request id header is not in providers.md (unconfirmed); taken when present.
+                request_id = response.headers.get("x-request-id")
+                payload = self._payload(response)
+            try:
+                return self._result(request, body, payload, request_id, jobs, key, resumed=saved is not None)
+            except ProviderError as exc:
+                exc.submitted = True
+                raise
+
+    def _result(self, request: GenerationRequest, body: dict[str, Any], payload: dict[str, Any],
+                request_id: str | None, jobs: JobStore, key: str, *, resumed: bool) -> GenerationResult:
+        images, warnings, failures = self._collect(request, payload)
         made = self._generated(payload)
         if len(images) < request.count:
-            raise self._shortfall(request, images, made, failures)
+            error = self._shortfall(request, images, made, failures)
+            if any(failure.in_transit for failure in failures):
+                jobs.put(key, {"id": request_id or "ark", "payload": payload, "request_id": request_id})
+            elif resumed:
+                jobs.put(key, {"id": request_id or "ark", "ended": "failed"})
+                error.job_key = key
+            raise error
         model_id = payload.get("model")
         return GenerationResult(
             images=tuple(images[: request.count]),
             model_id=model_id if isinstance(model_id, str) and model_id else body["model"],
-            # Ark's request id header is not in providers.md (unconfirmed); taken when present.
-            request_id=response.headers.get("x-request-id"),
+            request_id=request_id,
             cost_usd=made * self.price_per_image(request.model),
+            warnings=tuple(warnings),
+            job_key=key if resumed else None,
         )
 
-    def _payload(self, response: httpx.Response) -> dict[str, Any]:
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
+    def _payload(self, response: Any) -> dict[str, Any]:
+        payload = self.http.read_json(response, f"POST {GENERATE_PATH}", True)
         if not isinstance(payload, dict):
-            raise ProviderUnavailable(f"POST {GENERATE_PATH} returned a body that is not a JSON object",
-                                      provider=self.name)
+            raise BadAnswer(f"POST {GENERATE_PATH} returned a body that is not a JSON object",
+                            provider=self.name, submitted=True)
         return payload
 
-    def _collect(self, request: GenerationRequest, payload: dict[str, Any]) -> tuple[list[bytes], list[_Failure]]:
-        """Every image that came back, downloaded and checked now, and why the others did not.
-        A failed image inside a batch arrives as ``data[i].error`` with HTTP 200 (§1.5), and
-        some clients also see a request-level ``error`` with HTTP 200 (§1.7)."""
+    def _collect(self, request: GenerationRequest,
+                 payload: dict[str, Any]) -> tuple[list[bytes], list[str], list[_Failure]]:
+        """Every image that came back, downloaded and checked now (kept with a warning if it
+        is not the size asked), and why the others did not. A failed image inside a batch
+        arrives as ``data[i].error`` with HTTP 200 (§1.5), and some clients also see a
+        request-level ``error`` with HTTP 200 (§1.7)."""
         images: list[bytes] = []
+        warnings: list[str] = []
         failures: list[_Failure] = []
         if isinstance(payload.get("error"), dict):
-            failures.append(self._host_failure(parse_ark_error(200, payload, ""), ""))
+            failures.append(self._host_failure(parse_ark_error(200, payload, ""), "the request failed: "))
         data = payload.get("data")
         for index, item in enumerate(data if isinstance(data, list) else []):
             label = f"image {index + 1}: "
@@ -204,25 +244,30 @@ class ModelArkProvider(RemoteProvider):
                 failures.append(self._host_failure(parse_ark_error(200, item, ""), label))
                 continue
             try:
-                images.append(self._fetch(item, request))
+                image, info = self._fetch(item)
             except ProviderError as exc:
-                failures.append(_Failure(type(exc), label + exc.detail, exc.code, exc.status))
-        return images, failures
+                in_transit = type(exc) is ProviderUnavailable  # not a BadAnswer: it may come through next time
+                failures.append(_Failure(type(exc), label + exc.detail, exc.code, exc.status, in_transit))
+                continue
+            warning = size_warning(info, request.width, request.height)
+            if warning:
+                warnings.append(label + warning if request.count > 1 else warning)
+            images.append(image)
+        return images, warnings, failures
 
     def _host_failure(self, err: HostError, label: str) -> _Failure:
         return _Failure(failure_kind(err), label + self.http.redact(err.message), err.code, 200)
 
-    def _fetch(self, item: Any, request: GenerationRequest) -> bytes:
-        """One result's bytes, checked to decode at the requested size."""
+    def _fetch(self, item: Any) -> tuple[bytes, Any]:
+        """One result's bytes, checked to decode (re-fetched while corrupt, as on every host)."""
         url = item.get("url") if isinstance(item, dict) else None
         b64 = item.get("b64_json") if isinstance(item, dict) else None
         if isinstance(url, str) and url:
-            return self.http.download_image(url, width=request.width, height=request.height)
+            return self._fetch_image(url)
         if isinstance(b64, str) and b64:
             data = decode_b64_image(b64, self.name)
-            check_image(data, self.name, width=request.width, height=request.height)
-            return data
-        raise ProviderUnavailable("returned a data[] item with neither url nor b64_json", provider=self.name)
+            return data, check_image(data, self.name)
+        raise BadAnswer("returned a data[] item with neither url nor b64_json", provider=self.name)
 
     @staticmethod
     def _generated(payload: dict[str, Any]) -> int:
@@ -230,7 +275,7 @@ class ModelArkProvider(RemoteProvider):
         (§1.5); without it, the ``data[]`` items that are not errors."""
         usage = payload.get("usage")
         count = usage.get("generated_images") if isinstance(usage, dict) else None
-        if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+        if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= 1000:
             return count
         data = payload.get("data")
         return sum(1 for item in (data if isinstance(data, list) else [])
@@ -241,8 +286,8 @@ class ModelArkProvider(RemoteProvider):
         """The error for fewer than ``count`` images, carrying the ones that did come back."""
         if not failures:
             # With sequential generation the model decides how many images to make, up to max_images.
-            failures = [_Failure(ProviderUnavailable, "the model stopped early; say in the prompt how many "
-                                 f"images you want (e.g. \"a set of {request.count} images\")")]
+            failures = [_Failure(ProviderUnavailable, f"the model made fewer images than the {request.count} "
+                                 "the prompt asks for")]
         first = next((f for f in failures if f.kind is ProviderRefused), failures[0])
         reasons = "; ".join(f.message for f in failures)
         if images or made:

@@ -16,6 +16,11 @@ model makes *up to* that many; fewer is an error carrying the ones made), ``"dis
 data URLs for file inputs (its API schema recommends them for files up to 256 KB and hosted URLs
 for larger ones; the files API is not used here, unconfirmed for large references).
 
+The prompt says how many images a batch should have (§7.10: with ``"auto"`` the model decides
+from the prompt, ``max_images`` only caps it). Only ``succeeded``, ``failed`` and ``canceled``
+end a prediction; any other status is taken as still running (§7.11). A submit is never
+retried once it may have reached Replicate (§7.12: its official client never retries a POST).
+
 The Seedream schemas have no ``seed`` and no watermark (§6.1): ``request.seed`` is not sent (put
 it in ``params`` to send it anyway) and ``watermark = true`` is refused. Price is not documented
 (§6.1): $0.03 / $0.04, Seedream's list price, stand in (unconfirmed).
@@ -37,7 +42,6 @@ KEYWORD_SIDES = {"1K": 1024, "2K": 2048, "4K": 4096}
 KEYWORDS = {"seedream-4.0": ("1K", "2K", "4K"), "seedream-4.5": ("2K", "4K")}
 # The aspect_ratio values of Replicate's Seedream schemas (§6.1 says "ratios"; list unconfirmed).
 ASPECT_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9")
-RUNNING = ("starting", "processing")
 ERROR_CODE = re.compile(r"\((E\d{3,4})\)")  # Replicate's error strings end in a code like "(E005)"
 
 
@@ -93,12 +97,13 @@ class ReplicateProvider(RemoteProvider):
                     "input.height", "input.sequential_image_generation", "input.max_images")
     # supports_watermark stays False: the §6.1 schemas have no watermark input.
     error_parser = staticmethod(parse_replicate_error)
+    prompt_says_count = True  # §7.10
 
     def request_body(self, request: GenerationRequest) -> tuple[dict[str, Any], bool]:
         """The prediction body, and whether the images must come back at the exact size."""
         size, exact = size_fields(request.model, request.width, request.height)
         inputs: dict[str, Any] = {
-            "prompt": request.prompt,
+            "prompt": self.prompt_text(request),
             **size,
             "sequential_image_generation": "auto" if request.count > 1 else "disabled",
             "max_images": request.count,
@@ -111,27 +116,27 @@ class ReplicateProvider(RemoteProvider):
         self.validate(request)
         model_id = self.model_id(request.model)
         body, exact = self.request_body(request)
-        return self.run_job(request, jobs, submit=lambda: self._submit(model_id, body),
+        return self.run_job(request, jobs, submit=lambda ended: self._submit(model_id, body),
                             wait=self.polling(self._fetch), model_id=model_id, exact_size=exact)
 
     def _submit(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
         path = f"/v1/models/{model_id}/predictions"
         reply = self.http.request_object("POST", path, json=body)
-        return {"id": self.found(reply.get("id"), f"POST {path} returned no prediction id")}
+        return {"id": self.found(reply.get("id"), f"POST {path} returned no prediction id", submitted=True)}
 
     def _fetch(self, prediction_id: str) -> JobState:
         state = self.http.request_object("GET", f"/v1/predictions/{prediction_id}")
         status = state.get("status")
-        if status in RUNNING:
-            return JobState(running=True)
         if status == "succeeded":
             return JobState(outputs=tuple(output_urls(state.get("output"))))
         if status == "failed":
             error = str(state.get("error") or "")
             match = ERROR_CODE.search(error)
             return JobState(error=self.failed_job(prediction_id, error, match.group(1) if match else "failed"))
-        return JobState(error=ProviderUnavailable(f"prediction {prediction_id} ended {status}", provider=self.name,
-                                                  code=str(status)))
+        if status == "canceled":
+            return JobState(error=ProviderUnavailable(f"prediction {prediction_id} ended canceled",
+                                                      provider=self.name, code="canceled"))
+        return JobState(running=True)  # starting, processing, or a status not documented (§7.11)
 
 
 __all__ = ["ReplicateProvider", "parse_replicate_error", "size_fields"]

@@ -107,6 +107,7 @@ class ArkEmulator(Emulator):
         self.batch_limit: int | None = None
         self._job_faults: list[Reject] = []
         self._image_faults: dict[int, tuple[str, str]] = {}
+        self._billed: list[Request] = []  # requests answered with images (Ark bills per image delivered, §1.5)
         self.route("generate", "POST", r"/api/v3/images/generations")(self._generate)
 
     # -- the uniform emulator interface -----------------------------------------------------
@@ -119,6 +120,16 @@ class ArkEmulator(Emulator):
     def submits(self) -> list[Request]:
         """Every generation request received (each one may make and bill images)."""
         return self.calls("generate")
+
+    @property
+    def billed(self) -> int:
+        """Requests the emulator made (and billed) images for."""
+        return len(self.billed_requests)
+
+    @property
+    def billed_requests(self) -> list[Request]:
+        with self._lock:
+            return list(self._billed)
 
     # -- faults -----------------------------------------------------------------------------
 
@@ -150,7 +161,11 @@ class ArkEmulator(Emulator):
             return self._error(err, request_id)
         with self._lock:
             faults, self._image_faults = self._image_faults, {}
-        return Response(200, self._result(job, faults), headers={"X-Request-Id": request_id})
+        result = self._result(job, faults)
+        with self._lock:
+            if result["usage"]["generated_images"] > 0:
+                self._billed.append(req)
+        return Response(200, result, headers={"X-Request-Id": request_id})
 
     def _check_auth(self, req: Request) -> None:
         if req.headers.get("authorization") != f"Bearer {self.api_key}":
@@ -291,8 +306,9 @@ class ArkEmulator(Emulator):
         }
 
     def _image(self, job: Job, index: int) -> dict[str, Any]:
-        jpeg = _jpeg(job.width, job.height, index % 4)
-        size = f"{job.width}x{job.height}"
+        width, height = self.wrong_size or (job.width, job.height)
+        jpeg = _jpeg(width, height, index % 4)
+        size = f"{width}x{height}"
         if job.response_format == "b64_json":
             return {"b64_json": base64.b64encode(jpeg).decode("ascii"), "size": size}
         return {"url": self.serve_result(jpeg, "jpeg"), "size": size}

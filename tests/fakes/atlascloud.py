@@ -24,8 +24,7 @@ MODES = {"": (False, False), "/edit": (True, False), "/sequential": (False, True
 MODELS = {  # model id -> (base model, needs images, is sequential): the ids of §3.2
     base + suffix: (base, *mode)
     for base in MIN_PIXELS
-    for suffix, mode in MODES.items()
-    if not (base.endswith("v4.5") and suffix == "/edit-sequential")
+    for suffix, mode in MODES.items()  # 4.5 has /edit-sequential too (§7.14)
 }
 # §3.3's fields (the Atlas schema page was not retrieved; ``seed`` is unconfirmed). Anything
 # else is refused, so a misspelt field shows.

@@ -22,5 +22,12 @@ class FakeClock:
             if seconds > 0:
                 self._t += seconds
 
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Like :meth:`sleep` (time jumps at once), unless ``event`` is already set."""
+        if event.is_set():
+            return True
+        self.sleep(seconds)
+        return event.is_set()
+
     def now(self) -> _dt.datetime:
         return _dt.datetime(2026, 11, 21, tzinfo=_dt.timezone.utc) + _dt.timedelta(seconds=self.monotonic())

@@ -7,7 +7,10 @@ An emulator subclass registers routes with :meth:`Emulator.route`; each handler 
 * the most API requests ever in flight at once (``max_in_flight``; result downloads, which go
   to a CDN outside the API's limits on the real hosts, are not counted),
 * switchable faults queued per route name (``fail_next``): a status with body and headers
-  (429 + Retry-After, 500, ...), latency, or a hang past the client's timeout,
+  (429 + Retry-After, 500, ...; the body may be a function of the request, to echo it), latency,
+  a hang past the client's timeout, a connection dropped after the request was handled (and
+  billed) with no answer (``drop``), or a body trickled out slowly (``trickle_s``),
+* seeded random faults on every route (``chaos``, for the fault soak),
 * result images it serves itself (``serve_result``, route ``result``) with download faults:
   expired (HTTP 403), truncated bytes, a body that is not an image, or an over-sized body.
 
@@ -28,6 +31,7 @@ import io
 import json
 import re
 import ssl
+import random
 import threading
 import time
 import uuid
@@ -100,6 +104,7 @@ class Request:
     at: float  # clock time of arrival
     route: str = ""
     match: dict[str, str] = field(default_factory=dict)
+    took_s: float | None = None  # real seconds from arrival to the answer made (None: none made)
 
     @property
     def json(self) -> Any:
@@ -124,6 +129,8 @@ class Response:
     body: Any = None  # dict/list -> JSON; bytes -> raw
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str | None = None
+    trickle_s: float = 0.0  # send the body one byte at a time, this long apart
+    drop: bool = False  # close the connection without answering
 
     def encode(self) -> tuple[bytes, str]:
         if isinstance(self.body, (bytes, bytearray)):
@@ -139,10 +146,63 @@ Handler = Callable[[Request], Response]
 @dataclass
 class Fault:
     status: int | None = None  # respond with this status instead of handling
-    body: Any = None
+    body: Any = None  # or a function of the Request (to echo what it carried)
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0  # wait this long first (latency; or past the client timeout)
     then_handle: bool = False  # after the delay, handle normally (pure latency)
+    drop: bool = False  # handle normally (a submit is billed), then close the connection unanswered
+    trickle_s: float = 0.0  # handle normally, then send the body a byte at a time, this far apart
+
+
+@dataclass
+class Chaos:
+    """Seeded random faults on every request (the fault soak): on API routes ``p500`` HTTP 500,
+    ``p429`` 429 with ``Retry-After``, ``pdrop`` the request handled (billed) and the connection
+    dropped unanswered, ``ptimeout`` no answer for ``delay_s`` and then a 504 (never handled, so
+    never billed); on result downloads the same, plus ``pcorrupt`` a truncated image. ``counts``
+    says how many of each were injected, per route."""
+
+    seed: int = 0
+    p500: float = 0.10
+    p429: float = 0.05
+    pdrop: float = 0.02
+    ptimeout: float = 0.02
+    pcorrupt: float = 0.01
+    delay_s: float = 1.0
+    retry_after: str = "2"
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    _rng: random.Random = field(default_factory=random.Random)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._rng.seed(self.seed)
+
+    def roll(self, route: str) -> str | None:
+        """The fault for the next request to ``route``, or None."""
+        with self._lock:
+            x = self._rng.random()
+            kinds = [("500", self.p500), ("429", self.p429), ("drop", self.pdrop), ("timeout", self.ptimeout)]
+            if route == "result":
+                kinds.append(("corrupt", self.pcorrupt))
+            for kind, p in kinds:
+                if x < p:
+                    self.counts.setdefault(route, {}).setdefault(kind, 0)
+                    self.counts[route][kind] += 1
+                    return kind
+                x -= p
+            return None
+
+    def fault(self, kind: str | None) -> Fault | None:
+        if kind == "500":
+            return Fault(500, {"error": {"code": "InternalServiceError", "message": "chaos 500"}})
+        if kind == "429":
+            return Fault(429, {"error": {"code": "RateLimitExceeded", "message": "chaos 429"}},
+                         {"Retry-After": self.retry_after})
+        if kind == "drop":
+            return Fault(drop=True)
+        if kind == "timeout":
+            return Fault(504, {"error": "chaos gateway timeout"}, delay_s=self.delay_s)
+        return None
 
 
 class Emulator:
@@ -159,6 +219,8 @@ class Emulator:
         self._results: dict[str, bytes] = {}
         self._result_faults: dict[str, str] = {}
         self._next_result_fault: list[str] = []
+        self.wrong_size: tuple[int, int] | None = None  # results come at this size, whatever was asked
+        self.chaos: Chaos | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -176,13 +238,20 @@ class Emulator:
 
     def fail_next(self, route: str, *, status: int | None = None, body: Any = None,
                   headers: dict[str, str] | None = None, delay_s: float = 0.0, then_handle: bool = False,
-                  times: int = 1) -> None:
+                  drop: bool = False, trickle_s: float = 0.0, times: int = 1) -> None:
         """Queue ``times`` faults for the next requests to ``route``."""
         with self._lock:
             for _ in range(times):
                 self._faults.setdefault(route, []).append(
-                    Fault(status, body, dict(headers or {}), delay_s, then_handle)
+                    Fault(status, body, dict(headers or {}), delay_s, then_handle, drop, trickle_s)
                 )
+
+    def clear_faults(self) -> None:
+        """Forget every queued fault (a broken host mended)."""
+        with self._lock:
+            self._faults.clear()
+            self._result_faults.clear()
+            self._next_result_fault.clear()
 
     def break_next_result(self, kind: str) -> None:
         """The next result served is broken: 'expired' (403), 'truncated', 'not_image', 'huge'."""
@@ -264,6 +333,7 @@ class Emulator:
         body = h.rfile.read(length) if length else b""
         path, _, query = h.path.partition("?")
         req = Request(h.command, path, query, {k.lower(): v for k, v in h.headers.items()}, body, self._now())
+        arrived = time.monotonic()
         handler = None
         for name, method, pattern, fn in self._routes:
             m = pattern.match(path)
@@ -278,23 +348,42 @@ class Emulator:
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
             queue = self._faults.get(req.route) or []
             fault = queue.pop(0) if queue else None
+            chaos = self.chaos.roll(req.route) if self.chaos is not None and fault is None else None
+        corrupt = chaos == "corrupt"
+        if chaos is not None and self.chaos is not None:
+            fault = self.chaos.fault(chaos)
         try:
             if self.hold_s:
                 time.sleep(self.hold_s)
             if fault and fault.delay_s:
                 time.sleep(fault.delay_s)
-            if fault and not fault.then_handle:
-                resp = Response(fault.status or 500, fault.body, fault.headers)
+            if fault and not (fault.then_handle or fault.drop or fault.trickle_s):
+                body = fault.body(req) if callable(fault.body) else fault.body
+                headers = {k: v for k, v in fault.headers.items() if k.lower() != "content-type"}
+                ctype = next((v for k, v in fault.headers.items() if k.lower() == "content-type"), None)
+                resp = Response(fault.status or 500, body, headers, content_type=ctype)
             elif handler is None:
                 resp = Response(404, {"error": f"no route for {h.command} {path}"})
             else:
                 resp = handler(req)
+                if fault is not None:
+                    resp.drop, resp.trickle_s = fault.drop, fault.trickle_s
+                if corrupt and isinstance(resp.body, bytes) and resp.status == 200:
+                    resp.body = resp.body[: max(len(resp.body) // 2, 1)]
         except Exception as exc:  # an emulator bug must show as a 500, not a hang
             resp = Response(500, {"error": f"emulator error: {exc!r}"})
         finally:
             if counted:
                 with self._lock:
                     self.in_flight -= 1
+        req.took_s = time.monotonic() - arrived
+        if resp.drop:  # handled (and billed), but the client never hears back
+            h.close_connection = True
+            try:
+                h.connection.shutdown(2)
+            except OSError:
+                pass
+            return
         data, ctype = resp.encode()
         try:
             h.send_response(resp.status)
@@ -303,9 +392,15 @@ class Emulator:
             for k, v in resp.headers.items():
                 h.send_header(k, v)
             h.end_headers()
-            h.wfile.write(data)
+            if resp.trickle_s:
+                for i in range(len(data)):
+                    h.wfile.write(data[i:i + 1])
+                    h.wfile.flush()
+                    time.sleep(resp.trickle_s)
+            else:
+                h.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
-            pass
+            h.close_connection = True
 
     def _serve_result(self, req: Request) -> Response:
         rid = req.match["rid"]
@@ -419,7 +514,17 @@ class HostEmulator(Emulator):
             return job.polls <= self.polls_until_done
 
     def result_url(self, width: int, height: int, fmt: str = "jpeg") -> str:
+        width, height = self.wrong_size or (width, height)
         return self.serve_result(result_image(width, height, fmt), "png" if fmt == "png" else "jpg")
+
+    @property
+    def billed(self) -> int:
+        """Jobs the host billed (the fault soak's count; the same as ``submits`` here)."""
+        return len(self.submits)
+
+    @property
+    def billed_requests(self) -> list[Request]:
+        return self.submits
 
     # -- uploaded references ----------------------------------------------------------------
 
