@@ -23,6 +23,7 @@ class Action(str, Enum):
     UP_TO_DATE = "up-to-date"
     RESTORE = "restore"
     GENERATE = "generate"
+    DERIVE = "derive"  # local Pillow steps: no provider call, no cost, allowed --offline
     BLOCKED = "blocked"
 
 
@@ -58,7 +59,7 @@ _REASON_TEXT = {
     "over-budget": "generating it again (${}) would exceed the budget (max_cost / --max-cost)",
     "stopped": "not started: the build stopped after {} failed (-k keeps going)",
 }
-INPUT_KEYS = ("prompt", "model", "size", "count", "seed", "watermark", "params")
+INPUT_KEYS = ("kind", "prompt", "model", "size", "count", "seed", "watermark", "params", "steps")
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,10 @@ class Planner:
 
     def generation(self, node: Node, reasons: list[Reason], fp: str | None, inputs: dict[str, Any] | None,
                    refs: list[ResolvedRef]) -> Decision:
-        """Generate, with its cost, unless --offline forbids calling a host."""
+        """Make the node's images anew: derive a derived node (free, offline too); generate
+        any other, with its cost, unless --offline forbids calling a host."""
+        if node.derived:
+            return Decision(node, Action.DERIVE, reasons, fingerprint=fp, inputs=inputs, references=refs)
         if self.offline and node.provider_type != "local":
             return Decision(node, Action.BLOCKED, reasons + [Reason("offline", node.provider)],
                             fingerprint=fp, inputs=inputs, references=refs)
@@ -255,8 +259,8 @@ def changes(entry: LockEntry, inputs: dict[str, Any]) -> list[Reason]:
     old = entry.inputs
     reasons = []
     for key in INPUT_KEYS:
-        if old.get(key) != inputs.get(key):
-            detail = f"{old.get(key)} -> {inputs.get(key)}" if key in ("model", "size", "count") else ""
+        if (old.get(key) or None) != (inputs.get(key) or None):  # a lock holds no empty params or steps
+            detail = f"{old.get(key)} -> {inputs.get(key)}" if key in ("kind", "model", "size", "count") else ""
             reasons.append(Reason(f"{key}-changed", detail))
     old_refs = [(r.get("ref"), r.get("sha256")) for r in old.get("references") or []]
     new_refs = [(r["ref"], r["sha256"]) for r in inputs["references"]]
