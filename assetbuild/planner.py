@@ -254,12 +254,21 @@ def _record_of(entry: LockEntry) -> CacheRecord:
                        cost_usd=entry.cost_usd, built=entry.built)
 
 
+def _comparable(key: str, value: Any) -> Any:
+    """An input as the fingerprint counts it: a lock holds no empty params, and an overlay's
+    image counts by its bytes (among the references), not its name."""
+    if key == "steps" and isinstance(value, list):
+        value = [{k: v for k, v in step.items() if k != "image"} if isinstance(step, dict) else step
+                 for step in value]
+    return None if value in ({}, []) else value
+
+
 def changes(entry: LockEntry, inputs: dict[str, Any]) -> list[Reason]:
     """Why ``inputs`` differ from what the lock recorded."""
     old = entry.inputs
     reasons = []
     for key in INPUT_KEYS:
-        if (old.get(key) or None) != (inputs.get(key) or None):  # a lock holds no empty params or steps
+        if _comparable(key, old.get(key)) != _comparable(key, inputs.get(key)):
             detail = f"{old.get(key)} -> {inputs.get(key)}" if key in ("kind", "model", "size", "count") else ""
             reasons.append(Reason(f"{key}-changed", detail))
     old_refs = [(r.get("ref"), r.get("sha256")) for r in old.get("references") or []]
