@@ -11,6 +11,7 @@ Imported only when a derive runs: a no-op build never loads Pillow.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -233,7 +234,5 @@ def _has_alpha(im: Image.Image) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    import re
-
     text = re.sub(r"\s*<[^<>]* at 0x[0-9A-Fa-f]+>", "", str(exc)).strip()
     return text or type(exc).__name__

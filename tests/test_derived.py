@@ -323,6 +323,8 @@ def test_the_output_extension_follows_the_format_step(project):
      "assets.d.steps: reference file nope.png does not exist"),
     ('from = "@logo"\nsteps = [{ op = "crop", size = "{ratio}" }]',
      "assets.d.steps: step 1 (crop): unknown placeholder {ratio}"),
+    ('from = "@d"\nsteps = [{ op = "grayscale" }]', "assets.d.from: reference cycle: d -> d"),
+    ('from = "@logo"\nsteps = [{ op = "overlay", image = "@d" }]', "assets.d.steps: reference cycle: d -> d"),
 ])
 def test_bad_derived_assets_are_one_line_each_with_the_line_and_key(project, table, line):
     project.manifest(f'[assets.logo]\nprompt = "logo"\nsize = "32x32"\n[assets.d]\n{table}\n')
