@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 _WHERE = {
     "Action": "planner", "AssetbuildError": "errors", "BudgetError": "errors", "BuildInterrupted": "errors",
+    "DeriveError": "errors",
     "BuildReport": "api", "CacheError": "errors", "Clock": "clock", "Decision": "planner", "Event": "executor",
     "GenerationRequest": "providers.base", "GenerationResult": "providers.base", "Interrupted": "errors",
     "LockfileError": "errors", "ManifestError": "errors", "ManifestErrors": "errors",

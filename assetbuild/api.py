@@ -121,7 +121,7 @@ class BuildReport:
         return {
             "generated": self.count("generated"),
             "restored": self.count("restored"),
-            "derived": 0,
+            "derived": self.count("derived"),
             "up_to_date": self.count("up-to-date"),
             "failed": self.count("failed"),
             "blocked": self.count("blocked"),
@@ -297,7 +297,7 @@ class Project:
         """Each configured provider (and the project's default): type, model ids, prices and
         whether its key is set. Never the key itself."""
         names = list(dict.fromkeys([*self.blueprint.providers, self.blueprint.settings["provider"],
-                                    *(n.provider for n in self.nodes.values())]))
+                                    *(n.provider for n in self.nodes.values() if not n.derived)]))
         rows = []
         for name in names:
             provider = self.providers.get(name)

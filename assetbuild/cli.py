@@ -177,7 +177,7 @@ def plan(ctx: Ctx, targets: tuple[str, ...], as_json: bool, force: bool, offline
               help="Assets built at once.")
 @click.option("-k", "--keep-going", is_flag=True, help="Go on with independent assets after a failure.")
 @click.option("--force", is_flag=True, help="Rebuild the targets (all if none) even if up to date; pays again.")
-@click.option("--offline", is_flag=True, help="No provider calls: restore and local only.")
+@click.option("--offline", is_flag=True, help="No provider calls: restore, derive and local only.")
 @click.option("--provider", "provider_override", default=None, help="Use this provider for every asset.")
 @click.option("--max-cost", type=click.FloatRange(min=0), default=None, callback=lambda ctx, param, value: _finite(value),
               help="Refuse a build estimated above USD.")
@@ -233,6 +233,7 @@ def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force
         for nid in report.pruned:
             click.echo(f"pruned     {nid} (no longer in the manifest; its files are left in place)")
         click.echo(f"build: {summary['generated']} generated, {summary['restored']} restored, "
+                   f"{summary['derived']} derived, "
                    f"{summary['up_to_date']} up to date, {summary['failed']} failed, {summary['blocked']} blocked; "
                    f"cost {_money(report.cost_usd)}")
     if not report.ok:
@@ -281,10 +282,16 @@ def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
         click.echo("  fingerprint  not known until its upstream is rebuilt")
     else:
         click.echo(f"  fingerprint  {info['fingerprint']}")
-        for key in ("prompt", "model", "size", "count", "seed", "watermark", "params"):
-            click.echo(f"  {key:<12} {json.dumps(inputs[key], ensure_ascii=False)}")
-        for ref in inputs["references"]:
-            click.echo(f"  reference    {ref['ref']}  sha256 {ref['sha256'][:16]}")
+        if inputs.get("kind") == "derive":
+            for number, step in enumerate(inputs["steps"], start=1):
+                click.echo(f"  step {number:<7} {json.dumps(step, ensure_ascii=False)}")
+            for label, ref in zip(["source", *["overlay"] * len(inputs["references"])], inputs["references"]):
+                click.echo(f"  {label:<12} {ref['ref']}  sha256 {ref['sha256'][:16]}")
+        else:
+            for key in ("prompt", "model", "size", "count", "seed", "watermark", "params"):
+                click.echo(f"  {key:<12} {json.dumps(inputs[key], ensure_ascii=False)}")
+            for ref in inputs["references"]:
+                click.echo(f"  reference    {ref['ref']}  sha256 {ref['sha256'][:16]}")
     lock = info["lock"]
     if lock is None:
         click.echo("  lock         no entry (never built)")

@@ -11,6 +11,7 @@
     │   ├── ProviderRefused       a content-policy refusal: never retried, never falls back
     │   ├── ProviderRequestError  any other 4xx (bad key, bad field, no credit): never retried
     │   └── Interrupted           Ctrl-C: the provider stopped waiting; a job in flight stays saved
+    ├── DeriveError               a derived asset's steps cannot be applied to its image (a crop box outside it)
     ├── BuildInterrupted          Ctrl-C stopped a build; what was in flight (the CLI exits 130)
     ├── LockfileError             assetbuild.lock cannot be read
     └── CacheError                the cache cannot be read or written
@@ -141,6 +142,11 @@ class ProviderRequestError(ProviderError):
 class Interrupted(ProviderError):
     """The build was interrupted (Ctrl-C) while this provider worked: it stopped waiting at
     once. A job the host accepted stays saved, so a rerun resumes it without paying again."""
+
+
+class DeriveError(AssetbuildError):
+    """A derived asset's steps cannot be applied to the image they get (a crop larger than it,
+    an .ico of a non-square image, a source that does not decode). Fails that asset only."""
 
 
 class BuildInterrupted(AssetbuildError):

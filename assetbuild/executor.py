@@ -1,10 +1,12 @@
 """Running a plan: a ready queue in build order (ninja's ``Plan``), ``-j`` threads,
 keep-going, provider fallback, and Ctrl-C.
 
-Each decision of the plan is run as it was planned, unless an upstream node handed down
+Restores, derivations and generations run in the worker threads. Each decision of the plan
+is run as it was planned, unless an upstream node handed down
 something else than the plan assumed (its bytes were not known yet: it was regenerated), and
 only then is the node decided again. A generated image goes into the cache before any output
-or lock write (:meth:`Executor._secure`); outputs are written atomically, each finished asset
+or lock write (:meth:`Executor._secure`), and so does a derived one
+(:meth:`Executor._derive`); outputs are written atomically, each finished asset
 is journalled, and the sorted lock is written once at the end, so an interrupted build keeps
 everything already done.
 """
@@ -40,6 +42,7 @@ class Outcome(str, Enum):
     UP_TO_DATE = "up-to-date"
     RESTORED = "restored"
     GENERATED = "generated"
+    DERIVED = "derived"
     FAILED = "failed"
     BLOCKED = "blocked"
 
@@ -120,7 +123,7 @@ class Executor:
     def run(self, decisions: Sequence[Decision]) -> list[NodeResult]:
         """Run the plan's decisions: a node is ready once every upstream node in the plan is
         settled; ready nodes are taken in plan order; up-to-date and blocked ones settle in
-        the main thread, restores and generations go to the worker threads."""
+        the main thread, restores, derivations and generations go to the worker threads."""
         planned = {d.id: d for d in decisions}
         dependents: dict[str, list[str]] = {nid: [] for nid in planned}
         waiting: dict[str, int] = {}
@@ -224,6 +227,8 @@ class Executor:
             d = self._after_damaged_restore(d)
             if d.action is Action.BLOCKED:
                 return NodeResult(d.id, Outcome.BLOCKED, texts(d.reasons))
+        if d.action is Action.DERIVE:
+            return self._derive(d)
         return self._generate(d)
 
     def _restore(self, d: Decision) -> NodeResult | None:
@@ -321,6 +326,26 @@ class Executor:
         return NodeResult(node.id, Outcome.GENERATED, texts(d.reasons), cost_usd=result.cost_usd, outputs=shas,
                           provider=name)
 
+    def _derive(self, d: Decision) -> NodeResult:
+        """Apply a derived node's steps to its source (and overlay) images. The result is
+        cached like a generated one, then written, then journalled: never a provider call."""
+        node = d.node
+        if d.fingerprint is None or d.inputs is None:  # decided before upstream finished
+            raise AssetbuildError(f"{node.id}: internal error: deriving without a fingerprint")
+        from .transforms import ENGINE, derive  # Pillow loads only when a derive runs
+
+        images = [self._read_reference(node, ref) for ref in d.references]
+        made = derive(images[0], node.steps, images[1:])  # a DeriveError fails this node only
+        sha = self.cache.put_blob(made.data)
+        record = CacheRecord(originals=(sha,), images=(sha,), provider="derive", model_id=ENGINE,
+                             built=self._now())
+        self.cache.put_result(d.fingerprint, record)
+        shas = self._write_outputs(d, [made.data], record)
+        return NodeResult(node.id, Outcome.DERIVED, texts(d.reasons), outputs=shas, provider="derive")
+
+    def _now(self) -> str:
+        return self.clock.now().astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
     def _secure(self, fingerprint: str, result: GenerationResult, provider: str) -> CacheRecord:
         """The ordering rule, in one place: what a provider returned is in the cache index (the
         host's original bytes, before any conversion) before its saved job is forgotten, and
@@ -328,7 +353,7 @@ class Executor:
         record = CacheRecord(
             originals=tuple(self.cache.put_blob(img) for img in result.images),
             provider=provider, model_id=result.model_id, request_id=result.request_id, cost_usd=result.cost_usd,
-            built=self.clock.now().astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            built=self._now(),
         )
         self.cache.put_result(fingerprint, record)
         if result.job_key is not None:
@@ -343,13 +368,22 @@ class Executor:
         if exc.job_key is not None:
             self.cache.jobs.delete(exc.job_key)
 
+    def _read_reference(self, node: Node, ref: ResolvedRef) -> bytes:
+        """A reference's bytes, which must be the bytes the fingerprint hashed."""
+        try:
+            data = (self.root / ref.path).read_bytes()
+        except OSError as exc:
+            raise UserError(f"{node.id}: reference {ref.label} ({ref.path}) cannot be read ({exc.strerror}); "
+                            "run the build again") from exc
+        if sha256_bytes(data) != ref.sha256:
+            raise UserError(f"{node.id}: reference {ref.label} ({ref.path}) changed during the build; run it again")
+        return data
+
     def _reference(self, node: Node, ref: ResolvedRef) -> ReferenceImage:
         """The bytes that will be sent, which must be the bytes the fingerprint hashed."""
         from .imageinfo import ImageDecodeError, inspect_image
 
-        data = (self.root / ref.path).read_bytes()
-        if sha256_bytes(data) != ref.sha256:
-            raise UserError(f"{node.id}: reference {ref.label} ({ref.path}) changed during the build; run it again")
+        data = self._read_reference(node, ref)
         try:
             info = inspect_image(data)
         except ImageDecodeError as exc:

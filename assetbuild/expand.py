@@ -1,9 +1,15 @@
 """Expansion: manifest assets -> concrete build nodes.
 
 A ``matrix`` becomes one node per combination (id ``sneaker[bg=white,color=red]``, keys
-sorted), ``{key}`` templates are filled in, sizes are resolved against the node's model,
-output paths are laid out, and references are resolved to files or to upstream nodes
-(binding variant by variant where the referring asset shares the matrix keys).
+sorted), ``{key}`` templates are filled in (in every string key: prompt, size, output,
+references, from, and the steps' strings), sizes are resolved against the node's model,
+output paths are laid out (matrix values slugged into portable file names), and references
+are resolved to files or to upstream nodes (binding variant by variant where the referring
+asset shares the matrix keys).
+
+A derived asset (``from`` + ``steps``) takes on the matrix keys of the asset it derives from
+(those it does not set or select itself), so ``from = "@sneaker"`` makes one derived node per
+sneaker variant.
 """
 
 from __future__ import annotations
@@ -23,10 +29,18 @@ from .manifest import LoadedManifest, Problems
 from .models import AssetSpec, ProviderConfig
 from .nodes import Node, Ref, RefSite, variant_id
 from .sizes import SizeError, resolve_size
+from .steps import EXTENSIONS, StepError, extension, format_of, parse_steps
 
 _REF = re.compile(r"^@(?P<id>[a-z0-9][a-z0-9_-]*)(?:\[(?P<sel>[^\]]*)\])?(?:#(?P<n>\d+))?$")
 _MATRIX_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _ID_SYNTAX = "[],="  # variant ids and selectors are written with these
+_UNSAFE_IN_NAMES = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def slug(value: str) -> str:
+    """A matrix value as it appears in file names: every run of characters outside
+    [A-Za-z0-9._-] becomes one '-' (``16:9`` -> ``16-9``, ``dark blue`` -> ``dark-blue``)."""
+    return _UNSAFE_IN_NAMES.sub("-", value)
 
 
 Variant = tuple[tuple[str, str], ...]
@@ -84,10 +98,15 @@ class _Expansion:
         self.out_dir = "."
         self._outputs_of: dict[tuple[str, Variant], tuple[str, ...]] = {}
         self._ref_problems: dict[str, str | None] = {}  # one disk check per distinct reference file
-        self._sites: dict[str, RefSite] = {}
+        self._sites: dict[tuple[str, str], RefSite] = {}
         self._sizes: dict[tuple[str, str], tuple[int, int] | SizeError] = {}
+        self.matrices: dict[str, dict[str, list[str]]] = {}  # each asset's matrix, a derived one's inherited keys too
+        self._steps_of: dict[tuple[str, Variant], tuple[list[dict[str, Any]], list[ManifestError]]] = {}
+        self._named: dict[tuple[str, str], tuple[str, Variant]] = {}  # (asset, output) -> (unslugged, variant)
 
     def run(self) -> dict[str, Node]:
+        for asset_id in self.m.assets:
+            self._matrix(asset_id, ())
         self._check_variant_count()  # before anything is expanded: 10^8 variants never materialise
         with self.problems.collect():
             self.out_dir = self._output_dir()
@@ -97,8 +116,9 @@ class _Expansion:
                 self.failed.add(asset_id)
                 for error in errors:
                     self.problems.add(error)
-            keys = list(spec.matrix)
-            combos = itertools.product(*[[_text(v) for v in spec.matrix[k]] for k in keys]) if keys else [()]
+            matrix = self.matrices[asset_id]
+            keys = list(matrix)
+            combos = itertools.product(*[matrix[k] for k in keys]) if keys else [()]
             self.variants[asset_id] = [tuple(zip(keys, combo)) for combo in combos]
         self.problems.check()  # outputs cannot be laid out without a valid output_dir and matrices
 
@@ -114,9 +134,28 @@ class _Expansion:
         self.problems.check()
         return nodes
 
+    def _matrix(self, asset_id: str, visiting: tuple[str, ...]) -> dict[str, list[str]]:
+        """The asset's own matrix, and for a derived asset the matrix keys of the asset its
+        ``from`` names that it neither sets nor selects (``@sneaker[floor=white]`` fixes floor)."""
+        found = self.matrices.get(asset_id)
+        if found is not None:
+            return found
+        spec = self.m.assets[asset_id]
+        matrix = {k: [_text(v) for v in values] for k, values in spec.matrix.items()}
+        m = _REF.match(spec.source or "")
+        target = m.group("id") if m else None
+        if m and target in self.m.assets and target != asset_id and target not in visiting:
+            fixed = {p.partition("=")[0].strip() for p in (m.group("sel") or "").split(",")}
+            for key, values in self._matrix(target, (*visiting, asset_id)).items():
+                if key not in matrix and key not in fixed:
+                    matrix[key] = values
+        if not visiting:
+            self.matrices[asset_id] = matrix
+        return matrix
+
     def _check_variant_count(self) -> None:
         limit = self.m.limits.max_variants
-        counts = {aid: math.prod(len(v) for v in spec.matrix.values()) for aid, spec in self.m.assets.items()}
+        counts = {aid: math.prod(len(v) for v in self.matrices[aid].values()) for aid in self.m.assets}
         total = sum(counts.values())
         if total > limit:
             biggest = max(counts, key=counts.__getitem__)
@@ -154,6 +193,8 @@ class _Expansion:
         return errors
 
     def _node(self, asset_id: str, spec: AssetSpec, variant: Variant) -> Node:
+        if spec.source is not None:
+            return self._derived(asset_id, spec, variant)
         m = self.m
         loaded = self.loaded
         where = ("assets", asset_id)
@@ -163,8 +204,12 @@ class _Expansion:
         model = "local" if ptype == "local" else (spec.model or m.project.model)
         errors: list[ManifestError] = []  # the keys of one asset are independent of each other
         width = height = 0
+        size = spec.size
         try:
-            width, height = self._size(spec.size, model)
+            size = fill(spec.size, values, loaded, *where, "size")
+            width, height = self._size(size, model)
+        except ManifestError as exc:
+            errors.append(exc)
         except SizeError as exc:
             errors.append(loaded.error(f"{exc}", *where, "size"))
         prompt = ""
@@ -183,11 +228,7 @@ class _Expansion:
             outputs = self._outputs(asset_id, spec, variant)
         except ManifestError as exc:
             errors.append(exc)
-        if errors:
-            problems = Problems()
-            for error in errors:
-                problems.add(error)
-            problems.check()
+        _raise(errors)
         return Node(
             id=variant_id(asset_id, variant),
             asset=asset_id,
@@ -196,7 +237,7 @@ class _Expansion:
             provider=provider,
             provider_type=ptype,
             model=model,
-            size=spec.size,
+            size=size,
             width=width,
             height=height,
             count=spec.count,
@@ -206,6 +247,54 @@ class _Expansion:
             references=tuple(refs),
             outputs=outputs,
         )
+
+    def _derived(self, asset_id: str, spec: AssetSpec, variant: Variant) -> Node:
+        """A derived node: its source and overlay images as references (source first), its
+        steps checked with this variant's values filled in."""
+        loaded = self.loaded
+        values = dict(variant)
+        steps, errors = self._steps(asset_id, spec, variant)
+        errors = list(errors)
+        refs = []
+        try:
+            text = fill(spec.source or "", values, loaded, "assets", asset_id, "from")
+            refs.append(self._ref(asset_id, text, values, key="from", takes_one="from"))
+        except ManifestError as exc:
+            errors.append(exc)
+        for step in steps:
+            if step["op"] == "overlay":
+                try:
+                    refs.append(self._ref(asset_id, step["image"], values, key="steps", takes_one="an overlay"))
+                except ManifestError as exc:
+                    errors.append(exc)
+        outputs: tuple[str, ...] = ()
+        try:
+            outputs = self._outputs(asset_id, spec, variant)
+        except ManifestError as exc:
+            errors.append(exc)
+        _raise(errors)
+        return Node(id=variant_id(asset_id, variant), asset=asset_id, variant=variant, prompt="",
+                    provider="derive", provider_type="derive", model="derive", size="", width=0, height=0,
+                    count=1, seed=None, watermark=False, params={}, references=tuple(refs), outputs=outputs,
+                    kind="derive", steps=tuple(steps))
+
+    def _steps(self, asset_id: str, spec: AssetSpec, variant: Variant) -> tuple[list[dict[str, Any]], list[ManifestError]]:
+        """The variant's canonical steps and their problems (once per variant: the outputs of
+        a derived asset need its format, and so do those that reference it)."""
+        key = (asset_id, variant)
+        if key not in self._steps_of:
+            values = dict(variant)
+            where = ("assets", asset_id, "steps")
+
+            def fill_in(text: str) -> str:
+                try:
+                    return fill(text, values, self.loaded, *where)
+                except ManifestError as exc:
+                    raise StepError(exc.detail) from None
+
+            steps, problems = parse_steps(spec.steps, fill_in)
+            self._steps_of[key] = (steps, [self.loaded.error(p, *where) for p in problems])
+        return self._steps_of[key]
 
     def _size(self, size: str, model: str) -> tuple[int, int]:
         """resolve_size, once per distinct (size, model): most assets share a few sizes."""
@@ -227,25 +316,36 @@ class _Expansion:
             return memo
         loaded = self.loaded
         where = ("assets", asset_id, "output")
+        count = _count(spec)
+        ext, fmt = ".png", "png"
+        if spec.source is not None:
+            steps, problems = self._steps(asset_id, spec, variant)
+            if not problems:  # else the asset reports them; its outputs are laid out as PNG meanwhile
+                ext, fmt = extension(steps), format_of(steps)
         template = spec.output
         if template is None:
             template = "-".join(["{asset}", *("{" + k + "}" for k, _ in variant)])
-            template += "-{i}.png" if spec.count > 1 else ".png"
-        elif spec.count > 1 and "{i}" not in template:
-            raise loaded.error(f"count = {spec.count} needs {{i}} in the output template (e.g. \"{{asset}}-{{i}}.png\")",
+            template += f"-{{i}}{ext}" if count > 1 else ext
+        elif count > 1 and "{i}" not in template:
+            raise loaded.error(f"count = {count} needs {{i}} in the output template (e.g. \"{{asset}}-{{i}}.png\")",
                                *where)
-        elif not template.lower().endswith(".png"):
+        elif spec.source is None and not template.lower().endswith(".png"):
             raise loaded.error("generated images are written as PNG; end the output path with .png", *where)
+        elif spec.source is not None and not template.lower().endswith(EXTENSIONS[fmt]):
+            why = f"its format step writes {fmt}" if fmt != "png" else "without a format step it is written as PNG"
+            raise loaded.error(f"{why}; end the output path with {' or '.join(EXTENSIONS[fmt])}", *where)
         out_dir = self.out_dir
         paths = []
-        for i in range(1, spec.count + 1):
+        for i in range(1, count + 1):
             values = {**dict(variant), "asset": asset_id, "i": str(i)}
-            if spec.count == 1:
+            if count == 1:
                 values.pop("i")
-            rel = fill(template, values, loaded, *where)
+            raw = fill(template, values, loaded, *where)  # checked as written: a value never moves an output
+            rel = fill(template, {k: slug(v) if k in dict(variant) else v for k, v in values.items()}, loaded, *where)
             try:
+                raw_path = project_path(loaded, f"{out_dir}/{raw}", *where)
                 path = project_path(loaded, f"{out_dir}/{rel}", *where)
-                if not under(path, out_dir):
+                if not under(path, out_dir) or not under(raw_path, out_dir):
                     raise loaded.error(f"output {path} is outside output_dir {out_dir}; "
                                        "keep output paths under it (no '..')", *where)
             except ManifestError:
@@ -256,22 +356,40 @@ class _Expansion:
                 raise loaded.error(f"matrix value {clip(value)} makes the output path {clip(f'{out_dir}/{rel}')}, "
                                    f"which is not a file under output_dir {out_dir}; use values without "
                                    "'/', '..' or control characters", "assets", asset_id, "matrix", key) from None
+            self._check_slug_clash(asset_id, path, raw, variant)
             paths.append(path)
         result = tuple(paths)
         self._outputs_of[(asset_id, variant)] = result
         return result
 
-    def _site(self, asset_id: str) -> RefSite:
-        site = self._sites.get(asset_id)
+    def _check_slug_clash(self, asset_id: str, path: str, raw: str, variant: Variant) -> None:
+        """Two variants whose values differ only in characters a file name cannot carry
+        (``16:9`` and ``16/9``) would write one file: say which values, not just the path."""
+        seen = self._named.setdefault((asset_id, path.lower()), (raw, variant))
+        if seen[0] == raw:
+            return
+        for (key, a), (_, b) in zip(seen[1], variant):
+            if a != b and slug(a) == slug(b):
+                raise self.loaded.error(
+                    f"matrix values {clip(a)} and {clip(b)} both become {clip(slug(a))} in the output file name "
+                    "(characters other than A-Z a-z 0-9 . _ - become '-'); make them differ in a letter or digit, "
+                    "or set output", "assets", asset_id, "matrix", key)
+
+    def _site(self, asset_id: str, key: str) -> RefSite:
+        site = self._sites.get((asset_id, key))
         if site is None:
-            file, line, key = self.loaded.locate("assets", asset_id, "references")
-            site = self._sites[asset_id] = RefSite(file, line, key, self.m.limits.max_reference_pixels)
+            file, line, dotted = self.loaded.locate("assets", asset_id, key)
+            site = self._sites[(asset_id, key)] = RefSite(file, line, dotted, self.m.limits.max_reference_pixels)
         return site
 
-    def _ref(self, asset_id: str, text: str, values: Mapping[str, str]) -> Ref:
+    def _ref(self, asset_id: str, text: str, values: Mapping[str, str], *, key: str = "references",
+             takes_one: str | None = None) -> Ref:
+        """A reference as written (after substitution) under ``key``. ``takes_one`` names what
+        needs exactly one image (a derived asset's source, an overlay): an asset of several
+        outputs must then be named with #N."""
         loaded = self.loaded
         variants = self.variants
-        where = ("assets", asset_id, "references")
+        where = ("assets", asset_id, key)
         if not text.startswith("@"):
             rel = project_path(loaded, text, *where)
             if rel not in self._ref_problems:
@@ -279,7 +397,7 @@ class _Expansion:
             problem = self._ref_problems[rel]
             if problem:
                 raise loaded.error(problem, *where)
-            return Ref(label=rel, path=rel, site=self._site(asset_id))
+            return Ref(label=rel, path=rel, site=self._site(asset_id, key))
         m = _REF.match(text)
         if not m:
             raise loaded.error(f"bad reference {clip(text)}; use @id, @id[key=value,...] or @id#N", *where)
@@ -291,36 +409,55 @@ class _Expansion:
         if target in self.failed:
             return Ref(label=text)  # its matrix is reported already; the build stops before using this
         target_spec = loaded.manifest.assets[target]
+        target_keys = self.matrices[target]
         selector: dict[str, str] = {}
         for part in filter(None, (p.strip() for p in (m.group("sel") or "").split(","))):
-            key, eq, value = part.partition("=")
-            if not eq or key.strip() not in target_spec.matrix:
-                raise loaded.error(f"{clip(text)}: @{target} has no matrix key {clip(key.strip())} "
-                                   f"(keys: {', '.join(target_spec.matrix) or 'none'})", *where)
-            selector[key.strip()] = value.strip()
-        for key in target_spec.matrix:  # bind variant by variant on shared matrix keys
-            if key not in selector and key in values:
-                selector[key] = values[key]
+            name, eq, value = part.partition("=")
+            if not eq or name.strip() not in target_keys:
+                raise loaded.error(f"{clip(text)}: @{target} has no matrix key {clip(name.strip())} "
+                                   f"(keys: {', '.join(target_keys) or 'none'})", *where)
+            selector[name.strip()] = value.strip()
+        for name in target_keys:  # bind variant by variant on shared matrix keys
+            if name not in selector and name in values:
+                selector[name] = values[name]
         chosen = [v for v in variants[target] if all(dict(v)[k] == val for k, val in selector.items())]
         if not chosen:
             raise loaded.error(f"{clip(text)} names no variant of @{target}", *where)
         if len(chosen) > 1:
-            missing = [k for k in target_spec.matrix if k not in selector]
+            missing = [k for k in target_keys if k not in selector]
             raise loaded.error(
                 f"{clip(text)} is ambiguous: @{target} has {len(chosen)} variants; name one, e.g. "
                 f"@{variant_id(target, chosen[0])} (unbound: {', '.join(missing)})",
                 *where,
             )
         index = None
+        count = _count(target_spec)
         if m.group("n") is not None:
             n = int(m.group("n")) if len(m.group("n")) < 4 else 0
-            if not 1 <= n <= target_spec.count:
-                raise loaded.error(f"{clip(text)}: @{target} has {target_spec.count} output(s); "
-                                   f"use #1..#{target_spec.count}", *where)
+            if not 1 <= n <= count:
+                raise loaded.error(f"{clip(text)}: @{target} has {count} output(s); "
+                                   f"use #1..#{count}", *where)
             index = n - 1
+        elif takes_one is not None and count > 1:
+            raise loaded.error(f"{clip(text)} names {count} images (count = {count}), and {takes_one} takes one; "
+                               f"name it, e.g. {text}#1 (#1..#{count})", *where)
         outputs = self._outputs(target, target_spec, chosen[0])
         return Ref(label=text, node=variant_id(target, chosen[0]), index=index,
                    paths=outputs if index is None else (outputs[index],))
+
+
+def _raise(errors: list[ManifestError]) -> None:
+    """The problems of one node's keys (independent of each other), raised together."""
+    if errors:
+        problems = Problems()
+        for error in errors:
+            problems.add(error)
+        problems.check()
+
+
+def _count(spec: AssetSpec) -> int:
+    """Outputs of an asset: a derived one makes one image (a [defaults] count is not its)."""
+    return 1 if spec.source is not None else spec.count
 
 
 def _suspicious(value: str) -> bool:

@@ -10,12 +10,22 @@ from typing import Any
 from .nodes import Node
 
 RECIPE_VERSION = 1
+# Derived images: bump when transforms.py writes other bytes for the same steps and source.
+DERIVE_RECIPE_VERSION = 1
 
 
 def fingerprint_inputs(node: Node, references: list[tuple[str, str]]) -> dict[str, Any]:
     """Everything that decides ``node``'s image. ``references`` is (label, sha256) per
     reference image in order; only the hashes enter the fingerprint (renaming a file with
-    the same bytes changes nothing), the labels are kept to explain changes."""
+    the same bytes changes nothing), the labels are kept to explain changes. A derived
+    node's references are its source image, then each overlay step's image."""
+    if node.derived:
+        return {
+            "recipe": DERIVE_RECIPE_VERSION,
+            "kind": "derive",
+            "steps": [dict(step) for step in node.steps],
+            "references": [{"ref": label, "sha256": sha} for label, sha in references],
+        }
     return {
         "recipe": RECIPE_VERSION,
         "kind": "generate",
@@ -34,5 +44,7 @@ def fingerprint_inputs(node: Node, references: list[tuple[str, str]]) -> dict[st
 def fingerprint(inputs: dict[str, Any]) -> str:
     canonical = dict(inputs)
     canonical["references"] = [r["sha256"] for r in inputs["references"]]
+    if "steps" in canonical:  # an overlay's image counts by its bytes (in references), not its name
+        canonical["steps"] = [{k: v for k, v in step.items() if k != "image"} for step in inputs["steps"]]
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -39,9 +39,12 @@ class BuildGraph:
         except nx.NetworkXNoCycle:
             return
         path = [edge[0] for edge in cycle] + [cycle[0][0]]
-        first = self.nodes[path[1]].asset
+        node = self.nodes[path[1]]
+        key = "references"
+        if node.derived:  # a derived node reads its source (from), then its overlays (steps)
+            key = "from" if node.references and node.references[0].node == path[0] else "steps"
         raise loaded.error(f"reference cycle: {' -> '.join(path)}; break it by removing one reference",
-                           "assets", first, "references")
+                           "assets", node.asset, key)
 
     def _check_outputs(self, loaded: LoadedManifest) -> Iterator[ManifestError]:
         """Each output path is one asset's, is no other output's folder, is not a reference

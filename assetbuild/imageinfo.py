@@ -20,7 +20,8 @@ _MEDIA_TYPES = {
 }
 
 
-SUPPORTED_FORMATS = tuple(_MEDIA_TYPES)
+SUPPORTED_FORMATS = tuple(_MEDIA_TYPES)  # what a reference image may be
+_OUTPUT_ONLY = {"ICO": "image/x-icon"}  # what a derived output may also be (a favicon)
 
 
 class ImageDecodeError(AssetbuildError):
@@ -42,7 +43,7 @@ def inspect_image(data: bytes, *, verify: bool = False) -> ImageInfo:
         with Image.open(io.BytesIO(data)) as img:
             if verify:
                 img.load()
-            media_type = _MEDIA_TYPES.get(img.format or "")
+            media_type = _MEDIA_TYPES.get(img.format or "") or _OUTPUT_ONLY.get(img.format or "")
             if media_type is None:
                 raise ImageDecodeError(f"unsupported image format {img.format!r}")
             return ImageInfo(media_type, img.width, img.height)

@@ -27,7 +27,8 @@ from .files import write_atomic
 
 LOCK_VERSION = 1
 HEADER = "# assetbuild.lock: written by `assetbuild build`; commit it. Do not edit by hand.\n"
-INPUT_KEYS = ("recipe", "prompt", "model", "size", "count", "seed", "watermark", "params", "references")
+INPUT_KEYS = ("recipe", "kind", "prompt", "model", "size", "count", "seed", "watermark", "params", "steps",
+              "references")
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,8 @@ class LockEntry:
             table["request_id"] = self.request_id
         for key in INPUT_KEYS:
             value = self.inputs.get(key)
-            if value is None or (key == "params" and not value):
-                continue
+            if value is None or (key == "params" and not value) or (key == "kind" and value == "generate"):
+                continue  # a generated asset's table reads as it did before derived assets
             table[key] = value
         table["outputs"] = [
             {"path": o.path, "sha256": o.sha256, "width": o.width, "height": o.height} for o in self.outputs
@@ -75,6 +76,11 @@ class LockEntry:
         _check(table, _ENTRY_TYPES, "")
         inputs = {key: table.get(key) for key in INPUT_KEYS}
         inputs["params"] = inputs["params"] or {}
+        inputs["kind"] = inputs["kind"] or "generate"
+        if inputs["steps"] is None:
+            del inputs["steps"]
+        elif not all(isinstance(step, dict) for step in inputs["steps"]):
+            raise _Malformed("steps", "is not an array of tables")
         refs = inputs["references"] or []
         for i, ref in enumerate(refs):
             _check(ref, _REFERENCE_TYPES, f"references[{i}]")
@@ -105,7 +111,8 @@ class LockEntry:
 # The type each key of a lock table must have when present (float: a finite int or float).
 _ENTRY_TYPES: dict[str, type] = {
     "fingerprint": str, "provider": str, "model_id": str, "built": str, "cost_usd": float, "request_id": str,
-    "recipe": int, "prompt": str, "model": str, "size": str, "count": int, "seed": int, "watermark": bool,
+    "recipe": int, "kind": str, "steps": list, "prompt": str, "model": str, "size": str, "count": int,
+    "seed": int, "watermark": bool,
     "params": dict, "references": list, "outputs": list,
 }
 _REFERENCE_TYPES: dict[str, type] = {"ref": str, "sha256": str}

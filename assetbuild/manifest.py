@@ -175,6 +175,11 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
     limits = _validate(loaded, problems, LimitsConfig, raw.get("limits", {}), ("limits",))
     defaults_raw = _table(loaded, problems, raw.get("defaults", {}), ("defaults",)) or {}
     defaults = _validate(loaded, problems, AssetSpec, defaults_raw, ("defaults",))
+    for key in ("from", "steps"):
+        if key in defaults_raw:
+            problems.add(loaded.error(f"{key} belongs to one derived asset; set it in its [assets.ID] table",
+                                      "defaults", key))
+            defaults_raw = {k: v for k, v in defaults_raw.items() if k != key}
     _check_params(loaded, problems, defaults_raw.get("params"), ("defaults", "params"))
 
     providers: dict[str, ProviderConfig] = {}
@@ -199,10 +204,11 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
         spec = _validate(loaded, problems, AssetSpec, merged, ("assets", asset_id), own_keys=set(table))
         if spec is None:
             continue
-        if spec.prompt is None:
-            problems.add(loaded.error("an asset needs a prompt; add prompt = \"...\"", "assets", asset_id))
-            continue
-        assets[asset_id] = spec
+        kind_problems = _kind_problems(spec, set(table))
+        for message, key in kind_problems:
+            problems.add(loaded.error(message, "assets", asset_id, *key))
+        if not kind_problems:
+            assets[asset_id] = spec
 
     problems.check()
     assert project is not None and defaults is not None and limits is not None
@@ -211,6 +217,30 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
     _check_provider_names(loaded, problems)
     problems.check()
     return loaded
+
+
+_GENERATED_ONLY = ("references", "count", "size", "seed", "watermark", "params", "provider", "model")
+
+
+def _kind_problems(spec: AssetSpec, own_keys: set[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """An asset is generated (``prompt``) or derived (``from`` + ``steps``): exactly one. A
+    derived asset takes none of the keys that only describe a generation (from ``[defaults]``
+    they are ignored)."""
+    if spec.prompt is not None and spec.source is not None:
+        return [("an asset is generated (prompt) or derived (from + steps), not both; remove one", ("from",))]
+    if spec.prompt is None and spec.source is None:
+        if spec.steps:
+            return [("steps need from = \"@asset\", the image they start from", ("steps",))]
+        return [("an asset needs a prompt (generated) or from + steps (derived); add prompt = \"...\"", ())]
+    if spec.prompt is not None:
+        return [("steps apply to a derived asset (from = \"@asset\"); remove them, or replace prompt with from",
+                 ("steps",))] if "steps" in own_keys else []
+    found = [(f"{key} does not apply to a derived asset (from): its steps make the image from its source; "
+              "remove it", (key,)) for key in _GENERATED_ONLY if key in own_keys]
+    if not spec.steps:
+        found.append(("a derived asset needs steps, e.g. steps = [{ op = \"fit\", size = \"1200x630\" }]",
+                      ("steps",) if "steps" in own_keys else ("from",)))
+    return found
 
 
 def _table(loaded: LoadedManifest, problems: Problems, value: Any, path: tuple[str, ...]) -> dict[str, Any] | None:
@@ -248,7 +278,8 @@ def _validate(loaded: LoadedManifest, problems: Problems, model: type[BaseModel]
             if own_keys is not None and loc[0] not in own_keys:
                 where = ("defaults",)  # the offending value came from [defaults]
             if err["type"] == "extra_forbidden":
-                message = _unknown(loc[-1], model.model_fields, "key") if len(loc) == 1 else f"unknown key {clip(loc[-1])}"
+                keys = [f.alias or name for name, f in model.model_fields.items()]
+                message = _unknown(loc[-1], keys, "key") if len(loc) == 1 else f"unknown key {clip(loc[-1])}"
             else:
                 message = _reword(err)
             problems.add(loaded.error(message, *where, *loc))

@@ -63,9 +63,12 @@ MatrixValue = Union[str, int, float, bool]
 
 class AssetSpec(_Frozen):
     """One ``[assets.ID]`` table with ``[defaults]`` applied. Every key is optional here so
-    the same model validates ``[defaults]``; a generated asset must have a prompt."""
+    the same model validates ``[defaults]``. A generated asset has a ``prompt``; a derived one
+    has ``from`` and ``steps`` (tables checked by steps.py once matrix values are filled in)."""
 
     prompt: Optional[str] = None
+    source: Optional[str] = Field(None, alias="from")  # derived: "@asset", "@asset#N" or a file
+    steps: list[Any] = Field(default_factory=list)  # derived: [{ op = ... }, ...]
     references: list[str] = Field(default_factory=list)
     matrix: dict[str, list[MatrixValue]] = Field(default_factory=dict)
     count: int = Field(1, ge=1, le=15)

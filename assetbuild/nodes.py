@@ -1,5 +1,5 @@
 """The concrete things a build makes: a :class:`Node` per asset (per variant of a matrix
-asset), with its references resolved. Plain frozen data, made by expand.py from the manifest
+asset), generated or derived, with its references resolved. Plain frozen data, made by expand.py from the manifest
 (or read back from the blueprint memo); nothing here imports pydantic."""
 
 from __future__ import annotations
@@ -56,10 +56,18 @@ class Node:
     params: Mapping[str, Any]
     references: tuple[Ref, ...]
     outputs: tuple[str, ...]  # posix paths relative to the project root
+    # A derived node ("derive"): references[0] is its source (the ``from`` image), then one
+    # reference per overlay step, in step order; ``steps`` are canonical (see steps.py).
+    kind: str = "generate"
+    steps: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def upstream(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.node for r in self.references if r.node))
+
+    @property
+    def derived(self) -> bool:
+        return self.kind == "derive"
 
 
 def variant_id(asset: str, variant: tuple[tuple[str, str], ...]) -> str:

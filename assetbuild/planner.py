@@ -23,6 +23,7 @@ class Action(str, Enum):
     UP_TO_DATE = "up-to-date"
     RESTORE = "restore"
     GENERATE = "generate"
+    DERIVE = "derive"  # local Pillow steps: no provider call, no cost, allowed --offline
     BLOCKED = "blocked"
 
 
@@ -58,7 +59,7 @@ _REASON_TEXT = {
     "over-budget": "generating it again (${}) would exceed the budget (max_cost / --max-cost)",
     "stopped": "not started: the build stopped after {} failed (-k keeps going)",
 }
-INPUT_KEYS = ("prompt", "model", "size", "count", "seed", "watermark", "params")
+INPUT_KEYS = ("kind", "prompt", "model", "size", "count", "seed", "watermark", "params", "steps")
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,10 @@ class Planner:
 
     def generation(self, node: Node, reasons: list[Reason], fp: str | None, inputs: dict[str, Any] | None,
                    refs: list[ResolvedRef]) -> Decision:
-        """Generate, with its cost, unless --offline forbids calling a host."""
+        """Make the node's images anew: derive a derived node (free, offline too); generate
+        any other, with its cost, unless --offline forbids calling a host."""
+        if node.derived:
+            return Decision(node, Action.DERIVE, reasons, fingerprint=fp, inputs=inputs, references=refs)
         if self.offline and node.provider_type != "local":
             return Decision(node, Action.BLOCKED, reasons + [Reason("offline", node.provider)],
                             fingerprint=fp, inputs=inputs, references=refs)
@@ -250,13 +254,22 @@ def _record_of(entry: LockEntry) -> CacheRecord:
                        cost_usd=entry.cost_usd, built=entry.built)
 
 
+def _comparable(key: str, value: Any) -> Any:
+    """An input as the fingerprint counts it: a lock holds no empty params, and an overlay's
+    image counts by its bytes (among the references), not its name."""
+    if key == "steps" and isinstance(value, list):
+        value = [{k: v for k, v in step.items() if k != "image"} if isinstance(step, dict) else step
+                 for step in value]
+    return None if value in ({}, []) else value
+
+
 def changes(entry: LockEntry, inputs: dict[str, Any]) -> list[Reason]:
     """Why ``inputs`` differ from what the lock recorded."""
     old = entry.inputs
     reasons = []
     for key in INPUT_KEYS:
-        if old.get(key) != inputs.get(key):
-            detail = f"{old.get(key)} -> {inputs.get(key)}" if key in ("model", "size", "count") else ""
+        if _comparable(key, old.get(key)) != _comparable(key, inputs.get(key)):
+            detail = f"{old.get(key)} -> {inputs.get(key)}" if key in ("kind", "model", "size", "count") else ""
             reasons.append(Reason(f"{key}-changed", detail))
     old_refs = [(r.get("ref"), r.get("sha256")) for r in old.get("references") or []]
     new_refs = [(r["ref"], r["sha256"]) for r in inputs["references"]]

@@ -97,3 +97,15 @@ def test_the_provider_override_is_part_of_the_memo_key(project):
         assert Project.load(project.root, env=project.env).nodes["root"].provider == "local"
     res = project.run("plan", "--provider", "nope")
     assert res.exit_code == 2 and "--provider nope" in res.stderr
+
+
+def test_the_memo_carries_derived_nodes_kind_and_steps(project, tmp_path):
+    project.write("ref.png", png())
+    path = project.manifest(MANIFEST + '[assets.thumb]\nfrom = "@tile"\nsteps = [{ op = "overlay", image = "ref.png", '
+                                       'opacity = 0.5 }, { op = "format", format = "webp" }]\n')
+    fresh = Blueprint.load(path, memo_dir=tmp_path / "memo")
+    recalled = Blueprint.load(path, memo_dir=tmp_path / "memo")
+    assert recalled.nodes == fresh.nodes
+    thumb = recalled.nodes["thumb[color=red]"]
+    assert thumb.derived and thumb.steps[0]["opacity"] == 0.5 and thumb.outputs == ("assets/thumb-red.webp",)
+    assert [r.label for r in thumb.references] == ["@tile", "ref.png"]

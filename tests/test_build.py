@@ -40,10 +40,14 @@ def chain(project: ProjectDir) -> None:
 
 def test_first_build_generates_everything_and_writes_lock(brand_kit):
     summary = built(brand_kit)
-    assert summary == {"generated": 14, "restored": 0, "derived": 0, "up_to_date": 0, "failed": 0,
+    assert summary == {"generated": 14, "restored": 0, "derived": 12, "up_to_date": 0, "failed": 0,
                        "blocked": 0, "cost": 0.0}
     assert (brand_kit.root / "assetbuild.lock").is_file()
-    assert len(list((brand_kit.root / "assets").rglob("*.png"))) == 6 + 1 + 1 + 1 + 3 + 4 + 1
+    generated = 6 + 1 + 1 + 1 + 3 + 4 + 1  # sneakers, logo, hero, hero-night, social posts, storyboard, poster
+    assert len(list((brand_kit.root / "assets").rglob("*.png"))) == generated + 3 + 1  # social crops, logo-mono
+    assert len(list((brand_kit.root / "assets").rglob("*.webp"))) == 6  # a thumbnail per sneaker
+    assert [p.name for p in (brand_kit.root / "assets").rglob("*.*") if p.suffix in (".jpg", ".ico")] in (
+        ["og-image.jpg", "favicon.ico"], ["favicon.ico", "og-image.jpg"])
 
 
 def test_second_build_makes_no_provider_calls(brand_kit):  # acceptance 1
@@ -51,7 +55,7 @@ def test_second_build_makes_no_provider_calls(brand_kit):  # acceptance 1
     assert brand_kit.calls.total == 14
     summary = built(brand_kit)
     assert brand_kit.calls.total == 0
-    assert summary["up_to_date"] == 14 and summary["generated"] == 0
+    assert summary["up_to_date"] == 14 + 12 and summary["generated"] == 0 and summary["derived"] == 0
 
 
 def test_changing_a_leaf_prompt_regenerates_exactly_that_asset(project):  # acceptance 2

@@ -35,6 +35,12 @@ SIZE_TRICKS = ["2K", "1K", "4K", "32x32", "9" * 5000 + "x1", "0x0", "16:9@4K", "
 REF_TRICKS = ["@a", "@b", "@b[v=x]", "@b[v=../x]", "@a#0", "@a#1", "@a#99999999999999999999", "@zz", "@a[", "@b[w=1]",
               "ref.png", "bad.png", "ref.png\n"]
 TEXT = st.text(max_size=12)
+STEP_TRICKS = [{"op": "fit", "size": "16x16"}, {"op": "resize", "size": "{v}x"}, {"op": "crop", "size": "1:1"},
+               {"op": "crop", "box": [0, 0, 99999, 1]}, {"op": "crop", "box": [0, 0, 8, 8]}, {"op": "grayscale"},
+               {"op": "pad", "margin": [1, 2]}, {"op": "overlay", "image": "@a"}, {"op": "overlay", "image": "@b#2"},
+               {"op": "overlay", "image": "ref.png", "opacity": 1.5}, {"op": "format", "format": "ico"},
+               {"op": "format", "format": "webp", "quality": 0}, {"op": "format", "format": "jpeg"},
+               {"op": "fit", "size": "16x16", "mode": "pad", "background": "#zzz"}, {"op": "nope"}, {}, "fit"]
 
 scalars = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
@@ -73,6 +79,8 @@ SANE_ASSET = {
     "output": st.sampled_from(["{asset}.png"] * 4 + PATH_TRICKS),
     "provider": st.sampled_from(["local"] * 4 + ["fal", "p", "nope"]),
     "model": st.sampled_from(["seedream-4.0", "seedream-4.5", "seedream-5"]),
+    "from": st.sampled_from(["@a", "@b", "@a#1", "@b[v={v}]", "ref.png", "{v}"] + REF_TRICKS),
+    "steps": st.lists(st.sampled_from(STEP_TRICKS), max_size=4),
 }
 SANE = {
     "project": {"name": TEXT, "output_dir": st.sampled_from(PATH_TRICKS + ["assets", "out/deep"]),
@@ -89,12 +97,13 @@ SANE = {
                                                                            st.floats(), max_size=2)),
                  "base_url": st.sampled_from(["http://127.0.0.1:9", "not a url", "", "ftp://x", "http://\x00"]),
                  "api_key_env": st.sampled_from(["K", "", "A\x00B", "é"]),
-                 "model_ids": st.dictionaries(TEXT, TEXT, max_size=2)},
+                 "model_ids": st.dictionaries(TEXT, TEXT, max_size=2),
+                 "download_deadline_s": st.floats(), "max_download_mb": st.integers(-1, 10**6)},
 }
 for model, name in ((AssetSpec, None), (ProjectConfig, "project"), (LimitsConfig, "limits"), (ProviderConfig, "provider")):
-    keys = set(model.model_fields)
+    keys = {field.alias or key for key, field in model.model_fields.items()}
     table = SANE_ASSET if name is None else SANE[name]
-    assert set(table) <= keys and not ({"from", "steps"} & keys)  # the fuzz follows the real key set
+    assert set(table) == keys  # the fuzz follows the real key set: a new key must be fuzzed too
 
 
 @st.composite
@@ -126,7 +135,8 @@ def manifests(draw: st.DrawFn) -> dict[str, Any]:
     assets = {}
     ids = st.sampled_from(["a", "b", "c"] * 4 + ["Bad id", ""])
     for aid in draw(st.lists(ids, unique=True, min_size=1, max_size=3)):
-        assets[aid] = draw(hostile) if draw(rare(10)) else draw(table(SANE_ASSET, "prompt"))
+        kind = draw(st.sampled_from(["prompt", "prompt", "from"]))  # generated or derived
+        assets[aid] = draw(hostile) if draw(rare(10)) else draw(table(SANE_ASSET, kind))
     doc["assets"] = assets
     if draw(rare(20)):
         doc[draw(TEXT)] = draw(hostile)
@@ -195,6 +205,8 @@ LOCK_SANE = {
     "recipe": st.integers(0, 2), "prompt": TEXT, "model": st.sampled_from(["local", "seedream-4.0"]),
     "size": st.sampled_from(SIZE_TRICKS), "count": st.integers(-1, 3), "seed": st.integers(),
     "watermark": st.booleans(), "params": st.dictionaries(TEXT, scalars, max_size=2),
+    "kind": st.sampled_from(["generate", "derive", ""]), "steps": st.lists(st.one_of(st.sampled_from(STEP_TRICKS),
+                                                                                     hostile), max_size=2),
     "references": st.lists(st.one_of(st.fixed_dictionaries({"ref": st.sampled_from(REF_TRICKS),
                                                             "sha256": st.sampled_from(["0" * 64, ""])}), hostile),
                            max_size=2),
@@ -242,5 +254,13 @@ def test_the_fuzz_reaches_the_planner():
         project = Project.load(root, env={"ASSETBUILD_CACHE_DIR": str(folder / "cache")})
         assert len(project.plan().decisions) == 2
         assert not math.isnan(project.plan().estimated_cost)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    doc["assets"]["b"] = {"from": "@a", "steps": STEP_TRICKS[:1]}  # a derived asset maps over a's variants
+    folder = Path(tempfile.mkdtemp(prefix="assetbuild-fuzz-"))
+    try:
+        root = _project(folder, _dump(doc) or b"")
+        project = Project.load(root, env={"ASSETBUILD_CACHE_DIR": str(folder / "cache")})
+        assert [d.action.value for d in project.plan().decisions].count("derive") == 2
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -115,3 +115,27 @@ def test_a_plan_hands_each_decision_on_to_its_dependents(world):
     assert [d.action for d in decisions] == [Action.UP_TO_DATE, Action.GENERATE]
     assert decisions[1].fingerprint == fingerprint(fingerprint_inputs(
         down, [("@up", world.lock.entries["up"].outputs[0].sha256)]))
+
+
+def derived(nid: str = "d", steps: tuple = ({"op": "grayscale"},)) -> Node:
+    return Node(id=nid, asset=nid, variant=(), prompt="", provider="derive", provider_type="derive", model="derive",
+                size="", width=0, height=0, count=1, seed=None, watermark=False, params={},
+                references=(Ref("@up", node="up", paths=("out/up-0.png",)),), outputs=(f"out/{nid}.png",),
+                kind="derive", steps=steps)
+
+
+def test_a_derived_node_derives_free_and_offline_and_says_when_its_steps_changed(world):
+    up = ("a" * 64,)
+    for planner in (world.planner(), world.planner(offline=True)):
+        d = planner.decide(derived(), {"up": up})
+        assert d.action is Action.DERIVE and d.cost_usd == 0.0 and d.reasons == [Reason("new-asset")]
+        assert d.inputs["kind"] == "derive" and d.handoff is Unsettled.PENDING
+    world.built(derived(), {"up": up})
+    assert world.planner().decide(derived(), {"up": up}).action is Action.UP_TO_DATE
+    restepped = world.planner().decide(derived(steps=({"op": "resize", "size": "4x4"},)), {"up": up})
+    assert restepped.action is Action.DERIVE and restepped.reasons == [Reason("steps-changed")]
+    assert str(restepped.reasons[0]) == "steps changed"
+    resourced = world.planner().decide(derived(), {"up": ("b" * 64,)})
+    assert resourced.reasons == [Reason("upstream-changed", "up")]
+    forced = world.planner(force=frozenset({"d"})).decide(derived(), {"up": up})
+    assert forced.action is Action.DERIVE and forced.reasons == [Reason("forced")]
