@@ -361,11 +361,14 @@ def providers(ctx: Ctx, as_json: bool) -> None:
 # -- cache ------------------------------------------------------------------------------------
 
 def _bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"  # pragma: no cover
+    if n < 1024:
+        return f"{n} B"
+    size, unit = float(n), "B"
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024:
+            break
+    return f"{size:.1f} {unit}"
 
 
 @cli.group()

@@ -87,9 +87,12 @@ class S3:
 @pytest.fixture
 def s3() -> Iterator[S3]:
     server = S3()
-    yield server
-    httpx.post(f"{server.endpoint}/moto-api/reset-auth", content=b"inf") if server.running else None
-    server.stop()
+    try:
+        yield server
+    finally:
+        if server.running:  # moto's IAM checks are process-wide: never leave them on
+            httpx.post(f"{server.endpoint}/moto-api/reset-auth", content=b"inf")
+        server.stop()
 
 
 def clone(tmp_path: Path, name: str) -> ProjectDir:
