@@ -21,8 +21,8 @@ _WHERE = {
     "NodeResult": "executor", "Outcome": "executor",
     "Plan": "api", "Project": "api", "Provider": "providers.base", "ProviderError": "errors",
     "ProviderRefused": "errors", "ProviderRequestError": "errors", "ProviderUnavailable": "errors",
-    "Reason": "planner", "ReferenceImage": "providers.base", "Stale": "api", "UsageError": "errors",
-    "UserError": "errors",
+    "Reason": "planner", "ReferenceImage": "providers.base", "RemoteError": "errors", "Stale": "api",
+    "UsageError": "errors", "UserError": "errors",
 }
 
 __all__ = sorted(_WHERE)

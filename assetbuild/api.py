@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .cache import Cache, cache_dir
 from .clock import Clock, SystemClock
-from .errors import BudgetError, UsageError, UserError
+from .errors import BudgetError, CacheError, UsageError, UserError
 from .executor import Budget, Event, Executor, NodeResult
 from .blueprint import Blueprint
 from .files import exclusive, sweep_temp_files
@@ -27,6 +27,7 @@ from .lockfile import Lockfile
 from .nodes import Node
 from .planner import Action, Decision, Planner, texts
 from .providers.base import Provider
+from .remote import RemoteStore, remote_spec
 
 MANIFEST_NAME = "assetbuild.toml"
 LOCK_NAME = "assetbuild.lock"
@@ -87,6 +88,7 @@ class Plan:
     decisions: list[Decision]
     forced: frozenset[str] = frozenset()
     offline: bool = False
+    warnings: list[str] = field(default_factory=list)  # e.g. the remote cache was unreachable
 
     @property
     def estimated_cost(self) -> float:
@@ -105,6 +107,7 @@ class Plan:
 class BuildReport:
     results: list[NodeResult]
     pruned: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. the remote cache was unreachable
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -146,6 +149,9 @@ class Project:
         self.clock = clock or SystemClock()
         self.nodes: dict[str, Node] = blueprint.nodes
         self.cache = cache or Cache(cache_dir(self.root, dict(self.env)))
+        spec = remote_spec(blueprint.cache, self.env)
+        if spec is not None and self.cache.remote is None:
+            self.cache.connect(RemoteStore(spec, self.env))
         self.lock = self._load_lock()
         self._exclusive = False
         self.hasher = FileHasher(self.root, self.cache.memo_path)
@@ -204,12 +210,29 @@ class Project:
     def select(self, targets: Iterable[str] = ()) -> list[Node]:
         return [self.nodes[nid] for nid in self.blueprint.select(targets)]
 
-    def plan(self, targets: Iterable[str] = (), *, force: bool = False, offline: bool = False) -> Plan:
+    def plan(self, targets: Iterable[str] = (), *, force: bool = False, offline: bool = False,
+             on_event: Callable[[Event], None] | None = None) -> Plan:
         nodes = self.select(targets)
         forced = frozenset(self._forced(targets, nodes) if force else ())
-        decisions = self.planner(force=forced, offline=offline).plan(nodes)
+        seen = len(self.cache.warnings)
+        with self._warnings_to(on_event):
+            decisions = self.planner(force=forced, offline=offline).plan(nodes)
         self.hasher.save()
-        return Plan(decisions, forced, offline)
+        return Plan(decisions, forced, offline, self.cache.warnings[seen:])
+
+    @contextmanager
+    def _warnings_to(self, on_event: Callable[[Event], None] | None) -> Iterator[None]:
+        """The cache's warnings (a remote that failed) as ``warning`` events while planning or
+        building; each is also kept in ``cache.warnings``."""
+        if on_event is None:
+            yield
+            return
+        previous = self.cache.on_warning
+        self.cache.on_warning = lambda text: on_event(Event("warning", "", detail=text))
+        try:
+            yield
+        finally:
+            self.cache.on_warning = previous
 
     def _forced(self, targets: Iterable[str], nodes: list[Node]) -> list[str]:
         """--force rebuilds the named targets (not their upstream); with no targets, everything."""
@@ -230,7 +253,8 @@ class Project:
 
     def _build(self, targets: list[str], *, jobs: int, keep_going: bool, force: bool, offline: bool,
                max_cost: float | None, plan: Plan | None, on_event: Callable[[Event], None] | None) -> BuildReport:
-        plan = plan or self.plan(targets, force=force, offline=offline)
+        seen = len(self.cache.warnings)
+        plan = plan or self.plan(targets, force=force, offline=offline, on_event=on_event)
         budget = max_cost if max_cost is not None else self.blueprint.settings.get("max_cost")
         if budget is not None and plan.estimated_cost > budget + 1e-9:
             raise BudgetError(f"estimated cost ${plan.estimated_cost:.2f} exceeds the budget of ${budget:.2f} "
@@ -240,13 +264,14 @@ class Project:
                             cache=self.cache, hasher=self.hasher, providers=self.providers, clock=self.clock,
                             jobs=jobs, keep_going=keep_going, budget=Budget(budget, plan.estimated_cost),
                             on_event=on_event)
-        results = executor.run(plan.decisions)
+        with self._warnings_to(on_event):
+            results = executor.run(plan.decisions)
         pruned: list[str] = []
         if not targets:
             pruned = sorted(set(self.lock.entries) - set(self.nodes))
             self.lock.prune(pruned)
             self.lock.save_if_changed()
-        return BuildReport(results, pruned)
+        return BuildReport(results, pruned, list(dict.fromkeys(plan.warnings + self.cache.warnings[seen:])))
 
     def _check_keys(self, plan: Plan) -> None:
         """Every provider the plan will call has its key: say so before anything is sent."""
@@ -327,6 +352,71 @@ class Project:
                        "outputs": list(n.outputs)} for n in (self.nodes[i] for i in self.blueprint.order)],
             "edges": [{"from": a, "to": b} for a, b in self.blueprint.edges()],
         }
+
+    # -- the cache commands -----------------------------------------------------------------
+
+    @property
+    def remote_store(self) -> RemoteStore:
+        """The remote cache's store; a UsageError if none is configured."""
+        if self.cache.remote is None:
+            raise UsageError("no remote cache: set [cache] remote in the manifest or ASSETBUILD_CACHE_REMOTE")
+        return self.cache.remote.store
+
+    def cache_info(self) -> dict[str, Any]:
+        """Counts and bytes of the local cache and of the remote (if one is configured);
+        ``remote_error`` says why the remote could not be listed."""
+        from .upkeep import local_usage, remote_usage
+
+        info: dict[str, Any] = {"local": {"dir": str(self.cache.dir), **vars(local_usage(self.cache))},
+                                "remote": None, "remote_error": None}
+        if self.cache.remote is not None:
+            store = self.cache.remote.store
+            info["remote"] = {"url": store.url}
+            try:
+                info["remote"].update(vars(remote_usage(store)))
+            except CacheError as exc:
+                info["remote_error"] = str(exc)
+        return info
+
+    def cache_push(self) -> Any:
+        from .upkeep import push
+
+        with self.exclusive():
+            return push(self.cache, self.remote_store)
+
+    def cache_pull(self) -> Any:
+        from .upkeep import pull
+
+        with self.exclusive():
+            return pull(self.cache, self.remote_store, list(self.lock.entries.values()))
+
+    def cache_verify(self, *, remote: bool = False) -> dict[str, Any]:
+        from .upkeep import verify_local, verify_remote
+
+        with self.exclusive():
+            found = {"local": verify_local(self.cache), "remote": None}
+            if remote:
+                found["remote"] = verify_remote(self.remote_store)
+        return found
+
+    def cache_gc(self, *, remote: bool = False, git_revs: int = 0, dry_run: bool = False) -> dict[str, Any]:
+        """Remove what neither the lock nor (with ``git_revs``) the lock of the last N commits
+        references; ``dry_run`` only says what would go."""
+        from .upkeep import gc_local, gc_remote, locks_in_history
+
+        with self.exclusive():
+            keep = [dict(self.lock.entries)]
+            notes: list[str] = []
+            if git_revs > 0:
+                history, notes = locks_in_history(self.manifest_path.parent, lock_path(self.manifest_path).name,
+                                                  git_revs)
+                keep += history
+            store = self.remote_store if remote else None
+            done = {"local": gc_local(self.cache, keep, dry_run=dry_run), "remote": None, "notes": notes,
+                    "locks": len(keep)}
+            if store is not None:
+                done["remote"] = gc_remote(store, keep, dry_run=dry_run)
+        return done
 
     def close(self) -> None:
         self.providers.close()

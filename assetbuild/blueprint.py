@@ -24,7 +24,7 @@ from .errors import UsageError
 from .files import read_manifest, write_atomic
 from .nodes import Node, Ref, RefSite
 
-MEMO_VERSION = 2  # 2: nodes carry kind and steps (derived assets)
+MEMO_VERSION = 3  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table
 
 
 def _version() -> str:
@@ -40,6 +40,7 @@ class Blueprint:
     order: tuple[str, ...]  # build order
     settings: dict[str, Any]  # the [project] table, validated, with defaults
     providers: dict[str, dict[str, Any]]  # each [providers.NAME] table as written (validated)
+    cache: dict[str, Any] = field(default_factory=dict)  # the [cache] table, validated, with defaults
     _configs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -81,11 +82,12 @@ class Blueprint:
         nodes = expand(loaded, provider_override=provider_override)
         graph = BuildGraph(loaded, nodes)
         return cls(path, nodes, tuple(graph.order), m.project.model_dump(),
-                   {name: cfg.model_dump(exclude_unset=True) for name, cfg in m.providers.items()})
+                   {name: cfg.model_dump(exclude_unset=True) for name, cfg in m.providers.items()},
+                   m.cache.model_dump())
 
     def _remember(self, memo: Path, key: str) -> None:
         body = {"key": key, "order": list(self.order), "settings": self.settings, "providers": self.providers,
-                "nodes": [_encode(n) for n in self.nodes.values()]}
+                "cache": self.cache, "nodes": [_encode(n) for n in self.nodes.values()]}
         try:
             write_atomic(memo, json.dumps(body, separators=(",", ":")).encode("utf-8"))
         except (OSError, TypeError, ValueError):
@@ -98,7 +100,7 @@ class Blueprint:
             if body.get("key") != key:
                 return None
             nodes = {n.id: n for n in (_decode(item) for item in body["nodes"])}
-            blueprint = cls(path, nodes, tuple(body["order"]), body["settings"], body["providers"])
+            blueprint = cls(path, nodes, tuple(body["order"]), body["settings"], body["providers"], body["cache"])
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return None
         return blueprint if blueprint._files_still_fit() else None

@@ -1,17 +1,25 @@
 """The local cache in ``.assetbuild/``: a content-addressed blob store (every image a
 provider returns, by sha256), a diskcache index from fingerprint to :class:`CacheRecord`,
-the in-flight :class:`JobIndex`, and the file-hash memo. diskcache exceptions stop here."""
+the in-flight :class:`JobIndex`, and the file-hash memo. diskcache exceptions stop here.
+
+With a shared remote (:mod:`assetbuild.remote`) connected, the same methods reach it too,
+local first: ``result()`` of a fingerprint the local cache lacks copies the remote's record
+and blobs into the local cache; ``get_blob()`` of a missing blob fetches it; ``put_result()``
+indexes locally, then uploads the result. The planner and executor never see the remote."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .errors import CacheError
 from .files import write_atomic
 from .hashing import sha256_bytes
+
+if TYPE_CHECKING:
+    from .remote import Remote, RemoteStore
 
 CACHE_DIR_ENV = "ASSETBUILD_CACHE_DIR"
 
@@ -71,6 +79,20 @@ class Cache:
         self.dir = directory
         self._index: Any = None
         self.jobs = JobIndex(self)
+        self.remote: Remote | None = None
+        self.warnings: list[str] = []  # each remote failure's one warning, in order
+        self.on_warning: Callable[[str], None] | None = None
+
+    def connect(self, store: "RemoteStore") -> None:
+        """Share results through ``store`` from now on (see the module docstring)."""
+        from .remote import Remote
+
+        self.remote = Remote(store, self._warn)
+
+    def _warn(self, text: str) -> None:
+        self.warnings.append(text)
+        if self.on_warning is not None:
+            self.on_warning(text)
 
     @property
     def memo_path(self) -> Path:
@@ -84,11 +106,11 @@ class Cache:
         return self.dir / "blobs" / sha[:2] / sha
 
     def put_blob(self, data: bytes) -> str:
-        """Store ``data`` by its sha256. A blob already there is kept only if it is intact: a
-        corrupt one is replaced."""
+        """Store ``data`` by its sha256 (locally: blobs reach the remote with their record). A
+        blob already there is kept only if it is intact: a corrupt one is replaced."""
         sha = sha256_bytes(data)
         path = self._blob_path(sha)
-        if not path.exists() or self.get_blob(sha) is None:
+        if not path.exists() or self.local_blob(sha) is None:
             try:
                 write_atomic(path, data)
             except OSError as exc:
@@ -97,7 +119,17 @@ class Cache:
 
     def get_blob(self, sha: str) -> bytes | None:
         """The blob, or None if it is missing or corrupt (its bytes no longer hash to ``sha``).
-        A corrupt blob is removed, so the next ``put_blob`` of those bytes writes it anew."""
+        A corrupt blob is removed, so the next ``put_blob`` of those bytes writes it anew. A
+        blob missing here is fetched from the remote, if one is connected."""
+        data = self.local_blob(sha)
+        if data is None and self.remote is not None:
+            data = self.remote.get_blob(sha)
+            if data is not None:
+                self.put_blob(data)
+        return data
+
+    def local_blob(self, sha: str) -> bytes | None:
+        """``get_blob`` without the remote."""
         path = self._blob_path(sha)
         try:
             data = path.read_bytes()
@@ -113,6 +145,26 @@ class Cache:
 
     def has_blob(self, sha: str) -> bool:
         return self._blob_path(sha).is_file()
+
+    def blob_sizes(self) -> dict[str, int]:
+        """Every local blob: sha256 -> bytes (temp files skipped)."""
+        sizes = {}
+        root = self.dir / "blobs"
+        if root.is_dir():
+            for folder in root.iterdir():
+                if folder.is_dir():
+                    for path in folder.iterdir():
+                        if len(path.name) == 64 and path.is_file():
+                            sizes[path.name] = path.stat().st_size
+        return sizes
+
+    def delete_blob(self, sha: str) -> None:
+        try:
+            self._blob_path(sha).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise CacheError(f"cannot remove {self._blob_path(sha)}: {exc}") from exc
 
     # -- index ------------------------------------------------------------------------------
 
@@ -173,7 +225,19 @@ class Cache:
 
     def result(self, fingerprint: str) -> CacheRecord | None:
         """The cached result for a fingerprint, if the blobs to restore it are present: its
-        PNGs, or else the originals they are converted from."""
+        PNGs, or else the originals they are converted from. One the local cache lacks is
+        copied from the remote, if one is connected and has it."""
+        found = self.local_result(fingerprint)
+        if found is None and self.remote is not None and not self.remote.off:
+            data = self.remote.get_record(fingerprint)
+            record = CacheRecord.from_dict(data) if data is not None else None
+            if record is not None and self._fetch_blobs(record):
+                self.index_result(fingerprint, record)
+                found = self.local_result(fingerprint)
+        return found
+
+    def local_result(self, fingerprint: str) -> CacheRecord | None:
+        """``result`` without the remote."""
         record = CacheRecord.from_dict(self._get(f"fp:{fingerprint}"))
         if record is None:
             return None
@@ -183,8 +247,39 @@ class Cache:
             return replace(record, images=None) if record.images is not None else record
         return None
 
+    def _fetch_blobs(self, record: CacheRecord) -> bool:
+        """Copy the blobs a restore of ``record`` needs (its PNGs, else its originals) from the
+        remote; whether they are all here now."""
+        for shas in ([record.images] if record.images is not None else []) + [record.originals]:
+            if all(self.has_blob(sha) or self.get_blob(sha) is not None for sha in shas):
+                return True
+        return False
+
     def put_result(self, fingerprint: str, record: CacheRecord) -> None:
+        """Index a result locally, then (if connected) upload it with its blobs."""
+        self.index_result(fingerprint, record)
+        if self.remote is not None and not self.remote.off:
+            self.remote.share(fingerprint, record.to_dict(), self.local_blob)
+
+    def index_result(self, fingerprint: str, record: CacheRecord) -> None:
+        """``put_result`` without the remote."""
         self._set(f"fp:{fingerprint}", record.to_dict())
+
+    def records(self) -> dict[str, CacheRecord]:
+        """Every local result: fingerprint -> record."""
+        found = {}
+        for key in self._keys("fp:"):
+            record = CacheRecord.from_dict(self._get(key))
+            if record is not None:
+                found[key[len("fp:"):]] = record
+        return found
+
+    def orphans(self) -> dict[str, list[str]]:
+        """Images of requests that failed as a whole: fingerprint -> sha256s."""
+        return {key[len("orphans:"):]: list(self._get(key) or []) for key in self._keys("orphans:")}
+
+    def drop_orphans(self, fingerprint: str) -> None:
+        self._delete(f"orphans:{fingerprint}")
 
     def drop_result(self, fingerprint: str) -> None:
         """Forget a result whose blobs turned out damaged (the blobs were removed already)."""

@@ -151,7 +151,7 @@ def plan(ctx: Ctx, targets: tuple[str, ...], as_json: bool, force: bool, offline
     """What a build would do, per asset, with reasons and the estimated cost."""
     project = ctx.project(provider_override)
     try:
-        result = project.plan(targets, force=force, offline=offline)
+        result = project.plan(targets, force=force, offline=offline, on_event=_warn_on_stderr)
     finally:
         project.close()
     if as_json:
@@ -167,6 +167,11 @@ def plan(ctx: Ctx, targets: tuple[str, ...], as_json: bool, force: bool, offline
         counts[d.action.value] = counts.get(d.action.value, 0) + 1
     summary = ", ".join(f"{n} {a}" for a, n in counts.items())
     click.echo(f"plan: {summary or 'nothing to do'}; estimated cost {_money(result.estimated_cost)}")
+
+
+def _warn_on_stderr(event: Any) -> None:
+    if event.kind == "warning":
+        click.echo(f"warning: {event.detail}", err=True)
 
 
 # -- build ------------------------------------------------------------------------------------
@@ -204,7 +209,8 @@ def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force
         elif event.kind == "fallback":
             click.echo(f"  fallback   {event.node}: {event.detail}", file=out)
         elif event.kind == "warning":
-            click.echo(f"warning    {event.node}: {event.detail}", file=out)
+            click.echo(f"warning    {event.node}: {event.detail}" if event.node else f"warning: {event.detail}",
+                       file=out)
         elif event.kind == "interrupted":
             waiting = f"; waiting for what is in flight: {event.detail} (Ctrl-C again: stop now)" if event.detail else ""
             click.echo(f"interrupted: starting nothing new{waiting}", file=out)
@@ -215,7 +221,7 @@ def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force
 
     try:
         with project.exclusive():  # before reading the lock and before asking: never act on a stale lock
-            the_plan = project.plan(targets, force=force, offline=offline)
+            the_plan = project.plan(targets, force=force, offline=offline, on_event=show)
             total = len(the_plan.decisions)
             cost = the_plan.estimated_cost
             if cost > 0 and not yes and sys.stdin.isatty() and sys.stdout.isatty():
@@ -357,6 +363,132 @@ def providers(ctx: Ctx, as_json: bool) -> None:
             click.echo(f"  url     {row['base_url']}")
         for model, model_id in row["models"].items():
             click.echo(f"  {model:<13} -> {model_id:<28} {_money(row['price_per_image'][model])}/image")
+
+
+# -- cache ------------------------------------------------------------------------------------
+
+def _bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    size, unit = float(n), "B"
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024:
+            break
+    return f"{size:.1f} {unit}"
+
+
+@cli.group()
+def cache() -> None:
+    """Manage the local cache and the shared remote cache ([cache] remote)."""
+
+
+@cache.command("info")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def cache_info(ctx: Ctx, as_json: bool) -> None:
+    """Results, blobs and bytes in the local cache and the remote."""
+    project = ctx.project()
+    try:
+        info = project.cache_info()
+    finally:
+        project.close()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        local = info["local"]
+        click.echo(f"local   {local['dir']}: {local['records']} result(s), {local['blobs']} blob(s), "
+                   f"{_bytes(local['bytes'])}")
+        remote = info["remote"]
+        if remote is None:
+            click.echo("remote  none (set [cache] remote or ASSETBUILD_CACHE_REMOTE)")
+        elif info["remote_error"] is None:
+            click.echo(f"remote  {remote['url']}: {remote['records']} result(s), {remote['blobs']} blob(s), "
+                       f"{_bytes(remote['bytes'])}")
+    if info["remote_error"] is not None:
+        _fail(info["remote_error"], EXIT_FAILED)
+
+
+@cache.command("push")
+@click.pass_obj
+def cache_push(ctx: Ctx) -> None:
+    """Upload every local result (and its blobs) the remote lacks."""
+    project = ctx.project()
+    try:
+        moved = project.cache_push()
+    finally:
+        project.close()
+    click.echo(f"push: {moved.records} result(s), {moved.blobs} blob(s), {_bytes(moved.bytes)} uploaded "
+               f"to {project.remote_store.url}")
+
+
+@cache.command("pull")
+@click.pass_obj
+def cache_pull(ctx: Ctx) -> None:
+    """Download the results the lock references that the local cache lacks."""
+    project = ctx.project()
+    try:
+        moved = project.cache_pull()
+    finally:
+        project.close()
+    click.echo(f"pull: {moved.records} result(s), {moved.blobs} blob(s), {_bytes(moved.bytes)} downloaded "
+               f"from {project.remote_store.url}")
+    if moved.missing:
+        click.echo(f"pull: {len(moved.missing)} result(s) of the lock are not on the remote")
+
+
+@cache.command("verify")
+@click.option("--remote", "remote", is_flag=True, help="Verify the remote's blobs too (downloads each).")
+@click.pass_obj
+def cache_verify(ctx: Ctx, remote: bool) -> None:
+    """Check that every blob's bytes hash to its name; remove the damaged ones."""
+    project = ctx.project()
+    try:
+        found = project.cache_verify(remote=remote)
+    finally:
+        project.close()
+    damaged = 0
+    for where in ("local", "remote"):
+        seen = found[where]
+        if seen is None:
+            continue
+        for sha in seen.damaged:
+            click.echo(f"damaged    {where} blob {sha} (removed)")
+        click.echo(f"verify {where}: {seen.checked} blob(s) checked, {len(seen.damaged)} damaged")
+        damaged += len(seen.damaged)
+    if damaged:
+        click.echo("verify: damaged blobs were removed; a build restores or regenerates what needed them")
+        sys.exit(EXIT_FAILED)
+
+
+@cache.command("gc")
+@click.option("--remote", "remote", is_flag=True, help="Collect the remote too (it is shared: run it from main).")
+@click.option("--git-revs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also keep what the lock referenced in the last N commits.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed, and how many bytes; remove nothing.")
+@click.pass_obj
+def cache_gc(ctx: Ctx, remote: bool, git_revs: int, dry_run: bool) -> None:
+    """Remove results and blobs the lock does not reference."""
+    project = ctx.project()
+    try:
+        done = project.cache_gc(remote=remote, git_revs=git_revs, dry_run=dry_run)
+    finally:
+        project.close()
+    for note in done["notes"]:
+        click.echo(f"warning: {note}", err=True)
+    verb = "would remove" if dry_run else "removed"
+    for where in ("local", "remote"):
+        gone = done[where]
+        if gone is None:
+            continue
+        if dry_run:
+            for fingerprint in gone.records:
+                click.echo(f"would remove {where} result {fingerprint}")
+            for sha in gone.blobs:
+                click.echo(f"would remove {where} blob {sha}")
+        click.echo(f"gc {where}: {verb} {len(gone.records)} result(s) and {len(gone.blobs)} blob(s), "
+                   f"{_bytes(gone.bytes)} ({gone.bytes} bytes); kept {gone.kept_records} result(s) and "
+                   f"{gone.kept_blobs} blob(s) referenced by {done['locks']} lock(s)")
 
 
 def main(argv: list[str] | None = None, seams: Seams | None = None) -> None:

@@ -15,8 +15,9 @@
     ├── BuildInterrupted          Ctrl-C stopped a build; what was in flight (the CLI exits 130)
     ├── LockfileError             assetbuild.lock cannot be read
     └── CacheError                the cache cannot be read or written
+        └── RemoteError           the remote cache cannot be reached, timed out or denied access
 
-Foreign exceptions (httpx, tomllib, pydantic, PIL, diskcache) are caught in the module that
+Foreign exceptions (httpx, tomllib, pydantic, PIL, diskcache, fsspec/s3fs/botocore) are caught in the module that
 imports the library and re-raised as one of these ``from`` the original.
 """
 
@@ -175,6 +176,11 @@ class LockfileError(AssetbuildError):
 
 class CacheError(AssetbuildError):
     """The cache could not be read or written."""
+
+
+class RemoteError(CacheError):
+    """The remote cache could not be reached, timed out or denied access. A build turns the
+    remote off for the rest of the run (one warning); the cache commands report it."""
 
 
 def clip(value: Any, limit: int = 60) -> str:

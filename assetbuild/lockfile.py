@@ -206,6 +206,12 @@ def _entries_or_fail(path: Path, data: Any) -> dict[str, LockEntry]:
         raise LockfileError(f"{path.name}: {_one_line(str(exc))}; {_REMEDY}") from exc
 
 
+def read_entries(path: Path) -> dict[str, LockEntry]:
+    """The entries of the lock file at ``path``, read as it is (no memo, no journal), e.g. a
+    copy of an earlier commit's lock; LockfileError if it cannot be read."""
+    return _entries_or_fail(path, Lockfile._parse(path))
+
+
 def _read_memo(memo: Path | None, stamp: list[Any]) -> dict[str, Any] | None:
     if memo is None:
         return None

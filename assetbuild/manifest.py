@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import ManifestError, ManifestErrors, clip
 from .files import read_manifest
-from .models import AssetSpec, LimitsConfig, Manifest, ProjectConfig, ProviderConfig
+from .models import AssetSpec, CacheConfig, LimitsConfig, Manifest, ProjectConfig, ProviderConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,7 +25,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 ASSET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TOP_LEVEL = {"project": ProjectConfig, "defaults": AssetSpec, "providers": None, "assets": None,
-              "limits": LimitsConfig}
+              "limits": LimitsConfig, "cache": CacheConfig}
 
 
 class Locator:
@@ -173,6 +173,9 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
             problems.add(loaded.error(_unknown(key, _TOP_LEVEL, "table"), key))
     project = _validate(loaded, problems, ProjectConfig, raw.get("project", {}), ("project",))
     limits = _validate(loaded, problems, LimitsConfig, raw.get("limits", {}), ("limits",))
+    cache = _validate(loaded, problems, CacheConfig, raw.get("cache", {}), ("cache",))
+    if cache is not None:
+        _check_cache(loaded, problems, cache)
     defaults_raw = _table(loaded, problems, raw.get("defaults", {}), ("defaults",)) or {}
     defaults = _validate(loaded, problems, AssetSpec, defaults_raw, ("defaults",))
     for key in ("from", "steps"):
@@ -211,9 +214,9 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
             assets[asset_id] = spec
 
     problems.check()
-    assert project is not None and defaults is not None and limits is not None
+    assert project is not None and defaults is not None and limits is not None and cache is not None
     loaded.manifest = Manifest(project=project, defaults=defaults, providers=providers, assets=assets,
-                               limits=limits)
+                               limits=limits, cache=cache)
     _check_provider_names(loaded, problems)
     problems.check()
     return loaded
@@ -241,6 +244,16 @@ def _kind_problems(spec: AssetSpec, own_keys: set[str]) -> list[tuple[str, tuple
         found.append(("a derived asset needs steps, e.g. steps = [{ op = \"fit\", size = \"1200x630\" }]",
                       ("steps",) if "steps" in own_keys else ("from",)))
     return found
+
+
+def _check_cache(loaded: LoadedManifest, problems: Problems, cache: CacheConfig) -> None:
+    from .remote import endpoint_problem, url_problem
+
+    if cache.remote is not None and (problem := url_problem(cache.remote)):
+        problems.add(loaded.error(f"{clip(cache.remote)} is not a remote cache URL; {problem}", "cache", "remote"))
+    if cache.endpoint_url is not None and (problem := endpoint_problem(cache.endpoint_url)):
+        problems.add(loaded.error(f"{clip(cache.endpoint_url)} is not an endpoint URL; {problem}",
+                                  "cache", "endpoint_url"))
 
 
 def _table(loaded: LoadedManifest, problems: Problems, value: Any, path: tuple[str, ...]) -> dict[str, Any] | None:

@@ -58,6 +58,15 @@ class LimitsConfig(_Frozen):
     max_reference_pixels: int = Field(36_000_000, ge=1)
 
 
+class CacheConfig(_Frozen):
+    """The ``[cache]`` table: a shared remote cache. Never credentials (the AWS env vars or a
+    profile carry them)."""
+
+    remote: Optional[str] = None  # s3://bucket/prefix or file:///path; env ASSETBUILD_CACHE_REMOTE overrides
+    endpoint_url: Optional[str] = None  # an S3-compatible store (else AWS_ENDPOINT_URL, else AWS)
+    timeout_s: float = Field(5.0, gt=0, le=300)  # connect and read timeout of one remote request
+
+
 MatrixValue = Union[str, int, float, bool]
 
 
@@ -89,3 +98,4 @@ class Manifest(_Frozen):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     assets: dict[str, AssetSpec] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)

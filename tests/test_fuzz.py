@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from assetbuild.api import Project
 from assetbuild.errors import AssetbuildError
 from assetbuild.lockfile import INPUT_KEYS
-from assetbuild.models import AssetSpec, LimitsConfig, ProjectConfig, ProviderConfig
+from assetbuild.models import AssetSpec, CacheConfig, LimitsConfig, ProjectConfig, ProviderConfig
 from tests.conftest import png
 
 # Bounded so the file runs in seconds; no example database written into the repository.
@@ -87,6 +87,10 @@ SANE = {
                 "provider": st.sampled_from(["local", "fal", "p", "nope"]),
                 "model": st.sampled_from(["seedream-4.0", "seedream-4.5"]),
                 "max_cost": st.floats(allow_nan=True, allow_infinity=True)},
+    # never a reachable remote: tests do not touch the internet
+    "cache": {"remote": st.sampled_from(["file:///nonexistent/x", "file://", "s3://", "s3://b/../x", "http://x", "",
+                                         "not a url", "file:///\x00"]),
+              "endpoint_url": st.sampled_from(["http://127.0.0.1:9", "x", "", "ftp://h"]), "timeout_s": st.floats()},
     "limits": {"max_variants": st.integers(-1, 20), "max_reference_pixels": st.integers(-1, 10**7)},
     "provider": {"type": st.sampled_from(["local", "fal", "modelark", "evolink", "atlascloud", "apiframe",
                                           "replicate", "volcengine", "x"]),
@@ -100,7 +104,8 @@ SANE = {
                  "model_ids": st.dictionaries(TEXT, TEXT, max_size=2),
                  "download_deadline_s": st.floats(), "max_download_mb": st.integers(-1, 10**6)},
 }
-for model, name in ((AssetSpec, None), (ProjectConfig, "project"), (LimitsConfig, "limits"), (ProviderConfig, "provider")):
+for model, name in ((AssetSpec, None), (ProjectConfig, "project"), (LimitsConfig, "limits"), (ProviderConfig, "provider"),
+                    (CacheConfig, "cache")):
     keys = {field.alias or key for key, field in model.model_fields.items()}
     table = SANE_ASSET if name is None else SANE[name]
     assert set(table) == keys  # the fuzz follows the real key set: a new key must be fuzzed too
@@ -125,7 +130,7 @@ def table(draw: st.DrawFn, sane: dict[str, st.SearchStrategy[Any]], required: st
 @st.composite
 def manifests(draw: st.DrawFn) -> dict[str, Any]:
     doc: dict[str, Any] = {}
-    for name in ("project", "limits"):
+    for name in ("project", "limits", "cache"):
         if draw(st.booleans()):
             doc[name] = draw(hostile) if draw(rare(10)) else draw(table(SANE[name]))
     if draw(st.booleans()):

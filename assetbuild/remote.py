@@ -1,0 +1,346 @@
+"""The shared remote cache: ``[cache] remote = "s3://bucket/prefix"`` (or ``file:///path``),
+read and written through fsspec (s3fs for S3 and S3-compatible stores).
+
+Layout under the URL, content-addressed like the local cache::
+
+    blobs/ab/<sha256>          an image, named by the sha256 of its bytes
+    records/<fingerprint>.json  what one fingerprint's result left (a CacheRecord as JSON)
+
+**Write-once.** A blob is written only if absent, and every writer of a name writes the same
+bytes (its name is their hash), so racing writers cannot corrupt one. A record is written
+after the blobs it names, so a record that can be read can be restored; it is written only
+if absent, or to complete one that does not name its converted PNGs yet (same originals).
+Two writers racing on one record each write a whole, valid record and one of them wins:
+on S3 a single PUT is atomic (an object is seen whole or not at all, never half-written, and
+S3 reads are strongly consistent), so no temp key is needed there; on ``file://`` each write
+goes to a temp file renamed into place (``os.replace`` is atomic on one file system).
+Conditional writes (``If-None-Match``) are not used: S3-compatible stores differ on them,
+and every racing outcome above is already safe.
+
+**Bounded.** Every S3 request has connect and read timeouts of ``timeout_s`` and is not
+retried; small requests also have an overall deadline. Credentials come the standard AWS
+way: env vars (``AWS_ACCESS_KEY_ID`` ...), a profile (``AWS_PROFILE``) or the platform's
+own (an instance role); ``endpoint_url`` (or ``AWS_ENDPOINT_URL``) points at an
+S3-compatible store. None of them is ever in the manifest or the lock.
+
+fsspec, s3fs, botocore and aiohttp are imported only when the remote is first used (a no-op
+build never is), and their exceptions stop here, re-raised as :class:`RemoteError`.
+:class:`Remote` is how a build sees the store: the first failure turns it off for the rest
+of the run with one warning, and the build goes on with the local cache.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, TypeVar
+from urllib.parse import urlsplit
+
+from .errors import RemoteError, UsageError
+from .hashing import sha256_bytes
+
+REMOTE_ENV = "ASSETBUILD_CACHE_REMOTE"
+DEFAULT_TIMEOUT_S = 5.0
+SCHEMES = ("s3", "file")
+_TEMP = ".tmp-"
+T = TypeVar("T")
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a remote URL, or None. Credentials never belong in it."""
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        return "use s3://bucket/prefix or file:///absolute/path"
+    if "@" in parts.netloc or parts.query or parts.password:
+        return ("credentials and options do not belong in the URL; use the AWS environment variables "
+                "or a profile (AWS_PROFILE)")
+    if parts.scheme == "s3" and not parts.netloc:
+        return "name a bucket: s3://bucket/prefix"
+    if parts.scheme == "file" and (parts.netloc or not parts.path.startswith("/")):
+        return "use an absolute path: file:///absolute/path"
+    return None
+
+
+def endpoint_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "use http(s)://host[:port] of an S3-compatible store"
+    if "@" in parts.netloc:
+        return "credentials do not belong in the manifest; use the AWS environment variables or a profile"
+    return None
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    url: str  # s3://bucket/prefix or file:///path, without a trailing slash
+    endpoint_url: str | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+
+def remote_spec(table: Mapping[str, Any], env: Mapping[str, str]) -> RemoteSpec | None:
+    """The remote a run uses: ``ASSETBUILD_CACHE_REMOTE`` if set (empty: none), else the
+    manifest's ``[cache] remote`` (validated when the manifest was read)."""
+    url = env[REMOTE_ENV] if REMOTE_ENV in env else table.get("remote")
+    if not url:
+        return None
+    problem = url_problem(url)
+    if problem is not None:
+        raise UsageError(f"{REMOTE_ENV}={url!r}: not a remote cache URL; {problem}")
+    endpoint = table.get("endpoint_url") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
+    return RemoteSpec(url.rstrip("/"), endpoint, float(table.get("timeout_s") or DEFAULT_TIMEOUT_S))
+
+
+@dataclass
+class Shared:
+    """What one upload wrote."""
+
+    record: bool = False
+    blobs: int = 0
+    bytes: int = 0
+
+
+class RemoteStore:
+    """The operations on the remote, each raising RemoteError on any failure. ``fs`` is the
+    seam: an fsspec filesystem (by default made from the spec and the environment)."""
+
+    def __init__(self, spec: RemoteSpec, env: Mapping[str, str], fs: Any = None):
+        self.spec = spec
+        self._env = env
+        self._fs = fs
+        self._mutex = threading.Lock()
+        parts = urlsplit(spec.url)
+        self._root = (parts.netloc + parts.path).rstrip("/") if parts.scheme == "s3" else parts.path.rstrip("/")
+
+    @property
+    def url(self) -> str:
+        return self.spec.url
+
+    # -- the filesystem ---------------------------------------------------------------------
+
+    def _filesystem(self) -> Any:
+        with self._mutex:
+            if self._fs is None:
+                self._fs = self._make()
+            return self._fs
+
+    def _make(self) -> Any:
+        if self.spec.url.startswith("file://"):
+            from fsspec.implementations.local import LocalFileSystem
+
+            return LocalFileSystem()
+        import s3fs
+
+        env = self._env
+        kwargs: dict[str, Any] = {}
+        if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+            kwargs.update(key=env["AWS_ACCESS_KEY_ID"], secret=env["AWS_SECRET_ACCESS_KEY"],
+                          token=env.get("AWS_SESSION_TOKEN") or None)
+        elif env.get("AWS_PROFILE"):
+            kwargs["profile"] = env["AWS_PROFILE"]
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        t = self.spec.timeout_s
+        fs = s3fs.S3FileSystem(
+            endpoint_url=self.spec.endpoint_url, client_kwargs={"region_name": region} if region else {},
+            config_kwargs={"connect_timeout": t, "read_timeout": t,
+                           "retries": {"total_max_attempts": 1, "mode": "standard"}},
+            skip_instance_cache=True, use_listings_cache=False, **kwargs,
+        )
+        fs.retries = 1  # s3fs retries some errors itself (5 tries by default): a down remote must fail fast
+        return fs
+
+    def _key(self, *parts: str) -> str:
+        return "/".join([self._root, *parts])
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, small: bool = True) -> T:
+        """Run one filesystem call; anything it raises becomes a RemoteError (FileNotFoundError
+        is the caller's to handle: it means absent). Small calls on an async filesystem also
+        get an overall deadline, so nothing can hang a build."""
+        kwargs: dict[str, Any] = {}
+        try:
+            fs = self._filesystem()
+            if small and getattr(fs, "async_impl", False):
+                kwargs["timeout"] = 2 * self.spec.timeout_s
+            return fn(fs, *args, **kwargs)
+        except FileNotFoundError:
+            raise
+        except PermissionError as exc:
+            raise RemoteError(f"remote cache {self.url}: access denied ({what}): {_short(exc)}") from exc
+        except ImportError as exc:
+            raise RemoteError(f"remote cache {self.url}: {exc}; reinstall assetbuild") from exc
+        except Exception as exc:  # fsspec, s3fs, botocore and aiohttp raise many kinds
+            kind = "timed out" if "timeout" in type(exc).__name__.lower() else "failed"
+            raise RemoteError(f"remote cache {self.url}: {what} {kind} ({type(exc).__name__}: {_short(exc)})") \
+                from exc
+
+    def _read(self, what: str, key: str, *, small: bool) -> bytes | None:
+        try:
+            return self._call(what, lambda fs, **kw: fs.cat_file(key, **kw), small=small)
+        except FileNotFoundError:
+            return None
+
+    def _exists(self, what: str, key: str) -> bool:
+        try:
+            self._call(what, lambda fs, **kw: fs.info(key, **kw))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def _write(self, what: str, key: str, data: bytes, *, small: bool) -> None:
+        def write(fs: Any, **kw: Any) -> None:
+            if getattr(fs, "async_impl", False):
+                fs.pipe_file(key, data, **kw)  # one PUT: atomic on S3
+                return
+            temp = f"{key}{_TEMP}{uuid.uuid4().hex}"
+            fs.makedirs(key.rsplit("/", 1)[0], exist_ok=True)
+            fs.pipe_file(temp, data)
+            fs.mv(temp, key)  # a rename: atomic on one file system
+
+        try:
+            self._call(what, write, small=small)
+        except FileNotFoundError as exc:
+            raise RemoteError(f"remote cache {self.url}: {what} failed: {exc}") from exc
+
+    def _delete(self, what: str, key: str) -> None:
+        try:
+            self._call(what, lambda fs, **kw: fs.rm_file(key, **kw))
+        except FileNotFoundError:
+            pass
+
+    # -- blobs and records ------------------------------------------------------------------
+
+    def _blob_key(self, sha: str) -> str:
+        return self._key("blobs", sha[:2], sha)
+
+    def _record_key(self, fingerprint: str) -> str:
+        return self._key("records", f"{fingerprint}.json")
+
+    def has_blob(self, sha: str) -> bool:
+        return self._exists(f"checking blob {sha[:12]}", self._blob_key(sha))
+
+    def get_blob(self, sha: str) -> bytes | None:
+        """The blob, or None if it is absent or its bytes do not hash to its name."""
+        data = self._read(f"reading blob {sha[:12]}", self._blob_key(sha), small=False)
+        return data if data is not None and sha256_bytes(data) == sha else None
+
+    def read_blob(self, sha: str) -> bytes | None:
+        """The blob's bytes as stored, unchecked (for verify)."""
+        return self._read(f"reading blob {sha[:12]}", self._blob_key(sha), small=False)
+
+    def put_blob(self, sha: str, data: bytes) -> bool:
+        """Write a blob unless it is there already; whether it was written."""
+        if self.has_blob(sha):
+            return False
+        self._write(f"writing blob {sha[:12]}", self._blob_key(sha), data, small=False)
+        return True
+
+    def delete_blob(self, sha: str) -> None:
+        self._delete(f"deleting blob {sha[:12]}", self._blob_key(sha))
+
+    def get_record(self, fingerprint: str) -> dict[str, Any] | None:
+        data = self._read(f"reading record {fingerprint[:12]}", self._record_key(fingerprint), small=True)
+        if data is None:
+            return None
+        try:
+            record = json.loads(data)
+        except ValueError:
+            return None
+        return record if isinstance(record, dict) else None
+
+    def put_record(self, fingerprint: str, record: dict[str, Any]) -> None:
+        body = json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        self._write(f"writing record {fingerprint[:12]}", self._record_key(fingerprint), body, small=True)
+
+    def delete_record(self, fingerprint: str) -> None:
+        self._delete(f"deleting record {fingerprint[:12]}", self._record_key(fingerprint))
+
+    def share(self, fingerprint: str, record: dict[str, Any],
+              local_blob: Callable[[str], bytes | None]) -> "Shared":
+        """Upload a result: the blobs it names that the remote lacks (read with
+        ``local_blob``), then the record, if the remote has none for this fingerprint or
+        only one without the converted images (same originals). Says what it wrote."""
+        shared = Shared()
+        there = self.get_record(fingerprint)
+        ours_images = record.get("images")
+        if there is not None and (there.get("images") is not None or ours_images is None
+                                  or there.get("originals") != record.get("originals")):
+            return shared
+        for sha in dict.fromkeys([*(record.get("originals") or []), *(ours_images or [])]):
+            data = local_blob(sha)
+            if data is None:
+                return shared  # the record would name a blob the remote may lack: keep it back
+            if self.put_blob(sha, data):
+                shared.blobs += 1
+                shared.bytes += len(data)
+        self.put_record(fingerprint, record)
+        shared.record = True
+        return shared
+
+    # -- listings (the cache commands) ------------------------------------------------------
+
+    def _walk(self, folder: str) -> Iterator[tuple[str, int]]:
+        """(name, size) of every file under ``folder``; temp files are skipped."""
+        def find(fs: Any, **kw: Any) -> dict[str, Any]:
+            return fs.find(self._key(folder), detail=True, **kw)
+
+        try:
+            found = self._call(f"listing {folder}", find, small=False)
+        except FileNotFoundError:
+            return
+        for path, info in found.items():
+            name = str(path).rsplit("/", 1)[-1]
+            if _TEMP not in name:
+                yield name, int(info.get("size") or 0)
+
+    def blobs(self) -> dict[str, int]:
+        """Every blob: sha256 -> bytes."""
+        return dict(self._walk("blobs"))
+
+    def records(self) -> list[str]:
+        """The fingerprint of every record."""
+        return sorted(name[: -len(".json")] for name, _ in self._walk("records") if name.endswith(".json"))
+
+
+class Remote:
+    """The remote as a build sees it: an operation that fails turns the remote off for the
+    rest of the run and reports one warning (``warn``); the build goes on with the local
+    cache. Each method then answers as if the remote had nothing."""
+
+    def __init__(self, store: RemoteStore, warn: Callable[[str], None]):
+        self.store = store
+        self._warn = warn
+        self._mutex = threading.Lock()
+        self.failure: str | None = None
+
+    @property
+    def off(self) -> bool:
+        return self.failure is not None
+
+    def _try(self, step: Callable[[], T], default: T) -> T:
+        if self.failure is not None:
+            return default
+        try:
+            return step()
+        except RemoteError as exc:
+            with self._mutex:
+                first = self.failure is None
+                if first:
+                    self.failure = str(exc)
+            if first:
+                self._warn(f"{exc}; going on with the local cache only for the rest of this run")
+            return default
+
+    def get_record(self, fingerprint: str) -> dict[str, Any] | None:
+        return self._try(lambda: self.store.get_record(fingerprint), None)
+
+    def get_blob(self, sha: str) -> bytes | None:
+        return self._try(lambda: self.store.get_blob(sha), None)
+
+    def share(self, fingerprint: str, record: dict[str, Any], local_blob: Callable[[str], bytes | None]) -> None:
+        self._try(lambda: self.store.share(fingerprint, record, local_blob), Shared())
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

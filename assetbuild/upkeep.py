@@ -1,0 +1,231 @@
+"""The cache commands, ``assetbuild cache info|push|pull|verify|gc``, over the local cache
+and (where asked) a remote store. Unlike a build, these report a remote that fails
+(RemoteError) instead of going on without it: the remote is what they were asked about.
+
+What ``gc`` keeps: every result the lock names (by fingerprint) with the blobs it names
+(the host's originals and the PNGs), every output sha256 the lock records, and with
+``git_revs`` the same for the lock of each of the last N commits (read with
+``git show REV:./assetbuild.lock``). Jobs in flight are never touched.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from .cache import Cache, CacheRecord
+from .errors import LockfileError, UsageError
+from .hashing import sha256_bytes
+from .lockfile import LockEntry, read_entries
+from .remote import RemoteStore
+
+
+@dataclass
+class Usage:
+    records: int
+    blobs: int
+    bytes: int
+
+
+def local_usage(cache: Cache) -> Usage:
+    sizes = cache.blob_sizes()
+    return Usage(len(cache.records()), len(sizes), sum(sizes.values()))
+
+
+def remote_usage(store: RemoteStore) -> Usage:
+    sizes = store.blobs()
+    return Usage(len(store.records()), len(sizes), sum(sizes.values()))
+
+
+@dataclass
+class Transfer:
+    """What push or pull moved, and what it could not."""
+
+    records: int = 0
+    blobs: int = 0
+    bytes: int = 0
+    missing: list[str] = field(default_factory=list)  # fingerprints (pull: not on the remote)
+
+
+def push(cache: Cache, store: RemoteStore) -> Transfer:
+    """Upload every local result whose blobs are here, and that the remote lacks."""
+    moved = Transfer()
+    for fingerprint, record in sorted(cache.records().items()):
+        if cache.local_result(fingerprint) is None:
+            continue  # its blobs are gone: nothing to share
+        shared = store.share(fingerprint, record.to_dict(), cache.local_blob)
+        moved.records += shared.record
+        moved.blobs += shared.blobs
+        moved.bytes += shared.bytes
+    return moved
+
+
+def pull(cache: Cache, store: RemoteStore, entries: Iterable[LockEntry]) -> Transfer:
+    """Download the results (records and the blobs a restore needs) the lock's entries name,
+    where the local cache lacks them."""
+    moved = Transfer()
+    for entry in entries:
+        if cache.local_result(entry.fingerprint) is not None:
+            continue
+        data = store.get_record(entry.fingerprint)
+        record = CacheRecord.from_dict(data) if data is not None else None
+        if record is None:
+            moved.missing.append(entry.fingerprint)
+            continue
+        wanted = record.images if record.images is not None else record.originals
+        complete = True
+        for sha in wanted:
+            if cache.has_blob(sha):
+                continue
+            blob = store.get_blob(sha)
+            if blob is None:
+                complete = False
+                break
+            cache.put_blob(blob)
+            moved.blobs += 1
+            moved.bytes += len(blob)
+        if not complete:
+            moved.missing.append(entry.fingerprint)
+            continue
+        cache.index_result(entry.fingerprint, record)
+        moved.records += 1
+    return moved
+
+
+@dataclass
+class Verification:
+    checked: int = 0
+    damaged: list[str] = field(default_factory=list)  # sha256 names whose bytes hash to something else: removed
+
+
+def verify_local(cache: Cache) -> Verification:
+    """Hash every local blob; remove any whose bytes do not hash to its name."""
+    seen = Verification()
+    for sha in sorted(cache.blob_sizes()):
+        seen.checked += 1
+        if cache.local_blob(sha) is None:  # removes a damaged blob
+            seen.damaged.append(sha)
+    return seen
+
+
+def verify_remote(store: RemoteStore) -> Verification:
+    """Download and hash every remote blob; remove any whose bytes do not hash to its name
+    (a later upload of the right bytes then writes it anew)."""
+    seen = Verification()
+    for sha in sorted(store.blobs()):
+        data = store.read_blob(sha)
+        if data is None:
+            continue  # removed meanwhile
+        seen.checked += 1
+        if sha256_bytes(data) != sha:
+            seen.damaged.append(sha)
+            store.delete_blob(sha)
+    return seen
+
+
+@dataclass
+class Collection:
+    """What gc removed (or, with dry_run, would remove)."""
+
+    records: list[str] = field(default_factory=list)  # fingerprints
+    blobs: list[str] = field(default_factory=list)  # sha256s
+    bytes: int = 0
+    kept_records: int = 0
+    kept_blobs: int = 0
+
+
+def gc_local(cache: Cache, keep: list[dict[str, LockEntry]], *, dry_run: bool) -> Collection:
+    fingerprints, shas = _referenced(keep)
+    gone = Collection()
+    for fingerprint, record in sorted(cache.records().items()):
+        if fingerprint in fingerprints:
+            shas.update(record.originals)
+            shas.update(record.images or ())
+            gone.kept_records += 1
+        else:
+            gone.records.append(fingerprint)
+            if not dry_run:
+                cache.drop_result(fingerprint)
+    for fingerprint, orphans in cache.orphans().items():
+        if fingerprint in fingerprints:
+            shas.update(orphans)
+        elif not dry_run:
+            cache.drop_orphans(fingerprint)
+    for sha, size in sorted(cache.blob_sizes().items()):
+        if sha in shas:
+            gone.kept_blobs += 1
+            continue
+        gone.blobs.append(sha)
+        gone.bytes += size
+        if not dry_run:
+            cache.delete_blob(sha)
+    return gone
+
+
+def gc_remote(store: RemoteStore, keep: list[dict[str, LockEntry]], *, dry_run: bool) -> Collection:
+    fingerprints, shas = _referenced(keep)
+    gone = Collection()
+    for fingerprint in store.records():
+        if fingerprint in fingerprints:
+            record = store.get_record(fingerprint) or {}
+            shas.update(record.get("originals") or [])
+            shas.update(record.get("images") or [])
+            gone.kept_records += 1
+        else:
+            gone.records.append(fingerprint)
+            if not dry_run:
+                store.delete_record(fingerprint)
+    for sha, size in sorted(store.blobs().items()):
+        if sha in shas:
+            gone.kept_blobs += 1
+            continue
+        gone.blobs.append(sha)
+        gone.bytes += size
+        if not dry_run:
+            store.delete_blob(sha)
+    return gone
+
+
+def _referenced(locks: list[dict[str, LockEntry]]) -> tuple[set[str], set[str]]:
+    fingerprints: set[str] = set()
+    shas: set[str] = set()
+    for entries in locks:
+        for entry in entries.values():
+            fingerprints.add(entry.fingerprint)
+            shas.update(o.sha256 for o in entry.outputs)
+    return fingerprints, shas
+
+
+def locks_in_history(folder: Path, lock_name: str, revs: int) -> tuple[list[dict[str, LockEntry]], list[str]]:
+    """The lock (``folder/lock_name``) as each of the last ``revs`` commits of HEAD had it,
+    read with git; and a note for each commit whose lock could not be read (commits without
+    one are skipped)."""
+    commits = _git(folder, "rev-list", f"--max-count={revs}", "HEAD").split()
+    locks: list[dict[str, LockEntry]] = []
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="assetbuild-gc-") as tmp:
+        for commit in commits:
+            shown = subprocess.run(["git", "show", f"{commit}:./{lock_name}"], cwd=folder, capture_output=True)
+            if shown.returncode != 0:
+                continue  # no lock in that commit
+            copy = Path(tmp) / lock_name
+            copy.write_bytes(shown.stdout)
+            try:
+                locks.append(read_entries(copy))
+            except LockfileError as exc:
+                notes.append(f"{commit[:10]}: {exc} (not kept)")
+    return locks, notes
+
+
+def _git(folder: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True)
+    except OSError as exc:
+        raise UsageError(f"--git-revs needs git: {exc.strerror}; install git or leave --git-revs out") from exc
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["git failed"])[-1]
+        raise UsageError(f"--git-revs: {folder} is not in a git repository with commits ({why})")
+    return done.stdout
