@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                              "shortest t_k - t_{k-rpm} s"],
                             [[f"{args.rpm_assets} assets, requests_per_minute {args.rpm}", f"{run.wall_s:.1f}", f"{rate:.1f}",
                               f"{rate / args.rpm:.1%}", f"{worst / args.rpm:.1%}", most_in_window(arrivals),
-                              f"{min(gaps):.3f}"]]))
+                              f"{min(gaps):.4f}"]]))
                 print("(arrival times at the emulator; the limiter counts request starts in the client)")
                 cmd = f"{COMMAND} --repeat 0 --rpm {args.rpm} --rpm-assets {args.rpm_assets}"
                 report.add(f"achieved rate with requests_per_minute = {args.rpm}", rate / args.rpm * 100, "%", cmd,
