@@ -418,6 +418,12 @@ class Project:
                 done["remote"] = gc_remote(store, keep, dry_run=dry_run)
         return done
 
+    def report(self, out: str | Path | None = None, *, since: str | None = None) -> Any:
+        """Write the HTML review page (see report.py); ``since`` compares with a git revision."""
+        from .report import write_report
+
+        return write_report(self, None if out is None else Path(out), since=since)
+
     def close(self) -> None:
         self.providers.close()
         self.cache.close()

@@ -337,6 +337,30 @@ def graph(ctx: Ctx, fmt: str) -> None:
             click.echo(f"  {ids[e['from']]} --> {ids[e['to']]}")
 
 
+# -- report -----------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The HTML file to write (default assetbuild-report.html beside the manifest).")
+@click.option("--since", default=None, metavar="REV",
+              help="Show what changed since this git revision (default: HEAD, when in a git repository).")
+@click.pass_obj
+def report(ctx: Ctx, out: Path | None, since: str | None) -> None:
+    """Write one self-contained HTML page to review the kit: images, candidates, status, changes."""
+    if out is not None and not out.is_absolute():
+        out = ctx.directory / out  # -C DIR: as if started in DIR
+    project = ctx.project()
+    try:
+        done = project.report(out, since=since)
+    finally:
+        project.close()
+    changed = "" if done.changes is None else f", {len(done.changes)} changed since {done.since}"
+    click.echo(f"report: {done.path} ({_bytes(done.size_bytes)}): {done.assets} asset(s), {done.images} image(s), "
+               f"{done.stale} stale{changed}")
+    if done.since_note and since is None:
+        click.echo(f"report: no comparison with a commit ({done.since_note})", err=True)
+
+
 # -- providers --------------------------------------------------------------------------------
 
 @cli.command()
