@@ -23,6 +23,7 @@ from .executor import Budget, Event, Executor, NodeResult
 from .blueprint import Blueprint
 from .files import exclusive, sweep_temp_files
 from .hashing import FileHasher
+from .leftovers import Leftover, gone, sweep
 from .lockfile import Lockfile
 from .nodes import Node
 from .planner import Action, Decision, Planner, texts
@@ -89,6 +90,7 @@ class Plan:
     forced: frozenset[str] = frozenset()
     offline: bool = False
     warnings: list[str] = field(default_factory=list)  # e.g. the remote cache was unreachable
+    pruned: list[Leftover] = field(default_factory=list)  # assets gone from the manifest, and their files
 
     @property
     def estimated_cost(self) -> float:
@@ -99,6 +101,7 @@ class Plan:
             "actions": [{"asset": d.id, "action": d.action.value, "reasons": texts(d.reasons),
                          "codes": [r.code for r in d.reasons], "cost": round(d.cost_usd, 6)}
                         for d in self.decisions],
+            "pruned": [p.to_json() for p in self.pruned],
             "estimated_cost": self.estimated_cost,
         }
 
@@ -106,7 +109,7 @@ class Plan:
 @dataclass
 class BuildReport:
     results: list[NodeResult]
-    pruned: list[str] = field(default_factory=list)
+    pruned: list[Leftover] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. the remote cache was unreachable
 
     def count(self, status: str) -> int:
@@ -130,6 +133,9 @@ class BuildReport:
             "blocked": self.count("blocked"),
             "cost": self.cost_usd,
         }
+
+
+PRUNE_REASON = "no longer in the manifest (a build without targets prunes it and removes its files)"
 
 
 @dataclass
@@ -217,8 +223,25 @@ class Project:
         seen = len(self.cache.warnings)
         with self._warnings_to(on_event):
             decisions = self.planner(force=forced, offline=offline).plan(nodes)
+        pruned = [] if list(targets) else self.leftovers(dry_run=True)
         self.hasher.save()
-        return Plan(decisions, forced, offline, self.cache.warnings[seen:])
+        return Plan(decisions, forced, offline, self.cache.warnings[seen:], pruned)
+
+    def leftovers(self, *, dry_run: bool, extra: list[dict[str, Any]] | None = None) -> list[Leftover]:
+        """The assets in the lock (and in ``extra`` locks, e.g. earlier commits') that the
+        manifest no longer has, with the files of theirs that a prune removes (``dry_run``:
+        would remove). An asset whose files are all gone is still listed, with none."""
+        ids = gone(self.lock.entries, self.nodes)
+        entries = {nid: self.lock.entries[nid] for nid in ids}
+        for older in extra or ():
+            for nid, entry in older.items():
+                if nid not in self.nodes and nid not in entries:
+                    entries[nid] = entry
+        claimed = {path for node in self.nodes.values() for path in node.outputs}
+        found = {left.asset: left for left in sweep(self.root, self.cache, self.hasher, entries, claimed,
+                                                   dry_run=dry_run)}
+        return [found.get(nid, Leftover(nid)) for nid in ids] + [
+            left for nid, left in sorted(found.items()) if nid not in ids]
 
     @contextmanager
     def _warnings_to(self, on_event: Callable[[Event], None] | None) -> Iterator[None]:
@@ -266,10 +289,10 @@ class Project:
                             on_event=on_event)
         with self._warnings_to(on_event):
             results = executor.run(plan.decisions)
-        pruned: list[str] = []
+        pruned: list[Leftover] = []
         if not targets:
-            pruned = sorted(set(self.lock.entries) - set(self.nodes))
-            self.lock.prune(pruned)
+            pruned = self.leftovers(dry_run=False)
+            self.lock.prune(p.asset for p in pruned)
             self.lock.save_if_changed()
         return BuildReport(results, pruned, list(dict.fromkeys(plan.warnings + self.cache.warnings[seen:])))
 
@@ -290,9 +313,26 @@ class Project:
         if self.lock.replayed:
             stale.append(Stale(self.lock.path.name, [f"an interrupted build finished {self.lock.replayed} asset(s) "
                                                      "not yet written to it; run `assetbuild build`"]))
-        stale += [Stale(nid, ["in the lock but no longer in the manifest"])
-                  for nid in sorted(set(self.lock.entries) - set(self.nodes))]
+        stale += [Stale(nid, [PRUNE_REASON]) for nid in gone(self.lock.entries, self.nodes)]
         return stale
+
+    def clean(self, *, dry_run: bool = False, git_revs: int = 0) -> tuple[list[Leftover], list[str]]:
+        """Remove orphaned outputs: files assetbuild wrote (per the lock, and with ``git_revs``
+        per the lock of each of the last N commits) for assets the manifest no longer has,
+        while their bytes are unchanged; drop those assets from the lock. Notes say which
+        commits' locks could not be read."""
+        from .upkeep import locks_in_history
+
+        with self.exclusive():
+            history, notes = ([], [])
+            if git_revs > 0:
+                history, notes = locks_in_history(self.manifest_path.parent, lock_path(self.manifest_path).name,
+                                                  git_revs)
+            done = self.leftovers(dry_run=dry_run, extra=history)
+            if not dry_run:
+                self.lock.prune(p.asset for p in done)
+                self.lock.save_if_changed()
+        return done, notes
 
     def explain(self, target: str) -> dict[str, Any]:
         if target not in self.nodes:

@@ -162,11 +162,22 @@ def plan(ctx: Ctx, targets: tuple[str, ...], as_json: bool, force: bool, offline
         cost = f" {_money(d.cost_usd)}" if d.cost_usd else ""
         why = f"  ({'; '.join(map(str, d.reasons))})" if d.reasons else ""
         click.echo(f"{d.action.value:<10} {d.id:<{width}}{cost}{why}".rstrip())
+    for left in result.pruned:
+        click.echo(_leftover_line("prune", left, "would remove"))
     counts: dict[str, int] = {}
     for d in result.decisions:
         counts[d.action.value] = counts.get(d.action.value, 0) + 1
+    if result.pruned:
+        counts["prune"] = len(result.pruned)
     summary = ", ".join(f"{n} {a}" for a, n in counts.items())
     click.echo(f"plan: {summary or 'nothing to do'}; estimated cost {_money(result.estimated_cost)}")
+
+
+def _leftover_line(verb: str, left: Any, removed: str) -> str:
+    """One asset gone from the manifest: what happens to its files."""
+    parts = [f"{removed} {', '.join(left.files)}"] if left.files else []
+    parts += [f"keeps {k}" for k in left.kept]
+    return f"{verb:<10} {left.asset}  (no longer in the manifest{'; ' if parts else ''}{'; '.join(parts)})"
 
 
 def _warn_on_stderr(event: Any) -> None:
@@ -236,8 +247,8 @@ def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
-        for nid in report.pruned:
-            click.echo(f"pruned     {nid} (no longer in the manifest; its files are left in place)")
+        for left in report.pruned:
+            click.echo(_leftover_line("pruned", left, "removed"))
         click.echo(f"build: {summary['generated']} generated, {summary['restored']} restored, "
                    f"{summary['derived']} derived, "
                    f"{summary['up_to_date']} up to date, {summary['failed']} failed, {summary['blocked']} blocked; "
@@ -263,6 +274,36 @@ def check(ctx: Ctx) -> None:
         click.echo(f"check: {len(stale)} stale asset(s); run `assetbuild build`")
         sys.exit(EXIT_FAILED)
     click.echo(f"check: all {len(project.nodes)} asset(s) up to date")
+
+
+# -- clean ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--dry-run", "-n", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--git-revs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also remove what the lock of each of the last N commits says assetbuild wrote.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def clean(ctx: Ctx, dry_run: bool, git_revs: int, as_json: bool) -> None:
+    """Remove orphaned outputs: files assetbuild wrote for assets no longer in the manifest,
+    while their bytes are what it wrote (cached first; anything else is kept and named)."""
+    project = ctx.project()
+    try:
+        done, notes = project.clean(dry_run=dry_run, git_revs=git_revs)
+    finally:
+        project.close()
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, "pruned": [d.to_json() for d in done], "notes": notes}, indent=2))
+        return
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    for left in done:
+        click.echo(_leftover_line("would prune" if dry_run else "pruned", left,
+                                  "would remove" if dry_run else "removed"))
+    files = sum(len(d.files) for d in done)
+    click.echo(f"clean: {files} file(s) {'would be ' if dry_run else ''}removed, "
+               f"{sum(len(d.kept) for d in done)} kept, {len(done)} asset(s) pruned from the lock"
+               + (" (dry run)" if dry_run else ""))
 
 
 # -- explain ----------------------------------------------------------------------------------

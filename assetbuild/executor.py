@@ -17,7 +17,7 @@ import datetime as _dt
 import heapq
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, TypeVar
@@ -212,12 +212,21 @@ class Executor:
         except AssetbuildError as exc:
             return NodeResult(node_id, Outcome.FAILED, error=str(exc))
 
-    @staticmethod
-    def _settled(d: Decision) -> NodeResult:
+    def _settled(self, d: Decision) -> NodeResult:
         if d.action is Action.UP_TO_DATE:
             assert d.outputs is not None
+            self._relabel(d)
             return NodeResult(d.id, Outcome.UP_TO_DATE, outputs=list(d.outputs))
         return NodeResult(d.id, Outcome.BLOCKED, texts(d.reasons))
+
+    def _relabel(self, d: Decision) -> None:
+        """An up-to-date node whose references were renamed (same bytes, so the same
+        fingerprint) gets the new names in its lock entry, so the lock never names an asset
+        that no longer exists."""
+        entry = self.lock.entries.get(d.id)
+        if entry is None or d.inputs is None or entry.inputs.get("references") == d.inputs["references"]:
+            return
+        self.lock.record(d.id, replace(entry, inputs={**entry.inputs, "references": d.inputs["references"]}))
 
     def _work(self, d: Decision) -> NodeResult:
         if d.action is Action.RESTORE:

@@ -50,6 +50,7 @@ _REASON_TEXT = {
     "output-foreign": "output {} exists but was not written by assetbuild (--force overwrites it)",
     "output-paths-changed": "output paths changed",
     "old-output-paths": "from the old output paths",
+    "same-content": "same inputs as {}, whose images are on disk (a rename or a merge: nothing to pay)",
     "in-cache": "in the cache",
     "forced": "forced (--force)",
     "offline": "needs generation by {} (--offline)",
@@ -122,6 +123,7 @@ class Planner:
         self.price = price
         self.force = force
         self.offline = offline
+        self._by_fingerprint: dict[str, list[str]] | None = None
 
     # -- one node ---------------------------------------------------------------------------
 
@@ -171,7 +173,27 @@ class Planner:
             record = self.cache.result(fp)
             if record is not None:
                 return self._restore(node, reasons + [Reason("in-cache")], fp, inputs, record, refs)
+            found = self._built_elsewhere(node, fp)
+            if found is not None:
+                return self._restore(node, reasons + [Reason("same-content", found)], fp, inputs,
+                                     _record_of(self.lock.entries[found]), refs)
         return self.generation(node, reasons, fp, inputs, refs)
+
+    def _built_elsewhere(self, node: Node, fp: str) -> str | None:
+        """Content, not names, decides: another lock entry (any id: a renamed asset, a variant
+        it moved into, the other side of a merge) built with this fingerprint, whose files on
+        disk still hold the recorded bytes. Its images are copied, never paid for again."""
+        if self._by_fingerprint is None:
+            self._by_fingerprint = {}
+            for nid, entry in dict(self.lock.entries).items():  # a copy: workers record meanwhile
+                self._by_fingerprint.setdefault(entry.fingerprint, []).append(nid)
+        for other in self._by_fingerprint.get(fp, ()):
+            entry = self.lock.entries.get(other)
+            if (other != node.id and entry is not None and entry.fingerprint == fp
+                    and len(entry.outputs) == len(node.outputs)
+                    and all(self.hasher.hash(o.path) == o.sha256 for o in entry.outputs)):
+                return other
+        return None
 
     @staticmethod
     def _restore(node: Node, reasons: list[Reason], fp: str, inputs: dict[str, Any], record: CacheRecord,

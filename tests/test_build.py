@@ -266,10 +266,12 @@ def test_targets_bring_their_upstream_and_nothing_else(project):
 def test_removed_asset_is_pruned_from_lock_on_a_full_build(project):
     chain(project)
     project.manifest(CHAIN.split("[assets.other]")[0])
-    assert "other: in the lock but no longer in the manifest" in project.run("check").output
+    assert "other: no longer in the manifest" in project.run("check").output
+    assert "prune      other" in project.run("plan").output
     res = project.run("build")
     assert "pruned     other" in res.output
     assert "[assets.other]" not in (project.root / "assetbuild.lock").read_text()
+    assert not (project.root / "assets" / "other.png").exists()
     assert project.run("check").exit_code == 0
 
 
