@@ -322,7 +322,7 @@ class Page:
                          f'<span class="badge {ch.kind}">{ch.kind}</span> {link}</h3><ul class="reasons">{reasons}</ul>'
                          f'<div class="pair"><div class="side old"><h4>before ({_e(since)})</h4>{old}</div>'
                          f'<div class="side new"><h4>now</h4>{new}</div></div></article>')
-        return f'<section id="changes">{head}{"".join(cards)}</section>'
+        return f'<section id="changes">{head}<div class="change-list">{"".join(cards)}</div></section>'
 
     def old_figure(self, git: Git | None, path: str, sha: str) -> str:
         data = git.show(path) if git else None
@@ -444,28 +444,31 @@ def find_changes(project: "Project", git: Git, lock_name: str,
         if before is None:
             continue
         node = project.nodes[nid]
+        now = current.get(nid)
         now_shas = [project.hasher.hash(p) for p in node.outputs]
         old_shas = [o.sha256 for o in before.outputs]
         paths_moved = [o.path for o in before.outputs] != list(node.outputs)
         d = decisions.get(nid)
-        fp_now = d.fingerprint if d is not None else None
-        inputs_changed = fp_now is not None and fp_now != before.fingerprint
-        if not (inputs_changed or paths_moved or now_shas != old_shas):
+        built_changed = now is not None and now.fingerprint != before.fingerprint
+        planned_changed = d is not None and d.fingerprint is not None and d.fingerprint != before.fingerprint
+        if not (built_changed or planned_changed or paths_moved or now_shas != old_shas):
             continue
         reasons: list[str] = []
-        if inputs_changed and d is not None and d.inputs is not None:
-            reasons += [str(r) for r in changes(before, d.inputs)]
+        if built_changed and now is not None:  # what the image now on disk was built from
+            reasons += [str(r) for r in changes(before, now.inputs)]
         if paths_moved:
             reasons.append("output paths changed")
         o_shas, o_pick, o_adopted = candidates_of(before, old_raw.get(nid))
-        n_shas, n_pick, n_adopted = candidates_of(current.get(nid), raw.get(nid))
+        n_shas, n_pick, n_adopted = candidates_of(now, raw.get(nid))
         if o_pick != n_pick and n_pick is not None:
             reasons.append(f"picked candidate {n_pick}" + (f" (was {o_pick})" if o_pick else ""))
         if n_adopted and n_adopted != o_adopted:
             reasons.append("a hand edit was adopted")
         if now_shas != old_shas and not paths_moved:
             reasons.append("image changed" if all(now_shas) else "output missing now")
-        found.append(Change(nid, "changed", list(dict.fromkeys(reasons)), before, current.get(nid), old_shas))
+        if d is not None and d.action is not Action.UP_TO_DATE:
+            reasons.append("not rebuilt yet: " + "; ".join(str(r) for r in d.reasons))
+        found.append(Change(nid, "changed", list(dict.fromkeys(reasons)), before, now, old_shas))
     return found
 
 
@@ -571,6 +574,7 @@ dl.facts dt,dl.lineage dt{color:var(--muted)}dl.facts dd,dl.lineage dd{margin:0}
 .pair{display:grid;grid-template-columns:1fr 1fr;gap:16px}
 .side{border:1px dashed var(--line);border-radius:8px;padding:8px}.side.old{background:#fff8f6}.side.new{background:#f5fbf6}
 .note{color:var(--muted)}
+.change-list{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:0 14px}
 .cols{display:grid;grid-template-columns:minmax(172px,auto) 1fr;gap:18px;align-items:start}
 .images.main{max-width:540px}
 @media (max-width:700px){.cols,.pair{grid-template-columns:1fr}}
