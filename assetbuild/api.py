@@ -338,7 +338,8 @@ class Project:
         if target not in self.nodes:
             matches = self.blueprint.match(target)
             if len(matches) != 1:
-                raise UsageError(f"explain takes one asset id; {target!r} names {len(matches)} (see `assetbuild graph`)")
+                raise UsageError(f"explain takes one asset id; {target!r} names {len(matches)} "
+                                 "(`assetbuild ls` lists the ids)")
             target = matches[0]
         decision = next(d for d in self.plan([target]).decisions if d.id == target)
         node = self.nodes[target]
@@ -386,12 +387,11 @@ class Project:
             })
         return rows
 
-    def graph_data(self) -> dict[str, Any]:
-        return {
-            "nodes": [{"id": n.id, "asset": n.asset, "provider": n.provider, "model": n.model,
-                       "outputs": list(n.outputs)} for n in (self.nodes[i] for i in self.blueprint.order)],
-            "edges": [{"from": a, "to": b} for a, b in self.blueprint.edges()],
-        }
+    def graph_data(self, targets: Iterable[str] = ()) -> dict[str, Any]:
+        """The graph of the targets (all if none) with the files they read (see graphview.py)."""
+        from .graphview import graph_data
+
+        return graph_data(self.blueprint, targets)
 
     # -- the cache commands -----------------------------------------------------------------
 

@@ -150,7 +150,7 @@ class Blueprint:
         for target in targets:
             hits = self.match(target)
             if not hits:
-                raise UsageError(f"no asset matches {target!r}; see `assetbuild graph` for the ids")
+                raise UsageError(f"no asset matches {target!r}; `assetbuild ls` lists the ids")
             todo = list(hits)
             while todo:
                 nid = todo.pop()

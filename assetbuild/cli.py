@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 import click
 
-from .errors import AssetbuildError, BuildInterrupted, LockfileError, UserError
+from .errors import AssetbuildError, BuildInterrupted, LockfileError, UsageError, UserError
 from .files import TEMP_SUFFIX
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -47,6 +47,7 @@ class Seams:
     env: Mapping[str, str] | None = None
     provider_factory: Callable[..., Any] | None = None
     clock: Any = None
+    terminal: bool | None = None  # the live build display: None = only on a terminal, True = always, False = never
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Ctx:
     manifest: str | None
     verbose: bool
     seams: Seams
+    quiet: bool = False
 
     def project(self, provider_override: str | None = None) -> Any:
         from .api import Project
@@ -72,8 +74,35 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """-v/-q given after the command: they set the same flag as before it."""
+    obj = ctx.find_object(Ctx)
+    if value and obj is not None:
+        setattr(obj, str(param.name), True)
+        if obj.verbose and obj.quiet:
+            raise UsageError("-q and -v: give one of them")
+
+
+def _verbosity_options(command: click.Command) -> None:
+    """Every command (and subcommand) takes -v/-q after its name too, as the group takes them
+    before it: ``assetbuild build -v`` is ``assetbuild -v build``."""
+    names = {p.name for p in command.params}
+    for name, flags, text in (("verbose", ("-v", "--verbose"), "Say more (never secrets)."),
+                              ("quiet", ("-q", "--quiet"), "Say less: only problems and the summary.")):
+        if name not in names:
+            command.params.append(click.Option(flags, name, is_flag=True, expose_value=False,
+                                               callback=_set_verbosity, help=text))
+
+
 class _Group(click.Group):
-    """Turns assetbuild errors into one line and an exit code, never a traceback."""
+    """Turns assetbuild errors into one line and an exit code, never a traceback. Its commands
+    (and the groups made with ``@cli.group()``, which are _Groups too) take -v/-q."""
+
+    group_class = type  # subgroups are _Groups
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        _verbosity_options(cmd)
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -97,15 +126,18 @@ class _Group(click.Group):
 @click.option("-C", "directory", type=click.Path(file_okay=False, path_type=Path), default=".",
               help="Run as if started in DIR.")
 @click.option("-f", "manifest", default=None, help="The manifest file (default assetbuild.toml).")
-@click.option("-v", "--verbose", is_flag=True, help="Say more (never secrets).")
+@click.option("-v", "--verbose", is_flag=True, help="Say more (never secrets); also after the command.")
+@click.option("-q", "--quiet", is_flag=True, help="Say less: only problems and the summary; also after the command.")
 @click.version_option(package_name="assetbuild")
 @click.pass_context
-def cli(ctx: click.Context, directory: Path, manifest: str | None, verbose: bool) -> None:
+def cli(ctx: click.Context, directory: Path, manifest: str | None, verbose: bool, quiet: bool) -> None:
     """assetbuild: a declarative build system for AI-generated images."""
     seams = ctx.obj if isinstance(ctx.obj, Seams) else Seams()
     if not directory.is_dir():
         raise UserError(f"-C {directory}: no such directory")
-    ctx.obj = Ctx(directory, manifest, verbose, seams)
+    if verbose and quiet:
+        raise UsageError("-q and -v: give one of them")
+    ctx.obj = Ctx(directory, manifest, verbose, seams, quiet)
 
 
 # -- init -------------------------------------------------------------------------------------
@@ -158,7 +190,7 @@ def plan(ctx: Ctx, targets: tuple[str, ...], as_json: bool, force: bool, offline
         click.echo(json.dumps(result.to_json(), indent=2))
         return
     width = max((len(d.id) for d in result.decisions), default=0)
-    for d in result.decisions:
+    for d in ([] if ctx.quiet else result.decisions):
         cost = f" {_money(d.cost_usd)}" if d.cost_usd else ""
         why = f"  ({'; '.join(map(str, d.reasons))})" if d.reasons else ""
         click.echo(f"{d.action.value:<10} {d.id:<{width}}{cost}{why}".rstrip())
@@ -203,44 +235,55 @@ def _warn_on_stderr(event: Any) -> None:
 def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force: bool, offline: bool,
           provider_override: str | None, max_cost: float | None, yes: bool, as_json: bool) -> None:
     """Build the targets (all assets if none) and their upstream."""
+    report = _build_once(ctx, targets, jobs=jobs, keep_going=keep_going, force=force, offline=offline,
+                         provider_override=provider_override, max_cost=max_cost, yes=yes, as_json=as_json)
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going: bool = False, force: bool = False,
+                offline: bool = False, provider_override: str | None = None, max_cost: float | None = None,
+                yes: bool = False, as_json: bool = False) -> Any:
+    """One build as `build` runs it (and `watch` after each change): the build lock, the plan,
+    the question before spending on a terminal, the budget, the progress, the summary."""
+    from contextlib import nullcontext
+
     from .executor import Event
+    from .progress import Lines, LiveDisplay, live_wanted
 
     project = ctx.project(provider_override)
     out = sys.stderr if as_json else sys.stdout
-
-    finished = 0
+    lines = Lines(verbose=ctx.verbose, quiet=ctx.quiet)
+    env = os.environ if ctx.seams.env is None else ctx.seams.env
+    live = not as_json and not ctx.quiet and ctx.seams.terminal is not False \
+        and (ctx.seams.terminal or live_wanted(out, env))
+    display: LiveDisplay | None = None
 
     def show(event: Event) -> None:
-        nonlocal finished
-        if event.kind == "done":
-            finished += 1
-        if event.kind == "start":
-            if ctx.verbose:
-                click.echo(f"  {event.status:<10} {event.node}  ({event.detail})", file=out)
-        elif event.kind == "fallback":
-            click.echo(f"  fallback   {event.node}: {event.detail}", file=out)
-        elif event.kind == "warning":
-            click.echo(f"warning    {event.node}: {event.detail}" if event.node else f"warning: {event.detail}",
-                       file=out)
-        elif event.kind == "interrupted":
-            waiting = f"; waiting for what is in flight: {event.detail} (Ctrl-C again: stop now)" if event.detail else ""
-            click.echo(f"interrupted: starting nothing new{waiting}", file=out)
-        elif event.status in ("failed", "blocked"):
-            click.echo(f"{event.status:<10} {event.node}: {event.detail}", file=out)
-        elif event.status != "up-to-date" or ctx.verbose:
-            click.echo(f"{event.status:<10} {event.node}  [{finished}/{total}]", file=out)
+        if display is not None:
+            display.handle(event)
+            return
+        line = lines.line(event)
+        if line is not None:
+            click.echo(line, file=out)
 
     try:
         with project.exclusive():  # before reading the lock and before asking: never act on a stale lock
             the_plan = project.plan(targets, force=force, offline=offline, on_event=show)
-            total = len(the_plan.decisions)
+            lines.total = len(the_plan.decisions)
             cost = the_plan.estimated_cost
             if cost > 0 and not yes and sys.stdin.isatty() and sys.stdout.isatty():
                 n = sum(1 for d in the_plan.decisions if d.cost_usd)
                 if not click.confirm(f"This build generates {n} asset(s) for an estimated {_money(cost)}. Go on?"):
                     raise UserError("build cancelled; nothing was sent")
-            report = project.build(targets, jobs=jobs, keep_going=keep_going, force=force, offline=offline,
-                                   max_cost=max_cost, plan=the_plan, on_event=show)
+            if live:
+                from rich.console import Console
+
+                display = LiveDisplay(Console(file=out, force_terminal=True if ctx.seams.terminal else None),
+                                      the_plan.decisions, lines)
+            with display or nullcontext():
+                report = project.build(targets, jobs=jobs, keep_going=keep_going, force=force, offline=offline,
+                                       max_cost=max_cost, plan=the_plan, on_event=show)
     finally:
         project.close()
     summary = report.to_json()
@@ -253,8 +296,7 @@ def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force
                    f"{summary['derived']} derived, "
                    f"{summary['up_to_date']} up to date, {summary['failed']} failed, {summary['blocked']} blocked; "
                    f"cost {_money(report.cost_usd)}")
-    if not report.ok:
-        sys.exit(EXIT_FAILED)
+    return report
 
 
 # -- check ------------------------------------------------------------------------------------
@@ -350,32 +392,57 @@ def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
             click.echo(f"  output       {out['path']}  sha256 {out['sha256'][:16]}")
 
 
-# -- graph ------------------------------------------------------------------------------------
+# -- graph and ls -----------------------------------------------------------------------------
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["dot", "mermaid", "json"]), default="dot", show_default=True)
+@click.argument("targets", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["dot", "mermaid", "json", "list"]), default="dot",
+              show_default=True, help="list: one line per asset with its status, as `assetbuild ls`.")
 @click.pass_obj
-def graph(ctx: Ctx, fmt: str) -> None:
-    """The dependency graph."""
+def graph(ctx: Ctx, targets: tuple[str, ...], fmt: str) -> None:
+    """The dependency graph of the targets (all assets if none), with the files they read."""
+    from . import graphview
+
+    if fmt == "list":
+        _ls(ctx, targets, as_json=False)
+        return
     project = ctx.project()
-    data = project.graph_data()
-    project.close()
+    try:
+        data = graphview.graph_data(project.blueprint, targets)
+    finally:
+        project.close()
     if fmt == "json":
         click.echo(json.dumps(data, indent=2))
-    elif fmt == "dot":
-        click.echo("digraph assetbuild {\n  rankdir=LR;")
-        for n in data["nodes"]:
-            click.echo(f"  {json.dumps(n['id'])};")
-        for e in data["edges"]:
-            click.echo(f"  {json.dumps(e['from'])} -> {json.dumps(e['to'])};")
-        click.echo("}")
     else:
-        ids = {n["id"]: f"n{i}" for i, n in enumerate(data["nodes"])}
-        click.echo("graph LR")
-        for n in data["nodes"]:
-            click.echo(f'  {ids[n["id"]]}["{n["id"]}"]')
-        for e in data["edges"]:
-            click.echo(f"  {ids[e['from']]} --> {ids[e['to']]}")
+        for line in (graphview.to_dot if fmt == "dot" else graphview.to_mermaid)(data):
+            click.echo(line)
+
+
+@cli.command("ls")
+@click.argument("targets", nargs=-1)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def ls(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:
+    """Each asset id (variant ids for a matrix) with its status: up-to-date, new, missing,
+    modified, stale or blocked."""
+    _ls(ctx, targets, as_json=as_json)
+
+
+def _ls(ctx: Ctx, targets: tuple[str, ...], *, as_json: bool) -> None:
+    from . import graphview
+
+    project = ctx.project()
+    try:
+        named = {nid for target in targets for nid in project.blueprint.match(target)}
+        decisions = project.plan(targets, on_event=_warn_on_stderr).decisions  # upstream too: it decides
+        rows = graphview.ls_rows([d for d in decisions if not targets or d.id in named], project.lock.entries)
+    finally:
+        project.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        for line in graphview.ls_lines(rows):
+            click.echo(line)
 
 
 # -- report -----------------------------------------------------------------------------------

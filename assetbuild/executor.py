@@ -49,12 +49,15 @@ class Outcome(str, Enum):
 
 @dataclass
 class Event:
-    """Something the CLI may show: ``kind`` is start | done | fallback | warning | interrupted."""
+    """Something the CLI may show: ``kind`` is start | phase | done | fallback | warning |
+    interrupted. A ``done`` event carries what the node cost; a ``phase`` event says where a
+    host's job stands (``status``: submitted, polling, downloading)."""
 
     kind: str
     node: str
     status: str = ""
     detail: str = ""
+    cost_usd: float = 0.0
 
 
 @dataclass
@@ -144,7 +147,8 @@ class Executor:
         def settle(result: NodeResult) -> None:
             nonlocal stopped_by
             done[result.id] = result
-            self.on_event(Event("done", result.id, result.status.value, result.error or "; ".join(result.reasons)))
+            self.on_event(Event("done", result.id, result.status.value, result.error or "; ".join(result.reasons),
+                                result.cost_usd))
             if result.status is Outcome.FAILED and not self.keep_going and stopped_by is None:
                 stopped_by = result.id
             for nid in dependents[result.id]:

@@ -313,7 +313,7 @@ def test_explain_shows_inputs_and_what_differs_from_the_lock(project):
 def test_graph_formats(project):
     chain(project)
     data = json.loads(project.run("graph", "--format", "json").output)
-    assert {"from": "mid", "to": "leaf"} in data["edges"] and len(data["nodes"]) == 4
+    assert {"from": "mid", "to": "leaf", "kind": "reference"} in data["edges"] and len(data["nodes"]) == 5
     assert '"root" -> "mid";' in project.run("graph").output
     assert "-->" in project.run("graph", "--format", "mermaid").output
 

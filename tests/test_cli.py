@@ -32,7 +32,7 @@ def test_exit_codes(project: ProjectDir):
     assert project.run("build").exit_code == 0
     assert project.run("check").exit_code == 0
     res = project.run("build", "nope")
-    assert res.exit_code == 2 and res.stderr == "error: no asset matches 'nope'; see `assetbuild graph` for the ids\n"
+    assert res.exit_code == 2 and res.stderr == "error: no asset matches 'nope'; `assetbuild ls` lists the ids\n"
     project.manifest(MANIFEST + "[assets.c]\nprompt = 3\n")
     res = project.run("plan")
     assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1 and "assets.c.prompt" in res.stderr

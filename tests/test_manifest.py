@@ -104,9 +104,10 @@ def test_variant_binding_and_selectors(project):
     import json
 
     edges = json.loads(res.output)["edges"]
-    assert {"from": "shoe[color=red,floor=white]", "to": "post[color=red]"} in edges
-    assert {"from": "shoe[color=navy,floor=white]", "to": "post[color=navy]"} in edges
-    assert len(edges) == 2
+    assert {"from": "shoe[color=red,floor=white]", "to": "post[color=red]", "kind": "reference"} in edges
+    assert {"from": "shoe[color=navy,floor=white]", "to": "post[color=navy]", "kind": "reference"} in edges
+    assert {"from": "ref.png", "to": "post[color=red]", "kind": "reference"} in edges
+    assert len(edges) == 4
     assert project.run("build").exit_code == 0
     assert (project.root / "assets" / "shoe-navy-stone.png").is_file()
     assert (project.root / "assets" / "social" / "red.png").is_file()
