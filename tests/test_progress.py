@@ -145,7 +145,7 @@ def test_json_stays_json_even_when_a_terminal_is_forced(project):
     seams = Seams(env=project.env, provider_factory=project.factory, terminal=True)
     res = CliRunner().invoke(cli, ["-C", str(project.root), "build", "--json"], obj=seams, catch_exceptions=False)
     assert json.loads(res.stdout)["generated"] == 3
-    assert "\x1b" not in res.stderr and "generated  a  [" in res.stderr and "derived    d  [4/4]" in res.stderr
+    assert "\x1b" not in res.stderr and "generated  a  [" in res.stderr and "derived    d  [" in res.stderr
 
 
 class FakeTTY(io.StringIO):
