@@ -18,19 +18,24 @@ from __future__ import annotations
 
 import base64
 import html
+import hashlib
 import io
+import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 from .errors import LockfileError, UsageError, UserError
 from .files import write_atomic
+from .hashing import sha256_bytes
 from .lockfile import LockEntry, read_entries
 from .planner import Action, Decision, Reason, changes
 
@@ -41,6 +46,8 @@ REPORT_NAME = "assetbuild-report.html"
 THUMB_PX = 160  # the longest side of an asset's thumbnail
 SMALL_PX = 64  # a reference's or a candidate's thumbnail
 WEBP_QUALITY = 72
+WEBP_URI = "data:image/webp;base64,"
+MEMO_VERSION = 1
 
 
 # -- thumbnails -------------------------------------------------------------------------------
@@ -53,35 +60,108 @@ class Thumb:
 
 
 class Thumbs:
-    """WebP thumbnails as data URIs, made once per (image bytes, size)."""
+    """WebP thumbnails as data URIs, made once per image content (its sha256), both sizes
+    from one decode, and remembered between reports in one memo file per project in the
+    cache folder (rewritten with only what the last report used, so it stays the size of
+    the project)."""
 
-    def __init__(self) -> None:
-        self._made: dict[tuple[str, int], Thumb | None] = {}
+    SIZES = (THUMB_PX, SMALL_PX)
 
-    def of(self, key: str, data: bytes | None, px: int) -> Thumb | None:
-        """The thumbnail of ``data`` (whose sha256 or path is ``key``), or None if it is not
-        an image Pillow can read."""
-        if data is None:
+    def __init__(self, memo: Path | None = None):
+        self.memo = memo
+        self._made: dict[str, dict[int, Thumb] | None] = {}
+        self._used: set[str] = set()
+        self._remembered: dict[str, Any] = {}
+        self._mutex = threading.Lock()
+        if memo is not None:
+            try:
+                loaded = json.loads(memo.read_text(encoding="utf-8"))
+                if isinstance(loaded, dict) and loaded.get("version") == MEMO_VERSION:
+                    self._remembered = loaded.get("thumbs") or {}
+            except (OSError, ValueError):
+                pass
+
+    def of(self, sha: str | None, data: Callable[[], bytes | None], px: int) -> Thumb | None:
+        """The ``px`` thumbnail of the image whose sha256 is ``sha`` (``data`` reads its bytes,
+        called only when neither this report nor the memo has made it yet); None if there is
+        no such image or Pillow cannot read it."""
+        if sha is None:
             return None
-        if (key, px) not in self._made:
-            self._made[(key, px)] = _thumbnail(data, px)
-        return self._made[(key, px)]
+        made = self._get(sha, data)
+        return None if made is None else made.get(px)
+
+    def _get(self, sha: str, data: Callable[[], bytes | None]) -> dict[int, Thumb] | None:
+        with self._mutex:
+            self._used.add(sha)
+            if sha in self._made:
+                return self._made[sha]
+            remembered = self._remembered.get(sha)
+        made = _recall(remembered)
+        if made is None:
+            raw = data()
+            if raw is None:
+                return None
+            made = _thumbnails(raw, self.SIZES)
+        with self._mutex:
+            self._made[sha] = made
+        return made
+
+    def prefetch(self, items: Iterable[tuple[str, Callable[[], bytes | None]]], jobs: int) -> None:
+        """Make many at once (Pillow decodes and encodes outside the GIL)."""
+        todo = {sha: read for sha, read in items if sha is not None and sha not in self._made}
+        if len(todo) < 8 or jobs < 2:
+            for sha, read in todo.items():
+                self._get(sha, read)
+            return
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(lambda item: self._get(*item), todo.items()))
+
+    def save(self) -> None:
+        if self.memo is None:
+            return
+        body = {sha: [[px, t.uri, t.width, t.height] for px, t in made.items()]
+                for sha, made in self._made.items() if made is not None and sha in self._used}
+        try:
+            write_atomic(self.memo, json.dumps({"version": MEMO_VERSION, "thumbs": body},
+                                               separators=(",", ":")).encode("utf-8"))
+        except (OSError, ValueError):
+            pass  # a memo is an optimisation only
+
+
+def _recall(item: Any) -> dict[int, Thumb] | None:
+    try:
+        made = {int(px): Thumb(str(uri), int(w), int(h)) for px, uri, w, h in item}
+    except (TypeError, ValueError):
+        return None
+    return made if set(made) == set(Thumbs.SIZES) and all(t.uri.startswith(WEBP_URI) for t in made.values()) \
+        else None
+
+
+def _thumbnails(data: bytes, sizes: Sequence[int]) -> dict[int, Thumb] | None:
+    """One decode of ``data``, reduced to each of ``sizes`` (largest first, each made from
+    the one before), as WebP data URIs."""
+    from PIL import Image, UnidentifiedImageError
+
+    made: dict[int, Thumb] = {}
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            big = max(sizes)
+            im.draft("RGB", (big * 2, big * 2))  # JPEG: decode at a fraction of the size
+            im = im.convert("RGBA" if _has_alpha(im) else "RGB")
+            for px in sorted(sizes, reverse=True):
+                im.thumbnail((px, px), Image.Resampling.BICUBIC, reducing_gap=2.0)
+                out = io.BytesIO()
+                im.save(out, "WEBP", quality=WEBP_QUALITY, method=4)
+                made[px] = Thumb(WEBP_URI + base64.b64encode(out.getvalue()).decode("ascii"), *im.size)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return made
 
 
 def _thumbnail(data: bytes, px: int) -> Thumb | None:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.draft("RGB", (px * 2, px * 2))  # JPEG: decode at a fraction of the size
-            im = im.convert("RGBA" if _has_alpha(im) else "RGB")
-            im.thumbnail((px, px), Image.Resampling.LANCZOS)
-            out = io.BytesIO()
-            im.save(out, "WEBP", quality=WEBP_QUALITY, method=4)
-            width, height = im.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        return None
-    return Thumb("data:image/webp;base64," + base64.b64encode(out.getvalue()).decode("ascii"), width, height)
+    """One thumbnail of ``data`` (the tests compare against it)."""
+    made = _thumbnails(data, (px,))
+    return None if made is None else made[px]
 
 
 def _has_alpha(im: Any) -> bool:
@@ -97,6 +177,8 @@ class Git:
         self.folder = folder
         self.rev = rev
         self.commit = ""
+        self._prefix: str | None = None  # the project folder, relative to the repository's top
+        self._shown: dict[str, bytes | None] = {}
 
     def resolve(self) -> str | None:
         """The commit ``rev`` names, or why there is none (not a repository, no commits, no
@@ -119,12 +201,36 @@ class Git:
 
     def show(self, path: str) -> bytes | None:
         """The bytes ``path`` (relative to the project folder) had at the commit, or None."""
+        if path not in self._shown:
+            self.show_many([path])
+        return self._shown.get(path)
+
+    def show_many(self, paths: Iterable[str]) -> None:
+        """Read many files of the commit with one ``git cat-file --batch``."""
+        paths = [p for p in dict.fromkeys(paths) if p not in self._shown and "\n" not in p]
+        if not paths:
+            return
         try:
-            done = subprocess.run(["git", "show", f"{self.commit}:./{path}"], cwd=self.folder,
-                                  capture_output=True, timeout=60)
+            if self._prefix is None:
+                self._prefix = subprocess.run(["git", "rev-parse", "--show-prefix"], cwd=self.folder,
+                                              capture_output=True, text=True, timeout=30).stdout.strip()
+            names = "".join(f"{self.commit}:{self._prefix}{p}\n" for p in paths).encode("utf-8")
+            done = subprocess.run(["git", "cat-file", "--batch"], cwd=self.folder, input=names,
+                                  capture_output=True, timeout=300)
         except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout if done.returncode == 0 else None
+            self._shown.update({p: None for p in paths})
+            return
+        out, at = done.stdout, 0
+        for path in paths:
+            end = out.find(b"\n", at)
+            header = out[at:end].split() if end >= 0 else []
+            if len(header) == 3 and header[1] == b"blob" and header[2].isdigit():
+                size = int(header[2])
+                self._shown[path] = out[end + 1:end + 1 + size]
+                at = end + 1 + size + 1
+            else:  # "<name> missing", a tree, or the output ended early
+                self._shown[path] = None
+                at = end + 1 if end >= 0 else len(out)
 
 
 # -- what the page shows ----------------------------------------------------------------------
@@ -212,7 +318,8 @@ class Page:
         self.decisions = {d.id: d for d in decisions}
         self.lock = project.lock.entries
         self.raw = raw
-        self.thumbs = Thumbs()
+        key = hashlib.sha256(str(self.root).encode("utf-8")).hexdigest()[:16]
+        self.thumbs = Thumbs(project.cache.dir / f"report-thumbs-{key}.json")
         self.anchors = _anchors(list(self.nodes) + sorted(set(self.lock) - set(self.nodes)))
         self.read_by: dict[str, list[str]] = {}
         for nid in self.order:
@@ -233,6 +340,16 @@ class Page:
         except OSError:
             return None
 
+    def file_thumb(self, rel: str, px: int) -> Thumb | None:
+        return self.thumbs.of(self.project.hasher.hash(rel), lambda: self.file_bytes(rel), px)
+
+    def prefetch(self) -> None:
+        """Every thumbnail of the outputs and reference files, made in parallel."""
+        paths = [p for n in self.nodes.values() for p in n.outputs]
+        paths += [r.path for n in self.nodes.values() for r in n.references if r.path]
+        items = [(self.project.hasher.hash(p), (lambda p=p: self.file_bytes(p))) for p in dict.fromkeys(paths)]
+        self.thumbs.prefetch([(sha, read) for sha, read in items if sha is not None], os.cpu_count() or 1)
+
     def img(self, thumb: Thumb | None, alt: str, missing: str, css: str = "thumb") -> str:
         if thumb is None:
             return f'<span class="{css} placeholder" role="img" aria-label="{_e(alt)}">{_e(missing)}</span>'
@@ -240,17 +357,17 @@ class Page:
                 f'alt="{_e(alt)}" loading="lazy" decoding="async">')
 
     def output_figure(self, rel: str, caption: str | None = None) -> str:
-        data = self.file_bytes(rel)
-        thumb = self.thumbs.of(rel, data, THUMB_PX)
-        why = "output missing" if data is None else "not an image this page can show"
+        exists = self.project.hasher.hash(rel) is not None
+        thumb = self.file_thumb(rel, THUMB_PX)
+        why = "not an image this page can show" if exists else "output missing"
         image = self.img(thumb, rel, why)
-        if data is not None:
+        if exists:
             image = f'<a href="{self.href(rel)}">{image}</a>'
         return f'<figure>{image}<figcaption>{_e(caption or rel)}</figcaption></figure>'
 
     def blob_figure(self, sha: str, data: bytes | None, caption: str, css: str = "thumb",
                     missing: str = "not in the local cache", px: int = THUMB_PX, extra: str = "") -> str:
-        thumb = self.thumbs.of(sha, data, px)
+        thumb = self.thumbs.of(sha if data is not None else None, lambda: data, px)
         return (f'<figure class="{extra}">{self.img(thumb, caption, missing if data is None else "not an image", css)}'
                 f'<figcaption>{_e(caption)}</figcaption></figure>')
 
@@ -305,6 +422,8 @@ class Page:
         head = f'<h2>Changes since {_e(since)} <small>{_e(short)}</small></h2>'
         if not found:
             return f'<section id="changes">{head}<p>No asset changed.</p></section>'
+        if git is not None:
+            git.show_many(o.path for ch in found if ch.old for o in ch.old.outputs)
         cards = []
         for ch in found:
             old = "".join(self.old_figure(git, o.path, o.sha256) for o in (ch.old.outputs if ch.old else ()))
@@ -328,6 +447,8 @@ class Page:
         data = git.show(path) if git else None
         if data is None:
             data = self.project.cache.local_blob(sha)
+        elif sha256_bytes(data) != sha:  # git's copy is not what the lock recorded: show git's
+            sha = sha256_bytes(data)
         return self.blob_figure(sha, data, path, missing="not in git at that commit nor in the local cache")
 
     def asset(self, nid: str) -> str:
@@ -403,15 +524,15 @@ class Page:
             if ref.node is not None:
                 paths = ref.paths if ref.index is None else ref.paths[:1]
                 for path in paths[:4]:
-                    thumb = self.thumbs.of(path, self.file_bytes(path), SMALL_PX)
+                    thumb = self.file_thumb(path, SMALL_PX)
                     figures.append(f'<figure class="ref"><a href="#{self.anchors.get(ref.node, "")}">'
                                    f'{self.img(thumb, label, "not built", "small")}</a>'
                                    f'<figcaption>{_e(label)}</figcaption></figure>')
             else:
-                data = self.file_bytes(ref.path or "")
-                thumb = self.thumbs.of(ref.path or "", data, SMALL_PX)
+                exists = self.project.hasher.hash(ref.path or "") is not None
+                thumb = self.file_thumb(ref.path or "", SMALL_PX)
                 image = self.img(thumb, label, "missing", "small")
-                if data is not None:
+                if exists:
                     image = f'<a href="{self.href(ref.path or "")}">{image}</a>'
                 figures.append(f'<figure class="ref">{image}<figcaption>{_e(label)}</figcaption></figure>')
         title = "source and overlays" if node.derived else "references"
@@ -498,7 +619,9 @@ def write_report(project: "Project", out: Path | None = None, *, since: str | No
         git = None
     found = find_changes(project, git, lock_file.name, decisions, raw) if git is not None else None
     page = Page(project, out, plan.decisions, raw)
+    page.prefetch()
     text = page.render(found, since or "HEAD", note, git)
+    page.thumbs.save()
     data = text.encode("utf-8")
     write_atomic(out, data)
     try:

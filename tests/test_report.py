@@ -260,3 +260,21 @@ def test_an_output_that_is_not_an_image_gets_a_placeholder(built: ProjectDir):
     text, _ = report(built)
     logo = section(text, "logo")
     assert "not an image this page can show" in logo and "modified by hand" in logo
+
+
+def test_since_reads_git_when_the_project_is_a_subfolder_of_the_repository(built: ProjectDir):
+    top = built.root.parent
+    git(top, "init", "-q")
+    (top / ".gitignore").write_text("cache/\n*.html\n")
+    git(top, "add", "-A")
+    git(top, "commit", "-q", "-m", "kit")
+    old_shoe = (built.root / "assets" / "shoe-red.png").read_bytes()
+    (built.root / "assets" / "shoe-red.png").unlink()
+    built.manifest(MANIFEST.replace("a {color} shoe", "a {color} boot"))
+    assert built.run("build", "shoe*").exit_code == 0
+    text, page = report(built)
+    changed = [a["data-asset"] for a in page.all("article", **{"class": "changed"})]
+    assert changed == ["shoe[color=red]", "shoe[color=navy]"]
+    start = text.index('<article class="change changed" data-asset="shoe[color=red]">')
+    old = text[start:text.index('class="side new"', start)]
+    assert decoded(Page(old).all("img")[0]["src"]).tobytes() == decoded_thumb(old_shoe).tobytes()
