@@ -456,7 +456,7 @@ class Page:
         d = self.decisions.get(nid)
         entry = self.lock.get(nid)
         ok = d is not None and d.action is Action.UP_TO_DATE
-        status = ('<p class="status ok">up to date</p>' if ok else
+        status = ('' if ok else
                   f'<div class="status stale"><strong>stale: {_e(d.action.value if d else "not planned")}</strong>'
                   f'<ul class="reasons">{self.reasons(d.reasons if d else [])}</ul></div>')
         shas, pick, adopted = candidates_of(entry, self.raw.get(nid))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import ROOT, machine, table
 
-SCRIPTS = ["noop", "plan_change", "first_build", "throughput", "memory", "reference_hash"]
+SCRIPTS = ["noop", "plan_change", "first_build", "throughput", "memory", "reference_hash", "report_size"]
 
 
 def main(argv: list[str] | None = None) -> None:
