@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .cache import Cache, cache_dir
 from .clock import Clock, SystemClock
-from .errors import BudgetError, CacheError, UsageError, UserError
+from .errors import BudgetError, CacheError, LockfileError, UsageError, UserError
 from .executor import Budget, Event, Executor, NodeResult
 from .blueprint import Blueprint
 from .files import exclusive, sweep_temp_files
@@ -32,6 +32,7 @@ from .remote import RemoteStore, remote_spec
 
 MANIFEST_NAME = "assetbuild.toml"
 LOCK_NAME = "assetbuild.lock"
+OTHER_LOCK_REVS = 20  # commits whose locks explain an output that differs from the lock
 
 
 def lock_path(manifest: Path) -> Path:
@@ -147,8 +148,9 @@ class Stale:
 class Project:
     def __init__(self, blueprint: Blueprint, *, env: Mapping[str, str] | None = None,
                  provider_factory: ProviderFactory | None = None, clock: Clock | None = None,
-                 cache: Cache | None = None):
+                 cache: Cache | None = None, unreadable_lock_ok: bool = False):
         self.blueprint = blueprint
+        self._unreadable_lock_ok = unreadable_lock_ok  # lock resolve reads a conflicted lock itself
         self.manifest_path = blueprint.path
         self.root = blueprint.root
         self.env = os.environ if env is None else env
@@ -160,6 +162,7 @@ class Project:
             self.cache.connect(RemoteStore(spec, self.env))
         self.lock = self._load_lock()
         self._exclusive = False
+        self._elsewhere: dict[str, set[str]] | None = None
         self.hasher = FileHasher(self.root, self.cache.memo_path)
         self.providers = Providers(blueprint, provider_factory or default_provider_factory, self.env, self.clock)
 
@@ -181,8 +184,14 @@ class Project:
     def _load_lock(self) -> Lockfile:
         path = lock_path(self.manifest_path)
         key = hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:16]
-        return Lockfile.load(path, memo=self.cache.dir / f"lock-{key}.json",
-                             journal=self.cache.dir / f"journal-{key}.jsonl")
+        try:
+            return Lockfile.load(path, memo=self.cache.dir / f"lock-{key}.json",
+                                 journal=self.cache.dir / f"journal-{key}.jsonl")
+        except LockfileError:
+            if not self._unreadable_lock_ok:
+                raise
+            st = path.stat()
+            return Lockfile(path, stamp=[st.st_mtime_ns, st.st_size])
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -211,7 +220,28 @@ class Project:
         return self.providers.get(node.provider).price_per_image(node.model) * node.count
 
     def planner(self, *, force: Iterable[str] = (), offline: bool = False) -> Planner:
-        return Planner(self.lock, self.hasher, self.cache, price=self._price, force=frozenset(force), offline=offline)
+        return Planner(self.lock, self.hasher, self.cache, price=self._price, force=frozenset(force), offline=offline,
+                       elsewhere=self._other_locks)
+
+    def _other_locks(self) -> dict[str, set[str]]:
+        """Each output path -> the sha256s the lock of MERGE_HEAD and of the last commits
+        recorded for it (read once, and only when an output differs from the lock): an output
+        holding one of them came from a merge, not from a hand."""
+        if self._elsewhere is None:
+            from .gitlocks import Git, locks_in_history
+
+            self._elsewhere = {}
+            folder = self.manifest_path.parent
+            try:
+                if Git(folder).is_repo():
+                    for lock in locks_in_history(folder, lock_path(self.manifest_path).name, OTHER_LOCK_REVS,
+                                                 merging=True)[0]:
+                        for entry in lock.entries.values():
+                            for out in entry.outputs:
+                                self._elsewhere.setdefault(out.path, set()).add(out.sha256)
+            except UserError:
+                pass  # git missing or slow: the plain "modified by hand" says enough
+        return self._elsewhere
 
     def select(self, targets: Iterable[str] = ()) -> list[Node]:
         return [self.nodes[nid] for nid in self.blueprint.select(targets)]
@@ -333,6 +363,13 @@ class Project:
                 self.lock.prune(p.asset for p in done)
                 self.lock.save_if_changed()
         return done, notes
+
+    def lock_resolve(self, *, git_revs: int = 50) -> Any:
+        """Rebuild the lock from what is on disk after a merge (see lockmerge.resolve)."""
+        from .lockmerge import resolve
+
+        with self.exclusive():
+            return resolve(self, git_revs)
 
     def explain(self, target: str) -> dict[str, Any]:
         if target not in self.nodes:

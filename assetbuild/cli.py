@@ -58,12 +58,12 @@ class Ctx:
     seams: Seams
     quiet: bool = False
 
-    def project(self, provider_override: str | None = None) -> Any:
+    def project(self, provider_override: str | None = None, **kwargs: Any) -> Any:
         from .api import Project
 
         return Project.load(self.directory, self.manifest, env=self.seams.env,
                             provider_factory=self.seams.provider_factory, clock=self.seams.clock,
-                            provider_override=provider_override)
+                            provider_override=provider_override, **kwargs)
 
 
 def _fail(message: str, code: int) -> None:
@@ -143,12 +143,34 @@ def cli(ctx: click.Context, directory: Path, manifest: str | None, verbose: bool
 # -- init -------------------------------------------------------------------------------------
 
 @cli.command()
+@click.option("--git", "git", is_flag=True,
+              help="Set up git to merge the lock per asset (.gitattributes and git config).")
 @click.pass_obj
-def init(ctx: Ctx) -> None:
+def init(ctx: Ctx, git: bool) -> None:
     """Write a starter assetbuild.toml and ignore the cache in .gitignore."""
+    from .lockmerge import attributes_line, config_command, setup_git
+
     manifest = ctx.directory / (ctx.manifest or "assetbuild.toml")
+    lock_name = manifest.with_suffix(".lock").name
+    if git:
+        for line in setup_git(ctx.directory, lock_name):  # first: outside a repository it writes nothing
+            click.echo(line)
+        wrote = not manifest.exists()
+        if wrote:
+            _write_starter(ctx, manifest)
+        click.echo(f"wrote {manifest.name} and .gitignore; next: assetbuild plan" if wrote
+                   else f"{manifest.name} already exists: left as it is")
+        return
     if manifest.exists():
-        raise UserError(f"{manifest.name} already exists; edit it, or remove it to start over")
+        raise UserError(f"{manifest.name} already exists; edit it, or remove it to start over "
+                        "(`assetbuild init --git` sets up git for an existing project)")
+    _write_starter(ctx, manifest)
+    click.echo(f"wrote {manifest.name} and .gitignore; next: assetbuild plan")
+    click.echo(f"in git, to merge {lock_name} per asset: add `{attributes_line(lock_name)}` to .gitattributes "
+               f"and run: {' '.join(config_command()[:3])} \"{config_command()[3]}\" (or: assetbuild init --git)")
+
+
+def _write_starter(ctx: Ctx, manifest: Path) -> None:
     name = ctx.directory.resolve().name or "project"
     manifest.write_text(STARTER.format(name=name), encoding="utf-8")
     gitignore = ctx.directory / ".gitignore"
@@ -156,7 +178,6 @@ def init(ctx: Ctx) -> None:
     missing = [entry for entry in (".assetbuild/", f"*{TEMP_SUFFIX}") if entry not in lines]
     if missing:
         gitignore.write_text("\n".join(lines + missing) + "\n", encoding="utf-8")
-    click.echo(f"wrote {manifest.name} and .gitignore; next: assetbuild plan")
 
 
 # -- plan -------------------------------------------------------------------------------------
@@ -346,6 +367,69 @@ def clean(ctx: Ctx, dry_run: bool, git_revs: int, as_json: bool) -> None:
     click.echo(f"clean: {files} file(s) {'would be ' if dry_run else ''}removed, "
                f"{sum(len(d.kept) for d in done)} kept, {len(done)} asset(s) pruned from the lock"
                + (" (dry run)" if dry_run else ""))
+
+
+# -- lock -------------------------------------------------------------------------------------
+
+@cli.group()
+def lock() -> None:
+    """Merge and repair assetbuild.lock (see README: assetbuild in a team)."""
+
+
+@lock.command("merge")
+@click.argument("base", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("ours", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("theirs", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("name", required=False, default="assetbuild.lock")
+def lock_merge(base: Path, ours: Path, theirs: Path, name: str) -> None:
+    """The git merge driver: merge BASE, OURS and THEIRS per asset into OURS (git: %O %A %B).
+    Exit 1 when both sides changed an asset differently (git then reports a conflict)."""
+    from .lockmerge import merge_files
+
+    merged = merge_files(base, ours, theirs, name)
+    if merged.conflicts == ["*"]:
+        click.echo(f"assetbuild: {name}: a side of the merge is not a lock assetbuild can read; kept ours. "
+                   "After merging the manifest, run `assetbuild lock resolve`, then `assetbuild build`", err=True)
+        sys.exit(EXIT_FAILED)
+    taken = f"{len(merged.ours)} asset(s) from ours, {len(merged.theirs)} from theirs"
+    if merged.conflicts:
+        shown = ", ".join(merged.conflicts[:10]) + (", ..." if len(merged.conflicts) > 10 else "")
+        click.echo(f"assetbuild: {name}: merged per asset ({taken}); {len(merged.conflicts)} asset(s) changed on "
+                   f"both sides ({shown}): kept our entry. After merging the manifest and the images, run "
+                   "`assetbuild lock resolve`, then `assetbuild build` (it pays only for inputs neither side built)",
+                   err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"assetbuild: {name}: merged per asset ({taken})", err=True)
+
+
+@lock.command("resolve")
+@click.option("--git-revs", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Also take entries from the lock of the last N commits (0: only the lock itself).")
+@click.pass_obj
+def lock_resolve(ctx: Ctx, git_revs: int) -> None:
+    """Rebuild a consistent lock from what is on disk: an output whose bytes match an entry of
+    either side of a conflicted lock, the lock, or an earlier commit's lock is taken as built
+    by it."""
+    project = ctx.project(unreadable_lock_ok=True)
+    try:
+        res = project.lock_resolve(git_revs=git_revs)
+    finally:
+        project.close()
+    for note in res.notes:
+        click.echo(f"note: {note}", err=True)
+    others = sorted(a for a, source in res.taken.items() if source != "the lock")
+    for aid in others:
+        click.echo(f"taken      {aid}  (its files match the entry of {res.taken[aid]})")
+    for aid, source in sorted(res.fetched.items()):
+        click.echo(f"fetched    {aid}  (its images from {source}, into the cache: a build restores them)")
+    for aid in res.unmatched:
+        click.echo(f"unmatched  {aid}  (outputs missing or matching no entry: `assetbuild plan` says what a build does)")
+    click.echo(f"lock resolve: {len(res.taken)} asset(s) matched on disk ({len(others)} from another side or commit), "
+               f"{len(res.fetched)} fetched from git, {len(res.unmatched)} unmatched; read {res.locks} lock(s)"
+               + ("; the conflict markers are gone" if res.conflicted else "")
+               + (f"; `git add {project.lock.path.name}` (and the images you chose)" if res.conflicted or res.merging
+                  else "")
+               + "; next: assetbuild build")
 
 
 # -- explain ----------------------------------------------------------------------------------

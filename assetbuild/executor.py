@@ -254,6 +254,8 @@ class Executor:
             blobs = [self.cache.get_blob(sha) or self._file_blob(path, sha) for sha, path in zip(record.images, files)]
             if all(b is not None for b in blobs):
                 images = [b for b in blobs if b is not None]
+                if record.files:  # images copied off another entry's files: index them as this fingerprint's result
+                    self.cache.put_result(d.fingerprint, replace(record, files=()))
         if images is None:  # the PNGs are gone or damaged: convert the originals again
             from .imageinfo import ImageDecodeError, as_png
 

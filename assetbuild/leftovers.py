@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .cache import Cache
+from .cache import Cache, CacheRecord
 from .hashing import FileHasher, sha256_bytes
 from .lockfile import LockEntry
 
@@ -65,9 +65,21 @@ def sweep(root: Path, cache: Cache, hasher: FileHasher, entries: Mapping[str, Lo
                     left.kept.append(f"{out.path}: cannot remove it ({exc.strerror or exc})")
                     continue
             left.files.append(out.path)
+        if left.files and not dry_run:
+            _index(cache, entries[asset])
         if left.files or left.kept:
             done.append(left)
     return done
+
+
+def _index(cache: Cache, entry: LockEntry) -> None:
+    """The pruned asset's images as its fingerprint's result, so an asset brought back (a
+    revert, the other side of a merge) restores them instead of paying again."""
+    shas = tuple(o.sha256 for o in entry.outputs)
+    if shas and all(cache.has_blob(sha) for sha in shas) and cache.local_result(entry.fingerprint) is None:
+        cache.put_result(entry.fingerprint, CacheRecord(
+            originals=shas, images=shas, provider=entry.provider, model_id=entry.model_id, built=entry.built,
+            cost_usd=entry.cost_usd, request_id=entry.request_id))
 
 
 def _why_kept(root: Path, hasher: FileHasher, path: str, sha: str) -> str | None:

@@ -171,7 +171,8 @@ def _safe_path(path: str) -> bool:
             and posixpath.normpath(path) == path and path != ".." and not path.startswith("../"))
 
 
-_REMEDY = "resolve merge markers, or delete it and rebuild from the cache"
+_REMEDY = ("resolve merge markers (`assetbuild lock resolve` does it from what is on disk), "
+           "or delete it and rebuild from the cache")
 
 
 def _one_line(text: str) -> str:
@@ -210,6 +211,14 @@ def read_entries(path: Path) -> dict[str, LockEntry]:
     """The entries of the lock file at ``path``, read as it is (no memo, no journal), e.g. a
     copy of an earlier commit's lock; LockfileError if it cannot be read."""
     return _entries_or_fail(path, Lockfile._parse(path))
+
+
+def entries_from_text(text: str, path: Path) -> dict[str, LockEntry]:
+    """The entries of lock text (e.g. one side of a conflicted lock), named as ``path`` in
+    errors; an empty text is an empty lock. LockfileError if it cannot be read."""
+    if not text.strip():
+        return {}
+    return _entries_or_fail(path, Lockfile._parse_text(text, path))
 
 
 def _read_memo(memo: Path | None, stamp: list[Any]) -> dict[str, Any] | None:
@@ -372,11 +381,6 @@ class Lockfile:
 
     @staticmethod
     def _parse(path: Path) -> dict[str, Any]:
-        if sys.version_info >= (3, 11):  # only when the memo is stale: tomllib is slow
-            import tomllib
-        else:  # pragma: no cover
-            import tomli as tomllib
-
         try:
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -385,6 +389,15 @@ class Lockfile:
             ) from exc
         except OSError as exc:
             raise LockfileError(f"{path.name}: cannot read: {exc.strerror}; fix it or delete it") from exc
+        return Lockfile._parse_text(text, path)
+
+    @staticmethod
+    def _parse_text(text: str, path: Path) -> dict[str, Any]:
+        if sys.version_info >= (3, 11):  # only when the memo is stale: tomllib is slow
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+
         try:
             data = tomllib.loads(text)
         except RecursionError as exc:

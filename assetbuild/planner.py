@@ -48,6 +48,8 @@ _REASON_TEXT = {
     "output-missing": "output {} missing",
     "output-modified": "output {} modified by hand (--force overwrites it)",
     "output-foreign": "output {} exists but was not written by assetbuild (--force overwrites it)",
+    "output-other-lock": ("output {} holds the bytes another lock recorded (a merge?): run `assetbuild lock resolve` "
+                          "to record it as built (--force overwrites it)"),
     "output-paths-changed": "output paths changed",
     "old-output-paths": "from the old output paths",
     "same-content": "same inputs as {}, whose images are on disk (a rename or a merge: nothing to pay)",
@@ -116,8 +118,10 @@ class Decision:
 
 class Planner:
     def __init__(self, lock: Lockfile, hasher: FileHasher, cache: Cache, *,
-                 price: Callable[[Node], float], force: frozenset[str] = frozenset(), offline: bool = False):
+                 price: Callable[[Node], float], force: frozenset[str] = frozenset(), offline: bool = False,
+                 elsewhere: Callable[[], Mapping[str, set[str]]] | None = None):
         self.lock = lock
+        self.elsewhere = elsewhere  # path -> sha256s other locks (git's) recorded; asked only for a changed file
         self.hasher = hasher
         self.cache = cache
         self.price = price
@@ -251,6 +255,9 @@ class Planner:
                 record = self.cache.result(fp) if fp is not None else None
                 cached = dict(zip(node.outputs, record.images)) if record and record.images else {}
             if cached.get(path) == sha:
+                continue
+            if self.elsewhere is not None and sha in self.elsewhere().get(path, ()):
+                found.append(Reason("output-other-lock", path))
                 continue
             found.append(Reason("output-modified" if path in recorded else "output-foreign", path))
         return found

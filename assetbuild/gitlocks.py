@@ -1,0 +1,104 @@
+"""What git remembers of a project: its lock and its output files as earlier commits (and the
+other side of a merge in progress) had them, read with ``git show REV:./PATH``.
+
+``lock resolve`` takes its candidate lock entries from here, and fetches from here the images
+of an entry whose files are no longer on disk (git keeps one side of a conflicted PNG only):
+whatever a commit holds was paid for once and is never paid for again. Commands run in the
+project's folder, so ``./PATH`` is relative to it wherever the repository's root is.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LockfileError, UsageError
+from .lockfile import LockEntry, read_entries
+
+GIT_TIMEOUT_S = 30
+
+
+@dataclass
+class GitLock:
+    """One commit's lock: ``rev`` as git names it (a commit id, ``MERGE_HEAD``)."""
+
+    rev: str
+    entries: dict[str, LockEntry]
+
+
+class Git:
+    """git, run in ``folder``; every failure to run it is one UsageError line."""
+
+    def __init__(self, folder: Path, why: str = "this"):
+        self.folder = folder
+        self.why = why
+
+    def run(self, *args: str, text: bool = True) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(["git", *args], cwd=self.folder, capture_output=True, text=text,
+                                  timeout=GIT_TIMEOUT_S)
+        except OSError as exc:
+            raise UsageError(f"{self.why} needs git: {exc.strerror}; install git") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise UsageError(f"{self.why}: git {args[0]} took more than {GIT_TIMEOUT_S} s") from exc
+
+    def is_repo(self) -> bool:
+        try:
+            return self.run("rev-parse", "--verify", "-q", "HEAD").returncode == 0
+        except UsageError:
+            return False
+
+    def has_rev(self, rev: str) -> bool:
+        return self.run("rev-parse", "--verify", "-q", rev).returncode == 0
+
+    def commits(self, count: int, tips: tuple[str, ...] = ("HEAD",)) -> list[str]:
+        """The last ``count`` commits reachable from ``tips`` (newest first)."""
+        tips = tuple(t for t in tips if self.has_rev(t))
+        if count <= 0 or not tips:
+            return []
+        done = self.run("rev-list", f"--max-count={count}", *tips)
+        if done.returncode != 0:
+            why = (done.stderr.strip().splitlines() or ["git failed"])[-1]
+            raise UsageError(f"{self.why}: {self.folder} is not in a git repository with commits ({why})")
+        return done.stdout.split()
+
+    def show(self, rev: str, path: str) -> bytes | None:
+        """The bytes of ``path`` (relative to the project folder) at ``rev``; None if absent."""
+        done = self.run("show", f"{rev}:./{path}", text=False)
+        return done.stdout if done.returncode == 0 else None
+
+    def lock_at(self, rev: str, lock_name: str) -> tuple[dict[str, LockEntry] | None, str | None]:
+        """The lock at ``rev`` (None if it had none), or a note saying why it cannot be read."""
+        data = self.show(rev, lock_name)
+        if data is None:
+            return None, None
+        with tempfile.TemporaryDirectory(prefix="assetbuild-git-") as tmp:
+            copy = Path(tmp) / lock_name
+            copy.write_bytes(data)
+            try:
+                return read_entries(copy), None
+            except LockfileError as exc:
+                return None, f"{rev[:10]}: {exc} (skipped)"
+
+
+def locks_in_history(folder: Path, lock_name: str, revs: int, *, merging: bool = False,
+                     why: str = "--git-revs") -> tuple[list[GitLock], list[str]]:
+    """The lock as each of the last ``revs`` commits had it (with ``merging``, the commits of
+    the branch being merged in too, MERGE_HEAD's first), and a note per unreadable lock."""
+    git = Git(folder, why)
+    tips = ("MERGE_HEAD", "HEAD") if merging else ("HEAD",)
+    seen: list[str] = []
+    if merging and git.has_rev("MERGE_HEAD"):
+        seen.append("MERGE_HEAD")
+    seen += git.commits(revs, tips)
+    locks: list[GitLock] = []
+    notes: list[str] = []
+    for rev in seen:
+        entries, note = git.lock_at(rev, lock_name)
+        if note:
+            notes.append(note)
+        if entries is not None:
+            locks.append(GitLock(rev, entries))
+    return locks, notes
