@@ -9,6 +9,7 @@ project's folder, so ``./PATH`` is relative to it wherever the repository's root
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -45,6 +46,11 @@ class Git:
             raise UsageError(f"{self.why}: git {args[0]} took more than {GIT_TIMEOUT_S} s") from exc
 
     def is_repo(self) -> bool:
+        """Whether ``folder`` is in a git repository with a commit; no git process is started
+        where no ``.git`` is found above it (a plan outside a repository never runs git)."""
+        if "GIT_DIR" not in os.environ and not any(
+                (p / ".git").exists() for p in (self.folder.resolve(), *self.folder.resolve().parents)):
+            return False
         try:
             return self.run("rev-parse", "--verify", "-q", "HEAD").returncode == 0
         except UsageError:

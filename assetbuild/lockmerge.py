@@ -170,8 +170,9 @@ def _sources(project: "Project", git_revs: int, res: Resolution) -> list[Candida
         found += [Candidate(aid, e, "the lock", None) for aid, e in project.lock.entries.items()]
     folder = project.manifest_path.parent
     git = Git(folder, "lock resolve")
-    res.merging = git.is_repo() and git.has_rev("MERGE_HEAD")
-    if git_revs > 0 and git.is_repo():
+    in_repo = git.is_repo()
+    res.merging = in_repo and git.has_rev("MERGE_HEAD")
+    if git_revs > 0 and in_repo:
         history, notes = locks_in_history(folder, path.name, git_revs, merging=True, why="lock resolve")
         res.notes += notes
         for lock in history:

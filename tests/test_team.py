@@ -241,3 +241,26 @@ def test_without_the_driver_lock_resolve_reads_the_conflict_markers(team):
     summary = one.build()
     assert one.calls.assets == {"d1"} and one.calls.total == 1 and summary["blocked"] == 0
     assert one.run("check").exit_code == 0
+
+
+def test_init_git_outside_a_repository_writes_nothing(tmp_path):
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    res = ProjectDir(folder, tmp_path / "cache").run("init", "--git")
+    assert res.exit_code == 2 and "not in a git repository; run `git init` first" in res.stderr
+    assert list(folder.iterdir()) == []
+
+
+def test_init_git_on_an_existing_project_only_sets_up_git_once(tmp_path):
+    env = git_env(tmp_path)
+    clone = Clone(tmp_path / "p", tmp_path / "cache", env)
+    clone.root.mkdir()
+    clone.git("init", "-q")
+    clone.manifest(KIT)
+    clone.write(".gitattributes", "*.png binary\n")
+    for _ in range(2):
+        res = clone.run("-f", "assetbuild.toml", "init", "--git")
+        assert res.exit_code == 0 and "already exists: left as it is" in res.output
+    assert (clone.root / ".gitattributes").read_text() == "*.png binary\nassetbuild.lock merge=assetbuild\n"
+    assert clone.git("config", "merge.assetbuild.driver").stdout.strip() == "assetbuild lock merge %O %A %B"
+    assert (clone.root / "assetbuild.toml").read_text() == KIT
