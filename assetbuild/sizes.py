@@ -1,8 +1,11 @@
-"""The size grammar and each model's limits (providers.md §1.4, newer revision).
+"""The size grammar and each model's limits (providers.md §1.4, newer revision): the one
+owner of Seedream's size knowledge, which the hosts ask instead of keeping their own copy.
 
 ``"1K" | "2K" | "4K"``, ``"WxH"``, ``"W:H"`` or ``"W:H@1K|2K|4K"`` resolve to exact pixels; a
 ratio uses the recommended-size table where it lists the ratio and otherwise the tier's
 pixel budget rounded to multiples of 16. Every size is checked against the model's limits.
+Hosts that take a keyword size instead of pixels ask :func:`nearest_tier` and
+:func:`nearest_ratio` for the closest one the model offers.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ RECOMMENDED: dict[str, dict[tuple[int, int], tuple[int, int]]] = {
     "4K": {(1, 1): (4096, 4096), (4, 3): (4704, 3520), (3, 4): (3520, 4704), (16, 9): (5504, 3040),
            (9, 16): (3040, 5504), (3, 2): (4992, 3328), (2, 3): (3328, 4992), (21, 9): (6240, 2656)},
 }
+# The ratios the table lists, as "W:H": 1:1, 4:3, 3:4, 16:9, 9:16, 3:2, 2:3, 21:9.
+TABLE_RATIOS = tuple(f"{w}:{h}" for w, h in RECOMMENDED["2K"])
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,9 @@ LIMITS: dict[str, ModelLimits] = {
     # The offline placeholder renderer is its own model: any size from 16 to 8192 px a side.
     "local": ModelLimits(("1K", "2K", "4K"), min_ratio=0, max_ratio=float("inf"), min_side=16, max_side=8192),
 }
+
+# A model only a host's config names: the tiers every Seedream model has.
+DEFAULT_TIERS = ("2K", "4K")
 
 _PIXELS = re.compile(r"^([0-9]+)x([0-9]+)$")
 _RATIO = re.compile(r"^([0-9]+):([0-9]+)(?:@(1K|2K|4K))?$")
@@ -109,13 +117,44 @@ def _check_tier(tier: str, model: str, limits: ModelLimits) -> None:
         raise SizeError(f"{model} has no {tier} size; use {' or '.join(limits.tiers)}")
 
 
-def _ratio_pixels(rw: int, rh: int, tier: str) -> tuple[int, int]:
+def _reduced(rw: int, rh: int) -> tuple[int, int]:
     g = math.gcd(rw, rh)
-    key = (rw // g, rh // g)
-    if key in RECOMMENDED[tier]:
-        return RECOMMENDED[tier][key]
+    return rw // g, rh // g
+
+
+def _ratio_pixels(rw: int, rh: int, tier: str) -> tuple[int, int]:
+    key = _reduced(rw, rh)
+    # The table's ratios reduced as the asked one is: it lists 21:9, which is 7:3.
+    table = {_reduced(*ratio): pixels for ratio, pixels in RECOMMENDED[tier].items()}
+    if key in table:
+        return table[key]
     budget = TIER_SIDE[tier] ** 2
     ratio = key[0] / key[1]
     width = max(16, round(math.sqrt(budget * ratio) / 16) * 16)
     height = max(16, round(width / ratio / 16) * 16)
     return width, height
+
+
+def tiers(model: str) -> tuple[str, ...]:
+    """The keyword sizes ``model`` offers: 1K, 2K and 4K, but no 1K on Seedream 4.5 (§1.4)."""
+    limits = LIMITS.get(model)
+    return DEFAULT_TIERS if limits is None else limits.tiers
+
+
+def nearest_tier(model: str, width: int, height: int) -> str:
+    """The tier of ``model`` whose nominal pixels (1024², 2048², 4096²) are nearest to
+    ``width`` x ``height`` on a log scale."""
+    pixels = width * height
+    return min(tiers(model), key=lambda tier: abs(math.log(TIER_SIDE[tier] ** 2 / pixels)))
+
+
+def nearest_ratio(width: int, height: int, ratios: tuple[str, ...] = TABLE_RATIOS) -> str:
+    """Of ``ratios`` (``"W:H"``), the one nearest to ``width``:``height`` on a log scale, so 2:1
+    and 1:2 are equally far from 1:1."""
+    target = math.log(width / height)
+
+    def distance(ratio: str) -> float:
+        w, h = ratio.split(":")
+        return abs(math.log(int(w) / int(h)) - target)
+
+    return min(ratios, key=distance)

@@ -1,6 +1,6 @@
 import pytest
 
-from assetbuild.sizes import SizeError, resolve_size
+from assetbuild.sizes import TABLE_RATIOS, SizeError, nearest_ratio, nearest_tier, resolve_size, tiers
 
 
 @pytest.mark.parametrize("text,model,expected", [
@@ -35,3 +35,64 @@ def test_resolves(text, model, expected):
 def test_rejects(text, model, message):
     with pytest.raises(SizeError, match=message):
         resolve_size(text, model)
+
+
+# -- what the hosts ask (providers.md §1.4): the one owner of Seedream's size knowledge ----------
+
+
+@pytest.mark.parametrize("model,expected", [
+    ("seedream-4.0", ("1K", "2K", "4K")),
+    ("seedream-4.5", ("2K", "4K")),  # no 1K on 4.5
+    ("seedream-9.9", ("2K", "4K")),  # a model only a host's config names: the tiers every Seedream has
+])
+def test_tiers_per_model(model, expected):
+    assert tiers(model) == expected
+
+
+@pytest.mark.parametrize("model,width,height,tier", [
+    ("seedream-4.0", 1280, 720, "1K"),
+    ("seedream-4.0", 1024, 1024, "1K"),
+    ("seedream-4.0", 1448, 1448, "1K"),  # 2,096,704 px: just under the geometric mean of 1K and 2K
+    ("seedream-4.0", 1449, 1449, "2K"),
+    ("seedream-4.0", 2848, 1600, "2K"),
+    ("seedream-4.0", 5504, 3040, "4K"),
+    ("seedream-4.5", 1280, 720, "2K"),  # 4.5 has no 1K: the nearest it offers
+    ("seedream-4.5", 2560, 1440, "2K"),
+    ("seedream-4.5", 4096, 4096, "4K"),
+    ("seedream-4.5", 6240, 2656, "4K"),
+])
+def test_nearest_tier(model, width, height, tier):
+    assert nearest_tier(model, width, height) == tier
+
+
+@pytest.mark.parametrize("width,height,ratio", [
+    (2048, 2048, "1:1"), (2848, 1600, "16:9"), (1600, 2848, "9:16"), (3136, 1344, "21:9"),
+    (2304, 1728, "4:3"), (1664, 2496, "2:3"), (3840, 960, "21:9"), (960, 3840, "9:16"),
+    (2000, 2500, "3:4"),  # 4:5 is not in the table: the nearest table ratio
+])
+def test_nearest_ratio_of_the_table(width, height, ratio):
+    assert nearest_ratio(width, height) == ratio
+
+
+def test_nearest_ratio_among_a_hosts_own_list():
+    assert nearest_ratio(2000, 2500, ("1:1", "4:5", "3:4")) == "4:5"
+    assert nearest_ratio(1000, 2000, ("1:1", "4:1")) == "1:1"  # log scale: 1:2 is as far from 1:1 as 2:1
+    assert nearest_ratio(2000, 1000, ("1:1", "1:4")) == "1:1"
+
+
+def test_the_table_ratios_are_the_recommended_tables_keys():
+    assert TABLE_RATIOS == ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9")
+    for tier in ("1K", "2K", "4K"):
+        for ratio in TABLE_RATIOS:
+            width, height = resolve_size(f"{ratio}@{tier}", "seedream-4.0")
+            assert nearest_ratio(width, height) == ratio
+
+
+@pytest.mark.parametrize("text,model,expected", [
+    ("21:9@1K", "seedream-4.0", (1512, 648)),  # 21:9 reduces to 7:3: the table is still found
+    ("21:9@4K", "seedream-4.5", (6240, 2656)),  # was 6256x2688, over the pixel limit, and refused
+    ("7:3@4K", "seedream-4.0", (6240, 2656)),
+    ("42:18", "seedream-4.0", (3136, 1344)),
+])
+def test_a_ratio_the_table_lists_unreduced_is_found(text, model, expected):
+    assert resolve_size(text, model) == expected
