@@ -16,6 +16,7 @@ second host for it.
 from __future__ import annotations
 
 import email.utils
+import enum
 import html
 import json as json_module
 import random
@@ -24,7 +25,7 @@ import threading
 import urllib.parse
 from collections import deque
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterator, Literal, Mapping, NamedTuple
 
 import httpx
 
@@ -51,12 +52,15 @@ USER_AGENT = "assetbuild/0.1 (+https://pypi.org/project/assetbuild/)"
 
 
 class HostError(NamedTuple):
-    """How a provider reads an error body: the host's code, a message, and whether it is a
-    content-policy refusal."""
+    """How a provider reads an error body: the host's code, a message, whether it is a
+    content-policy refusal, and what the host's code says of a failure reported inside a
+    successful answer (``transient``: True, try later; False, the request is at fault; None,
+    neither). What the error means is :func:`classify_error`'s to say."""
 
     code: str | None
     message: str
     refused: bool = False
+    transient: bool | None = None
 
 
 ErrorParser = Callable[[int, Any, str], HostError]
@@ -78,6 +82,64 @@ def host_error(status: int, code: Any, message: Any, text: str) -> HostError:
     code_text = None if code is None else one_line(_text(code), 80)
     message = one_line(_text(message or "")) or page_text(text) or httpx.codes.get_reason_phrase(status)
     return HostError(code_text, message, looks_refused(f"{code_text or ''} {message}"))
+
+
+class Verdict(enum.Enum):
+    """What a host's error means for the request that met it (:func:`classify_error`)."""
+
+    RETRY = "retryable"  # the host's passing trouble, which cannot have billed: sent again after a wait
+    BILLING_UNCERTAIN = "billing-uncertain"  # a billable request the host may have started: never sent blindly again
+    UNAVAILABLE = "unavailable"  # the host's trouble, reported at once: another host may take over
+    REFUSED = "refused"  # a content-policy refusal: never retried, no fallback
+    AUTH = "auth"  # the key is wrong or may not do this (HTTP 401, 403)
+    QUOTA = "quota"  # no credit left (HTTP 402)
+    REQUEST = "request"  # anything else the request got wrong
+
+    @property
+    def error(self) -> type[ProviderError]:
+        """The exception this verdict raises: auth and quota are request errors the user fixes."""
+        if self is Verdict.REFUSED:
+            return ProviderRefused
+        if self in (Verdict.AUTH, Verdict.QUOTA, Verdict.REQUEST):
+            return ProviderRequestError
+        return ProviderUnavailable
+
+
+Where = Literal["http", "envelope", "job"]
+
+
+def classify_error(err: HostError, where: Where = "http", status: Any = None, *, billable: bool = False,
+                   unstarted: frozenset[int] = frozenset()) -> Verdict:
+    """What a host's error means: the one place every host's errors are classed, whatever
+    parser read them. ``where`` the error arrived:
+
+    - ``"http"``, an answer's HTTP ``status`` (400 or more). A 429 or a 5xx is the host's
+      trouble and is retried, except a 5xx answering a ``billable`` request, which the host may
+      have started (and billed) unless it documents the status as not started (``unstarted``).
+      Any other status: a refusal when the host says so, else auth (401, 403), quota (402) or
+      the request's fault.
+    - ``"envelope"``, an error object inside a successful answer, whose numeric code (``status``,
+      if any) is read like an HTTP status: a 429, a 5xx or a 5000-series code (WaveSpeed/Atlas,
+      §6.3) is the host's trouble, as is a host code that says so (``err.transient``); anything
+      else is the request's fault. Never retried.
+    - ``"job"``, a job that ended failed: the host's trouble unless its code puts the fault on
+      the request (``err.transient is False``). Never retried.
+
+    A refusal outranks everything but an HTTP 429 or 5xx.
+    """
+    if where == "http":
+        if status == 429 or status >= 500:
+            started = status >= 500 and status not in unstarted
+            return Verdict.BILLING_UNCERTAIN if billable and started else Verdict.RETRY
+        if err.refused:
+            return Verdict.REFUSED
+        return {401: Verdict.AUTH, 403: Verdict.AUTH, 402: Verdict.QUOTA}.get(status, Verdict.REQUEST)
+    if err.refused:
+        return Verdict.REFUSED
+    if where == "envelope":
+        trouble = isinstance(status, int) and (status == 429 or status // 100 == 5 or status // 1000 == 5)
+        return Verdict.UNAVAILABLE if trouble or err.transient else Verdict.REQUEST
+    return Verdict.REQUEST if err.transient is False else Verdict.UNAVAILABLE
 
 
 def default_error_parser(status: int, body: Any, text: str) -> HostError:
@@ -447,23 +509,22 @@ class HttpClient:
                     return response
                 err = self._parse_error(response)
                 message = f"{label} returned HTTP {status}: {err.message}"
-                if status == 429:
-                    last = ProviderUnavailable(message, provider=self.provider, code=err.code, status=status)
-                    wait_s = parse_retry_after(response.headers.get("Retry-After"), self._clock)
-                elif status >= 500:
-                    started = status not in self._unstarted
-                    maybe_billed = maybe_billed or (billable and started)
-                    if started and not idempotent:
+                verdict = classify_error(err, "http", status, billable=billable, unstarted=self._unstarted)
+                if verdict is Verdict.BILLING_UNCERTAIN:
+                    maybe_billed = True
+                    if not idempotent:
                         raise ProviderUnavailable(
                             f"{message}; not retried: the host may have started the job, which may have been "
                             f"billed{self._rid(response) or ' (no request id given)'}",
                             provider=self.provider, code=err.code, status=status, submitted=True)
-                    last = ProviderUnavailable(message + self._rid(response), provider=self.provider,
-                                               code=err.code, status=status)
+                elif verdict is not Verdict.RETRY:
+                    raise verdict.error(message, provider=self.provider, code=err.code, status=status,
+                                        submitted=billable and maybe_billed)
+                if status == 429:
+                    wait_s = parse_retry_after(response.headers.get("Retry-After"), self._clock)
                 else:
-                    kind = ProviderRefused if err.refused else ProviderRequestError
-                    raise kind(message, provider=self.provider, code=err.code, status=status,
-                               submitted=billable and maybe_billed)
+                    message += self._rid(response)
+                last = ProviderUnavailable(message, provider=self.provider, code=err.code, status=status)
             if attempt == self._max_attempts:
                 break
             if wait_s is None:
@@ -610,7 +671,9 @@ __all__ = [
     "HostError",
     "HttpClient",
     "RateLimiter",
+    "Verdict",
     "check_image",
+    "classify_error",
     "decode_b64_image",
     "default_error_parser",
     "host_error",

@@ -1,15 +1,17 @@
 """The base of every remote (Seedream host) provider: key lookup, the shared HTTP client,
 model ids and prices with config overrides, the host's documented limits and the ``params``
-rules checked before anything is sent, and the one loop of the asynchronous hosts.
+rules checked before anything is sent, and :meth:`RemoteProvider.generate`, the one way every
+host makes images: validate → submit (or resume the saved job) → poll → download.
 
-A host module subclasses :class:`RemoteProvider`, fills in the class attributes and writes
-``generate`` (plus ``error_parser`` / ``auth_headers`` where its protocol differs). An
-asynchronous host's ``generate`` hands :meth:`RemoteProvider.run_job` the two parts of its
-protocol: ``submit() -> job`` (a dict with at least ``id``, persisted before any waiting) and
-``wait(job) -> JobState`` (usually :meth:`RemoteProvider.polling` of a one-poll ``fetch``);
-``run_job`` resumes, downloads, checks and prices the job the same way for every host.
+A host module subclasses :class:`RemoteProvider`, fills in the class attributes and writes only
+what is its own: ``submit(request, ended) -> job`` (the request body, reference uploads, the
+POST; the job a dict with at least ``id``, saved before any waiting) and ``fetch(job_id) ->
+JobState`` (one poll, read in common terms), plus ``wait`` where one job is polled in several
+steps, ``error_parser`` / ``auth_headers`` where its protocol differs, and ``deliver`` where its
+answer carries the images itself (Ark, synchronous). How an error is classed is
+``_http.classify_error``'s, for every host.
 
-A saved job is never forgotten here once it reached its end: ``run_job`` hands its key back
+A saved job is never forgotten here once it reached its end: ``generate`` hands its key back
 (``job_key`` on the result, or on the error with any images) and the executor forgets it only
 after caching the images, so a kill in between resumes the job instead of paying again. A job
 that ended without usable images is marked ``ended`` in the store, so a rerun asks anew instead
@@ -44,7 +46,9 @@ from ._http import (
     HostError,
     HttpClient,
     RateLimiter,
+    Where,
     check_image,
+    classify_error,
     default_error_parser,
     host_error,
     one_line,
@@ -164,6 +168,9 @@ class RemoteProvider:
     # Body keys (dotted paths) assetbuild sets from the request; ``params`` may not set them.
     modeled_keys: ClassVar[tuple[str, ...]] = ()
     error_parser: ClassVar[ErrorParser] = staticmethod(default_error_parser)  # type: ignore[assignment]
+    # The host answers the submit with the images (Ark): its answer is saved only when a
+    # download fails in transit, and ``deliver`` reads it; there is nothing to poll.
+    synchronous: ClassVar[bool] = False
     # 5xx statuses the host documents as "the job was not started" (nothing billed): a billable
     # submit answered with one is retried. None by default: a 5xx may have started the job.
     unstarted_statuses: ClassVar[frozenset[int]] = frozenset()
@@ -330,7 +337,37 @@ class RemoteProvider:
                 "prompt, model, size, count, references, seed and watermark"
             )
 
-    # -- asynchronous jobs ------------------------------------------------------------------
+    # -- what a host writes ------------------------------------------------------------------
+
+    def submit(self, request: GenerationRequest, ended: Job | None) -> Job:
+        """Send ``request`` (uploading its references first where the host wants URLs) and
+        return the host's job: a dict with at least ``id``. ``ended`` is the saved job this one
+        replaces (its failure was reported already), if any."""
+        raise NotImplementedError
+
+    def fetch(self, job_id: str) -> JobState:
+        """One poll of a job: still running, or ended with its outputs and any error."""
+        raise NotImplementedError
+
+    def wait(self, job: Job) -> JobState:
+        """The job's final state: ``fetch`` polled until it ends."""
+        job_id = str(job["id"])
+        return self.poll(lambda: self.fetch(job_id), job_id=job_id)
+
+    def result_model_id(self, request: GenerationRequest) -> str:
+        """The host's id of what made the images, as the result reports it."""
+        return self.model_id(request.model)
+
+    def exact_size(self, request: GenerationRequest) -> bool:
+        """Whether the host is asked for exact pixels, so an image of another size is kept with
+        a warning (it was paid for); False where the host picks the pixels."""
+        return True
+
+    def resumable(self, job: Job) -> bool:
+        """Whether a saved job is one to resume rather than replace."""
+        return not job.get("ended")
+
+    # -- the one way every host makes images --------------------------------------------------
 
     def job_key(self, request: GenerationRequest) -> str:
         """Where a submitted job is kept until its images are safely downloaded."""
@@ -340,30 +377,16 @@ class RemoteProvider:
         """The host's id of a job, as reported in results and errors."""
         return str(job["id"])
 
-    def run_job(
-        self,
-        request: GenerationRequest,
-        jobs: JobStore,
-        *,
-        submit: Callable[[Job | None], Job],
-        wait: Callable[[Job], JobState],
-        model_id: str,
-        exact_size: bool,
-    ) -> GenerationResult:
-        """Submit the job (or resume the saved one), wait for its end and download its images
-        at once (result URLs expire). ``submit`` is given the ended job it replaces, if any.
-
-        With ``exact_size`` an image of another size than asked is kept with a warning (it was
-        paid for). A failed job raises its error, and fewer images than ``request.count`` raise
-        ProviderUnavailable, either carrying the images that did come. Every error raised once
-        the job is saved says ``submitted``; a final one also carries ``job_key`` (see the
-        module's docstring). The cost is the images the host returned times the price.
-        """
+    def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
+        """Validate (nothing is sent for a request outside the host's limits), submit the job or
+        resume the saved one, wait for its end and :meth:`deliver` its images. Every error
+        raised once the job is saved says ``submitted``."""
+        self.validate(request)
         key = self.job_key(request)
         with self.reporting():
-            job = self._start(jobs, key, submit)
+            job = self._start(request, jobs, key)
             try:
-                job, state = self._settle(jobs, key, job, submit, wait)
+                job, state = self._settle(request, jobs, key, job)
             except ProviderError as exc:  # the poll deadline, a poll failing in transit, Ctrl-C
                 exc.submitted = True
                 raise
@@ -371,33 +394,41 @@ class RemoteProvider:
                 raise
             except Exception as exc:  # an answer a host module could not read: it will not get better
                 raise self._ended(jobs, key, job, self._unreadable(exc)) from exc
-            try:
-                images, warnings = self._download(request, state.outputs[: request.count], exact_size)
-            except ProviderError as exc:
-                exc.submitted = True
-                if isinstance(exc, (BadAnswer, ProviderRequestError, ProviderRefused)):
-                    raise self._ended(jobs, key, job, exc, failed_output=len(exc.images))
-                raise  # in transit or interrupted: the job stays saved, a rerun fetches it again
-            job_id = self.request_id(job)
-            if state.error is not None:
-                state.error.images = images
-                raise self._ended(jobs, key, job, state.error)
-            if len(images) < request.count:
-                raise self._ended(jobs, key, job, ProviderUnavailable(
-                    f"job {job_id} made {len(images)} of the {request.count} images asked for",
-                    provider=self.name, images=images))
-            return GenerationResult(
-                images=images,
-                model_id=model_id,
-                request_id=job_id,
-                cost_usd=len(state.outputs) * self.price_per_image(request.model),
-                job_key=key,
-                warnings=warnings,
-            )
+            return self.deliver(request, jobs, key, job, state)
 
-    def polling(self, fetch: Callable[[str], JobState]) -> Callable[[Job], JobState]:
-        """A ``wait`` for :meth:`run_job` that polls ``fetch(job id)`` until the job ends."""
-        return lambda job: self.poll(lambda: fetch(str(job["id"])), job_id=str(job["id"]))
+    def deliver(self, request: GenerationRequest, jobs: JobStore, key: str, job: Job,
+                state: JobState) -> GenerationResult:
+        """The ended job's images, downloaded at once (result URLs expire).
+
+        An image of another size than asked is kept with a warning where the host was asked for
+        exact pixels (:meth:`exact_size`). A failed job raises its error, and fewer images than
+        ``request.count`` raise ProviderUnavailable, either carrying the images that did come
+        and its ``job_key`` (see the module's docstring). The cost is the images the host
+        returned times the price.
+        """
+        try:
+            images, warnings = self._download(request, state.outputs[: request.count], self.exact_size(request))
+        except ProviderError as exc:
+            exc.submitted = True
+            if isinstance(exc, (BadAnswer, ProviderRequestError, ProviderRefused)):
+                raise self._ended(jobs, key, job, exc, failed_output=len(exc.images))
+            raise  # in transit or interrupted: the job stays saved, a rerun fetches it again
+        job_id = self.request_id(job)
+        if state.error is not None:
+            state.error.images = images
+            raise self._ended(jobs, key, job, state.error)
+        if len(images) < request.count:
+            raise self._ended(jobs, key, job, ProviderUnavailable(
+                f"job {job_id} made {len(images)} of the {request.count} images asked for",
+                provider=self.name, images=images))
+        return GenerationResult(
+            images=images,
+            model_id=self.result_model_id(request),
+            request_id=job_id,
+            cost_usd=len(state.outputs) * self.price_per_image(request.model),
+            job_key=key,
+            warnings=warnings,
+        )
 
     def poll(self, fetch: Callable[[], JobState], *, job_id: str) -> JobState:
         """Call ``fetch`` until the job stops running, backing off from ``poll_interval_s`` by
@@ -419,31 +450,32 @@ class RemoteProvider:
             pause(self._clock, self._interrupted, interval)
             interval = min(interval * POLL_BACKOFF, POLL_MAX_INTERVAL_S)
 
-    def _start(self, jobs: JobStore, key: str, submit: Callable[[Job | None], Job]) -> Job:
-        """The saved job for this request if one is in flight, else ``submit()``'s job, saved
-        before any polling starts. A saved job marked ``ended`` (its failure was reported
-        already) is replaced: ``submit`` gets it, to ask the host for a new one."""
+    def _start(self, request: GenerationRequest, jobs: JobStore, key: str) -> Job:
+        """The saved job for this request if one is in flight, else a new ``submit``, saved
+        before any polling starts (a synchronous host's answer is not: see :attr:`synchronous`).
+        A saved job marked ``ended`` (its failure was reported already) is replaced: ``submit``
+        gets it, to ask the host for a new one."""
         job = jobs.get(key)
-        if job is not None and not job.get("ended"):
+        if job is not None and self.resumable(job):
             job["resumed"] = True
             return job
-        job = submit(job)
-        jobs.put(key, job)
+        job = self.submit(request, job)
+        if not self.synchronous:
+            jobs.put(key, job)
         return job
 
-    def _settle(self, jobs: JobStore, key: str, job: Job, submit: Callable[[Job | None], Job],
-                wait: Callable[[Job], JobState]) -> tuple[Job, JobState]:
+    def _settle(self, request: GenerationRequest, jobs: JobStore, key: str, job: Job) -> tuple[Job, JobState]:
         """The job and its final state. A resumed job the host no longer knows (HTTP 404:
         expired or purged) is dropped and the request submitted anew."""
         try:
-            return job, wait(job)
+            return job, self.wait(job)
         except ProviderRequestError as exc:
             if not (job.get("resumed") and exc.status == 404):
                 raise
         jobs.delete(key)
-        job = submit(None)
+        job = self.submit(request, None)
         jobs.put(key, job)
-        return job, wait(job)
+        return job, self.wait(job)
 
     def _ended(self, jobs: JobStore, key: str, job: Job, error: ProviderError,
                failed_output: int | None = None) -> ProviderError:
@@ -517,28 +549,17 @@ class RemoteProvider:
 
     # -- what hosts report inside a successful response -------------------------------------
 
-    def job_error(self, what: str, err: HostError, *, request_error: bool = False) -> ProviderError:
-        """The error for a failure a host reports inside a successful HTTP response (a failed
-        job, an error envelope); it is never retried. A refusal when ``err.refused``, a request
-        error when resubmitting would not fix it (``request_error``), else the host's trouble."""
-        cls: type[ProviderError] = ProviderUnavailable
-        if err.refused:
-            cls = ProviderRefused
-        elif request_error:
-            cls = ProviderRequestError
-        return cls(f"{what} failed: {one_line(self.redact(err.message))}", provider=self.name, code=err.code)
+    def reported_error(self, what: str, err: HostError, where: Where = "job", status: Any = None) -> ProviderError:
+        """The error for a failure a host reports inside a successful HTTP response: a failed
+        job, or an error envelope (``where="envelope"``, with its numeric code as ``status``).
+        Never retried; classed by :func:`classify_error`."""
+        error = classify_error(err, where, status).error
+        return error(f"{what} failed: {one_line(self.redact(err.message))}", provider=self.name, code=err.code)
 
     def failed_job(self, job_id: str, message: Any, code: str | None) -> ProviderError:
         """A failed job the host describes in words only (with maybe a code): a refusal when
         the words say so, else the host's trouble."""
-        return self.job_error(f"job {job_id}", host_error(200, code, message or "no reason given", ""))
-
-    def envelope_error(self, what: str, err: HostError, code: Any) -> ProviderError:
-        """The error for an error envelope under HTTP 200, classed by its numeric ``code`` the
-        way HttpClient classes HTTP statuses: 429 and 5xx are the host's trouble (so are the
-        5000-series codes of the WaveSpeed/Atlas envelope, §6.3), any other code the request's."""
-        trouble = isinstance(code, int) and (code == 429 or code // 100 == 5 or code // 1000 == 5)
-        return self.job_error(what, err, request_error=not trouble)
+        return self.reported_error(f"job {job_id}", host_error(200, code, message or "no reason given", ""))
 
     def found(self, value: Any, missing: str, *, submitted: bool = False) -> str:
         """``value`` (an id or a URL read from a host's reply) as text, or BadAnswer saying

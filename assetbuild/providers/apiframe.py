@@ -35,7 +35,7 @@ from typing import Any
 from ..errors import ProviderRequestError, ProviderUnavailable, UserError
 from ._http import BadAnswer, HostError, default_error_parser
 from ._remote import LIST_PRICES, Job, JobState, RemoteProvider, dig, merge_params
-from .base import GenerationRequest, GenerationResult, JobStore
+from .base import GenerationRequest
 
 SUBMIT_PATH = "/v2/images/generate"
 JOB_PATH = "/v2/jobs/{id}"
@@ -109,20 +109,15 @@ class ApiframeProvider(RemoteProvider):
                 f"is outside that: choose a size within {hi}x{hi} or another provider"
             )
 
-    def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
-        self.validate(request)
-        model_id = self.model_id(request.model)
-        return self.run_job(request, jobs, submit=lambda ended: self._submit_all(request, model_id, ended),
-                            wait=self._wait_all, model_id=model_id, exact_size=True)
-
     def request_id(self, job: Job) -> str:
         return ",".join(_job_ids(job))
 
     # -- submit -----------------------------------------------------------------------------
 
-    def _submit_all(self, request: GenerationRequest, model_id: str, ended: Job | None) -> dict[str, Any]:
+    def submit(self, request: GenerationRequest, ended: Job | None) -> Job:
         """One job per image (§4.2: no batch field), all ids persisted together. ``ended``: the
         saved job this replaces, whose unusable image (``failed_output``) must not be replayed."""
+        model_id = self.model_id(request.model)
         unusable: dict[int, str] = {}
         if ended is not None and isinstance(ended.get("failed_output"), int):
             old_ids = _job_ids(ended)
@@ -165,13 +160,13 @@ class ApiframeProvider(RemoteProvider):
 
     # -- wait -------------------------------------------------------------------------------
 
-    def _wait_all(self, job: Job) -> JobState:
+    def wait(self, job: Job) -> JobState:
         """Every image's job polled to its end: the images that came, and the first failure."""
-        states = [self.poll(functools.partial(self._fetch, job_id), job_id=job_id) for job_id in _job_ids(job)]
+        states = [self.poll(functools.partial(self.fetch, job_id), job_id=job_id) for job_id in _job_ids(job)]
         return JobState(outputs=tuple(url for state in states for url in state.outputs),
                         error=next((state.error for state in states if state.error is not None), None))
 
-    def _fetch(self, job_id: str) -> JobState:
+    def fetch(self, job_id: str) -> JobState:
         """A job's state: running, its image URL (one image per job), or why it has none."""
         state = self.http.request_object("GET", JOB_PATH.format(id=job_id))
         status = state.get("status")

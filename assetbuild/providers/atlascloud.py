@@ -18,8 +18,8 @@ from typing import Any
 
 from ..errors import ProviderRequestError
 from ._http import HostError, default_error_parser, host_error
-from ._remote import JobState, RemoteProvider, merge_params
-from .base import GenerationRequest, GenerationResult, JobStore, ReferenceImage
+from ._remote import Job, JobState, RemoteProvider, merge_params
+from .base import GenerationRequest, ReferenceImage
 
 SUBMIT_PATH = "/api/v1/model/generateImage"
 SUCCEEDED_STATUSES = ("completed", "succeeded")  # model pages also accept "succeeded" (§3.4)
@@ -71,11 +71,7 @@ class AtlasCloudProvider(RemoteProvider):
         mode = (bool(request.references), request.count > 1)
         return self.model_id(request.model) + MODE_SUFFIXES[mode]
 
-    def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
-        self.validate(request)
-        model_id = self.variant_id(request)
-        return self.run_job(request, jobs, submit=lambda ended: self._submit(request, model_id),
-                            wait=self.polling(self._fetch), model_id=model_id, exact_size=True)
+    result_model_id = variant_id
 
     def request_body(self, request: GenerationRequest, model_id: str, image_urls: list[str]) -> dict[str, Any]:
         """The flat prediction body (§3.3): exact ``W*H`` pixels, ``max_images`` for a batch."""
@@ -90,10 +86,11 @@ class AtlasCloudProvider(RemoteProvider):
             body["max_images"] = request.count
         return merge_params(body, request.params)
 
-    def _submit(self, request: GenerationRequest, model_id: str) -> dict[str, Any]:
+    def submit(self, request: GenerationRequest, ended: Job | None) -> Job:
         image_urls = [self._upload(ref) for ref in request.references]
         label = f"POST {SUBMIT_PATH}"
-        body = self.http.request_object("POST", SUBMIT_PATH, json=self.request_body(request, model_id, image_urls))
+        body = self.http.request_object("POST", SUBMIT_PATH,
+                                        json=self.request_body(request, self.variant_id(request), image_urls))
         data = self._unwrap(body, label, submitted=True)
         return {"id": self.found(data.get("id"), f"{label} returned no prediction id", submitted=True)}
 
@@ -109,7 +106,7 @@ class AtlasCloudProvider(RemoteProvider):
         data = self._unwrap(body, label)
         return self.found(body.get("url") or data.get("download_url"), f"{label} returned no URL")
 
-    def _fetch(self, prediction_id: str) -> JobState:
+    def fetch(self, prediction_id: str) -> JobState:
         path = f"/api/v1/model/prediction/{prediction_id}"
         data = self._unwrap(self.http.request_object("GET", path), f"GET {path}")
         status = data.get("status")
@@ -121,7 +118,7 @@ class AtlasCloudProvider(RemoteProvider):
             return JobState(running=True)  # created, processing, or a status not documented (§7.11)
         # A failed prediction: a refusal (moderation) or the host's trouble.
         err = parse_error(200, {"data": data}, f"status {status}")
-        return JobState(error=self.job_error(f"prediction {prediction_id}", err))
+        return JobState(error=self.reported_error(f"prediction {prediction_id}", err))
 
     def _unwrap(self, body: dict[str, Any], label: str, *, submitted: bool = False) -> dict[str, Any]:
         """``data`` of a ``{code, message, data}`` envelope, raising when ``code`` is not 200
@@ -129,7 +126,8 @@ class AtlasCloudProvider(RemoteProvider):
         top-level shapes of §3.4) is returned whole."""
         code = body.get("code")
         if code is not None and str(code) != "200":
-            error = self.envelope_error(label, parse_error(200, body, f"code {code} without a message"), code)
+            error = self.reported_error(label, parse_error(200, body, f"code {code} without a message"),
+                                        "envelope", code)
             error.submitted = submitted and not isinstance(error, ProviderRequestError)
             raise error
         data = body.get("data")

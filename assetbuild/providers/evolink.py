@@ -14,18 +14,17 @@ is taken as still running (§7.11).
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any
 
 from ..errors import UserError
 from ..imageinfo import ImageDecodeError, as_png
+from ..sizes import nearest_ratio, nearest_tier
 from ._http import HostError, default_error_parser
-from ._remote import LIST_PRICES, JobState, RemoteProvider, dig, merge_params
-from .base import GenerationRequest, GenerationResult, JobStore, ReferenceImage
+from ._remote import LIST_PRICES, Job, JobState, RemoteProvider, dig, merge_params
+from .base import GenerationRequest, ReferenceImage
 
-ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
-QUALITY_PIXELS = {"1K": 1024 * 1024, "2K": 2048 * 2048, "4K": 4096 * 4096}
+ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")  # ``size`` (§2.2)
 FAILED_STATUSES = ("failed", "cancelled")
 UPLOAD_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")  # the file API's (§7.15)
 REFUSAL_CODE = "content_policy_violation"
@@ -40,40 +39,29 @@ def parse_error(status: int, body: Any, text: str) -> HostError:
     """evolink's error envelopes. HTTP errors (§2.6) are ``{"error": {"code": <int>, "type",
     "message", "fallback_suggestion"}}`` where the int only repeats the HTTP status, so
     ``type`` is reported as the code; failed tasks (§2.4) are ``{"error": {"code": "<string>",
-    "message"}}``; the file API answers ``{"success": false, "code", "msg"}``."""
+    "message"}}``; the file API answers ``{"success": false, "code", "msg"}``. A code of
+    ``REQUEST_ERROR_CODES`` puts the fault on the request."""
     parsed = default_error_parser(status, body, text)
-    if not isinstance(body, dict):
-        return parsed
-    err = body.get("error")
+    err = body.get("error") if isinstance(body, dict) else None
     if isinstance(err, dict):
         if isinstance(err.get("code"), int) and err.get("type"):
             parsed = parsed._replace(code=str(err["type"]))
         if err.get("fallback_suggestion"):
             parsed = parsed._replace(message=f"{parsed.message} ({err['fallback_suggestion']})")
-        return parsed._replace(refused=parsed.refused or parsed.code == REFUSAL_CODE)
-    if body.get("code") is not None and body.get("msg"):
-        return parsed._replace(code=str(body["code"]))
-    return parsed
+        parsed = parsed._replace(refused=parsed.refused or parsed.code == REFUSAL_CODE)
+    elif isinstance(body, dict) and body.get("code") is not None and body.get("msg"):
+        parsed = parsed._replace(code=str(body["code"]))
+    return parsed._replace(transient=False if parsed.code in REQUEST_ERROR_CODES else None)
 
 
 def nearest_aspect_ratio(width: int, height: int) -> str:
-    """The documented ``size`` ratio closest to width:height (compared on a log scale, so 2:1
-    and 1:2 are equally far from 1:1)."""
-    target = math.log(width / height)
-
-    def distance(ratio: str) -> float:
-        w, h = ratio.split(":")
-        return abs(math.log(int(w) / int(h)) - target)
-
-    return min(ASPECT_RATIOS, key=distance)
+    """The documented ``size`` ratio closest to width:height."""
+    return nearest_ratio(width, height, ASPECT_RATIOS)
 
 
 def quality_for(width: int, height: int, model: str) -> str:
-    """The ``quality`` whose nominal pixel count (1024², 2048², 4096²) is nearest to width x
-    height on a log scale; Seedream 4.5 has no 1K (§2.2)."""
-    offered = [q for q in QUALITY_PIXELS if not (model == "seedream-4.5" and q == "1K")]
-    pixels = width * height
-    return min(offered, key=lambda q: abs(math.log(QUALITY_PIXELS[q] / pixels)))
+    """The ``quality`` (a Seedream tier the model offers) nearest to width x height."""
+    return nearest_tier(model, width, height)
 
 
 class EvolinkProvider(RemoteProvider):
@@ -102,11 +90,8 @@ class EvolinkProvider(RemoteProvider):
         the same host, since ProviderConfig has no field for a second URL."""
         return self.default_files_url if self.base_url == self.default_base_url else self.base_url
 
-    def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
-        self.validate(request)
-        model_id = self.model_id(request.model)
-        return self.run_job(request, jobs, submit=lambda ended: self._submit(request, model_id),
-                            wait=self.polling(self._fetch), model_id=model_id, exact_size=False)
+    def exact_size(self, request: GenerationRequest) -> bool:
+        return False  # ratio + quality: the backend picks the pixels (§2.2)
 
     def request_body(self, request: GenerationRequest, model_id: str, image_urls: list[str]) -> dict[str, Any]:
         """The documented task body (§2.2, newer revision): ratio + quality, ``n`` images."""
@@ -121,9 +106,10 @@ class EvolinkProvider(RemoteProvider):
             body["image_urls"] = image_urls
         return merge_params(body, request.params)
 
-    def _submit(self, request: GenerationRequest, model_id: str) -> dict[str, Any]:
+    def submit(self, request: GenerationRequest, ended: Job | None) -> Job:
         image_urls = [self._upload(ref) for ref in request.references]
-        task = self.http.request_object("POST", SUBMIT_PATH, json=self.request_body(request, model_id, image_urls))
+        body = self.request_body(request, self.model_id(request.model), image_urls)
+        task = self.http.request_object("POST", SUBMIT_PATH, json=body)
         return {"id": self.found(task.get("id"), f"POST {SUBMIT_PATH} returned no task id", submitted=True)}
 
     def _upload(self, ref: ReferenceImage) -> str:
@@ -137,11 +123,11 @@ class EvolinkProvider(RemoteProvider):
             billable=False,  # an upload bills nothing: retrying it after a timeout is safe
         )
         if body.get("success") is False:
-            raise self.envelope_error(label, parse_error(200, body, ""), body.get("code"))
+            raise self.reported_error(label, parse_error(200, body, ""), "envelope", body.get("code"))
         url = dig(body, "data", "file_url") or dig(body, "data", "url") or body.get("url")
         return self.found(url, f"{label} returned no file URL")
 
-    def _fetch(self, task_id: str) -> JobState:
+    def fetch(self, task_id: str) -> JobState:
         task = self.http.request_object("GET", f"/v1/tasks/{task_id}")
         status = task.get("status")
         if status == "completed":
@@ -149,7 +135,7 @@ class EvolinkProvider(RemoteProvider):
         if status not in FAILED_STATUSES:
             return JobState(running=True)  # pending, processing, or a status not documented (§7.11)
         err = parse_error(200, task, f"status {status}")
-        return JobState(error=self.job_error(f"task {task_id}", err, request_error=err.code in REQUEST_ERROR_CODES))
+        return JobState(error=self.reported_error(f"task {task_id}", err))
 
 
 def uploadable(ref: ReferenceImage) -> ReferenceImage:

@@ -31,7 +31,7 @@ from typing import Any
 from ..errors import ProviderError, UserError
 from ._http import HostError, default_error_parser, host_error
 from ._remote import Job, JobState, RemoteProvider, dig, merge_params
-from .base import GenerationRequest, GenerationResult, JobStore
+from .base import GenerationRequest
 
 T2I_PIXELS = (960 * 960, 4096 * 4096)  # text-to-image: total pixels (§5.2)
 EDIT_SIDE = (1024, 4096)  # edit: each side (§5.2)
@@ -87,6 +87,8 @@ class FalProvider(RemoteProvider):
     def endpoint(self, request: GenerationRequest) -> str:
         return f"{self.model_id(request.model)}/{'edit' if request.references else 'text-to-image'}"
 
+    result_model_id = endpoint
+
     def request_body(self, request: GenerationRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "prompt": request.prompt,
@@ -100,15 +102,9 @@ class FalProvider(RemoteProvider):
             body["seed"] = request.seed
         return merge_params(body, request.params)
 
-    def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
-        self.validate(request)
+    def submit(self, request: GenerationRequest, ended: Job | None) -> Job:
         endpoint = self.endpoint(request)
-        body = self.request_body(request)
-        return self.run_job(request, jobs, submit=lambda ended: self._submit(endpoint, body), wait=self._wait,
-                            model_id=endpoint, exact_size=True)
-
-    def _submit(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
-        reply = self.http.request_object("POST", f"/{endpoint}", json=body)
+        reply = self.http.request_object("POST", f"/{endpoint}", json=self.request_body(request))
         request_id = self.found(reply.get("request_id"), f"POST /{endpoint} returned no request_id", submitted=True)
         app = "/".join(endpoint.split("/")[:2])  # "fal-ai/bytedance" (§5.1)
         fallback = f"{self.base_url}/{app}/requests/{request_id}"
@@ -124,7 +120,7 @@ class FalProvider(RemoteProvider):
             return given
         return fallback
 
-    def _wait(self, job: Job) -> JobState:
+    def wait(self, job: Job) -> JobState:
         """``status_url`` polled to the end, then the result: its image URLs, or the error the
         result call gave (a failed request, §5.1)."""
         self.poll(lambda: self._status(job["status_url"]), job_id=job["id"])

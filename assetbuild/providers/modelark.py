@@ -29,20 +29,28 @@ body (tables into objects); the keys assetbuild sets itself (``modeled_keys``) a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 
 from ..errors import (
     ProviderError,
     ProviderRefused,
-    ProviderRequestError,
     ProviderUnavailable,
     UserError,
 )
-from ._http import BadAnswer, HostError, check_image, decode_b64_image, default_error_parser, size_warning
-from ._remote import LIST_PRICES, RemoteProvider, merge_params
-from .base import GenerationRequest, GenerationResult, JobStore
+from ..sizes import SizeError, check_pixels
+from ._http import (
+    BadAnswer,
+    HostError,
+    check_image,
+    classify_error,
+    decode_b64_image,
+    default_error_parser,
+    size_warning,
+)
+from ._remote import LIST_PRICES, Job, JobState, RemoteProvider, merge_params
+from .base import CANONICAL_MODELS, GenerationRequest, GenerationResult, JobStore
 
 GENERATE_PATH = "/images/generations"
 
@@ -51,16 +59,6 @@ UNAVAILABLE_CODES = (
     "InternalServiceError", "ServerOverloaded", "QuotaExceeded", "RequestBurstTooFast",
     "SetLimitExceeded", "InflightBatchsizeExceeded",
 )
-
-
-@dataclass(frozen=True)
-class OutputLimits:
-    """The output size rules of one model (§1.4): total pixels and aspect ratio."""
-
-    min_pixels: int
-    max_pixels: int
-    min_ratio: float = 1 / 16
-    max_ratio: float = 16.0
 
 
 @dataclass(frozen=True)
@@ -80,23 +78,15 @@ def is_refusal(code: str | None) -> bool:
 
 
 def parse_ark_error(status: int, body: Any, text: str) -> HostError:
-    """Ark's envelope ``{"error": {"code", "message", "param", "type"}}`` (§1.7)."""
+    """Ark's envelope ``{"error": {"code", "message", "param", "type"}}`` (§1.7); a rate-limit
+    or overload code says "try later" (``transient``), any other the request is at fault."""
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict):
         return default_error_parser(status, body, text)
     code = None if err.get("code") is None else str(err["code"])
     message = str(err.get("message") or err.get("type") or code or httpx.codes.get_reason_phrase(status))
-    return HostError(code, message, is_refusal(code))
-
-
-def failure_kind(err: HostError) -> type[ProviderError]:
-    """The exception class for an Ark error that arrived inside an HTTP 200 body."""
-    if err.refused:
-        return ProviderRefused
-    code = err.code or ""
-    if "RateLimitExceeded" in code or code.split(".", 1)[0] in UNAVAILABLE_CODES:
-        return ProviderUnavailable
-    return ProviderRequestError
+    transient = code is not None and ("RateLimitExceeded" in code or code.split(".", 1)[0] in UNAVAILABLE_CODES)
+    return HostError(code, message, is_refusal(code), transient)
 
 
 class ModelArkProvider(RemoteProvider):
@@ -117,15 +107,12 @@ class ModelArkProvider(RemoteProvider):
     # byteplussdkarkruntime/_constants.py: DEFAULT_TIMEOUT_SECONDS = 600.0). A batch of up to
     # 15 images at 4K can take minutes.
     default_timeout_s = 600.0
+    synchronous = True  # one POST answers with the images (§1)
     prompt_says_count = True  # §7.10: with sequential generation the model reads the count from the prompt
     # §1.7: "Retry 429 / 500 with backoff"; §1.5: billing is per image delivered, and a 500 delivers none.
     unstarted_statuses = frozenset({500})
     modeled_keys = ("model", "prompt", "image", "size", "watermark",
                     "sequential_image_generation", "sequential_image_generation_options")
-    output_limits: ClassVar[dict[str, OutputLimits]] = {
-        "seedream-4.0": OutputLimits(1280 * 720, 4096 * 4096),
-        "seedream-4.5": OutputLimits(2560 * 1440, 4096 * 4096),
-    }
     error_parser = staticmethod(parse_ark_error)
 
     # -- limits -----------------------------------------------------------------------------
@@ -138,18 +125,13 @@ class ModelArkProvider(RemoteProvider):
             raise UserError(f"{where}: params.stream is not supported; assetbuild reads the whole response")
 
     def _check_size(self, request: GenerationRequest, where: str) -> None:
-        limits = self.output_limits.get(request.model)
-        if limits is None:  # a model only a config override names: the host will judge its size
+        """Ark takes exact pixels within the model's output limits (§1.4), which sizes.py owns."""
+        if request.model not in CANONICAL_MODELS:  # a model only a config override names: the host judges
             return
-        pixels = request.width * request.height
-        if not limits.min_pixels <= pixels <= limits.max_pixels:
-            raise UserError(
-                f"{where}: {request.model} makes {limits.min_pixels:,} to {limits.max_pixels:,} pixels; "
-                f"{request.width}x{request.height} is {pixels:,}"
-            )
-        ratio = request.width / request.height
-        if not limits.min_ratio <= ratio <= limits.max_ratio:
-            raise UserError(f"{where}: aspect ratio of {request.width}x{request.height} is outside [1:16, 16:1]")
+        try:
+            check_pixels(request.width, request.height, request.model, label=request.size)
+        except SizeError as exc:
+            raise UserError(f"{where}: {exc}") from None
 
     # -- generation -------------------------------------------------------------------------
 
@@ -174,45 +156,44 @@ class ModelArkProvider(RemoteProvider):
             body["image"] = refs
         return merge_params(body, request.params)
 
-    def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
-        """One synchronous call, or the saved answer of one whose downloads failed in transit.
-        Any error once the call was answered says ``submitted``: images may have been made and
-        billed."""
-        self.validate(request)
-        body = self.request_body(request)
-        key = self.job_key(request)
-        with self.reporting():
-            saved = jobs.get(key)
-            if saved is not None and not saved.get("ended") and isinstance(saved.get("payload"), dict):
-                payload, request_id = saved["payload"], saved.get("request_id")
-            else:
-                saved = None
-                response = self.http.request("POST", GENERATE_PATH, json=body)
-                # Ark's request id header is not in providers.md (unconfirmed); taken when present.
-                request_id = response.headers.get("x-request-id")
-                payload = self._payload(response)
-            try:
-                return self._result(request, body, payload, request_id, jobs, key, resumed=saved is not None)
-            except ProviderError as exc:
-                exc.submitted = True
-                raise
+    def submit(self, request: GenerationRequest, ended: Job | None) -> Job:
+        """The one synchronous call: its answer, as the job a rerun reads if a download fails
+        in transit."""
+        response = self.http.request("POST", GENERATE_PATH, json=self.request_body(request))
+        # Ark's request id header is not in providers.md (unconfirmed); taken when present.
+        request_id = response.headers.get("x-request-id")
+        return {"id": request_id or "ark", "payload": self._payload(response), "request_id": request_id}
 
-    def _result(self, request: GenerationRequest, body: dict[str, Any], payload: dict[str, Any],
-                request_id: str | None, jobs: JobStore, key: str, *, resumed: bool) -> GenerationResult:
-        images, warnings, failures = self._collect(request, payload)
-        made = self._generated(payload)
-        if len(images) < request.count:
-            error = self._shortfall(request, images, made, failures)
-            if any(failure.in_transit for failure in failures):
-                jobs.put(key, {"id": request_id or "ark", "payload": payload, "request_id": request_id})
-            elif resumed:
-                jobs.put(key, {"id": request_id or "ark", "ended": "failed"})
-                error.job_key = key
-            raise error
+    def resumable(self, job: Job) -> bool:
+        return super().resumable(job) and isinstance(job.get("payload"), dict)
+
+    def wait(self, job: Job) -> JobState:
+        return JobState()  # the answer holds the images: nothing to poll
+
+    def deliver(self, request: GenerationRequest, jobs: JobStore, key: str, job: Job,
+                state: JobState) -> GenerationResult:
+        """The answer's images. Any error says ``submitted``: images may have been made and
+        billed. The answer is saved only if a download failed in transit, and a saved one is
+        handed back (``job_key``) once it ends."""
+        payload, request_id, resumed = job["payload"], job.get("request_id"), bool(job.get("resumed"))
+        try:
+            images, warnings, failures = self._collect(request, payload)
+            made = self._generated(payload)
+            if len(images) < request.count:
+                error = self._shortfall(request, images, made, failures)
+                if any(failure.in_transit for failure in failures):
+                    jobs.put(key, {"id": request_id or "ark", "payload": payload, "request_id": request_id})
+                elif resumed:
+                    jobs.put(key, {"id": request_id or "ark", "ended": "failed"})
+                    error.job_key = key
+                raise error
+        except ProviderError as exc:
+            exc.submitted = True
+            raise
         model_id = payload.get("model")
         return GenerationResult(
             images=tuple(images[: request.count]),
-            model_id=model_id if isinstance(model_id, str) and model_id else body["model"],
+            model_id=model_id if isinstance(model_id, str) and model_id else self.model_id(request.model),
             request_id=request_id,
             cost_usd=made * self.price_per_image(request.model),
             warnings=tuple(warnings),
@@ -256,7 +237,7 @@ class ModelArkProvider(RemoteProvider):
         return images, warnings, failures
 
     def _host_failure(self, err: HostError, label: str) -> _Failure:
-        return _Failure(failure_kind(err), label + self.http.redact(err.message), err.code, 200)
+        return _Failure(classify_error(err, "envelope").error, label + self.http.redact(err.message), err.code, 200)
 
     def _fetch(self, item: Any) -> tuple[bytes, Any]:
         """One result's bytes, checked to decode (re-fetched while corrupt, as on every host)."""

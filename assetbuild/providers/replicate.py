@@ -28,20 +28,19 @@ it in ``params`` to send it anyway) and ``watermark = true`` is refused. Price i
 
 from __future__ import annotations
 
-import math
 import re
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ProviderUnavailable
+from ..sizes import TABLE_RATIOS, nearest_ratio, nearest_tier
 from ._http import HostError, default_error_parser, host_error
-from ._remote import LIST_PRICES, JobState, RemoteProvider, merge_params
-from .base import GenerationRequest, GenerationResult, JobStore
+from ._remote import LIST_PRICES, Job, JobState, RemoteProvider, merge_params
+from .base import GenerationRequest
 
 CUSTOM_SIDE = (1024, 4096)  # width / height with size "custom" (§6.1)
-KEYWORD_SIDES = {"1K": 1024, "2K": 2048, "4K": 4096}
-KEYWORDS = {"seedream-4.0": ("1K", "2K", "4K"), "seedream-4.5": ("2K", "4K")}
-# The aspect_ratio values of Replicate's Seedream schemas (§6.1 says "ratios"; list unconfirmed).
-ASPECT_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9")
+# The aspect_ratio values of Replicate's Seedream schemas (§6.1 says "ratios"; list unconfirmed):
+# taken to be those of Seedream's recommended-size table.
+ASPECT_RATIOS = TABLE_RATIOS
 ERROR_CODE = re.compile(r"\((E\d{3,4})\)")  # Replicate's error strings end in a code like "(E005)"
 
 
@@ -60,24 +59,13 @@ def parse_replicate_error(status: int, body: Any, text: str) -> HostError:
     return host_error(status, match.group(1) if match else None, message, text)
 
 
-def nearest(options: tuple[str, ...], value: float, measure: Callable[[str], float]) -> str:
-    """The option whose ``measure`` is closest to ``value`` on a log scale."""
-    return min(options, key=lambda option: abs(math.log(measure(option) / value)))
-
-
 def size_fields(model: str, width: int, height: int) -> tuple[dict[str, Any], bool]:
     """``input`` fields for a size, and whether the host promises exactly ``width``x``height``."""
     lo, hi = CUSTOM_SIDE
     if lo <= width <= hi and lo <= height <= hi:
         return {"size": "custom", "width": width, "height": height}, True
-    keyword = nearest(KEYWORDS.get(model, ("2K", "4K")), width * height, lambda k: KEYWORD_SIDES[k] ** 2)
-    ratio = nearest(ASPECT_RATIOS, width / height, _ratio)
+    keyword, ratio = nearest_tier(model, width, height), nearest_ratio(width, height, ASPECT_RATIOS)
     return {"size": keyword, "aspect_ratio": ratio}, False
-
-
-def _ratio(text: str) -> float:
-    w, h = text.split(":")
-    return int(w) / int(h)
 
 
 def output_urls(output: Any) -> list[str]:
@@ -99,9 +87,9 @@ class ReplicateProvider(RemoteProvider):
     error_parser = staticmethod(parse_replicate_error)
     prompt_says_count = True  # §7.10
 
-    def request_body(self, request: GenerationRequest) -> tuple[dict[str, Any], bool]:
-        """The prediction body, and whether the images must come back at the exact size."""
-        size, exact = size_fields(request.model, request.width, request.height)
+    def request_body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The prediction body."""
+        size, _ = size_fields(request.model, request.width, request.height)
         inputs: dict[str, Any] = {
             "prompt": self.prompt_text(request),
             **size,
@@ -110,21 +98,17 @@ class ReplicateProvider(RemoteProvider):
         }
         if request.references:
             inputs["image_input"] = [ref.data_url() for ref in request.references]
-        return merge_params({"input": inputs}, request.params), exact
+        return merge_params({"input": inputs}, request.params)
 
-    def generate(self, request: GenerationRequest, jobs: JobStore) -> GenerationResult:
-        self.validate(request)
-        model_id = self.model_id(request.model)
-        body, exact = self.request_body(request)
-        return self.run_job(request, jobs, submit=lambda ended: self._submit(model_id, body),
-                            wait=self.polling(self._fetch), model_id=model_id, exact_size=exact)
+    def exact_size(self, request: GenerationRequest) -> bool:
+        return size_fields(request.model, request.width, request.height)[1]
 
-    def _submit(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        path = f"/v1/models/{model_id}/predictions"
-        reply = self.http.request_object("POST", path, json=body)
+    def submit(self, request: GenerationRequest, ended: Job | None) -> Job:
+        path = f"/v1/models/{self.model_id(request.model)}/predictions"
+        reply = self.http.request_object("POST", path, json=self.request_body(request))
         return {"id": self.found(reply.get("id"), f"POST {path} returned no prediction id", submitted=True)}
 
-    def _fetch(self, prediction_id: str) -> JobState:
+    def fetch(self, prediction_id: str) -> JobState:
         state = self.http.request_object("GET", f"/v1/predictions/{prediction_id}")
         status = state.get("status")
         if status == "succeeded":
