@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from .cache import Cache, cache_dir
 from .clock import Clock, SystemClock
@@ -22,13 +22,16 @@ from .errors import BudgetError, CacheError, LockfileError, UsageError, UserErro
 from .executor import Budget, Event, Executor, NodeResult
 from .blueprint import Blueprint
 from .files import exclusive, sweep_temp_files
+from .gcpause import paused
 from .hashing import FileHasher
 from .leftovers import Leftover, gone, sweep
 from .lockfile import Lockfile
 from .nodes import Node
 from .planner import Action, Decision, Planner, texts
-from .providers.base import Provider
 from .remote import RemoteStore, remote_spec
+
+if TYPE_CHECKING:  # the providers package is imported only when a provider is made
+    from .providers.base import Provider
 
 MANIFEST_NAME = "assetbuild.toml"
 LOCK_NAME = "assetbuild.lock"
@@ -40,7 +43,7 @@ def lock_path(manifest: Path) -> Path:
     web.toml -> web.lock. Two manifests in one folder never share (or prune) one lock."""
     return manifest.with_suffix(".lock")
 
-ProviderFactory = Callable[..., Provider]
+ProviderFactory = Callable[..., "Provider"]
 
 
 def default_provider_factory(name: str, config: Any, *, env: Mapping[str, str], clock: Clock) -> Provider:
@@ -178,8 +181,9 @@ class Project:
             path = directory / path
         env = os.environ if env is None else env
         cache = cache or Cache(cache_dir(path.parent.resolve(), dict(env)))
-        blueprint = Blueprint.load(path, memo_dir=cache.dir, provider_override=provider_override)
-        return cls(blueprint, env=env, cache=cache, **kwargs)
+        with paused():
+            blueprint = Blueprint.load(path, memo_dir=cache.dir, provider_override=provider_override)
+            return cls(blueprint, env=env, cache=cache, **kwargs)
 
     def _load_lock(self) -> Lockfile:
         path = lock_path(self.manifest_path)
@@ -251,7 +255,7 @@ class Project:
         nodes = self.select(targets)
         forced = frozenset(self._forced(targets, nodes) if force else ())
         seen = len(self.cache.warnings)
-        with self._warnings_to(on_event):
+        with self._warnings_to(on_event), paused():
             decisions = self.planner(force=forced, offline=offline).plan(nodes)
         pruned = [] if list(targets) else self.leftovers(dry_run=True)
         self.hasher.save()

@@ -1,10 +1,10 @@
 """The build graph as plain data: every node (manifest order), the build order, and the
 project settings and provider tables a build needs.
 
-It is made from the manifest (tomllib -> pydantic models -> expand -> the networkx checks in
+It is made from the manifest (tomllib -> pydantic models -> expand -> the graph checks in
 graph.py), or, when the manifest's bytes and assetbuild's version are those it was made
 from, read back from a JSON memo in the cache folder: a no-op build then imports neither
-pydantic nor networkx and validates nothing twice. What the memo cannot know (the files the
+pydantic nor tomllib and validates nothing twice. What the memo cannot know (the files the
 manifest names) is checked again with one lstat each; anything off takes the full path, which
 reports it the usual way.
 """
@@ -108,14 +108,17 @@ class Blueprint:
     def _files_still_fit(self) -> bool:
         """What loading checked of the file system still holds: every reference is a regular
         file (not a link) and no output folder became a link or a file."""
-        root = self.root
+        root = os.path.join(os.fspath(self.root), "")
+        files: set[str] = set()
         folders: set[str] = set()
         for node in self.nodes.values():
             for ref in node.references:
-                if ref.path is not None and not _is(root / ref.path, stat.S_ISREG):
-                    return False
-            folders.update(os.path.dirname(o) for o in node.outputs)
-        return all(_is(root / f, stat.S_ISDIR, missing_ok=True) for f in folders)
+                if ref.path is not None:
+                    files.add(ref.path)
+            for output in node.outputs:
+                folders.add(output.rpartition("/")[0])
+        return (all(_is(root + f, stat.S_ISREG) for f in files)
+                and all(_is(root + f, stat.S_ISDIR, missing_ok=True) for f in folders))
 
     # -- reading it -------------------------------------------------------------------------
 
@@ -160,7 +163,7 @@ class Blueprint:
         return [nid for nid in self.order if nid in wanted]
 
 
-def _is(path: Path, kind: Any, *, missing_ok: bool = False) -> bool:
+def _is(path: str, kind: Any, *, missing_ok: bool = False) -> bool:
     try:
         return bool(kind(os.lstat(path).st_mode))
     except FileNotFoundError:

@@ -3,6 +3,7 @@ colours or exits."""
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -13,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 import click
 
+from . import jsonout
 from .errors import AssetbuildError, BuildInterrupted, LockfileError, UsageError, UserError
 from .files import TEMP_SUFFIX
 
@@ -208,7 +210,7 @@ def plan(ctx: Ctx, targets: tuple[str, ...], as_json: bool, force: bool, offline
     finally:
         project.close()
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(jsonout.dumps(result.to_json()))
         return
     width = max((len(d.id) for d in result.decisions), default=0)
     for d in ([] if ctx.quiet else result.decisions):
@@ -309,7 +311,7 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going
         project.close()
     summary = report.to_json()
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(jsonout.dumps(summary))
     else:
         for left in report.pruned:
             click.echo(_leftover_line("pruned", left, "removed"))
@@ -356,7 +358,7 @@ def clean(ctx: Ctx, dry_run: bool, git_revs: int, as_json: bool) -> None:
     finally:
         project.close()
     if as_json:
-        click.echo(json.dumps({"dry_run": dry_run, "pruned": [d.to_json() for d in done], "notes": notes}, indent=2))
+        click.echo(jsonout.dumps({"dry_run": dry_run, "pruned": [d.to_json() for d in done], "notes": notes}))
         return
     for note in notes:
         click.echo(f"note: {note}", err=True)
@@ -446,7 +448,7 @@ def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
     finally:
         project.close()
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        click.echo(jsonout.dumps(info))
         return
     click.echo(f"{info['asset']}: {info['action']}" + (f" ({'; '.join(info['reasons'])})" if info["reasons"] else ""))
     click.echo(f"  provider     {info['provider']}")
@@ -496,7 +498,7 @@ def graph(ctx: Ctx, targets: tuple[str, ...], fmt: str) -> None:
     finally:
         project.close()
     if fmt == "json":
-        click.echo(json.dumps(data, indent=2))
+        click.echo(jsonout.dumps(data))
     else:
         for line in (graphview.to_dot if fmt == "dot" else graphview.to_mermaid)(data):
             click.echo(line)
@@ -523,7 +525,7 @@ def _ls(ctx: Ctx, targets: tuple[str, ...], *, as_json: bool) -> None:
     finally:
         project.close()
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(jsonout.dumps(rows))
     else:
         for line in graphview.ls_lines(rows):
             click.echo(line)
@@ -566,7 +568,7 @@ def providers(ctx: Ctx, as_json: bool) -> None:
     finally:
         project.close()
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(jsonout.dumps(rows))
         return
     for row in rows:
         if row["key_env"] is None:
@@ -610,7 +612,7 @@ def cache_info(ctx: Ctx, as_json: bool) -> None:
     finally:
         project.close()
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        click.echo(jsonout.dumps(info))
     else:
         local = info["local"]
         click.echo(f"local   {local['dir']}: {local['records']} result(s), {local['blobs']} blob(s), "
@@ -708,6 +710,11 @@ def cache_gc(ctx: Ctx, remote: bool, git_revs: int, dry_run: bool) -> None:
 
 
 def main(argv: list[str] | None = None, seams: Seams | None = None) -> None:
+    if seams is None:  # one command is the whole process (tests run many commands in one)
+        from . import gcpause
+
+        gcpause.freeze_after = True
+        gc.freeze()  # every module imported so far lives to the end: never scan it
     cli.main(args=argv, obj=seams, prog_name="assetbuild")
 
 

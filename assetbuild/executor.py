@@ -16,11 +16,10 @@ from __future__ import annotations
 import datetime as _dt
 import heapq
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Protocol, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence, TypeVar
 
 from .cache import Cache, CacheRecord
 from .clock import Clock
@@ -30,10 +29,53 @@ from .files import write_atomic
 from .hashing import FileHasher, sha256_bytes
 from .lockfile import LockEntry, Lockfile, OutputRecord
 from .planner import Action, Decision, Handoff, Planner, Reason, ResolvedRef, Unsettled, texts
-from .providers.base import GenerationRequest, GenerationResult, Provider, ReferenceImage
+
+if TYPE_CHECKING:  # imported when work starts: a no-op build needs neither threads nor providers
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from .providers.base import GenerationResult, Provider, ReferenceImage
 
 
 T = TypeVar("T")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FINISHERS = 2  # threads converting and writing generated images (CPU work: about one per core)
+Finish = Callable[[], "NodeResult"]  # what is left of a generation once its original is secured
+
+
+class _Pools:
+    """The worker threads (``jobs``) and the finisher threads, each started on first use: a
+    no-op plan settles in the calling thread and starts none."""
+
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+        self._workers: ThreadPoolExecutor | None = None
+        self._finisher: ThreadPoolExecutor | None = None
+
+    def workers(self) -> ThreadPoolExecutor:
+        if self._workers is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._workers = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="assetbuild")
+        return self._workers
+
+    def finisher(self) -> ThreadPoolExecutor:
+        if self._finisher is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._finisher = ThreadPoolExecutor(max_workers=min(FINISHERS, self.jobs),
+                                                thread_name_prefix="assetbuild-finish")
+        return self._finisher
+
+    @staticmethod
+    def wait_any(futures: list[Future[T]]) -> set[Future[T]]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        return wait(futures, return_when=FIRST_COMPLETED)[0]
+
+    def shutdown(self, *, wait: bool) -> None:
+        for pool in (self._workers, self._finisher):
+            if pool is not None:
+                pool.shutdown(wait=wait, cancel_futures=True)
 
 
 class Outcome(str, Enum):
@@ -126,12 +168,16 @@ class Executor:
     def run(self, decisions: Sequence[Decision]) -> list[NodeResult]:
         """Run the plan's decisions: a node is ready once every upstream node in the plan is
         settled; ready nodes are taken in plan order; up-to-date and blocked ones settle in
-        the main thread, restores, derivations and generations go to the worker threads."""
+        the main thread, restores, derivations and generations go to the ``jobs`` worker
+        threads. A generated image that must be converted to PNG is converted and written by a
+        small finisher pool once its original is secured in the cache, so the worker is free
+        at once for the next request instead of the conversions holding up the requests."""
         planned = {d.id: d for d in decisions}
         dependents: dict[str, list[str]] = {nid: [] for nid in planned}
+        upstream: dict[str, list[str]] = {}  # worked out once per node: Node.upstream is not cached
         waiting: dict[str, int] = {}
         for d in decisions:
-            ups = [up for up in d.node.upstream if up in planned]
+            ups = upstream[d.id] = [up for up in d.node.upstream if up in planned]
             waiting[d.id] = len(ups)
             for up in ups:
                 dependents[up].append(d.id)
@@ -139,10 +185,11 @@ class Executor:
         ready = [index[nid] for nid in planned if waiting[nid] == 0]  # a heap: ready nodes leave in plan order
         order = list(planned)
         done: dict[str, NodeResult] = {}
-        running: dict[Future[NodeResult], str] = {}
+        running: dict[Future[NodeResult | Finish], str] = {}  # on a worker
+        finishing: dict[Future[NodeResult | Finish], str] = {}  # converted and written by a finisher
+        pools = _Pools(self.jobs)
         stopped_by: str | None = None
         abandoned = False
-        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="assetbuild")
 
         def settle(result: NodeResult) -> None:
             nonlocal stopped_by
@@ -156,38 +203,47 @@ class Executor:
                 if waiting[nid] == 0:
                     heapq.heappush(ready, index[nid])
 
+        def collect() -> None:
+            """Wait for a worker or a finisher, and take what it brings."""
+            finished = pools.wait_any([*running, *finishing])
+            for future in finished:
+                nid = running.pop(future, None) or finishing.pop(future)
+                outcome = future.result()
+                if isinstance(outcome, NodeResult):
+                    settle(outcome)
+                else:
+                    finishing[pools.finisher().submit(self._guard, nid, outcome)] = nid
+
         try:
-            while (ready and stopped_by is None) or running:
-                while ready and stopped_by is None and len(running) < self.jobs:
+            while (ready and stopped_by is None) or running or finishing:
+                # At most ``jobs`` on the workers and ``jobs`` waiting for a finisher (each holds
+                # its images): a build outpacing its conversions waits for them.
+                while ready and stopped_by is None and len(running) < self.jobs and len(finishing) < self.jobs:
                     nid = order[heapq.heappop(ready)]
-                    d = self._guard(nid, lambda: self._current(planned[nid], planned, done))
+                    d = self._guard(nid, lambda: self._current(planned[nid], upstream[nid], planned, done))
                     if isinstance(d, NodeResult):
                         settle(d)
                     elif d.action in (Action.UP_TO_DATE, Action.BLOCKED):
                         settle(self._settled(d))
                     else:
                         self.on_event(Event("start", nid, d.action.value, "; ".join(map(str, d.reasons))))
-                        running[pool.submit(self._guard, nid, lambda d=d: self._work(d))] = nid
-                if running:
-                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        running.pop(future)
-                        settle(future.result())
+                        running[pools.workers().submit(self._guard, nid, lambda d=d: self._work(d))] = nid
+                if running or finishing:
+                    collect()
         except KeyboardInterrupt:
             # The first Ctrl-C: start nothing new, stop every wait, let what is in flight end
             # (each within its own request timeout), keep what it brings. A second one: go.
-            in_flight = sorted(running.values())
+            in_flight = sorted([*running.values(), *finishing.values()])
             self.on_event(Event("interrupted", "", detail=", ".join(in_flight)))
             self.providers.interrupt()
             try:
-                for future in as_completed(list(running)):
-                    running.pop(future)
-                    settle(future.result())
+                while running or finishing:
+                    collect()
             except KeyboardInterrupt:
                 abandoned = True
             raise BuildInterrupted(in_flight, abandoned=abandoned) from None
         finally:
-            pool.shutdown(wait=not abandoned, cancel_futures=True)
+            pools.shutdown(wait=not abandoned)
             self.lock.save_if_changed()
             self.hasher.save()
         for nid in planned:
@@ -197,11 +253,12 @@ class Executor:
                 self.on_event(Event("done", nid, Outcome.BLOCKED.value, reason))
         return [done[nid] for nid in planned]
 
-    def _current(self, d: Decision, planned: dict[str, Decision], done: dict[str, NodeResult]) -> Decision:
+    def _current(self, d: Decision, upstream: list[str], planned: dict[str, Decision],
+                 done: dict[str, NodeResult]) -> Decision:
         """The decision to run: the planned one, unless an upstream node handed down something
         else than the plan assumed (new bytes: it was regenerated; nothing: it failed); only
         then is the node decided again, with what it really got."""
-        handed = {up: done[up].handoff for up in d.node.upstream if up in done}
+        handed = {up: done[up].handoff for up in upstream if up in done}
         if all(handed[up] == planned[up].handoff for up in handed):
             return d
         return self.planner.decide(d.node, handed)
@@ -232,7 +289,7 @@ class Executor:
             return
         self.lock.record(d.id, replace(entry, inputs={**entry.inputs, "references": d.inputs["references"]}))
 
-    def _work(self, d: Decision) -> NodeResult:
+    def _work(self, d: Decision) -> NodeResult | Finish:
         if d.action is Action.RESTORE:
             restored = self._restore(d)
             if restored is not None:
@@ -298,7 +355,9 @@ class Executor:
         self.cache.put_blob(data)
         return data
 
-    def _generate(self, d: Decision) -> NodeResult:
+    def _generate(self, d: Decision) -> NodeResult | Finish:
+        from .providers.base import GenerationRequest
+
         node = d.node
         if d.fingerprint is None or d.inputs is None:  # decided before upstream finished
             raise AssetbuildError(f"{node.id}: internal error: generating without a fingerprint")
@@ -329,17 +388,24 @@ class Executor:
         for warning in result.warnings:
             self.on_event(Event("warning", node.id, detail=f"{name}: {warning}"))
         record = self._secure(d.fingerprint, result, name)
-        from .imageinfo import ImageDecodeError, as_png
+        fingerprint = d.fingerprint
 
-        try:
-            images = [as_png(img) for img in result.images]
-        except ImageDecodeError as exc:
-            raise ProviderError(f"returned an image that cannot be converted: {exc}", provider=name) from exc
-        record = record.with_images([self.cache.put_blob(img) for img in images])
-        self.cache.put_result(d.fingerprint, record)
-        shas = self._write_outputs(d, images, record)
-        return NodeResult(node.id, Outcome.GENERATED, texts(d.reasons), cost_usd=result.cost_usd, outputs=shas,
-                          provider=name)
+        def finish() -> NodeResult:
+            from .imageinfo import ImageDecodeError, as_png
+
+            try:
+                images = [as_png(img) for img in result.images]
+            except ImageDecodeError as exc:
+                raise ProviderError(f"returned an image that cannot be converted: {exc}", provider=name) from exc
+            converted = record.with_images([self.cache.put_blob(img) for img in images])
+            self.cache.put_result(fingerprint, converted)
+            shas = self._write_outputs(d, images, converted)
+            return NodeResult(node.id, Outcome.GENERATED, texts(d.reasons), cost_usd=result.cost_usd, outputs=shas,
+                              provider=name)
+
+        if all(img[:8] == PNG_SIGNATURE for img in result.images):
+            return finish()  # nothing to convert: written here, without a hop to a finisher
+        return finish  # the original is secured: a finisher converts and writes it
 
     def _derive(self, d: Decision) -> NodeResult:
         """Apply a derived node's steps to its source (and overlay) images. The result is
@@ -397,6 +463,7 @@ class Executor:
     def _reference(self, node: Node, ref: ResolvedRef) -> ReferenceImage:
         """The bytes that will be sent, which must be the bytes the fingerprint hashed."""
         from .imageinfo import ImageDecodeError, inspect_image
+        from .providers.base import ReferenceImage
 
         data = self._read_reference(node, ref)
         try:

@@ -58,11 +58,32 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+_PARSED: dict[str, list[tuple[str, str | None, str | None, str | None]] | ValueError] = {}
+
+
+def _parsed(template: str) -> list[tuple[str, str | None, str | None, str | None]]:
+    """``string.Formatter().parse(template)``, once per distinct template (most assets share a
+    few: the default output name, a [defaults] prompt)."""
+    found = _PARSED.get(template)
+    if found is None:
+        try:
+            found = list(string.Formatter().parse(template))
+        except ValueError as exc:
+            found = exc
+        if len(_PARSED) < 100_000:
+            _PARSED[template] = found
+    if isinstance(found, ValueError):
+        raise found
+    return found
+
+
 def fill(template: str, values: Mapping[str, str], loaded: LoadedManifest, *path: str) -> str:
     """Substitute ``{key}``; ``{{`` and ``}}`` are literal braces. Unknown keys are errors.
     Only plain names are filled in (no attribute or index lookups, whatever the key)."""
+    if "{" not in template and "}" not in template:
+        return template  # nothing to fill in, no brace to unescape
     try:
-        fields = list(string.Formatter().parse(template))
+        fields = _parsed(template)
     except ValueError as exc:
         raise loaded.error(f"bad template {clip(template)}: {exc}; write {{{{ for a literal brace", *path) from exc
     out = []
@@ -103,6 +124,14 @@ class _Expansion:
         self.matrices: dict[str, dict[str, list[str]]] = {}  # each asset's matrix, a derived one's inherited keys too
         self._steps_of: dict[tuple[str, Variant], tuple[list[dict[str, Any]], list[ManifestError]]] = {}
         self._named: dict[tuple[str, str], tuple[str, Variant]] = {}  # (asset, output) -> (unslugged, variant)
+        self._provider_types: dict[str, str] = {}
+
+    def _provider_type(self, name: str) -> str:
+        """The type of a provider name, once per name (a built-in one validates a model)."""
+        found = self._provider_types.get(name)
+        if found is None:
+            found = self._provider_types[name] = provider_config(self.loaded, name).type
+        return found
 
     def run(self) -> dict[str, Node]:
         for asset_id in self.m.assets:
@@ -200,7 +229,7 @@ class _Expansion:
         where = ("assets", asset_id)
         values = dict(variant)
         provider = self.provider_override or spec.provider or m.project.provider
-        ptype = provider_config(loaded, provider).type
+        ptype = self._provider_type(provider)
         model = "local" if ptype == "local" else (spec.model or m.project.model)
         errors: list[ManifestError] = []  # the keys of one asset are independent of each other
         width = height = 0
@@ -341,10 +370,11 @@ class _Expansion:
             if count == 1:
                 values.pop("i")
             raw = fill(template, values, loaded, *where)  # checked as written: a value never moves an output
-            rel = fill(template, {k: slug(v) if k in dict(variant) else v for k, v in values.items()}, loaded, *where)
+            rel = fill(template, {k: slug(v) if k in dict(variant) else v for k, v in values.items()}, loaded, *where) \
+                if variant else raw
             try:
                 raw_path = project_path(loaded, f"{out_dir}/{raw}", *where)
-                path = project_path(loaded, f"{out_dir}/{rel}", *where)
+                path = project_path(loaded, f"{out_dir}/{rel}", *where) if rel != raw else raw_path
                 if not under(path, out_dir) or not under(raw_path, out_dir):
                     raise loaded.error(f"output {path} is outside output_dir {out_dir}; "
                                        "keep output paths under it (no '..')", *where)

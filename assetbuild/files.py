@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -22,6 +21,8 @@ class BuildLocked(UserError):
 
 
 def write_atomic(path: Path, data: bytes) -> None:
+    import tempfile  # here: a no-op build writes nothing, and tempfile imports random and shutil
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:

@@ -12,6 +12,8 @@ from .nodes import Node
 RECIPE_VERSION = 1
 # Derived images: bump when transforms.py writes other bytes for the same steps and source.
 DERIVE_RECIPE_VERSION = 1
+# One encoder for every fingerprint: json.dumps with arguments builds a new one per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def fingerprint_inputs(node: Node, references: list[tuple[str, str]]) -> dict[str, Any]:
@@ -46,5 +48,5 @@ def fingerprint(inputs: dict[str, Any]) -> str:
     canonical["references"] = [r["sha256"] for r in inputs["references"]]
     if "steps" in canonical:  # an overlay's image counts by its bytes (in references), not its name
         canonical["steps"] = [{k: v for k, v in step.items() if k != "image"} for step in inputs["steps"]]
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _CANONICAL.encode(canonical)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,14 +1,15 @@
-"""The dependency graph (networkx): cycles named in full, output paths that clash (the
-same path, or one the folder of another) or whose folder is not a folder inside the project,
-and ordering. Unknown ids and escaping paths are caught while expanding (expand.py);
-selecting targets works on the blueprint (blueprint.py)."""
+"""The dependency graph: ordering (Kahn's algorithm, ready nodes in manifest order), cycles
+named in full, output paths that clash (the same path, or one the folder of another) or
+whose folder is not a folder inside the project. Unknown ids and escaping paths are caught
+while expanding (expand.py); selecting targets works on the blueprint (blueprint.py).
+
+networkx is imported only to name a cycle, once the ordering has found that there is one."""
 
 from __future__ import annotations
 
+import heapq
 import posixpath
 from typing import Iterator
-
-import networkx as nx
 
 from .errors import ManifestError
 from .layout import folder_problems
@@ -19,23 +20,27 @@ from .nodes import Node
 class BuildGraph:
     def __init__(self, loaded: LoadedManifest, nodes: dict[str, Node]):
         self.nodes = nodes
-        self.dag = nx.DiGraph()
-        self.dag.add_nodes_from(nodes)
-        for node in nodes.values():
-            for up in node.upstream:
-                self.dag.add_edge(up, node.id)
+        order = _ordered(nodes)
         problems = Problems()
-        with problems.collect():
-            self._check_cycles(loaded)
+        if order is None:
+            with problems.collect():
+                self._check_cycles(loaded)
         for error in self._check_outputs(loaded):
             problems.add(error)
         problems.check()
-        order = {nid: i for i, nid in enumerate(nodes)}
-        self.order: list[str] = list(nx.lexicographical_topological_sort(self.dag, key=order.__getitem__))
+        assert order is not None
+        self.order: list[str] = order
 
     def _check_cycles(self, loaded: LoadedManifest) -> None:
+        import networkx as nx
+
+        dag = nx.DiGraph()
+        dag.add_nodes_from(self.nodes)
+        for node in self.nodes.values():
+            for up in node.upstream:
+                dag.add_edge(up, node.id)
         try:
-            cycle = nx.find_cycle(self.dag)
+            cycle = nx.find_cycle(dag)
         except nx.NetworkXNoCycle:
             return
         path = [edge[0] for edge in cycle] + [cycle[0][0]]
@@ -74,3 +79,31 @@ class BuildGraph:
                                        f"reference the asset as @{self.nodes[seen[ref.path.lower()]].asset} instead",
                                        "assets", node.asset, "references")
         yield from folder_problems(loaded, folders)
+
+
+def _ordered(nodes: dict[str, Node]) -> list[str] | None:
+    """The build order: each node after its upstream nodes, and among the nodes that are
+    ready, the first in the manifest first (Kahn's algorithm with a heap; the order networkx's
+    ``lexicographical_topological_sort`` gives with the manifest position as key). None if
+    there is a cycle."""
+    index = {nid: i for i, nid in enumerate(nodes)}
+    ids = list(nodes)
+    waiting: dict[str, int] = {}
+    dependents: dict[str, list[str]] = {}
+    for node in nodes.values():
+        ups = node.upstream
+        if ups:
+            waiting[node.id] = len(ups)
+            for up in ups:
+                dependents.setdefault(up, []).append(node.id)
+    ready = [index[nid] for nid in ids if nid not in waiting]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        nid = ids[heapq.heappop(ready)]
+        order.append(nid)
+        for child in dependents.get(nid, ()):
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, index[child])
+    return order if len(order) == len(ids) else None

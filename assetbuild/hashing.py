@@ -39,6 +39,7 @@ class FileHasher:
 
     def __init__(self, root: Path, memo_dir: Path | None):
         self.root = root
+        self._prefix = os.path.join(os.fspath(root), "")  # str paths: os.stat(str) is cheaper than Path.stat
         self.memo_path = None
         if memo_dir is not None:
             project = hashlib.sha256(os.path.realpath(root).encode("utf-8", "surrogatepass")).hexdigest()[:16]
@@ -83,9 +84,9 @@ class FileHasher:
 
     def _read(self, rel: str, max_pixels: int | None) -> tuple[str | None, ImageFacts | None]:
         """(sha256, facts) of ``rel``; facts only when ``max_pixels`` is given (a reference)."""
-        path = self.root / rel
+        path = self._prefix + rel
         try:
-            st = path.stat()
+            st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             return None, None
         except OSError as exc:
@@ -123,7 +124,7 @@ class FileHasher:
     def remember(self, rel: str, sha: str, st: os.stat_result | None = None) -> None:
         """Record a hash we already know (a file we just wrote)."""
         if st is None:
-            st = (self.root / rel).stat()
+            st = os.stat(self._prefix + rel)
         self._store(rel, sha, st, None)
 
     def _store(self, rel: str, sha: str, st: os.stat_result, facts: ImageFacts | None) -> None:

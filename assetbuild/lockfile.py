@@ -221,16 +221,43 @@ def entries_from_text(text: str, path: Path) -> dict[str, LockEntry]:
     return _entries_or_fail(path, Lockfile._parse_text(text, path))
 
 
-def _read_memo(memo: Path | None, stamp: list[Any]) -> dict[str, Any] | None:
+MEMO_VERSION = 2  # 2: entries as validated rows (_memo_row), read without checking each key again
+
+
+def _memo_row(entry: LockEntry) -> list[Any]:
+    return [entry.fingerprint, entry.provider, entry.model_id, entry.built, entry.cost_usd, entry.request_id,
+            entry.inputs, [[o.path, o.sha256, o.width, o.height] for o in entry.outputs]]
+
+
+def _from_memo_row(row: list[Any]) -> LockEntry:
+    fingerprint, provider, model_id, built, cost_usd, request_id, inputs, outputs = row
+    if not isinstance(inputs, dict):
+        raise TypeError("inputs")
+    return LockEntry(fingerprint, provider, model_id, built, cost_usd, inputs,
+                     tuple([OutputRecord(*o) for o in outputs]), request_id)
+
+
+def _read_memo(memo: Path | None, stamp: list[Any]) -> dict[str, LockEntry] | None:
+    """The entries remembered for the lock file of ``stamp`` (they were validated when the
+    memo was written), or None: no memo, another lock, or a damaged memo."""
     if memo is None:
         return None
     try:
-        cached = json.loads(memo.read_text(encoding="utf-8"))
+        with open(memo, "rb") as fh:
+            cached = json.loads(fh.read())
+        if cached.get("stamp") != stamp or cached.get("v") != MEMO_VERSION:
+            return None
+        return {aid: _from_memo_row(row) for aid, row in cached["entries"].items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _write_memo(memo: Path, stamp: list[Any], entries: dict[str, LockEntry]) -> None:
+    body = {"v": MEMO_VERSION, "stamp": stamp, "entries": {aid: _memo_row(e) for aid, e in entries.items()}}
+    try:
+        write_atomic(memo, json.dumps(body, separators=(",", ":")).encode("utf-8"))
     except (OSError, ValueError):
-        return None
-    if not isinstance(cached, dict) or cached.get("stamp") != stamp:
-        return None
-    return cached.get("lock")
+        pass
 
 
 def _sorted(value: Any) -> Any:
@@ -332,19 +359,12 @@ class Lockfile:
         if not stat.S_ISREG(st.st_mode):
             raise LockfileError(f"{path.name} is not a regular file; remove it (a build writes a new lock)")
         stamp = [os.path.realpath(path), st.st_mtime_ns, st.st_size]
-        data = _read_memo(memo, stamp)
-        if data is not None:
-            try:
-                return _entries(data)
-            except _Malformed:
-                pass  # a damaged memo: read the lock itself
-        data = cls._parse(path)
-        entries = _entries_or_fail(path, data)
+        entries = _read_memo(memo, stamp)
+        if entries is not None:
+            return entries
+        entries = _entries_or_fail(path, cls._parse(path))
         if memo is not None and time.time() - st.st_mtime >= 2.0:  # too fresh to trust mtime
-            try:
-                write_atomic(memo, json.dumps({"stamp": stamp, "lock": data}).encode("utf-8"))
-            except (OSError, ValueError):
-                pass
+            _write_memo(memo, stamp, entries)
         return entries
 
     def is_current(self) -> bool:
@@ -410,8 +430,7 @@ class Lockfile:
                 f"{path.name}: lock version {_shown(version)} is not "
                 f"{LOCK_VERSION}; upgrade assetbuild or delete the lock to rebuild it from the cache"
             )
-        _entries_or_fail(path, data)  # validates the shape
-        return data
+        return data  # its shape is checked by _entries_or_fail, which every caller runs
 
     def dumps(self) -> str:
         import tomli_w  # only when writing: a no-op build never does

@@ -43,17 +43,23 @@ class Locator:
         self.lines: dict[tuple[str, ...], int] = {}
         table: tuple[str, ...] = ()
         in_multiline = False
+        multiline = '"""' in text or "'''" in text  # else no line opens or closes one
         for number, line in enumerate(text.splitlines(), start=1):
-            if line.count('"""') % 2 == 1 or line.count("'''") % 2 == 1:
-                in_multiline = not in_multiline
-                if not in_multiline:
+            if multiline:
+                if line.count('"""') % 2 == 1 or line.count("'''") % 2 == 1:
+                    in_multiline = not in_multiline
+                    if not in_multiline:
+                        continue
+                elif in_multiline:
                     continue
-            elif in_multiline:
-                continue
-            if m := self._HEADER.match(line):
-                table = _split_dotted(m.group(1))
-                for end in range(1, len(table) + 1):  # [a.b] also defines a
-                    self.lines.setdefault(table[:end], number)
+            first = line.lstrip()[:1]
+            if not first or first == "#":
+                continue  # neither a header nor a key
+            if first == "[":  # only a header starts with [
+                if m := self._HEADER.match(line):
+                    table = _split_dotted(m.group(1))
+                    for end in range(1, len(table) + 1):  # [a.b] also defines a
+                        self.lines.setdefault(table[:end], number)
             elif m := self._KEY.match(line):
                 self.lines.setdefault(table + _split_dotted(m.group(1)), number)
 
@@ -64,7 +70,12 @@ class Locator:
         return None
 
 
+_PLAIN_DOTTED = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+
+
 def _split_dotted(text: str) -> tuple[str, ...]:
+    if _PLAIN_DOTTED.fullmatch(text):  # the usual bare keys: no quotes, no spaces
+        return tuple(text.split("."))
     parts = re.findall(r'"([^"]*)"|\'([^\']*)\'|([^.\s]+)', text)
     return tuple(a or b or c for a, b, c in parts)
 

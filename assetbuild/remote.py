@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 from urllib.parse import urlsplit
@@ -192,6 +191,8 @@ class RemoteStore:
             if getattr(fs, "async_impl", False):
                 fs.pipe_file(key, data, **kw)  # one PUT: atomic on S3
                 return
+            import uuid
+
             temp = f"{key}{_TEMP}{uuid.uuid4().hex}"
             fs.makedirs(key.rsplit("/", 1)[0], exist_ok=True)
             fs.pipe_file(temp, data)

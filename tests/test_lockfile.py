@@ -130,3 +130,52 @@ def test_recording_an_asset_does_not_rewrite_the_lock(tmp_path):
     assert len(journal.read_text().splitlines()) == 51
     lock.save_if_changed()
     assert len(Lockfile.load(path).entries) == 50
+
+
+def _aged(path) -> None:
+    """Set the file's mtime back past the 2 s racy window, so its memo may be kept."""
+    import os
+    import time
+
+    old = time.time() - 60
+    os.utime(path, (old, old))
+
+
+def test_the_lock_memo_gives_the_entries_the_lock_itself_gives(tmp_path):
+    from assetbuild.lockfile import Lockfile
+
+    path, memo = tmp_path / "assetbuild.lock", tmp_path / "cache" / "lock.json"
+    lock = Lockfile.load(path)
+    for i in range(3):
+        lock.record(f"n{i}", _entry(f"{i:016d}"))
+    lock.save()
+    _aged(path)
+    parsed = Lockfile.load(path, memo=memo).entries  # parses the TOML, writes the memo
+    assert memo.exists()
+    memo_text = memo.read_text()
+    again = Lockfile.load(path, memo=memo).entries  # from the memo
+    assert again == parsed == Lockfile.load(path).entries
+    assert memo.read_text() == memo_text
+
+
+def test_a_damaged_or_foreign_lock_memo_is_not_used(tmp_path):
+    import json
+
+    from assetbuild.lockfile import Lockfile
+
+    path, memo = tmp_path / "assetbuild.lock", tmp_path / "lock.json"
+    lock = Lockfile.load(path)
+    lock.record("a", _entry("a" * 16))
+    lock.save()
+    _aged(path)
+    Lockfile.load(path, memo=memo)
+    body = json.loads(memo.read_text())
+    body["entries"]["a"][7] = "not rows"  # a damaged memo: the lock is read instead
+    memo.write_text(json.dumps(body))
+    assert Lockfile.load(path, memo=memo).entries["a"].outputs[0].path == "assets/aaaaaaaaaaaaaaaa.png"
+    memo.write_text("{")
+    assert list(Lockfile.load(path, memo=memo).entries) == ["a"]
+    lock = Lockfile.load(path)
+    lock.record("b", _entry("b" * 16))
+    lock.save()  # another lock (new mtime and size): the old memo is not its
+    assert sorted(Lockfile.load(path, memo=memo).entries) == ["a", "b"]

@@ -1,0 +1,184 @@
+"""The fast paths of issue 7 give what the plain ones gave: the CLI's JSON text, the build
+order, the manifest's line numbers; generated JPEGs are converted by the finisher threads
+(the worker is free for the next request) with the same outputs and the same failure; a
+no-op run starts no thread; loading and planning leave the collector as they found it."""
+
+from __future__ import annotations
+
+import gc
+import io
+import json
+import random
+import threading
+from typing import Any
+
+import networkx as nx
+import pytest
+from PIL import Image
+
+from assetbuild.executor import Outcome
+from assetbuild.graph import _ordered
+from assetbuild.jsonout import dumps
+from assetbuild.manifest import Locator
+from assetbuild.providers.base import GenerationResult
+from assetbuild.providers.local import LocalProvider
+
+from .test_executor import Setup, node
+
+
+def test_json_output_is_json_dumps_with_indent_2_byte_for_byte():
+    rng = random.Random(7)
+    leaves = ["", "a", "é ü", "line\nbreak \"quoted\" \\", "\u2028", "😀", 0, -3, 10**30, 1.5, 0.1, 1e300, -0.0,
+              float("nan"), float("inf"), True, False, None]
+
+    def value(depth: int = 0) -> Any:
+        r = rng.random()
+        if depth > 3 or r < 0.5:
+            return rng.choice(leaves)
+        if r < 0.75:
+            return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+        return {f"{rng.choice(['k', 'é', 'a b', ''])}{i}": value(depth + 1) for i in range(rng.randint(0, 4))}
+
+    for _ in range(3000):
+        v = value()
+        assert dumps(v) == json.dumps(v, indent=2)
+    plan = {"actions": [{"asset": "hero[color=red]", "action": "generate", "reasons": ["new asset"],
+                         "codes": ["new-asset"], "cost": 0.03}, {"asset": "x", "action": "up-to-date",
+                                                                 "reasons": [], "codes": [], "cost": 0.0}],
+            "estimated_cost": 0.03}
+    assert dumps(plan) == json.dumps(plan, indent=2)
+    with pytest.raises(TypeError):
+        dumps({"when": object()})
+
+
+class _N:
+    def __init__(self, nid: str, ups: list[str]):
+        self.id, self.upstream = nid, tuple(dict.fromkeys(ups))
+
+
+def test_the_build_order_is_networkx_lexicographical_topological_sort_and_cycles_give_none():
+    rng = random.Random(3)
+    cycles = 0
+    for trial in range(400):
+        ids = list(dict.fromkeys(f"n{rng.randint(0, 999)}" for _ in range(rng.randint(0, 30))))
+        nodes = {}
+        for i, nid in enumerate(ids):
+            ups = [rng.choice(ids) for _ in range(rng.randint(0, 3))]
+            if trial % 3:  # mostly acyclic; every third graph may have cycles and self-references
+                ups = [u for u in ups if ids.index(u) < i]
+            nodes[nid] = _N(nid, ups)
+        dag = nx.DiGraph()
+        dag.add_nodes_from(nodes)
+        dag.add_edges_from((up, n.id) for n in nodes.values() for up in n.upstream)
+        position = {nid: i for i, nid in enumerate(nodes)}
+        try:
+            want = list(nx.lexicographical_topological_sort(dag, key=position.__getitem__))
+        except nx.NetworkXUnfeasible:
+            want, cycles = None, cycles + 1
+        assert _ordered(nodes) == want
+    assert cycles > 10
+
+
+def test_the_locator_finds_headers_and_keys_around_comments_and_multiline_strings():
+    text = ('# comment\n[project]\nname = "x"\n\n[assets.a]\nprompt = """\n[assets.fake]\nkey = 1\n"""\n'
+            "  size = '1x1'\n[assets.\"b.c\"]\n\"q.k\" = 2\n  # [assets.not]\nd . e = 3\n")
+    lines = Locator(text).lines
+    assert lines[("project",)] == 2 and lines[("project", "name")] == 3
+    assert lines[("assets",)] == 5 and lines[("assets", "a")] == 5 and lines[("assets", "a", "prompt")] == 6
+    assert ("assets", "fake") not in lines and ("assets", "a", "key") not in lines
+    assert lines[("assets", "a", "size")] == 10
+    assert lines[("assets", "b.c")] == 11 and lines[("assets", "b.c", "q.k")] == 12
+    assert ("assets", "not") not in lines and lines[("assets", "b.c", "d", "e")] == 14
+
+
+def _jpeg(side: int, colour: tuple[int, int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), colour).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+class JpegHost:
+    """Returns JPEGs, as the Seedream hosts do; ``bad`` gets bytes that only look like one."""
+
+    type = "local"
+    name = "local"
+
+    def __init__(self, bad: str = ""):
+        self.bad = bad
+        self.converting_threads: set[str] = set()
+
+    def generate(self, request: Any, jobs: Any) -> GenerationResult:
+        data = b"\xff\xd8\xff\xe0 not really a jpeg" if request.asset_id == self.bad else _jpeg(16, (200, 30, 30))
+        return GenerationResult(images=(data,), model_id="jpeg-host", request_id=f"r-{request.asset_id}")
+
+    def interrupt(self) -> None:
+        pass
+
+
+def test_generated_jpegs_are_converted_by_the_finisher_and_written_as_png(tmp_path, monkeypatch):
+    import assetbuild.imageinfo as imageinfo
+
+    threads: list[str] = []
+    original = imageinfo.as_png
+
+    def as_png(data: bytes) -> bytes:
+        threads.append(threading.current_thread().name)
+        return original(data)
+
+    monkeypatch.setattr(imageinfo, "as_png", as_png)
+    s = Setup(tmp_path, JpegHost())
+    results, _ = s.run([node("a"), node("b", "a"), node("c")], jobs=2)
+    assert [r.status for r in results] == [Outcome.GENERATED] * 3
+    assert threads and all(name.startswith("assetbuild-finish") for name in threads)
+    for nid in "abc":
+        data = (s.root / f"out/{nid}.png").read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
+        entry = s.lock.entries[nid]
+        record = s.cache.result(entry.fingerprint)
+        assert record is not None and record.images == (entry.outputs[0].sha256,)
+        assert s.cache.get_blob(record.originals[0]).startswith(b"\xff\xd8")  # the original, as paid for
+    assert sorted(s.lock.entries) == ["a", "b", "c"]
+
+
+def test_an_image_that_cannot_be_converted_fails_its_asset_only_and_its_original_is_kept(tmp_path):
+    s = Setup(tmp_path, JpegHost(bad="b"))
+    results, _ = s.run([node("a"), node("b"), node("c", "b"), node("d")], jobs=2, keep_going=True)
+    status = {r.id: r for r in results}
+    assert status["b"].status is Outcome.FAILED and "cannot be converted" in (status["b"].error or "")
+    assert status["c"].status is Outcome.BLOCKED
+    assert status["a"].status is status["d"].status is Outcome.GENERATED
+    assert sorted(s.lock.entries) == ["a", "d"]
+    assert len(s.cache.orphans()) == 0 and len(s.cache.records()) == 3  # b's original is indexed: never paid twice
+
+
+def test_a_noop_run_starts_no_thread(tmp_path):
+    s = Setup(tmp_path)
+    nodes = [node("a"), node("b", "a")]
+    s.run(nodes)
+    s = Setup(tmp_path)
+    seen: list[list[str]] = []
+
+    def on_event(event: Any) -> None:
+        seen.append([t.name for t in threading.enumerate() if t.name.startswith("assetbuild")])
+
+    results, _ = s.run(nodes, on_event=on_event)
+    assert [r.status for r in results] == [Outcome.UP_TO_DATE] * 2
+    assert seen and not any(seen)
+
+
+def test_loading_and_planning_leave_the_collector_as_they_found_it(project):
+    from assetbuild.api import Project
+
+    project.manifest('[assets.a]\nprompt = "a"\nsize = "16x16"\n')
+    frozen = gc.get_freeze_count()
+    assert gc.isenabled()
+    p = Project.load(project.root, env=project.env)
+    p.plan()
+    p.close()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    gc.disable()
+    try:
+        Project.load(project.root, env=project.env).plan()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
