@@ -24,7 +24,7 @@ from .errors import UsageError
 from .files import read_manifest, write_atomic
 from .nodes import Node, Ref, RefSite
 
-MEMO_VERSION = 3  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table
+MEMO_VERSION = 4  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1
 
 
 def _version() -> str:
@@ -86,19 +86,22 @@ class Blueprint:
                    m.cache.model_dump())
 
     def _remember(self, memo: Path, key: str) -> None:
-        body = {"key": key, "order": list(self.order), "settings": self.settings, "providers": self.providers,
+        """The key on the first line, then the blueprint as JSON: a memo of another manifest is
+        told by its first line, without parsing the rest."""
+        body = {"order": list(self.order), "settings": self.settings, "providers": self.providers,
                 "cache": self.cache, "nodes": [_encode(n) for n in self.nodes.values()]}
         try:
-            write_atomic(memo, json.dumps(body, separators=(",", ":")).encode("utf-8"))
+            write_atomic(memo, f"{key}\n{json.dumps(body, separators=(',', ':'))}".encode("utf-8"))
         except (OSError, TypeError, ValueError):
             pass  # a memo is an optimisation only
 
     @classmethod
     def _recall(cls, memo: Path, key: str, path: Path) -> "Blueprint | None":
         try:
-            body = json.loads(memo.read_bytes())
-            if body.get("key") != key:
-                return None
+            with open(memo, "rb") as fh:
+                if fh.readline(100).rstrip(b"\n") != key.encode():
+                    return None
+                body = json.loads(fh.read())
             nodes = {n.id: n for n in (_decode(item) for item in body["nodes"])}
             blueprint = cls(path, nodes, tuple(body["order"]), body["settings"], body["providers"], body["cache"])
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):

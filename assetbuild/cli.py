@@ -710,12 +710,17 @@ def cache_gc(ctx: Ctx, remote: bool, git_revs: int, dry_run: bool) -> None:
 
 
 def main(argv: list[str] | None = None, seams: Seams | None = None) -> None:
-    if seams is None:  # one command is the whole process (tests run many commands in one)
-        from . import gcpause
+    from . import gcpause
 
+    whole_process = seams is None  # one command is the whole process (tests run many commands in one)
+    if whole_process:
         gcpause.freeze_after = True
         gc.freeze()  # every module imported so far lives to the end: never scan it
-    cli.main(args=argv, obj=seams, prog_name="assetbuild")
+    try:
+        cli.main(args=argv, obj=seams, prog_name="assetbuild")
+    finally:
+        if whole_process:  # called in a process that goes on (a test): as it was
+            gcpause.freeze_after = False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -221,7 +221,8 @@ def entries_from_text(text: str, path: Path) -> dict[str, LockEntry]:
     return _entries_or_fail(path, Lockfile._parse_text(text, path))
 
 
-MEMO_VERSION = 2  # 2: entries as validated rows (_memo_row), read without checking each key again
+MEMO_VERSION = 2  # 2: entries as validated rows (_memo_row), read without checking each key again; the stamp
+#                   on line 1, so the memo of another state of the lock is told without parsing it
 
 
 def _memo_row(entry: LockEntry) -> list[Any]:
@@ -244,18 +245,19 @@ def _read_memo(memo: Path | None, stamp: list[Any]) -> dict[str, LockEntry] | No
         return None
     try:
         with open(memo, "rb") as fh:
-            cached = json.loads(fh.read())
-        if cached.get("stamp") != stamp or cached.get("v") != MEMO_VERSION:
-            return None
-        return {aid: _from_memo_row(row) for aid, row in cached["entries"].items()}
+            if json.loads(fh.readline(8192)) != [MEMO_VERSION, stamp]:
+                return None
+            rows = json.loads(fh.read())
+        return {aid: _from_memo_row(row) for aid, row in rows.items()}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
 def _write_memo(memo: Path, stamp: list[Any], entries: dict[str, LockEntry]) -> None:
-    body = {"v": MEMO_VERSION, "stamp": stamp, "entries": {aid: _memo_row(e) for aid, e in entries.items()}}
+    head = json.dumps([MEMO_VERSION, stamp])
+    body = json.dumps({aid: _memo_row(e) for aid, e in entries.items()}, separators=(",", ":"))
     try:
-        write_atomic(memo, json.dumps(body, separators=(",", ":")).encode("utf-8"))
+        write_atomic(memo, f"{head}\n{body}".encode("utf-8"))
     except (OSError, ValueError):
         pass
 

@@ -169,9 +169,10 @@ def test_a_damaged_or_foreign_lock_memo_is_not_used(tmp_path):
     lock.save()
     _aged(path)
     Lockfile.load(path, memo=memo)
-    body = json.loads(memo.read_text())
-    body["entries"]["a"][7] = "not rows"  # a damaged memo: the lock is read instead
-    memo.write_text(json.dumps(body))
+    head, _, body = memo.read_text().partition("\n")
+    rows = json.loads(body)
+    rows["a"][7] = "not rows"  # a damaged memo: the lock is read instead
+    memo.write_text(f"{head}\n{json.dumps(rows)}")
     assert Lockfile.load(path, memo=memo).entries["a"].outputs[0].path == "assets/aaaaaaaaaaaaaaaa.png"
     memo.write_text("{")
     assert list(Lockfile.load(path, memo=memo).entries) == ["a"]
