@@ -205,6 +205,14 @@ class Git:
             self.show_many([path])
         return self._shown.get(path)
 
+    def tracks(self, path: str) -> bool:
+        """Whether git tracks ``path`` now (in its index), committed or only added."""
+        try:
+            return subprocess.run(["git", "ls-files", "--error-unmatch", "--", path], cwd=self.folder,
+                                  capture_output=True, timeout=30).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
+
     def show_many(self, paths: Iterable[str]) -> None:
         """Read many files of the commit with one ``git cat-file --batch``."""
         paths = [p for p in dict.fromkeys(paths) if p not in self._shown and "\n" not in p]
@@ -617,13 +625,27 @@ def write_report(project: "Project", out: Path | None = None, *, since: str | No
         if since is not None:
             raise UsageError(f"--since {since}: {note}; name a commit (e.g. HEAD~1 or main), or leave --since out")
         git = None
-    found = find_changes(project, git, lock_file.name, decisions, raw) if git is not None else None
+    elif since is None and git.show(lock_file.name) is None and not git.tracks(lock_file.name):
+        note = f"{lock_file.name} is not in git (commit it, and the outputs, to compare with a commit)"
+        git = None
+    found = None
+    if git is not None:
+        try:
+            found = find_changes(project, git, lock_file.name, decisions, raw)
+        except UserError as exc:
+            if since is not None:
+                raise
+            note, git = str(exc).replace("--since HEAD: ", "", 1), None  # HEAD's lock cannot be read
     page = Page(project, out, plan.decisions, raw)
     page.prefetch()
     text = page.render(found, since or "HEAD", note, git)
     page.thumbs.save()
     data = text.encode("utf-8")
-    write_atomic(out, data)
+    try:
+        write_atomic(out, data)
+    except OSError as exc:
+        raise UsageError(f"-o {out}: cannot write the report: {exc.strerror or exc}; name a file in a writable "
+                         "folder") from exc
     try:
         os.chmod(out, 0o644)  # a page to open and share, not a secret (mkstemp made it 0600)
     except OSError:

@@ -283,3 +283,27 @@ def test_since_reads_git_when_the_project_is_a_subfolder_of_the_repository(built
     start = text.index('<article class="change changed" data-asset="shoe[color=red]">')
     old = text[start:text.index('class="side new"', start)]
     assert decoded(Page(old).all("img")[0]["src"]).tobytes() == decoded_thumb(old_shoe).tobytes()
+
+
+def test_an_uncommitted_lock_means_no_comparison_not_every_asset_new(built: ProjectDir):
+    git(built.root, "init", "-q")
+    (built.root / "README").write_text("a repository whose kit is not committed yet\n")
+    git(built.root, "add", "README")
+    git(built.root, "commit", "-q", "-m", "start")
+    res = built.run("report")
+    assert res.exit_code == 0 and "assetbuild.lock is not in git" in res.stderr
+    text = (built.root / "assetbuild-report.html").read_text(encoding="utf-8")
+    assert "Changes since" not in text and "assetbuild.lock is not in git" in text
+    git(built.root, "add", "assetbuild.lock", "assets")  # added in this change: every asset is new
+    text, page = report(built)
+    assert [a["data-asset"] for a in page.all("article", **{"class": "new"})] == NODES
+    text, page = report(built, "--since", "HEAD")
+    assert len(page.all("article", **{"class": "new"})) == len(NODES)
+
+
+def test_a_report_path_that_cannot_be_written_is_one_line(built: ProjectDir):
+    (built.root / "blocker").write_text("a file where a folder would have to be\n")
+    res = built.run("report", "-o", "blocker/kit.html")
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "cannot write the report" in res.stderr
+    res = built.run("report", "-o", "assets")
+    assert res.exit_code == 2 and "is a folder" in res.stderr
