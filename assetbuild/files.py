@@ -20,6 +20,45 @@ class BuildLocked(UserError):
     """Another build of the same project is running."""
 
 
+def _umask_at_import() -> int:
+    """The umask, read the only portable way (set it, then put it back): done once, at
+    import, before any build thread exists, so no other thread can create a file meanwhile."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_IMPORT_UMASK = _umask_at_import()
+
+
+def umask_from_status(text: str) -> int | None:
+    """The ``Umask:`` line of /proc/self/status (Linux 4.7+), or None."""
+    for line in text.splitlines():
+        if line.startswith("Umask:"):
+            try:
+                return int(line.split(":", 1)[1].strip(), 8)
+            except ValueError:
+                return None
+    return None
+
+
+def current_umask() -> int:
+    """The process's umask without changing it (no race with threads creating files): from
+    /proc/self/status where there is one, else as it was at import."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            found = umask_from_status(fh.read())
+    except OSError:
+        found = None
+    return _IMPORT_UMASK if found is None else found
+
+
+def file_mode() -> int:
+    """The mode a file the user owns gets, as ``open()`` would create it: 0o666 & ~umask
+    (0644 under umask 022), not the 0600 of a temp file."""
+    return 0o666 & ~current_umask()
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     import tempfile  # here: a no-op build writes nothing, and tempfile imports random and shutil
 
@@ -27,6 +66,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            if hasattr(os, "fchmod"):  # mkstemp makes 0600; the user's files get the usual mode
+                os.fchmod(fh.fileno(), file_mode())
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
