@@ -25,6 +25,7 @@ from .files import exclusive, sweep_temp_files
 from .gcpause import paused
 from .hashing import FileHasher
 from .leftovers import Leftover, gone, sweep
+from .keys import KeyRing, MissingKey, missing_keys
 from .lockfile import Lockfile
 from .nodes import Node
 from .planner import Action, Decision, Planner, texts
@@ -74,6 +75,10 @@ class Providers:
     def fallback_of(self, name: str) -> str | None:
         return self._blueprint.fallback_of(name)
 
+    def missing_key(self, name: str) -> str | None:
+        """The variable provider ``name``'s API key should be in, if it is empty."""
+        return KeyRing(self, self._env).missing(name)
+
     def interrupt(self) -> None:
         with self._mutex:
             made = list(self._made.values())
@@ -95,6 +100,12 @@ class Plan:
     offline: bool = False
     warnings: list[str] = field(default_factory=list)  # e.g. the remote cache was unreachable
     pruned: list[Leftover] = field(default_factory=list)  # assets gone from the manifest, and their files
+    assume_keys: bool = False  # planned as if every API key were set (plan --assume-keys)
+
+    @property
+    def missing_keys(self) -> list[MissingKey]:
+        """Each API key variable that is not set, with the assets it blocks."""
+        return missing_keys([(d.id, d.node.provider, d.reasons) for d in self.decisions])
 
     @property
     def estimated_cost(self) -> float:
@@ -107,6 +118,7 @@ class Plan:
                         for d in self.decisions],
             "pruned": [p.to_json() for p in self.pruned],
             "estimated_cost": self.estimated_cost,
+            "missing_keys": [m.to_json() for m in self.missing_keys],
         }
 
 
@@ -115,6 +127,7 @@ class BuildReport:
     results: list[NodeResult]
     pruned: list[Leftover] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. the remote cache was unreachable
+    missing_keys: list[MissingKey] = field(default_factory=list)  # the API keys that blocked assets
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -144,8 +157,17 @@ PRUNE_REASON = "no longer in the manifest (a build without targets prunes it and
 
 @dataclass
 class Stale:
+    """One thing ``check`` looked at: an asset (its plan ``action``), or the lock itself.
+    ``codes`` are the reasons as stable identifiers, one per reason."""
+
     asset: str
     reasons: list[str]
+    codes: list[str] = field(default_factory=list)
+    action: str = ""
+
+    @property
+    def stale(self) -> bool:
+        return self.action != Action.UP_TO_DATE.value
 
 
 class Project:
@@ -218,14 +240,21 @@ class Project:
 
     # -- planning ---------------------------------------------------------------------------
 
-    def _price(self, node: Node) -> float:
+    def _price(self, node: Node, keys: KeyRing | None = None) -> float:
         if node.provider_type == "local":
             return 0.0
-        return self.providers.get(node.provider).price_per_image(node.model) * node.count
+        name = (keys or self.keys()).route(node.provider) or node.provider  # a keyless primary is skipped
+        return self.providers.get(name).price_per_image(node.model) * node.count
 
-    def planner(self, *, force: Iterable[str] = (), offline: bool = False) -> Planner:
-        return Planner(self.lock, self.hasher, self.cache, price=self._price, force=frozenset(force), offline=offline,
-                       elsewhere=self._other_locks)
+    def keys(self, *, assume: bool = False) -> KeyRing:
+        """What the API keys in the environment allow (``assume``: as if all were set)."""
+        return KeyRing(self.providers, self.env, assume=assume)
+
+    def planner(self, *, force: Iterable[str] = (), offline: bool = False, assume_keys: bool = False) -> Planner:
+        keys = self.keys(assume=assume_keys)
+        return Planner(self.lock, self.hasher, self.cache, price=lambda node: self._price(node, keys),
+                       force=frozenset(force), offline=offline, elsewhere=self._other_locks,
+                       missing_key=lambda node: None if node.provider_type == "local" else keys.blocking(node.provider))
 
     def _other_locks(self) -> dict[str, set[str]]:
         """Each output path -> the sha256s the lock of MERGE_HEAD and of the last commits
@@ -251,15 +280,17 @@ class Project:
         return [self.nodes[nid] for nid in self.blueprint.select(targets)]
 
     def plan(self, targets: Iterable[str] = (), *, force: bool = False, offline: bool = False,
-             on_event: Callable[[Event], None] | None = None) -> Plan:
+             assume_keys: bool = False, on_event: Callable[[Event], None] | None = None) -> Plan:
+        """``assume_keys`` plans as if every API key were set (nothing is blocked on a missing
+        key): what a build with the keys would generate, and its cost."""
         nodes = self.select(targets)
         forced = frozenset(self._forced(targets, nodes) if force else ())
         seen = len(self.cache.warnings)
         with self._warnings_to(on_event), paused():
-            decisions = self.planner(force=forced, offline=offline).plan(nodes)
+            decisions = self.planner(force=forced, offline=offline, assume_keys=assume_keys).plan(nodes)
         pruned = [] if list(targets) else self.leftovers(dry_run=True)
         self.hasher.save()
-        return Plan(decisions, forced, offline, self.cache.warnings[seen:], pruned)
+        return Plan(decisions, forced, offline, self.cache.warnings[seen:], pruned=pruned, assume_keys=assume_keys)
 
     def leftovers(self, *, dry_run: bool, extra: list[dict[str, Any]] | None = None) -> list[Leftover]:
         """The assets in the lock (and in ``extra`` locks, e.g. earlier commits') that the
@@ -312,6 +343,8 @@ class Project:
                max_cost: float | None, plan: Plan | None, on_event: Callable[[Event], None] | None) -> BuildReport:
         seen = len(self.cache.warnings)
         plan = plan or self.plan(targets, force=force, offline=offline, on_event=on_event)
+        if plan.assume_keys:
+            raise UsageError("a plan made with --assume-keys cannot be built; plan again without it")
         budget = max_cost if max_cost is not None else self.blueprint.settings.get("max_cost")
         if budget is not None and plan.estimated_cost > budget + 1e-9:
             raise BudgetError(f"estimated cost ${plan.estimated_cost:.2f} exceeds the budget of ${budget:.2f} "
@@ -328,27 +361,49 @@ class Project:
             pruned = self.leftovers(dry_run=False)
             self.lock.prune(p.asset for p in pruned)
             self.lock.save_if_changed()
-        return BuildReport(results, pruned, list(dict.fromkeys(plan.warnings + self.cache.warnings[seen:])))
+        keyless = missing_keys((r.id, self.nodes[r.id].provider, r.causes) for r in results if r.id in self.nodes)
+        return BuildReport(results, pruned, list(dict.fromkeys(plan.warnings + self.cache.warnings[seen:])), keyless)
 
     def _check_keys(self, plan: Plan) -> None:
-        """Every provider the plan will call has its key: say so before anything is sent."""
+        """Before anything is sent: every key the plan will use can be sent (``key_is_set``
+        refuses one no HTTP header can carry). Assets whose providers have no key were planned
+        as blocked (``missing-key``) and the rest builds; but if nothing else is left to do,
+        that is the user's to fix: say so, exit 2."""
+        missing = plan.missing_keys
+        if missing and not any(d.action in (Action.RESTORE, Action.GENERATE, Action.DERIVE) for d in plan.decisions):
+            raise UserError("\n".join(f"provider {m.providers[0]}: set the environment variable {m.variable} "
+                                       "to your API key; nothing was sent" for m in missing))
+        keys = self.keys()
         for name in dict.fromkeys(d.node.provider for d in plan.decisions if d.action is Action.GENERATE):
-            provider = self.providers.get(name)
+            routed = keys.route(name) or name
+            provider = self.providers.get(routed)
             if getattr(provider, "key_is_set", True) is False:
-                raise UserError(f"provider {name}: set the environment variable "
+                raise UserError(f"provider {routed}: set the environment variable "
                                 f"{getattr(provider, 'key_env', '?')} to your API key; nothing was sent")
 
     # -- checking and explaining ------------------------------------------------------------
 
-    def check(self) -> list[Stale]:
-        """Every asset whose outputs or lock entry are not what the manifest asks for."""
-        stale = [Stale(d.id, texts(d.reasons) or [d.action.value]) for d in self.plan().decisions
-                 if d.action is not Action.UP_TO_DATE]
+    def check(self, targets: Iterable[str] = ()) -> list[Stale]:
+        """Every asset (of ``targets`` and their upstream; all if none) whose outputs or lock
+        entry are not what the manifest asks for."""
+        return [s for s in self.check_all(targets) if s.stale]
+
+    def check_all(self, targets: Iterable[str] = ()) -> list[Stale]:
+        """What ``check`` looked at, stale or not: each selected asset, then the lock's own
+        problems. Keys are assumed set: a missing key is not what makes an asset stale."""
+        targets = list(targets)
+        found = []
+        for d in self.plan(targets, assume_keys=True).decisions:
+            fallback = [] if d.action is Action.UP_TO_DATE else [d.action.value]  # a reason, whatever happens
+            found.append(Stale(d.id, texts(d.reasons) or fallback, [r.code for r in d.reasons] or fallback,
+                               d.action.value))
         if self.lock.replayed:
-            stale.append(Stale(self.lock.path.name, [f"an interrupted build finished {self.lock.replayed} asset(s) "
-                                                     "not yet written to it; run `assetbuild build`"]))
-        stale += [Stale(nid, [PRUNE_REASON]) for nid in gone(self.lock.entries, self.nodes)]
-        return stale
+            found.append(Stale(self.lock.path.name, [f"an interrupted build finished {self.lock.replayed} asset(s) "
+                                                     "not yet written to it; run `assetbuild build`"],
+                               ["lock-behind"], "build"))
+        if not targets:
+            found += [Stale(nid, [PRUNE_REASON], ["asset-removed"], "prune") for nid in gone(self.lock.entries, self.nodes)]
+        return found
 
     def clean(self, *, dry_run: bool = False, git_revs: int = 0) -> tuple[list[Leftover], list[str]]:
         """Remove orphaned outputs: files assetbuild wrote (per the lock, and with ``git_revs``

@@ -196,21 +196,38 @@ def _money(usd: float) -> str:
 
 @cli.command()
 @click.argument("targets", nargs=-1)
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default=None,
+              help="text (default), json, or markdown (a table for a GitHub job summary).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (same as --format json).")
 @click.option("--force", is_flag=True, help="Plan as if rebuilding the targets regardless.")
 @click.option("--offline", is_flag=True, help="Plan without provider calls.")
 @click.option("--provider", "provider_override", default=None, help="Use this provider for every asset.")
+@click.option("--assume-keys", is_flag=True,
+              help="Plan as if every API key were set (CI without secrets: what would be generated, its cost).")
 @click.pass_obj
-def plan(ctx: Ctx, targets: tuple[str, ...], as_json: bool, force: bool, offline: bool,
-         provider_override: str | None) -> None:
+def plan(ctx: Ctx, targets: tuple[str, ...], fmt: str | None, as_json: bool, force: bool, offline: bool,
+         provider_override: str | None, assume_keys: bool) -> None:
     """What a build would do, per asset, with reasons and the estimated cost."""
+    if as_json and fmt not in (None, "json"):
+        raise UsageError(f"--json is --format json; give one of --json and --format {fmt}")
+    fmt = "json" if as_json else fmt or "text"
     project = ctx.project(provider_override)
     try:
-        result = project.plan(targets, force=force, offline=offline, on_event=_warn_on_stderr)
+        result = project.plan(targets, force=force, offline=offline, assume_keys=assume_keys,
+                              on_event=_warn_on_stderr)
     finally:
         project.close()
-    if as_json:
+    for missing in result.missing_keys:
+        click.echo(f"warning: {missing.variable} is not set: {len(missing.assets)} asset(s) of provider "
+                   f"{', '.join(missing.providers)} blocked; set it to build them "
+                   "(plan --assume-keys shows what they would cost)", err=True)
+    if fmt == "json":
         click.echo(jsonout.dumps(result.to_json()))
+        return
+    if fmt == "markdown":
+        from .summaries import plan_markdown
+
+        click.echo(plan_markdown(result), nl=False)
         return
     width = max((len(d.id) for d in result.decisions), default=0)
     for d in ([] if ctx.quiet else result.decisions):
@@ -311,7 +328,9 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going
         project.close()
     summary = report.to_json()
     if as_json:
-        click.echo(jsonout.dumps(summary))
+        from .summaries import build_json
+
+        click.echo(jsonout.dumps(build_json(report, project.nodes)))
     else:
         for left in report.pruned:
             click.echo(_leftover_line("pruned", left, "removed"))
@@ -319,26 +338,39 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going
                    f"{summary['derived']} derived, "
                    f"{summary['up_to_date']} up to date, {summary['failed']} failed, {summary['blocked']} blocked; "
                    f"cost {_money(report.cost_usd)}")
+    for missing in report.missing_keys:
+        click.echo(f"error: {len(missing.assets)} asset(s) of provider {', '.join(missing.providers)} not built: "
+                   f"set the environment variable {missing.variable} to its API key", err=True)
     return report
 
 
 # -- check ------------------------------------------------------------------------------------
 
 @cli.command()
+@click.argument("targets", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print each asset's status and reasons, and a summary, as JSON.")
 @click.pass_obj
-def check(ctx: Ctx) -> None:
+def check(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:
     """For CI: exit 0 only if every output exists and matches the lock and the manifest."""
     project = ctx.project()
     try:
-        stale = project.check()
+        found = project.check_all(targets)
     finally:
         project.close()
+    stale = [s for s in found if s.stale]
+    if as_json:
+        from .summaries import check_json
+
+        click.echo(jsonout.dumps(check_json(found)))
+        if stale:
+            sys.exit(EXIT_FAILED)
+        return
     for s in stale:
         click.echo(f"stale      {s.asset}: {'; '.join(s.reasons)}")
     if stale:
         click.echo(f"check: {len(stale)} stale asset(s); run `assetbuild build`")
         sys.exit(EXIT_FAILED)
-    click.echo(f"check: all {len(project.nodes)} asset(s) up to date")
+    click.echo(f"check: all {len(found)} asset(s) up to date")
 
 
 # -- clean ------------------------------------------------------------------------------------
@@ -581,6 +613,16 @@ def providers(ctx: Ctx, as_json: bool) -> None:
             click.echo(f"  url     {row['base_url']}")
         for model, model_id in row["models"].items():
             click.echo(f"  {model:<13} -> {model_id:<28} {_money(row['price_per_image'][model])}/image")
+
+
+# -- schema -----------------------------------------------------------------------------------
+
+@cli.command()
+def schema() -> None:
+    """The manifest's JSON Schema (for taplo / Even Better TOML), generated from its models."""
+    from .schema import manifest_schema
+
+    click.echo(jsonout.dumps(manifest_schema()))
 
 
 # -- cache ------------------------------------------------------------------------------------

@@ -111,6 +111,7 @@ class NodeResult:
     cost_usd: float = 0.0
     outputs: list[str] = field(default_factory=list)  # sha256 per output
     provider: str | None = None
+    causes: list[Reason] = field(default_factory=list)  # a blocked node's reasons as data (codes, details)
 
     @property
     def handoff(self) -> Handoff:
@@ -248,9 +249,9 @@ class Executor:
             self.hasher.save()
         for nid in planned:
             if nid not in done:
-                reason = str(Reason("stopped", stopped_by or "?"))
-                done[nid] = NodeResult(nid, Outcome.BLOCKED, [reason])
-                self.on_event(Event("done", nid, Outcome.BLOCKED.value, reason))
+                reason = Reason("stopped", stopped_by or "?")
+                done[nid] = NodeResult(nid, Outcome.BLOCKED, [str(reason)], causes=[reason])
+                self.on_event(Event("done", nid, Outcome.BLOCKED.value, str(reason)))
         return [done[nid] for nid in planned]
 
     def _current(self, d: Decision, upstream: list[str], planned: dict[str, Decision],
@@ -278,7 +279,7 @@ class Executor:
             assert d.outputs is not None
             self._relabel(d)
             return NodeResult(d.id, Outcome.UP_TO_DATE, outputs=list(d.outputs))
-        return NodeResult(d.id, Outcome.BLOCKED, texts(d.reasons))
+        return NodeResult(d.id, Outcome.BLOCKED, texts(d.reasons), causes=list(d.reasons))
 
     def _relabel(self, d: Decision) -> None:
         """An up-to-date node whose references were renamed (same bytes, so the same
@@ -296,7 +297,7 @@ class Executor:
                 return restored
             d = self._after_damaged_restore(d)
             if d.action is Action.BLOCKED:
-                return NodeResult(d.id, Outcome.BLOCKED, texts(d.reasons))
+                return NodeResult(d.id, Outcome.BLOCKED, texts(d.reasons), causes=list(d.reasons))
         if d.action is Action.DERIVE:
             return self._derive(d)
         return self._generate(d)
@@ -369,10 +370,17 @@ class Executor:
         )
         name: str | None = node.provider
         tried: list[str] = []
+        missing_key = getattr(self.providers, "missing_key", None)
         while True:
             assert name is not None
             provider = self.providers.get(name)
             tried.append(name)
+            variable = missing_key(name) if missing_key is not None else None
+            nxt = self.providers.fallback_of(name)
+            if variable and nxt and nxt not in tried:  # a keyless host is skipped, never tried
+                self.on_event(Event("fallback", node.id, detail=f"provider {name}: {variable} is not set; trying {nxt}"))
+                name = nxt
+                continue
             try:
                 result = provider.generate(request, self.cache.jobs)
                 break

@@ -56,6 +56,7 @@ _REASON_TEXT = {
     "in-cache": "in the cache",
     "forced": "forced (--force)",
     "offline": "needs generation by {} (--offline)",
+    "missing-key": "API key not set: set the environment variable {}",
     "recipe-changed": "recipe changed",
     "fingerprint-changed": "fingerprint changed",
     "cache-damaged": "the cached images are damaged or gone",
@@ -119,7 +120,8 @@ class Decision:
 class Planner:
     def __init__(self, lock: Lockfile, hasher: FileHasher, cache: Cache, *,
                  price: Callable[[Node], float], force: frozenset[str] = frozenset(), offline: bool = False,
-                 elsewhere: Callable[[], Mapping[str, set[str]]] | None = None):
+                 elsewhere: Callable[[], Mapping[str, set[str]]] | None = None,
+                 missing_key: Callable[[Node], str | None] | None = None):
         self.lock = lock
         self.elsewhere = elsewhere  # path -> sha256s other locks (git's) recorded; asked only for a changed file
         self.hasher = hasher
@@ -128,6 +130,7 @@ class Planner:
         self.force = force
         self.offline = offline
         self._by_fingerprint: dict[str, list[str]] | None = None
+        self.missing_key = missing_key  # the variable(s) to set when no provider for the node has a key
 
     # -- one node ---------------------------------------------------------------------------
 
@@ -213,6 +216,10 @@ class Planner:
             return Decision(node, Action.DERIVE, reasons, fingerprint=fp, inputs=inputs, references=refs)
         if self.offline and node.provider_type != "local":
             return Decision(node, Action.BLOCKED, reasons + [Reason("offline", node.provider)],
+                            fingerprint=fp, inputs=inputs, references=refs)
+        variable = self.missing_key(node) if self.missing_key is not None else None
+        if variable:
+            return Decision(node, Action.BLOCKED, reasons + [Reason("missing-key", variable)],
                             fingerprint=fp, inputs=inputs, references=refs)
         return Decision(node, Action.GENERATE, reasons, cost_usd=self.price(node), fingerprint=fp, inputs=inputs,
                         references=refs)

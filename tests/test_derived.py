@@ -244,6 +244,7 @@ def test_offline_derives_and_restores_but_blocks_what_needs_a_host(project):
     from = "@remote"
     steps = [{ op = "grayscale" }]
     """)
+    project.env["ARK_API_KEY"] = "k"  # without it, remote is blocked on its key (tests/test_keys.py)
     plan = actions(project)
     assert plan["from-file"] == ("derive", ["new-asset"]) and plan["remote"][0] == "generate"
     res = project.run("build", "--offline", "--json", "-k")
