@@ -106,9 +106,13 @@ def test_build_json_lists_pruned_assets(project: ProjectDir) -> None:
     project.manifest(CHAIN)
     assert project.run("build").exit_code == 0
     project.manifest(CHAIN.replace('[assets.other]\nprompt = "independent"\n', ""))
+    out = project.run("plan", "--format", "markdown").output
+    assert "| `other` | prune | no longer in the manifest; removes assets/other.png |   |" in out
+    assert out.endswith("(3 up-to-date, 1 prune)\n")
     summary = run_json(project, "build", "--json")
     validate("build-json", summary)
-    assert [p["asset"] for p in summary["assets"]["pruned"]] == ["other"]
+    assert summary["assets"]["pruned"] == [{"asset": "other", "files": ["assets/other.png"], "kept": []}]
+    assert not (project.root / "assets" / "other.png").exists()
 
 
 # -- check [TARGETS] --json -------------------------------------------------------------------
@@ -158,7 +162,8 @@ def test_check_json_names_assets_gone_from_the_manifest(project: ProjectDir) -> 
     validate("check-json", found)
     assert [a for a in found["assets"] if a["status"] == "stale"] == [
         {"asset": "other", "status": "stale", "action": "prune",
-         "reasons": ["in the lock but no longer in the manifest"], "codes": ["asset-removed"]}]
+         "reasons": ["no longer in the manifest (a build without targets prunes it and removes its files)"],
+         "codes": ["asset-removed"]}]
 
 
 # -- plan --format ----------------------------------------------------------------------------
