@@ -415,6 +415,7 @@ class Lockfile:
 
     @staticmethod
     def _parse_text(text: str, path: Path) -> dict[str, Any]:
+        """The TOML of a lock of this version (its entries not checked yet)."""
         if sys.version_info >= (3, 11):  # only when the memo is stale: tomllib is slow
             import tomllib
         else:  # pragma: no cover

@@ -111,6 +111,15 @@ def merge_files(base: Path, ours: Path, theirs: Path, name: str = "assetbuild.lo
     """What the driver does: merge the three files and write the result over ``ours``. A side
     that cannot be read leaves ``ours`` as it was, as one conflicted asset named ``*``."""
     try:
+        old_text, our_text, their_text = (path.read_bytes() for path in (base, ours, theirs))
+    except OSError:
+        return Merged({}, conflicts=["*"])
+    if their_text in (old_text, our_text):
+        return Merged({})  # only our side changed the lock (or both alike): ours is the result as it is
+    if our_text == old_text:
+        write_atomic(ours, their_text)  # only their side changed it: theirs, byte for byte
+        return Merged({})
+    try:
         sides = [read_side(path, name) for path in (ours, theirs)]
     except LockfileError:
         return Merged({}, conflicts=["*"])

@@ -104,6 +104,16 @@ def test_a_conflict_exits_1_with_a_valid_lock_and_says_lock_resolve(tmp_path, ca
     assert "changed on both sides (a)" in err and "assetbuild lock resolve" in err
 
 
+def test_a_lock_changed_on_one_side_only_is_that_side_byte_for_byte(tmp_path):
+    base = write_lock(tmp_path / "base", {"a": entry("a0")})
+    ours = write_lock(tmp_path / "ours", {"a": entry("a0")})
+    theirs = write_lock(tmp_path / "theirs", {"a": entry("a1"), "b": entry("b1")})
+    assert merge_files(base, ours, theirs).conflicts == []
+    assert ours.read_bytes() == theirs.read_bytes()
+    again = write_lock(tmp_path / "again", {"a": entry("a2")})
+    assert merge_files(base, again, base).conflicts == [] and read_entries(again)["a"].fingerprint == "a2"
+
+
 def test_a_lock_added_on_both_sides_has_an_empty_base(tmp_path):
     (tmp_path / "base").write_bytes(b"")
     ours = write_lock(tmp_path / "ours", {"a": entry("a1")})
