@@ -264,3 +264,23 @@ def test_init_git_on_an_existing_project_only_sets_up_git_once(tmp_path):
     assert (clone.root / ".gitattributes").read_text() == "*.png binary\nassetbuild.lock merge=assetbuild\n"
     assert clone.git("config", "merge.assetbuild.driver").stdout.strip() == "assetbuild lock merge %O %A %B"
     assert (clone.root / "assetbuild.toml").read_text() == KIT
+
+
+def test_resolve_after_the_merge_was_committed_finds_the_other_side_in_history(team):
+    one, two = team
+    one.edit("asset a, first take", "asset a, in red")
+    one.build()
+    one.commit("a in red")
+    two.edit("asset a, first take", "asset a, in blue")
+    two.build()
+    two.commit("a in blue")
+    two.git("push", "-q", "origin", "main")
+    merged = merge_from_origin(one)
+    assert merged.returncode != 0
+    one.git("checkout", "--theirs", "assetbuild.toml")
+    one.commit("merge")  # committed before `lock resolve`: MERGE_HEAD is gone, their commit is in history
+    assert not one.git("rev-parse", "-q", "--verify", "MERGE_HEAD", ok=False).stdout
+    res = one.run("lock", "resolve")
+    assert res.exit_code == 0 and "fetched    a" in res.output, res.output + res.stderr
+    assert one.build()["blocked"] == 0 and one.calls.total == 0
+    assert one.read("assets/a.png") == two.read("assets/a.png")
