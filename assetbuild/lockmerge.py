@@ -117,7 +117,7 @@ def merge_files(base: Path, ours: Path, theirs: Path, name: str = "assetbuild.lo
     if their_text in (old_text, our_text):
         return Merged({})  # only our side changed the lock (or both alike): ours is the result as it is
     if our_text == old_text:
-        write_atomic(ours, their_text)  # only their side changed it: theirs, byte for byte
+        _write(ours, their_text, name)  # only their side changed it: theirs, byte for byte
         return Merged({})
     try:
         sides = [read_side(path, name) for path in (ours, theirs)]
@@ -128,8 +128,15 @@ def merge_files(base: Path, ours: Path, theirs: Path, name: str = "assetbuild.lo
     except LockfileError:
         old = {}  # an unreadable base: every difference counts as changed on both sides
     merged = merge_entries(old, sides[0], sides[1])
-    write_atomic(ours, Lockfile(ours, merged.entries).dumps().encode("utf-8"))
+    _write(ours, Lockfile(ours, merged.entries).dumps().encode("utf-8"), name)
     return merged
+
+
+def _write(path: Path, data: bytes, name: str) -> None:
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        raise LockfileError(f"{name}: cannot write the merged lock to {path} ({exc.strerror or exc})") from exc
 
 
 # -- resolve ------------------------------------------------------------------------------------
