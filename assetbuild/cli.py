@@ -50,6 +50,8 @@ class Seams:
     provider_factory: Callable[..., Any] | None = None
     clock: Any = None
     terminal: bool | None = None  # the live build display: None = only on a terminal, True = always, False = never
+    max_builds: int | None = None  # watch returns after this many builds
+    on_watch: Callable[[Any], None] | None = None  # given the Watcher before it starts (a test stops it)
 
 
 @dataclass
@@ -342,6 +344,45 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going
         click.echo(f"error: {len(missing.assets)} asset(s) of provider {', '.join(missing.providers)} not built: "
                    f"set the environment variable {missing.variable} to its API key", err=True)
     return report
+
+
+# -- watch ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("targets", nargs=-1)
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Assets built at once.")
+@click.option("-k", "--keep-going", is_flag=True, help="Go on with independent assets after a failure.")
+@click.option("--offline", is_flag=True, help="No provider calls: restore, derive and local only.")
+@click.option("--provider", "provider_override", default=None, help="Use this provider for every asset.")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None, callback=lambda ctx, param, value: _finite(value),
+              help="Refuse a build estimated above USD (each build).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before spending money.")
+@click.option("--debounce", "debounce_ms", type=click.IntRange(10, 60_000), default=200, show_default=True,
+              help="Build once no change came for MS milliseconds.")
+@click.pass_obj
+def watch(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, offline: bool,
+          provider_override: str | None, max_cost: float | None, yes: bool, debounce_ms: int) -> None:
+    """Build the targets (all if none), then again whenever the manifest or a file they read changes."""
+    from .watch import Watcher
+
+    def build_once() -> None:
+        _build_once(ctx, targets, jobs=jobs, keep_going=keep_going, offline=offline,
+                    provider_override=provider_override, max_cost=max_cost, yes=yes)
+
+    def on_error(exc: AssetbuildError) -> None:
+        for line in str(exc).splitlines() or [""]:
+            click.echo(f"error: {line}", err=True)
+
+    watcher = Watcher(ctx.directory / (ctx.manifest or "assetbuild.toml"), build_once, targets=targets,
+                      echo=click.echo, on_error=on_error, step_ms=debounce_ms,
+                      debounce_ms=max(1600, debounce_ms * 4))
+    if ctx.seams.on_watch is not None:
+        ctx.seams.on_watch(watcher)
+    try:
+        watcher.run(max_builds=ctx.seams.max_builds)
+    except KeyboardInterrupt:
+        click.echo("watch: stopped")
 
 
 # -- check ------------------------------------------------------------------------------------
