@@ -357,7 +357,7 @@ class Executor:
         return data
 
     def _generate(self, d: Decision) -> NodeResult | Finish:
-        from .providers.base import GenerationRequest
+        from .providers.base import GenerationRequest, phases_to
 
         node = d.node
         if d.fingerprint is None or d.inputs is None:  # decided before upstream finished
@@ -382,7 +382,8 @@ class Executor:
                 name = nxt
                 continue
             try:
-                result = provider.generate(request, self.cache.jobs)
+                with phases_to(lambda phase: self.on_event(Event("phase", node.id, phase))):
+                    result = provider.generate(request, self.cache.jobs)
                 break
             except ProviderError as exc:
                 self._secure_partial(d.fingerprint, exc)

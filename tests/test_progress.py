@@ -198,3 +198,41 @@ def test_a_real_terminal_gets_the_live_display_and_ci_does_not(project):
     assert "\x1b" not in plain and "done ·" not in plain
     assert plain.replace("\r\n", "\n").endswith(
         "build: 3 generated, 0 restored, 1 derived, 0 up to date, 0 failed, 0 blocked; cost $0.00\n")
+
+
+def test_a_hosts_job_shows_submitted_polling_downloading(project):
+    """An asynchronous host (the evolink emulator on 127.0.0.1): the executor hands on the
+    provider's phases as events, the live display draws each, the plain lines ignore them."""
+    from tests.fakes.clock import FakeClock
+    from tests.fakes.evolink import EvolinkEmulator
+
+    emu = EvolinkEmulator(api_key="sk-progress", polls_until_done=2).start()
+    try:
+        project.clock = FakeClock()
+        project.env["EVO_KEY"] = "sk-progress"
+        project.manifest(f'[project]\nprovider = "h"\nmodel = "seedream-4.0"\n[providers.h]\ntype = "evolink"\n'
+                         f'base_url = "{emu.base_url}"\napi_key_env = "EVO_KEY"\npoll_interval_s = 0.01\n'
+                         '[defaults]\nsize = "2K"\n[assets.fox]\nprompt = "a fox"\n')
+        loaded = Project.load(project.root, env=project.env, clock=project.clock)
+        events: list[Event] = []
+        try:
+            loaded.build(on_event=events.append)
+        finally:
+            loaded.close()
+        assert [e.status for e in events if e.kind == "phase"] == ["submitted", "polling", "polling", "downloading"]
+        assert all(e.node == "fox" for e in events if e.kind == "phase")
+        done = [e for e in events if e.kind == "done"]
+        assert len(done) == 1 and done[0].cost_usd > 0  # what the display adds to "spent"
+
+        seams = Seams(env=project.env, provider_factory=project.factory, clock=project.clock, terminal=True)
+        res = CliRunner().invoke(cli, ["-C", str(project.root), "build", "--force", "--yes"], obj=seams,
+                                 catch_exceptions=False)
+        assert res.exit_code == 0, res.stderr
+        frames = res.stdout
+        for phase in ("submitted", "polling", "downloading"):
+            assert phase in frames
+        assert f"1/1 done · 0 running · spent ${done[0].cost_usd:.2f}/~${done[0].cost_usd:.2f}" in frames
+        plain = project.run("build", "--force", "--yes")
+        assert plain.output.splitlines()[0] == "generated  fox  [1/1]" and "polling" not in plain.output
+    finally:
+        emu.stop()

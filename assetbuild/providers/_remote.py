@@ -58,7 +58,7 @@ from ._http import (
     secret_forms,
     size_warning,
 )
-from .base import CANONICAL_MODELS, GenerationRequest, GenerationResult, JobStore, ReferenceImage
+from .base import CANONICAL_MODELS, GenerationRequest, GenerationResult, JobStore, ReferenceImage, report_phase
 
 POLL_BACKOFF = 1.5
 POLL_MAX_INTERVAL_S = 10.0
@@ -385,6 +385,7 @@ class RemoteProvider:
         key = self.job_key(request)
         with self.reporting():
             job = self._start(request, jobs, key)
+            report_phase("resumed" if job.get("resumed") else "submitted")
             try:
                 job, state = self._settle(request, jobs, key, job)
             except ProviderError as exc:  # the poll deadline, a poll failing in transit, Ctrl-C
@@ -394,6 +395,7 @@ class RemoteProvider:
                 raise
             except Exception as exc:  # an answer a host module could not read: it will not get better
                 raise self._ended(jobs, key, job, self._unreadable(exc)) from exc
+            report_phase("downloading")
             return self.deliver(request, jobs, key, job, state)
 
     def deliver(self, request: GenerationRequest, jobs: JobStore, key: str, job: Job,
@@ -441,6 +443,7 @@ class RemoteProvider:
             state = fetch()
             if not state.running:
                 return state
+            report_phase("polling")
             if self._clock.monotonic() + interval > deadline:
                 raise ProviderUnavailable(
                     f"job {job_id} still running after {self.config.poll_timeout_s:g} s; "

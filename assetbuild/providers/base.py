@@ -8,8 +8,10 @@ placeholders offline. Providers never touch the manifest, the lock or the output
 from __future__ import annotations
 
 import base64
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 CANONICAL_MODELS = ("seedream-4.0", "seedream-4.5")
 LOCAL_MODEL = "local"
@@ -129,3 +131,26 @@ class Provider(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+_phases = threading.local()
+
+
+def report_phase(phase: str) -> None:
+    """Say where the request this thread runs stands: ``submitted`` (the host accepted the job,
+    or ``resumed``: a saved one), ``polling`` (it is still running), ``downloading``. The
+    executor listens (the live build display shows it); nobody listening, nothing happens."""
+    listener = getattr(_phases, "listener", None)
+    if listener is not None:
+        listener(phase)
+
+
+@contextmanager
+def phases_to(listener: Callable[[str], None]) -> Iterator[None]:
+    """Send this thread's :func:`report_phase` calls to ``listener`` for the block."""
+    previous = getattr(_phases, "listener", None)
+    _phases.listener = listener
+    try:
+        yield
+    finally:
+        _phases.listener = previous
