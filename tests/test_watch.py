@@ -169,6 +169,9 @@ def test_watched_files_are_the_manifest_and_what_the_targets_read(project):
     assert watched_files(manifest) == {manifest, root / "brand/palette.png", root / "brand/mark.png"}
     assert watched_files(manifest, ["d"]) == {manifest, root / "brand/mark.png"}
     assert watched_files(manifest, ["e"]) == {manifest}
+    project.write("brand/logo.png", png(8, 8))
+    project.manifest(MANIFEST + '[assets.g]\nfrom = "brand/logo.png"\nsteps = [{ op = "grayscale" }]\n')
+    assert watched_files(manifest, ["g"]) == {manifest, root / "brand/logo.png"}  # a from file
     project.manifest("[project\n")
     assert watched_files(manifest) == {manifest}
 
