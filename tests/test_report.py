@@ -261,7 +261,7 @@ def test_since_names_a_bad_revision_in_one_line(built: ProjectDir):
 
 
 def test_an_output_that_is_not_an_image_gets_a_placeholder(built: ProjectDir):
-    (built.root / "assets" / "logo.png").write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
+    (built.root / "assets" / "logo.png").write_bytes(b"\x89PNG but cut short")
     text, _ = report(built)
     logo = section(text, "logo")
     assert "not an image this page can show" in logo and "modified by hand" in logo
