@@ -367,7 +367,11 @@ class Page:
     def output_figure(self, rel: str, caption: str | None = None) -> str:
         exists = self.project.hasher.hash(rel) is not None
         thumb = self.file_thumb(rel, THUMB_PX)
-        why = "not an image this page can show" if exists else "output missing"
+        why = "output missing"
+        if exists and thumb is None:
+            head = (self.file_bytes(rel) or b"")[:64]
+            why = ("a Git LFS pointer: run git lfs pull" if head.startswith(b"version https://git-lfs")
+                   else "not an image this page can show")
         image = self.img(thumb, rel, why)
         if exists:
             image = f'<a href="{self.href(rel)}">{image}</a>'

@@ -307,3 +307,11 @@ def test_a_report_path_that_cannot_be_written_is_one_line(built: ProjectDir):
     assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "cannot write the report" in res.stderr
     res = built.run("report", "-o", "assets")
     assert res.exit_code == 2 and "is a folder" in res.stderr
+
+
+def test_an_output_that_is_a_git_lfs_pointer_says_so(built: ProjectDir):
+    pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64 + b"\nsize 12345\n"
+    (built.root / "assets" / "logo.png").write_bytes(pointer)
+    text, _ = report(built)
+    assert "a Git LFS pointer: run git lfs pull" in section(text, "logo")
+    assert "https://" not in text
