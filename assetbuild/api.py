@@ -101,6 +101,7 @@ class Plan:
     warnings: list[str] = field(default_factory=list)  # e.g. the remote cache was unreachable
     pruned: list[Leftover] = field(default_factory=list)  # assets gone from the manifest, and their files
     assume_keys: bool = False  # planned as if every API key were set (plan --assume-keys)
+    rerolled: frozenset[str] = frozenset()  # generated again on purpose (review.py)
 
     @property
     def missing_keys(self) -> list[MissingKey]:
@@ -244,17 +245,19 @@ class Project:
         if node.provider_type == "local":
             return 0.0
         name = (keys or self.keys()).route(node.provider) or node.provider  # a keyless primary is skipped
-        return self.providers.get(name).price_per_image(node.model) * node.count
+        return self.providers.get(name).price_per_image(node.model) * node.images_per_request
 
     def keys(self, *, assume: bool = False) -> KeyRing:
         """What the API keys in the environment allow (``assume``: as if all were set)."""
         return KeyRing(self.providers, self.env, assume=assume)
 
-    def planner(self, *, force: Iterable[str] = (), offline: bool = False, assume_keys: bool = False) -> Planner:
+    def planner(self, *, force: Iterable[str] = (), offline: bool = False, assume_keys: bool = False,
+                reroll: Iterable[str] = ()) -> Planner:
         keys = self.keys(assume=assume_keys)
         return Planner(self.lock, self.hasher, self.cache, price=lambda node: self._price(node, keys),
                        force=frozenset(force), offline=offline, elsewhere=self._other_locks,
-                       missing_key=lambda node: None if node.provider_type == "local" else keys.blocking(node.provider))
+                       missing_key=lambda node: None if node.provider_type == "local" else keys.blocking(node.provider),
+                       reroll=frozenset(reroll))
 
     def _other_locks(self) -> dict[str, set[str]]:
         """Each output path -> the sha256s the lock of MERGE_HEAD and of the last commits
@@ -280,17 +283,26 @@ class Project:
         return [self.nodes[nid] for nid in self.blueprint.select(targets)]
 
     def plan(self, targets: Iterable[str] = (), *, force: bool = False, offline: bool = False,
-             assume_keys: bool = False, on_event: Callable[[Event], None] | None = None) -> Plan:
+             assume_keys: bool = False, reroll: Iterable[str] = (),
+             on_event: Callable[[Event], None] | None = None) -> Plan:
         """``assume_keys`` plans as if every API key were set (nothing is blocked on a missing
-        key): what a build with the keys would generate, and its cost."""
-        nodes = self.select(targets)
+        key): what a build with the keys would generate, and its cost. ``reroll`` names assets
+        to generate again though nothing changed (review.py checks they can be); they are
+        planned whether or not ``targets`` name them."""
+        from .review import reroll_nodes
+
+        targets = list(targets)
+        rerolled = frozenset(reroll_nodes(self, list(reroll))) if reroll else frozenset()
+        nodes = self.select(targets + sorted(rerolled) if targets else targets)
         forced = frozenset(self._forced(targets, nodes) if force else ())
         seen = len(self.cache.warnings)
         with self._warnings_to(on_event), paused():
-            decisions = self.planner(force=forced, offline=offline, assume_keys=assume_keys).plan(nodes)
+            decisions = self.planner(force=forced, offline=offline, assume_keys=assume_keys,
+                                     reroll=rerolled).plan(nodes)
         pruned = [] if list(targets) else self.leftovers(dry_run=True)
         self.hasher.save()
-        return Plan(decisions, forced, offline, self.cache.warnings[seen:], pruned=pruned, assume_keys=assume_keys)
+        return Plan(decisions, forced, offline, self.cache.warnings[seen:], pruned=pruned, assume_keys=assume_keys,
+                    rerolled=rerolled)
 
     def leftovers(self, *, dry_run: bool, extra: list[dict[str, Any]] | None = None) -> list[Leftover]:
         """The assets in the lock (and in ``extra`` locks, e.g. earlier commits') that the
@@ -333,16 +345,17 @@ class Project:
 
     def build(self, targets: Iterable[str] = (), *, jobs: int = 4, keep_going: bool = False, force: bool = False,
               offline: bool = False, max_cost: float | None = None, plan: Plan | None = None,
-              on_event: Callable[[Event], None] | None = None) -> BuildReport:
+              reroll: Iterable[str] = (), on_event: Callable[[Event], None] | None = None) -> BuildReport:
         targets = list(targets)
         with self.exclusive():
             return self._build(targets, jobs=jobs, keep_going=keep_going, force=force, offline=offline,
-                               max_cost=max_cost, plan=plan, on_event=on_event)
+                               max_cost=max_cost, plan=plan, reroll=list(reroll), on_event=on_event)
 
     def _build(self, targets: list[str], *, jobs: int, keep_going: bool, force: bool, offline: bool,
-               max_cost: float | None, plan: Plan | None, on_event: Callable[[Event], None] | None) -> BuildReport:
+               max_cost: float | None, plan: Plan | None, reroll: list[str],
+               on_event: Callable[[Event], None] | None) -> BuildReport:
         seen = len(self.cache.warnings)
-        plan = plan or self.plan(targets, force=force, offline=offline, on_event=on_event)
+        plan = plan or self.plan(targets, force=force, offline=offline, reroll=reroll, on_event=on_event)
         if plan.assume_keys:
             raise UsageError("a plan made with --assume-keys cannot be built; plan again without it")
         budget = max_cost if max_cost is not None else self.blueprint.settings.get("max_cost")
@@ -350,7 +363,8 @@ class Project:
             raise BudgetError(f"estimated cost ${plan.estimated_cost:.2f} exceeds the budget of ${budget:.2f} "
                               "(max_cost / --max-cost); nothing was sent")
         self._check_keys(plan)
-        executor = Executor(root=self.root, planner=self.planner(force=plan.forced, offline=plan.offline), lock=self.lock,
+        executor = Executor(root=self.root, planner=self.planner(force=plan.forced, offline=plan.offline,
+                                                                  reroll=plan.rerolled), lock=self.lock,
                             cache=self.cache, hasher=self.hasher, providers=self.providers, clock=self.clock,
                             jobs=jobs, keep_going=keep_going, budget=Budget(budget, plan.estimated_cost),
                             on_event=on_event)

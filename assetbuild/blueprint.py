@@ -24,7 +24,8 @@ from .errors import UsageError
 from .files import read_manifest, write_atomic
 from .nodes import Node, Ref, RefSite
 
-MEMO_VERSION = 4  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1
+MEMO_VERSION = 5  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1;
+#                   5: candidates
 
 
 def _version() -> str:
@@ -190,15 +191,16 @@ def _encode(node: Node) -> list[Any]:
             node.model, node.size, node.width, node.height, node.count, node.seed, node.watermark, dict(node.params),
             [[r.label, r.path, r.node, r.index, list(r.paths),
               None if r.site is None else [r.site.file, r.site.line, r.site.key, r.site.max_pixels]]
-             for r in node.references], list(node.outputs), node.kind, [dict(s) for s in node.steps]]
+             for r in node.references], list(node.outputs), node.kind, [dict(s) for s in node.steps], node.candidates]
 
 
 def _decode(item: list[Any]) -> Node:
     (nid, asset, variant, prompt, provider, ptype, model, size, width, height, count, seed, watermark, params,
-     refs, outputs, kind, steps) = item
+     refs, outputs, kind, steps, candidates) = item
     return Node(id=nid, asset=asset, variant=tuple((k, v) for k, v in variant), prompt=prompt, provider=provider,
                 provider_type=ptype, model=model, size=size, width=width, height=height, count=count, seed=seed,
                 watermark=watermark, params=params,
                 references=tuple(Ref(label, path, node, index, tuple(paths), None if site is None else RefSite(*site))
                                  for label, path, node, index, paths, site in refs),
-                outputs=tuple(outputs), kind=kind, steps=tuple(steps))
+                outputs=tuple(outputs), kind=kind, steps=tuple(steps),
+                candidates=candidates)

@@ -128,6 +128,14 @@ class Cache:
                 self.put_blob(data)
         return data
 
+    def share_blob(self, sha: str) -> None:
+        """Upload one local blob to the remote, if one is connected (an image that is not the
+        result of a fingerprint: an output adopted by hand)."""
+        if self.remote is not None and not self.remote.off:
+            data = self.local_blob(sha)
+            if data is not None:
+                self.remote.put_blob(sha, data)
+
     def local_blob(self, sha: str) -> bytes | None:
         """``get_blob`` without the remote."""
         path = self._blob_path(sha)

@@ -206,16 +206,17 @@ def _money(usd: float) -> str:
 @click.option("--provider", "provider_override", default=None, help="Use this provider for every asset.")
 @click.option("--assume-keys", is_flag=True,
               help="Plan as if every API key were set (CI without secrets: what would be generated, its cost).")
+@click.option("--reroll", multiple=True, metavar="ASSET", help="Plan as `assetbuild reroll ASSET` would (repeatable).")
 @click.pass_obj
 def plan(ctx: Ctx, targets: tuple[str, ...], fmt: str | None, as_json: bool, force: bool, offline: bool,
-         provider_override: str | None, assume_keys: bool) -> None:
+         provider_override: str | None, assume_keys: bool, reroll: tuple[str, ...]) -> None:
     """What a build would do, per asset, with reasons and the estimated cost."""
     if as_json and fmt not in (None, "json"):
         raise UsageError(f"--json is --format json; give one of --json and --format {fmt}")
     fmt = "json" if as_json else fmt or "text"
     project = ctx.project(provider_override)
     try:
-        result = project.plan(targets, force=force, offline=offline, assume_keys=assume_keys,
+        result = project.plan(targets, force=force, offline=offline, assume_keys=assume_keys, reroll=reroll,
                               on_event=_warn_on_stderr)
     finally:
         project.close()
@@ -273,19 +274,22 @@ def _warn_on_stderr(event: Any) -> None:
               help="Refuse a build estimated above USD.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before spending money.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.option("--reroll", multiple=True, hidden=True)  # `assetbuild reroll ASSET` (review.py)
 @click.pass_obj
 def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force: bool, offline: bool,
-          provider_override: str | None, max_cost: float | None, yes: bool, as_json: bool) -> None:
+          provider_override: str | None, max_cost: float | None, yes: bool, as_json: bool,
+          reroll: tuple[str, ...] = ()) -> None:
     """Build the targets (all assets if none) and their upstream."""
     report = _build_once(ctx, targets, jobs=jobs, keep_going=keep_going, force=force, offline=offline,
-                         provider_override=provider_override, max_cost=max_cost, yes=yes, as_json=as_json)
+                         provider_override=provider_override, max_cost=max_cost, yes=yes, as_json=as_json,
+                         reroll=reroll)
     if not report.ok:
         sys.exit(EXIT_FAILED)
 
 
 def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going: bool = False, force: bool = False,
                 offline: bool = False, provider_override: str | None = None, max_cost: float | None = None,
-                yes: bool = False, as_json: bool = False) -> Any:
+                yes: bool = False, as_json: bool = False, reroll: tuple[str, ...] = ()) -> Any:
     """One build as `build` runs it (and `watch` after each change): the build lock, the plan,
     the question before spending on a terminal, the budget, the progress, the summary."""
     from contextlib import nullcontext
@@ -311,7 +315,7 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going
 
     try:
         with project.exclusive():  # before reading the lock and before asking: never act on a stale lock
-            the_plan = project.plan(targets, force=force, offline=offline, on_event=show)
+            the_plan = project.plan(targets, force=force, offline=offline, reroll=reroll, on_event=show)
             lines.total = len(the_plan.decisions)
             cost = the_plan.estimated_cost
             if cost > 0 and not yes and sys.stdin.isatty() and sys.stdout.isatty():
@@ -383,6 +387,68 @@ def watch(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, offli
         watcher.run(max_builds=ctx.seams.max_builds)
     except KeyboardInterrupt:
         click.echo("watch: stopped")
+
+
+# -- the review loop: reroll, pick, adopt (review.py) -----------------------------------------
+
+@cli.command()
+@click.argument("assets", nargs=-1, required=True)
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Assets built at once.")
+@click.option("--offline", is_flag=True, help="No provider calls: only local assets can be rerolled.")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None, callback=lambda ctx, param, value: _finite(value),
+              help="Refuse a reroll estimated above USD.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before spending money.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.pass_context
+def reroll(click_ctx: click.Context, assets: tuple[str, ...], jobs: int, offline: bool, max_cost: float | None,
+           yes: bool, as_json: bool) -> None:
+    """Generate ASSETS again though nothing changed; the previous images stay pickable."""
+    click_ctx.invoke(build, targets=assets, reroll=assets, jobs=jobs, offline=offline, max_cost=max_cost, yes=yes,
+                     as_json=as_json)
+
+
+@cli.command()
+@click.argument("asset")
+@click.argument("number", type=click.IntRange(min=1), metavar="N")
+@click.option("--force", is_flag=True, help="Replace an output modified by hand.")
+@click.pass_obj
+def pick(ctx: Ctx, asset: str, number: int, force: bool) -> None:
+    """Make candidate N of ASSET its output; its dependents become stale. Pays nothing."""
+    from . import review
+
+    project = ctx.project()
+    try:
+        done = review.pick(project, asset, number, force=force)
+    finally:
+        project.close()
+    if not done.changed:
+        click.echo(f"pick: candidate {done.number} of {done.candidates} is {done.asset}'s output already")
+        return
+    click.echo(f"pick: {done.asset} is candidate {done.number} of {done.candidates}; wrote {done.path}")
+    if done.kept_edit:
+        click.echo(f"pick: the adopted hand edit stays pickable as candidate {done.kept_edit}")
+    if done.dependents:
+        click.echo(f"pick: now stale: {', '.join(done.dependents)}; run `assetbuild build`")
+
+
+@cli.command()
+@click.argument("asset")
+@click.pass_obj
+def adopt(ctx: Ctx, asset: str) -> None:
+    """Accept ASSET's hand-edited output as its output; its dependents become stale."""
+    from . import review
+
+    project = ctx.project()
+    try:
+        done = review.adopt(project, asset)
+    finally:
+        project.close()
+    if not done.changed:
+        click.echo(f"adopt: {done.path} is what the lock records already; nothing to adopt")
+        return
+    click.echo(f"adopt: {done.asset} keeps {done.path} (sha256 {done.sha256[:12]}); later builds leave it alone")
+    if done.dependents:
+        click.echo(f"adopt: now stale: {', '.join(done.dependents)}; run `assetbuild build`")
 
 
 # -- check ------------------------------------------------------------------------------------

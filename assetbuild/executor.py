@@ -29,6 +29,7 @@ from .files import write_atomic
 from .hashing import FileHasher, sha256_bytes
 from .lockfile import LockEntry, Lockfile, OutputRecord
 from .planner import Action, Decision, Handoff, Planner, Reason, ResolvedRef, Unsettled, texts
+from .review import fresh_choice, reroll_request
 
 if TYPE_CHECKING:  # imported when work starts: a no-op build needs neither threads nor providers
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -116,6 +117,8 @@ class NodeResult:
     @property
     def handoff(self) -> Handoff:
         """What this node hands its dependents now that it is settled."""
+        if self.status is Outcome.BLOCKED and self.outputs:  # it keeps an output (adopted by hand)
+            return tuple(self.outputs)
         if self.status in (Outcome.FAILED, Outcome.BLOCKED):
             return Unsettled.UNBUILT
         return tuple(self.outputs)
@@ -279,7 +282,8 @@ class Executor:
             assert d.outputs is not None
             self._relabel(d)
             return NodeResult(d.id, Outcome.UP_TO_DATE, outputs=list(d.outputs))
-        return NodeResult(d.id, Outcome.BLOCKED, texts(d.reasons), causes=list(d.reasons))
+        return NodeResult(d.id, Outcome.BLOCKED, texts(d.reasons), causes=list(d.reasons),
+                          outputs=list(d.outputs or ()))
 
     def _relabel(self, d: Decision) -> None:
         """An up-to-date node whose references were renamed (same bytes, so the same
@@ -362,11 +366,12 @@ class Executor:
         node = d.node
         if d.fingerprint is None or d.inputs is None:  # decided before upstream finished
             raise AssetbuildError(f"{node.id}: internal error: generating without a fingerprint")
+        key, seed = reroll_request(d.fingerprint, d.keep) if d.reroll else (d.fingerprint, node.seed)
         request = GenerationRequest(
-            asset_id=node.id, fingerprint=d.fingerprint, prompt=node.prompt, model=node.model,
-            width=node.width, height=node.height, size=node.size, count=node.count,
+            asset_id=node.id, fingerprint=key, prompt=node.prompt, model=node.model,
+            width=node.width, height=node.height, size=node.size, count=node.images_per_request,
             references=tuple(self._reference(node, ref) for ref in d.references),
-            seed=node.seed, watermark=node.watermark, params=dict(node.params),
+            seed=seed, watermark=node.watermark, params=dict(node.params),
         )
         name: str | None = node.provider
         tried: list[str] = []
@@ -484,6 +489,11 @@ class Executor:
 
     def _write_outputs(self, d: Decision, images: list[bytes], record: CacheRecord) -> list[str]:
         node = d.node
+        choice = d.choice
+        if choice is None:  # made or restored a batch: the review's choice follows from it (review.py)
+            choice, index = fresh_choice(node, d.keep, record.images or ())
+            if index is not None:
+                images = images[index:index + 1]
         if len(images) != len(node.outputs):
             raise ProviderError(f"made {len(images)} image(s) where {len(node.outputs)} were wanted",
                                 provider=record.provider)
@@ -504,6 +514,7 @@ class Executor:
         entry = LockEntry(
             fingerprint=d.fingerprint, provider=record.provider, model_id=record.model_id, built=record.built,
             cost_usd=record.cost_usd, inputs=d.inputs, outputs=tuple(outputs), request_id=record.request_id,
+            candidate_images=choice.candidate_images, pick=choice.pick, adopted=choice.adopted,
         )
         self.lock.record(node.id, entry)
         return [o.sha256 for o in outputs]

@@ -270,6 +270,7 @@ class _Expansion:
             width=width,
             height=height,
             count=spec.count,
+            candidates=spec.candidates,
             seed=spec.seed,
             watermark=spec.watermark,
             params=spec.params,

@@ -35,7 +35,7 @@ def fingerprint_inputs(node: Node, references: list[tuple[str, str]]) -> dict[st
         "model": node.model,
         "size": f"{node.width}x{node.height}",
         "count": node.count,
-        "candidates": 1,
+        "candidates": node.candidates,
         "seed": node.seed,
         "watermark": node.watermark,
         "params": dict(node.params),

@@ -27,8 +27,8 @@ from .files import write_atomic
 
 LOCK_VERSION = 1
 HEADER = "# assetbuild.lock: written by `assetbuild build`; commit it. Do not edit by hand.\n"
-INPUT_KEYS = ("recipe", "kind", "prompt", "model", "size", "count", "seed", "watermark", "params", "steps",
-              "references")
+INPUT_KEYS = ("recipe", "kind", "prompt", "model", "size", "count", "candidates", "seed", "watermark", "params",
+              "steps", "references")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,12 @@ class LockEntry:
     inputs: dict[str, Any]  # the fingerprint inputs (see fingerprint.fingerprint_inputs)
     outputs: tuple[OutputRecord, ...]
     request_id: str | None = None
+    # The review loop (see review.py): the sha256 of every candidate image kept pickable, in
+    # order (a candidates asset's batch, then each reroll's), which one is the output (1-based),
+    # and the sha256 of an output adopted by hand (the output then has those bytes).
+    candidate_images: tuple[str, ...] = ()
+    pick: int | None = None
+    adopted: str | None = None
 
     def to_toml(self) -> dict[str, Any]:
         table: dict[str, Any] = {
@@ -62,9 +68,15 @@ class LockEntry:
             table["request_id"] = self.request_id
         for key in INPUT_KEYS:
             value = self.inputs.get(key)
-            if value is None or (key == "params" and not value) or (key == "kind" and value == "generate"):
-                continue  # a generated asset's table reads as it did before derived assets
+            if value is None or (key == "params" and not value) or (key == "kind" and value == "generate") \
+                    or (key == "candidates" and value == 1 and not self.candidate_images):
+                continue  # a generated asset's table reads as it did before derived assets and candidates
             table[key] = value
+        if self.candidate_images:
+            table["candidate_images"] = list(self.candidate_images)
+            table["pick"] = self.pick or 1
+        if self.adopted:
+            table["adopted"] = self.adopted
         table["outputs"] = [
             {"path": o.path, "sha256": o.sha256, "width": o.width, "height": o.height} for o in self.outputs
         ]
@@ -96,6 +108,15 @@ class LockEntry:
             outputs.append(OutputRecord(out["path"], out["sha256"], out["width"], out["height"]))
         if table.get("fingerprint") is None:
             raise _Malformed("fingerprint", "is missing")
+        candidates = table.get("candidate_images") or []
+        for i, sha in enumerate(candidates):
+            if not _is_sha256(sha):
+                raise _Malformed(f"candidate_images[{i}]", "is not a sha256")
+        pick = table.get("pick")
+        if pick is not None and not 1 <= pick <= max(1, len(candidates)):
+            raise _Malformed("pick", f"is {pick}, not a candidate number (1..{max(1, len(candidates))})")
+        if table.get("adopted") is not None and not _is_sha256(table["adopted"]):
+            raise _Malformed("adopted", "is not a sha256")
         return cls(
             fingerprint=table["fingerprint"],
             provider=table.get("provider") or "",
@@ -105,6 +126,9 @@ class LockEntry:
             inputs=inputs,
             outputs=tuple(outputs),
             request_id=table.get("request_id"),
+            candidate_images=tuple(candidates),
+            pick=pick if candidates else None,
+            adopted=table.get("adopted"),
         )
 
 
@@ -112,7 +136,7 @@ class LockEntry:
 _ENTRY_TYPES: dict[str, type] = {
     "fingerprint": str, "provider": str, "model_id": str, "built": str, "cost_usd": float, "request_id": str,
     "recipe": int, "kind": str, "steps": list, "prompt": str, "model": str, "size": str, "count": int,
-    "seed": int, "watermark": bool,
+    "candidates": int, "seed": int, "watermark": bool, "candidate_images": list, "pick": int, "adopted": str,
     "params": dict, "references": list, "outputs": list,
 }
 _REFERENCE_TYPES: dict[str, type] = {"ref": str, "sha256": str}
@@ -135,6 +159,10 @@ def _check(table: Any, types: dict[str, type], where: str, required: tuple[str, 
     for key in required:
         if table.get(key) is None:
             raise _Malformed(_join(where, key), "is missing")
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def _join(where: str, key: str) -> str:

@@ -233,7 +233,7 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
     return loaded
 
 
-_GENERATED_ONLY = ("references", "count", "size", "seed", "watermark", "params", "provider", "model")
+_GENERATED_ONLY = ("references", "count", "candidates", "size", "seed", "watermark", "params", "provider", "model")
 
 
 def _kind_problems(spec: AssetSpec, own_keys: set[str]) -> list[tuple[str, tuple[str, ...]]]:
@@ -246,6 +246,9 @@ def _kind_problems(spec: AssetSpec, own_keys: set[str]) -> list[tuple[str, tuple
         if spec.steps:
             return [("steps need from = \"@asset\", the image they start from", ("steps",))]
         return [("an asset needs a prompt (generated) or from + steps (derived); add prompt = \"...\"", ())]
+    if spec.prompt is not None and spec.candidates > 1 and spec.count > 1:
+        return [(f"candidates = {spec.candidates} keeps one image of several, count = {spec.count} keeps them all; "
+                 "use one of the two", ("candidates",) if "candidates" in own_keys else ("count",))]
     if spec.prompt is not None:
         return [("steps apply to a derived asset (from = \"@asset\"); remove them, or replace prompt with from",
                  ("steps",))] if "steps" in own_keys else []

@@ -81,6 +81,7 @@ class AssetSpec(_Frozen):
     references: list[str] = Field(default_factory=list)
     matrix: dict[str, list[MatrixValue]] = Field(default_factory=dict)
     count: int = Field(1, ge=1, le=15)
+    candidates: int = Field(1, ge=2, le=15)  # generate N in one request, keep one (the pick); 2..15 when set
     size: str = "2K"
     seed: Optional[int] = Field(None, ge=-1, le=2_147_483_647)
     watermark: bool = False

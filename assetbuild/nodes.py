@@ -60,6 +60,13 @@ class Node:
     # reference per overlay step, in step order; ``steps`` are canonical (see steps.py).
     kind: str = "generate"
     steps: tuple[Mapping[str, Any], ...] = ()
+    # Images one request makes and the build keeps one of (the pick, lock key ``pick``); 1: none.
+    candidates: int = 1
+
+    @property
+    def images_per_request(self) -> int:
+        """What one generation asks the host for: every candidate, or every output."""
+        return self.candidates if self.candidates > 1 else self.count
 
     @property
     def upstream(self) -> tuple[str, ...]:

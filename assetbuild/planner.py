@@ -17,6 +17,7 @@ from .nodes import Node
 from .fingerprint import fingerprint, fingerprint_inputs
 from .hashing import FileHasher
 from .lockfile import LockEntry, Lockfile
+from .review import Choice, is_lfs_pointer, prior_images
 
 
 class Action(str, Enum):
@@ -46,7 +47,11 @@ _REASON_TEXT = {
     "upstream-unbuilt": "upstream {} not built",
     "reference-missing": "reference {} missing",
     "output-missing": "output {} missing",
-    "output-modified": "output {} modified by hand (--force overwrites it)",
+    "output-modified": "output {} modified by hand (`assetbuild adopt` keeps it, --force overwrites it)",
+    "lfs-pointer": "output {} is a Git LFS pointer file, not the image: run git lfs pull",
+    "adopted-inputs-changed": "output {} was adopted by hand, and a rebuild would discard the hand edit "
+                              "(--force rebuilds it)",
+    "reroll": "reroll (a new generation though nothing changed)",
     "output-foreign": "output {} exists but was not written by assetbuild (--force overwrites it)",
     "output-other-lock": ("output {} holds the bytes another lock recorded (a merge?): run `assetbuild lock resolve` "
                           "to record it as built (--force overwrites it)"),
@@ -63,7 +68,7 @@ _REASON_TEXT = {
     "over-budget": "generating it again (${}) would exceed the budget (max_cost / --max-cost)",
     "stopped": "not started: the build stopped after {} failed (-k keeps going)",
 }
-INPUT_KEYS = ("kind", "prompt", "model", "size", "count", "seed", "watermark", "params", "steps")
+INPUT_KEYS = ("kind", "prompt", "model", "size", "count", "candidates", "seed", "watermark", "params", "steps")
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,13 @@ class Decision:
     cached: CacheRecord | None = None  # the cache record a restore will use
     references: list[ResolvedRef] = field(default_factory=list)
     outputs: tuple[str, ...] | None = None  # sha256 of each output, where known before running
+    # The review loop (review.py). ``choice``: what the lock entry records about candidates,
+    # pick and adoption after this action, when the plan already knows it (a restore of the
+    # lock's own choice); None: worked out from the images made. ``reroll``: generate anew on
+    # purpose (a new request key and seed); ``keep``: earlier images that stay pickable.
+    choice: Choice | None = None
+    reroll: bool = False
+    keep: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -111,9 +123,10 @@ class Decision:
 
     @property
     def handoff(self) -> Handoff:
-        """What this decision will hand its dependents, before it runs."""
+        """What this decision will hand its dependents, before it runs (a blocked node: the
+        output it keeps, an adopted hand edit, else nothing)."""
         if self.action is Action.BLOCKED:
-            return Unsettled.UNBUILT
+            return self.outputs if self.outputs is not None else Unsettled.UNBUILT
         return self.outputs if self.outputs is not None else Unsettled.PENDING
 
 
@@ -121,7 +134,7 @@ class Planner:
     def __init__(self, lock: Lockfile, hasher: FileHasher, cache: Cache, *,
                  price: Callable[[Node], float], force: frozenset[str] = frozenset(), offline: bool = False,
                  elsewhere: Callable[[], Mapping[str, set[str]]] | None = None,
-                 missing_key: Callable[[Node], str | None] | None = None):
+                 missing_key: Callable[[Node], str | None] | None = None, reroll: frozenset[str] = frozenset()):
         self.lock = lock
         self.elsewhere = elsewhere  # path -> sha256s other locks (git's) recorded; asked only for a changed file
         self.hasher = hasher
@@ -131,6 +144,7 @@ class Planner:
         self.offline = offline
         self._by_fingerprint: dict[str, list[str]] | None = None
         self.missing_key = missing_key  # the variable(s) to set when no provider for the node has a key
+        self.reroll = reroll
 
     # -- one node ---------------------------------------------------------------------------
 
@@ -141,7 +155,7 @@ class Planner:
         entry = self.lock.entries.get(node.id)
         if pending:
             reasons = [Reason("upstream-changed", p) for p in pending]
-            return self._needs_work(node, reasons, None, None, self._hand_edited(node, entry, None), refs)
+            return self._needs_work(node, reasons, None, None, self._hand_edited(node, entry, None), refs, entry)
         missing_refs = [r.label for r in refs if r.sha256 is None]
         if missing_refs:
             return Decision(node, Action.BLOCKED, [Reason("reference-missing", m) for m in missing_refs],
@@ -152,6 +166,8 @@ class Planner:
         hand_edited = self._hand_edited(node, entry, fp, on_disk)
         if node.id in self.force:
             return self.generation(node, [Reason("forced")], fp, inputs, refs)
+        if node.id in self.reroll:
+            return self._reroll(node, entry, fp, inputs, hand_edited, refs)
         if entry is not None and entry.fingerprint == fp:
             if hand_edited:
                 return Decision(node, Action.BLOCKED, hand_edited, fingerprint=fp, inputs=inputs, references=refs)
@@ -161,21 +177,35 @@ class Planner:
                 if not missing:
                     return Decision(node, Action.UP_TO_DATE, [], fingerprint=fp, inputs=inputs, references=refs,
                                     outputs=tuple(o.sha256 for o in entry.outputs))
-                return self._needs_work(node, [Reason("output-missing", p) for p in missing], fp, inputs, [], refs)
+                reasons = [Reason("output-missing", p) for p in missing]
+                if entry.candidate_images or entry.adopted:
+                    # A pick or a hand edit the lock chose: restore exactly those bytes.
+                    return self._restore(node, reasons, fp, inputs, _record_of(entry), refs, Choice.of(entry))
+                return self._needs_work(node, reasons, fp, inputs, [], refs)
             reasons = [Reason("output-paths-changed")]
-            if self.cache.result(fp) is None and all(self.hasher.hash(o.path) == o.sha256 for o in entry.outputs):
+            chosen = bool(entry.candidate_images or entry.adopted)
+            if (chosen or self.cache.result(fp) is None) \
+                    and all(self.hasher.hash(o.path) == o.sha256 for o in entry.outputs):
                 # The images are still at their old paths: copy them, never pay for a rename.
                 return self._restore(node, reasons + [Reason("old-output-paths")], fp, inputs,
-                                     _record_of(entry), refs)
+                                     _record_of(entry), refs, Choice.of(entry) if chosen else None)
             return self._needs_work(node, reasons, fp, inputs, [], refs)
         reasons = changes(entry, inputs) if entry is not None else [Reason("new-asset")]
-        return self._needs_work(node, reasons, fp, inputs, hand_edited, refs)
+        return self._needs_work(node, reasons, fp, inputs, hand_edited, refs, entry)
 
     def _needs_work(self, node: Node, reasons: list[Reason], fp: str | None, inputs: dict[str, Any] | None,
-                    hand_edited: list[Reason], refs: list[ResolvedRef]) -> Decision:
-        if hand_edited and node.id not in self.force:
-            return Decision(node, Action.BLOCKED, reasons + hand_edited,
-                            fingerprint=fp, inputs=inputs, references=refs)
+                    hand_edited: list[Reason], refs: list[ResolvedRef], entry: LockEntry | None = None) -> Decision:
+        """``entry`` is given where the node's inputs changed (or are not known yet): an output
+        adopted by hand is then kept unless forced."""
+        if node.id not in self.force:
+            if hand_edited:
+                return Decision(node, Action.BLOCKED, reasons + hand_edited,
+                                fingerprint=fp, inputs=inputs, references=refs)
+            if entry is not None and entry.adopted:
+                # Kept as it is: its dependents go on reading the hand edit while it is on disk.
+                kept = (entry.adopted,) if self.hasher.hash(node.outputs[0]) == entry.adopted else None
+                return Decision(node, Action.BLOCKED, reasons + [Reason("adopted-inputs-changed", node.outputs[0])],
+                                fingerprint=fp, inputs=inputs, references=refs, outputs=kept)
         if fp is not None:
             record = self.cache.result(fp)
             if record is not None:
@@ -204,9 +234,32 @@ class Planner:
 
     @staticmethod
     def _restore(node: Node, reasons: list[Reason], fp: str, inputs: dict[str, Any], record: CacheRecord,
-                 refs: list[ResolvedRef]) -> Decision:
+                 refs: list[ResolvedRef], choice: Choice | None = None) -> Decision:
+        outputs = record.images
+        if outputs is not None and choice is None and node.candidates > 1:
+            outputs = outputs[:1]  # the cached batch's first candidate, as a fresh build picks
         return Decision(node, Action.RESTORE, reasons, fingerprint=fp, inputs=inputs, cached=record,
-                        references=refs, outputs=record.images)
+                        references=refs, outputs=outputs, choice=choice)
+
+    def _reroll(self, node: Node, entry: LockEntry | None, fp: str, inputs: dict[str, Any],
+                hand_edited: list[Reason], refs: list[ResolvedRef]) -> Decision:
+        """Generate again on purpose though nothing changed: what the lock has now stays
+        pickable (``keep``). A hand edit not adopted yet blocks it, as it blocks a build."""
+        if entry is not None and entry.fingerprint == fp:
+            reasons = [Reason("reroll")]
+            keep = prior_images(entry)
+        else:
+            reasons = (changes(entry, inputs) if entry is not None else [Reason("new-asset")]) + [Reason("reroll")]
+            keep = ()
+            if entry is not None and entry.adopted and node.id not in self.force:
+                hand_edited = hand_edited + [Reason("adopted-inputs-changed", node.outputs[0])]
+        if hand_edited:
+            return Decision(node, Action.BLOCKED, reasons + hand_edited, fingerprint=fp, inputs=inputs,
+                            references=refs)
+        decision = self.generation(node, reasons, fp, inputs, refs)
+        decision.reroll = decision.action is Action.GENERATE
+        decision.keep = keep if decision.reroll else ()
+        return decision
 
     def generation(self, node: Node, reasons: list[Reason], fp: str | None, inputs: dict[str, Any] | None,
                    refs: list[ResolvedRef]) -> Decision:
@@ -263,6 +316,9 @@ class Planner:
                 cached = dict(zip(node.outputs, record.images)) if record and record.images else {}
             if cached.get(path) == sha:
                 continue
+            if is_lfs_pointer(self.hasher.root / path):
+                found.append(Reason("lfs-pointer", path))
+                continue
             if self.elsewhere is not None and sha in self.elsewhere().get(path, ()):
                 found.append(Reason("output-other-lock", path))
                 continue
@@ -296,6 +352,8 @@ def _comparable(key: str, value: Any) -> Any:
     if key == "steps" and isinstance(value, list):
         value = [{k: v for k, v in step.items() if k != "image"} if isinstance(step, dict) else step
                  for step in value]
+    if key == "candidates" and value == 1:
+        value = None  # one image per request: the lock writes no candidates key
     return None if value in ({}, []) else value
 
 
@@ -305,7 +363,8 @@ def changes(entry: LockEntry, inputs: dict[str, Any]) -> list[Reason]:
     reasons = []
     for key in INPUT_KEYS:
         if _comparable(key, old.get(key)) != _comparable(key, inputs.get(key)):
-            detail = f"{old.get(key)} -> {inputs.get(key)}" if key in ("kind", "model", "size", "count") else ""
+            detail = (f"{old.get(key) or 1 if key == 'candidates' else old.get(key)} -> {inputs.get(key)}"
+                      if key in ("kind", "model", "size", "count", "candidates") else "")
             reasons.append(Reason(f"{key}-changed", detail))
     old_refs = [(r.get("ref"), r.get("sha256")) for r in old.get("references") or []]
     new_refs = [(r["ref"], r["sha256"]) for r in inputs["references"]]

@@ -338,6 +338,9 @@ class Remote:
     def get_blob(self, sha: str) -> bytes | None:
         return self._try(lambda: self.store.get_blob(sha), None)
 
+    def put_blob(self, sha: str, data: bytes) -> None:
+        self._try(lambda: self.store.put_blob(sha, data), False)
+
     def share(self, fingerprint: str, record: dict[str, Any], local_blob: Callable[[str], bytes | None]) -> None:
         self._try(lambda: self.store.share(fingerprint, record, local_blob), Shared())
 

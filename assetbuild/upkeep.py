@@ -3,7 +3,7 @@ and (where asked) a remote store. Unlike a build, these report a remote that fai
 (RemoteError) instead of going on without it: the remote is what they were asked about.
 
 What ``gc`` keeps: every result the lock names (by fingerprint) with the blobs it names
-(the host's originals and the PNGs), every output sha256 the lock records, and with
+(the host's originals and the PNGs), every output sha256 the lock records, every candidate and adopted image it names, and with
 ``git_revs`` the same for the lock of each of the last N commits (read with
 ``git show REV:./assetbuild.lock``). Jobs in flight are never touched.
 """
@@ -67,6 +67,15 @@ def pull(cache: Cache, store: RemoteStore, entries: Iterable[LockEntry]) -> Tran
     """Download the results (records and the blobs a restore needs) the lock's entries name,
     where the local cache lacks them."""
     moved = Transfer()
+    entries = list(entries)
+    for entry in entries:  # the review's images: every candidate and a hand edit the lock adopted
+        for sha in (*entry.candidate_images, *((entry.adopted,) if entry.adopted else ())):
+            if not cache.has_blob(sha):
+                blob = store.get_blob(sha)
+                if blob is not None:
+                    cache.put_blob(blob)
+                    moved.blobs += 1
+                    moved.bytes += len(blob)
     for entry in entries:
         if cache.local_result(entry.fingerprint) is not None:
             continue
@@ -196,6 +205,9 @@ def _referenced(locks: list[dict[str, LockEntry]]) -> tuple[set[str], set[str]]:
         for entry in entries.values():
             fingerprints.add(entry.fingerprint)
             shas.update(o.sha256 for o in entry.outputs)
+            shas.update(entry.candidate_images)  # every candidate stays pickable
+            if entry.adopted:
+                shas.add(entry.adopted)
     return fingerprints, shas
 
 

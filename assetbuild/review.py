@@ -1,0 +1,283 @@
+"""The review loop: candidates, ``pick``, ``reroll`` and ``adopt``.
+
+A person looks at what a build made and chooses. What they choose is recorded in the lock
+entry of the asset, next to what the build made (lock keys ``candidate_images``, ``pick`` and
+``adopted``; ``candidates`` is the manifest's number, a fingerprint input):
+
+- ``candidates = N`` asks one request for N images; every one goes into the cache and its
+  sha256 into ``candidate_images``; the output is the pick (the first by default).
+- ``pick ASSET K`` writes candidate K (from the cache, the shared remote too) as the output and
+  records ``pick = K``. Nothing is generated; the dependents see new upstream bytes, so exactly
+  they become stale.
+- ``reroll ASSET`` generates again though nothing changed (a new request key, so no host
+  replays the last job, and a new seed where the host takes one). What the lock had stays in
+  ``candidate_images``, so the previous image can be picked back.
+- ``adopt ASSET`` accepts a hand-edited output: its bytes go into the cache and the lock records
+  ``adopted`` = their sha256 (and the output record those bytes), so later builds leave it alone
+  and its dependents are rebuilt from it. When its own inputs change, the planner blocks it
+  (reason ``adopted-inputs-changed``) rather than discard the edit, unless ``--force``.
+
+The planner turns these facts into decisions (reason codes ``reroll``, ``adopted-inputs-changed``,
+``lfs-pointer``); the executor writes what a decision chose (:func:`fresh_choice`). ``pick`` and
+``adopt`` themselves run here, under the project's build lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from .errors import UsageError, UserError
+
+if TYPE_CHECKING:
+    from .api import Project
+    from .lockfile import LockEntry
+    from .nodes import Node
+    from .planner import Decision
+
+LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
+LFS_POINTER_MAX_BYTES = 1024  # a pointer file is about 130 bytes; an image is never this small and text
+
+
+def is_lfs_pointer(path: Path) -> bool:
+    """Whether the file at ``path`` is a Git LFS pointer (the image was never pulled)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(LFS_POINTER_MAX_BYTES + 1)
+    except OSError:
+        return False
+    return len(head) <= LFS_POINTER_MAX_BYTES and head.startswith(LFS_POINTER_PREFIX)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What a lock entry records of the review: the candidates kept pickable (sha256, in
+    order), the pick (1-based) and the sha256 of an output adopted by hand."""
+
+    candidate_images: tuple[str, ...] = ()
+    pick: int | None = None
+    adopted: str | None = None
+
+    @classmethod
+    def of(cls, entry: "LockEntry") -> "Choice":
+        return cls(entry.candidate_images, entry.pick, entry.adopted)
+
+
+def prior_images(entry: "LockEntry") -> tuple[str, ...]:
+    """What stays pickable when an asset is rerolled: its candidates, else its one output,
+    and an output adopted by hand (nothing of an asset with several outputs: count > 1)."""
+    if entry.candidate_images:
+        kept = list(entry.candidate_images)
+    elif len(entry.outputs) == 1:
+        kept = [entry.outputs[0].sha256]
+    else:
+        return ()
+    if entry.adopted and entry.adopted not in kept:
+        kept.append(entry.adopted)
+    return tuple(kept)
+
+
+def fresh_choice(node: "Node", keep: Sequence[str], made: Sequence[str]) -> tuple[Choice, int | None]:
+    """The choice after images ``made`` (sha256 of each, in order) by a generation or a restore
+    of a cached batch, with ``keep`` still pickable: the output is the first new image, so the
+    index (into ``made``) of the one image to write; None: write them all (no candidates)."""
+    if node.candidates == 1 and not keep:
+        return Choice(), None
+    return Choice(tuple(keep) + tuple(made), len(keep) + 1), 0
+
+
+def reroll_request(fingerprint: str, keep: Sequence[str]) -> tuple[str, int]:
+    """The request key and seed of a reroll: new for every reroll (the images it keeps
+    differ), the same when a killed reroll is run again (so its saved job is resumed and a
+    host's idempotency key does not bill twice)."""
+    key = hashlib.sha256(f"{fingerprint}:reroll:{','.join(keep)}".encode()).hexdigest()
+    return key, int(key[:8], 16) % 2_147_483_647
+
+
+# -- the commands ---------------------------------------------------------------------------
+
+
+@dataclass
+class Picked:
+    asset: str
+    number: int
+    sha256: str
+    path: str
+    changed: bool  # False: it was the output already
+    candidates: int
+    dependents: list[str] = field(default_factory=list)  # now stale
+    kept_edit: int | None = None  # the adopted hand edit, kept pickable as this number
+
+
+@dataclass
+class Adopted:
+    asset: str
+    sha256: str
+    path: str
+    changed: bool  # False: the output already was what the lock records
+    dependents: list[str] = field(default_factory=list)  # now stale
+
+
+def one_node(project: "Project", target: str, command: str) -> str:
+    """The node id a command that takes one asset names; UsageError otherwise."""
+    if target in project.nodes:
+        return target
+    matches = project.blueprint.match(target)
+    if not matches:
+        raise UsageError(f"{command}: no asset matches {target!r}; see `assetbuild graph` for the ids")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:3]) + (", ..." if len(matches) > 3 else "")
+        raise UsageError(f"{command} takes one asset; {target!r} names {len(matches)} ({shown}): name one")
+    return matches[0]
+
+
+def dependents(project: "Project", node_id: str) -> list[str]:
+    """The nodes that read ``node_id``'s output directly, in build order."""
+    return [nid for nid in project.blueprint.order if node_id in project.nodes[nid].upstream]
+
+
+def _decision(project: "Project", node_id: str) -> "Decision":
+    return next(d for d in project.plan([node_id]).decisions if d.id == node_id)
+
+
+def _one_output(project: "Project", node_id: str, command: str) -> tuple["Node", "LockEntry"]:
+    node = project.nodes[node_id]
+    if len(node.outputs) != 1:
+        raise UsageError(f"{command}: {node_id} has {len(node.outputs)} outputs (count = {node.count}); "
+                         f"{command} works on an asset with one output")
+    entry = project.lock.entries.get(node_id)
+    if entry is None:
+        raise UserError(f"{node_id} has not been built yet; run `assetbuild build {node_id}` first")
+    return node, entry
+
+
+def _write(project: "Project", path: str, data: bytes) -> tuple[int, int]:
+    from .files import write_atomic
+    from .hashing import sha256_bytes
+    from .imageinfo import inspect_image
+
+    info = inspect_image(data)
+    try:
+        write_atomic(project.root / path, data)
+    except OSError as exc:
+        raise UserError(f"cannot write {path} ({exc.strerror or exc}); fix that and run again") from exc
+    project.hasher.remember(path, sha256_bytes(data))
+    return info.width, info.height
+
+
+def pick(project: "Project", target: str, number: int, *, force: bool = False) -> Picked:
+    """Make candidate ``number`` (1-based) the output of one asset: no provider call."""
+    from .lockfile import OutputRecord
+
+    with project.exclusive():
+        node_id = one_node(project, target, "pick")
+        node, entry = _one_output(project, node_id, "pick")
+        candidates = entry.candidate_images
+        if not candidates:
+            raise UsageError(f"pick: {node_id} has no candidates to pick from; set candidates = N (2..15) on it "
+                             f"and build it, or `assetbuild reroll {node_id}`")
+        if not 1 <= number <= len(candidates):
+            raise UsageError(f"pick: {node_id} has {len(candidates)} candidates; pick 1..{len(candidates)}")
+        decision = _decision(project, node_id)
+        if decision.fingerprint != entry.fingerprint:
+            why = "; ".join(str(r) for r in decision.reasons) or "its inputs changed"
+            raise UserError(f"pick: {node_id} changed since its candidates were made ({why}); "
+                            f"run `assetbuild build {node_id}` first")
+        path = node.outputs[0]
+        current = entry.outputs[0].sha256
+        on_disk = project.hasher.hash(path)
+        if on_disk is not None and on_disk != current and on_disk not in candidates and not force:
+            if is_lfs_pointer(project.root / path):
+                raise UserError(f"pick: {path} is a Git LFS pointer file, not the image: run git lfs pull first")
+            raise UserError(f"pick: {path} was modified by hand; `assetbuild adopt {node_id}` keeps the edit, "
+                            "pick --force replaces it")
+        sha = candidates[number - 1]
+        kept_edit = None
+        if entry.adopted and entry.adopted != sha and entry.adopted not in candidates:
+            candidates = candidates + (entry.adopted,)  # the hand edit stays pickable
+            kept_edit = len(candidates)
+        if sha == current and on_disk == current and not kept_edit:
+            return Picked(node_id, number, sha, path, False, len(candidates))
+        data = _read_file(project, path, sha) or project.cache.get_blob(sha)
+        if data is None:
+            where = "the cache or the remote cache" if project.cache.remote is not None else "the cache"
+            raise UserError(f"pick: candidate {number} of {node_id} ({sha[:12]}) is in neither {where}; "
+                            "`assetbuild cache pull` fetches a teammate's, or pick another")
+        width, height = _write(project, path, data)
+        project.lock.record(node_id, replace(entry, outputs=(OutputRecord(path, sha, width, height),),
+                                             candidate_images=candidates, pick=number, adopted=None))
+        project.lock.save()
+        project.hasher.save()
+        return Picked(node_id, number, sha, path, sha != current, len(candidates),
+                      dependents(project, node_id) if sha != current else [], kept_edit)
+
+
+def _read_file(project: "Project", path: str, sha: str) -> bytes | None:
+    from .hashing import sha256_bytes
+
+    try:
+        data = (project.root / path).read_bytes()
+    except OSError:
+        return None
+    return data if sha256_bytes(data) == sha else None
+
+
+def adopt(project: "Project", target: str) -> Adopted:
+    """Accept the hand-edited output of one asset as its output."""
+    from .hashing import sha256_bytes
+    from .imageinfo import ImageDecodeError, inspect_image
+    from .lockfile import OutputRecord
+
+    with project.exclusive():
+        node_id = one_node(project, target, "adopt")
+        node, entry = _one_output(project, node_id, "adopt")
+        path = node.outputs[0]
+        file = project.root / path
+        if is_lfs_pointer(file):
+            raise UserError(f"adopt: {path} is a Git LFS pointer file, not an image: run git lfs pull")
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:
+            raise UserError(f"adopt: {path} does not exist; put the retouched image there, then adopt it") from None
+        except OSError as exc:
+            raise UserError(f"adopt: cannot read {path} ({exc.strerror or exc})") from exc
+        sha = sha256_bytes(data)
+        if entry.outputs[0].path == path and entry.outputs[0].sha256 == sha:
+            return Adopted(node_id, sha, path, False)
+        try:
+            info = inspect_image(data)
+        except ImageDecodeError as exc:
+            raise UserError(f"adopt: {path} is not an image assetbuild can read ({exc}); "
+                            "save it as a complete image first") from exc
+        project.cache.put_blob(data)  # before the lock names it: never a lock entry without its bytes
+        project.cache.share_blob(sha)
+        project.hasher.remember(path, sha)
+        project.lock.record(node_id, replace(entry, outputs=(OutputRecord(path, sha, info.width, info.height),),
+                                             adopted=sha))
+        project.lock.save()
+        project.hasher.save()
+        return Adopted(node_id, sha, path, True, dependents(project, node_id))
+
+
+def reroll_nodes(project: "Project", targets: Sequence[str]) -> list[str]:
+    """The node ids ``reroll TARGETS`` generates again; UsageError for a target that cannot
+    be rerolled (a derived asset makes the same bytes every time; an asset with several
+    outputs keeps them all, so nothing old could stay pickable)."""
+    found: list[str] = []
+    for target in targets:
+        matches = [target] if target in project.nodes else project.blueprint.match(target)
+        if not matches:
+            raise UsageError(f"reroll: no asset matches {target!r}; see `assetbuild graph` for the ids")
+        for node_id in matches:
+            node = project.nodes[node_id]
+            if node.derived:
+                raise UsageError(f"reroll: {node_id} is derived: its steps make the same bytes every time; "
+                                 "reroll the asset it is made from")
+            if len(node.outputs) != 1:
+                raise UsageError(f"reroll: {node_id} keeps all {len(node.outputs)} images it makes (count); "
+                                 f"`assetbuild build --force {node_id}` makes them again")
+            if node_id not in found:
+                found.append(node_id)
+    return found
