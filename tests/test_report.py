@@ -264,7 +264,7 @@ def test_an_output_that_is_not_an_image_gets_a_placeholder(built: ProjectDir):
     (built.root / "assets" / "logo.png").write_bytes(b"\x89PNG but cut short")
     text, _ = report(built)
     logo = section(text, "logo")
-    assert "not an image this page can show" in logo and "Git LFS pointer file" in logo  # not a hand edit
+    assert "not an image this page can show" in logo and "modified by hand" in logo
 
 
 def test_since_reads_git_when_the_project_is_a_subfolder_of_the_repository(built: ProjectDir):
