@@ -88,7 +88,7 @@ class Verdict(enum.Enum):
     """What a host's error means for the request that met it (:func:`classify_error`)."""
 
     RETRY = "retryable"  # the host's passing trouble, which cannot have billed: sent again after a wait
-    BILLING_UNCERTAIN = "billing-uncertain"  # a billable request the host may have started: never sent blindly again
+    BILLING_UNCERTAIN = "billing-uncertain"  # a billable request the host may have started: resent only under a key
     UNAVAILABLE = "unavailable"  # the host's trouble, reported at once: another host may take over
     REFUSED = "refused"  # a content-policy refusal: never retried, no fallback
     AUTH = "auth"  # the key is wrong or may not do this (HTTP 401, 403)
@@ -115,7 +115,8 @@ def classify_error(err: HostError, where: Where = "http", status: Any = None, *,
 
     - ``"http"``, an answer's HTTP ``status`` (400 or more). A 429 or a 5xx is the host's
       trouble and is retried, except a 5xx answering a ``billable`` request, which the host may
-      have started (and billed) unless it documents the status as not started (``unstarted``).
+      have started (and billed) unless it documents the status as not started (``unstarted``):
+      HttpClient resends that only under an idempotency key.
       Any other status: a refusal when the host says so, else auth (401, 403), quota (402) or
       the request's fault.
     - ``"envelope"``, an error object inside a successful answer, whose numeric code (``status``,
@@ -672,6 +673,7 @@ __all__ = [
     "HttpClient",
     "RateLimiter",
     "Verdict",
+    "Where",
     "check_image",
     "classify_error",
     "decode_b64_image",
