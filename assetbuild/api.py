@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the providers package is imported only when a provider is m
 
 MANIFEST_NAME = "assetbuild.toml"
 LOCK_NAME = "assetbuild.lock"
-OTHER_LOCK_REVS = 20  # commits whose locks explain an output that differs from the lock
+OTHER_LOCK_REVS = ("MERGE_HEAD", "HEAD", "HEAD^2", "ORIG_HEAD")  # whose locks explain an output that differs
 
 
 def lock_path(manifest: Path) -> Path:
@@ -260,19 +260,20 @@ class Project:
                        reroll=frozenset(reroll))
 
     def _other_locks(self) -> dict[str, set[str]]:
-        """Each output path -> the sha256s the lock of MERGE_HEAD and of the last commits
-        recorded for it (read once, and only when an output differs from the lock): an output
-        holding one of them came from a merge, not from a hand."""
+        """Each output path -> the sha256s the lock recorded for it on either side of the
+        latest merge (MERGE_HEAD, HEAD, HEAD's second parent, ORIG_HEAD; read once, and only
+        when an output differs from the lock): an output holding one of them came from a
+        merge, not from a hand. A few locks at most: a plan stays quick with a large lock."""
         if self._elsewhere is None:
-            from .gitlocks import Git, locks_in_history
+            from .gitlocks import Git
 
             self._elsewhere = {}
-            folder = self.manifest_path.parent
+            git = Git(self.manifest_path.parent)
             try:
-                if Git(folder).is_repo():
-                    for lock in locks_in_history(folder, lock_path(self.manifest_path).name, OTHER_LOCK_REVS,
-                                                 merging=True)[0]:
-                        for entry in lock.entries.values():
+                if git.is_repo():
+                    for rev in OTHER_LOCK_REVS:
+                        entries = git.lock_at(rev, lock_path(self.manifest_path).name)[0] if git.has_rev(rev) else None
+                        for entry in (entries or {}).values():
                             for out in entry.outputs:
                                 self._elsewhere.setdefault(out.path, set()).add(out.sha256)
             except UserError:
