@@ -674,7 +674,7 @@ def _ls(ctx: Ctx, targets: tuple[str, ...], *, as_json: bool) -> None:
 
 @cli.command()
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The HTML file to write (default assetbuild-report.html beside the manifest).")
+              help="The HTML file to write (default: beside the manifest, assetbuild-report.html).")
 @click.option("--since", default=None, metavar="REV",
               help="Show what changed since this git revision (default: HEAD, when in a git repository).")
 @click.pass_obj

@@ -606,13 +606,16 @@ def find_changes(project: "Project", git: Git, lock_name: str,
 
 
 def write_report(project: "Project", out: Path | None = None, *, since: str | None = None) -> ReportResult:
-    """Write the report to ``out`` (default: assetbuild-report.html beside the manifest).
+    """Write the report to ``out`` (default: assetbuild-report.html beside assetbuild.toml,
+    web-report.html beside web.toml).
     ``since`` names a git revision to compare with; None compares with HEAD when the project
     is in a git repository with commits, and quietly leaves the comparison out otherwise (a
     revision given that git cannot read is a UsageError)."""
     from .api import lock_path
 
-    out = Path(out) if out is not None else project.manifest_path.parent / REPORT_NAME
+    if out is None:  # named after the manifest, like the lock: web.toml -> web-report.html
+        out = project.manifest_path.parent / f"{project.manifest_path.stem}-report.html"
+    out = Path(out)
     if out.is_dir():
         raise UsageError(f"-o {out}: is a folder; name a file such as {out / REPORT_NAME}")
     out = out.resolve()

@@ -315,3 +315,11 @@ def test_an_output_that_is_a_git_lfs_pointer_says_so(built: ProjectDir):
     text, _ = report(built)
     assert "a Git LFS pointer: run git lfs pull" in section(text, "logo")
     assert "https://" not in text
+
+
+def test_the_default_page_is_named_after_the_manifest(built: ProjectDir):
+    (built.root / "web.toml").write_text(MANIFEST.replace("a fox logo", "a web logo"), encoding="utf-8")
+    res = built.run("-f", "web.toml", "report")
+    assert res.exit_code == 0, res.stderr
+    web = (built.root / "web-report.html").read_text(encoding="utf-8")
+    assert "a web logo" in web and not (built.root / "assetbuild-report.html").exists()
