@@ -467,6 +467,7 @@ class Project:
                 "fingerprint": entry.fingerprint, "provider": entry.provider, "model_id": entry.model_id,
                 "built": entry.built, "cost_usd": entry.cost_usd,
                 "outputs": [{"path": o.path, "sha256": o.sha256} for o in entry.outputs],
+                "candidate_images": list(entry.candidate_images), "pick": entry.pick, "adopted": entry.adopted,
             },
         }
 

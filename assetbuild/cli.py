@@ -615,6 +615,11 @@ def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
                    f"by {lock['provider']} ({lock['model_id']}), {_money(lock['cost_usd'])}")
         for out in lock["outputs"]:
             click.echo(f"  output       {out['path']}  sha256 {out['sha256'][:16]}")
+        for number, sha in enumerate(lock["candidate_images"], start=1):
+            mark = "  (the pick)" if number == lock["pick"] else ""
+            click.echo(f"  candidate {number:<2} sha256 {sha[:16]}{mark}")
+        if lock["adopted"]:
+            click.echo(f"  adopted      sha256 {lock['adopted'][:16]}  (a hand edit: `assetbuild adopt`)")
 
 
 # -- graph and ls -----------------------------------------------------------------------------

@@ -420,3 +420,18 @@ def test_the_review_keys_round_trip_through_the_lock(tmp_path):
     path.write_text(path.read_text().replace(f'adopted = "{sha(b"edit")}"', 'adopted = "nope"'))
     with pytest.raises(LockfileError, match="adopted: is not a sha256"):
         Lockfile.load(path)
+
+
+def test_explain_lists_the_candidates_the_pick_and_an_adopted_edit(project):
+    kit(project)
+    assert project.run("pick", "logo", "2").exit_code == 0
+    res = project.run("explain", "logo")
+    assert res.exit_code == 0
+    shas = lock(project)["logo"]["candidate_images"]
+    assert f"candidate 2  sha256 {shas[1][:16]}  (the pick)" in res.output
+    assert f"candidate 3  sha256 {shas[2][:16]}\n" in res.output
+    retouched = png(64, 64, (250, 100, 0))
+    project.write("assets/logo.png", retouched)
+    assert project.run("adopt", "logo").exit_code == 0
+    info = json.loads(project.run("explain", "logo", "--json").output)["lock"]
+    assert info["adopted"] == sha(retouched) and info["pick"] == 2 and info["candidate_images"] == shas
