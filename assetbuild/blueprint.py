@@ -194,13 +194,33 @@ def _encode(node: Node) -> list[Any]:
              for r in node.references], list(node.outputs), node.kind, [dict(s) for s in node.steps], node.candidates]
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _frozen(cls: type, fields: dict[str, Any]) -> Any:
+    """An instance of the frozen dataclass ``cls`` holding ``fields`` (every field, by name),
+    made without its ``__init__``, which sets each field with its own ``object.__setattr__``:
+    reading 10,000 nodes back, that is most of the time. What the memo holds is what that
+    ``__init__`` was given before."""
+    obj = _new(cls)
+    _set(obj, "__dict__", fields)
+    return obj
+
+
 def _decode(item: list[Any]) -> Node:
     (nid, asset, variant, prompt, provider, ptype, model, size, width, height, count, seed, watermark, params,
      refs, outputs, kind, steps, candidates) = item
-    return Node(id=nid, asset=asset, variant=tuple((k, v) for k, v in variant), prompt=prompt, provider=provider,
-                provider_type=ptype, model=model, size=size, width=width, height=height, count=count, seed=seed,
-                watermark=watermark, params=params,
-                references=tuple(Ref(label, path, node, index, tuple(paths), None if site is None else RefSite(*site))
-                                 for label, path, node, index, paths, site in refs),
-                outputs=tuple(outputs), kind=kind, steps=tuple(steps),
-                candidates=candidates)
+    references = tuple([
+        _frozen(Ref, {"label": label, "path": path, "node": node, "index": index, "paths": tuple(paths),
+                      "site": None if site is None else _frozen(RefSite, dict(zip(_SITE_FIELDS, site)))})
+        for label, path, node, index, paths, site in refs])
+    return _frozen(Node, {
+        "id": nid, "asset": asset, "variant": tuple([(k, v) for k, v in variant]), "prompt": prompt,
+        "provider": provider, "provider_type": ptype, "model": model, "size": size, "width": width, "height": height,
+        "count": count, "seed": seed, "watermark": watermark, "params": params, "references": references,
+        "outputs": tuple(outputs), "kind": kind, "steps": tuple(steps),
+        "candidates": candidates})
+
+
+_SITE_FIELDS = ("file", "line", "key", "max_pixels")

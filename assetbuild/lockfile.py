@@ -258,12 +258,26 @@ def _memo_row(entry: LockEntry) -> list[Any]:
             entry.inputs, [[o.path, o.sha256, o.width, o.height] for o in entry.outputs]]
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
 def _from_memo_row(row: list[Any]) -> LockEntry:
+    """A lock entry from its memo row, made without the frozen dataclasses' ``__init__`` (one
+    ``object.__setattr__`` per field): the row holds what that ``__init__`` was given before."""
     fingerprint, provider, model_id, built, cost_usd, request_id, inputs, outputs = row
     if not isinstance(inputs, dict):
         raise TypeError("inputs")
-    return LockEntry(fingerprint, provider, model_id, built, cost_usd, inputs,
-                     tuple([OutputRecord(*o) for o in outputs]), request_id)
+    records = []
+    for path, sha256, width, height in outputs:
+        record = _new(OutputRecord)
+        _set(record, "__dict__", {"path": path, "sha256": sha256, "width": width, "height": height})
+        records.append(record)
+    entry = _new(LockEntry)
+    _set(entry, "__dict__", {"fingerprint": fingerprint, "provider": provider, "model_id": model_id, "built": built,
+                             "cost_usd": cost_usd, "inputs": inputs, "outputs": tuple(records),
+                             "request_id": request_id})
+    return entry
 
 
 def _read_memo(memo: Path | None, stamp: list[Any]) -> dict[str, LockEntry] | None:

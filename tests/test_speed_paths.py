@@ -182,3 +182,34 @@ def test_loading_and_planning_leave_the_collector_as_they_found_it(project):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_memo_records_are_the_dataclasses_their_init_makes():
+    import dataclasses
+
+    from assetbuild.blueprint import _decode, _encode
+    from assetbuild.lockfile import LockEntry, OutputRecord, _from_memo_row, _memo_row
+    from assetbuild.nodes import Node, Ref, RefSite
+
+    site = RefSite("assetbuild.toml", 7, "assets.a.references", 1000)
+    n = Node(id="a[c=red]", asset="a", variant=(("c", "red"),), prompt="p", provider="ark", provider_type="modelark",
+             model="seedream-4.0", size="1K", width=1024, height=1024, count=2, seed=3, watermark=True,
+             params={"x": [1]}, references=(Ref("r.png", path="r.png", site=site),
+                                            Ref("@b#2", node="b", index=1, paths=("out/b-2.png",))),
+             outputs=("out/a-1.png", "out/a-2.png"), kind="generate", steps=())
+    back = _decode(json_round(_encode(n)))
+    assert back == n and repr(back) == repr(n)
+    assert list(back.__dict__) == [f.name for f in dataclasses.fields(Node)]
+    assert list(back.references[0].__dict__) == [f.name for f in dataclasses.fields(Ref)]
+    assert list(back.references[0].site.__dict__) == [f.name for f in dataclasses.fields(RefSite)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        back.prompt = "changed"  # type: ignore[misc]
+    entry = LockEntry("f" * 64, "ark", "m-1", "2026-01-01T00:00:00Z", 0.03, {"prompt": "p", "references": []},
+                      (OutputRecord("out/a.png", "a" * 64, 8, 8),), "req-1")
+    again = _from_memo_row(json_round(_memo_row(entry)))
+    assert again == entry and list(again.__dict__) == [f.name for f in dataclasses.fields(LockEntry)]
+    assert list(again.outputs[0].__dict__) == [f.name for f in dataclasses.fields(OutputRecord)]
+
+
+def json_round(value: Any) -> Any:
+    return json.loads(json.dumps(value))

@@ -205,6 +205,13 @@ class Chaos:
         return None
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of 16 new connections (a build at
+    # concurrency 16) overflows it, and each dropped SYN is retried only after a second,
+    # which a real host never makes a client wait.
+    request_queue_size = 128
+
+
 class Emulator:
     """Subclass, then ``self.route("name", "POST", r"/v1/things/(?P<id>[^/]+)")(handler)``."""
 
@@ -301,7 +308,7 @@ class Emulator:
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         if ssl_context is not None:  # the handshake happens on the handler's thread, at its first read
             self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True,
