@@ -22,7 +22,7 @@ from .errors import BudgetError, CacheError, LockfileError, UsageError, UserErro
 from .executor import Budget, Event, Executor, NodeResult
 from .blueprint import Blueprint
 from .files import exclusive, sweep_temp_files
-from .gcpause import paused
+from .process import paused
 from .hashing import FileHasher
 from .leftovers import Leftover, gone, sweep
 from .keys import KeyRing, MissingKey, missing_keys

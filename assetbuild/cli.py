@@ -864,17 +864,17 @@ def cache_gc(ctx: Ctx, remote: bool, git_revs: int, dry_run: bool) -> None:
 
 
 def main(argv: list[str] | None = None, seams: Seams | None = None) -> None:
-    from . import gcpause
+    from . import process
 
     whole_process = seams is None  # one command is the whole process (tests run many commands in one)
     if whole_process:
-        gcpause.freeze_after = True
+        process.whole_process = True
         gc.freeze()  # every module imported so far lives to the end: never scan it
     try:
         cli.main(args=argv, obj=seams, prog_name="assetbuild")
     finally:
         if whole_process:  # called in a process that goes on (a test): as it was
-            gcpause.freeze_after = False
+            process.whole_process = False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -428,6 +428,9 @@ class Executor:
         if d.fingerprint is None or d.inputs is None:  # decided before upstream finished
             raise AssetbuildError(f"{node.id}: internal error: deriving without a fingerprint")
         from .transforms import ENGINE, derive  # Pillow loads only when a derive runs
+        from .process import big_blocks_returned
+
+        big_blocks_returned()
 
         images = [self._read_reference(node, ref) for ref in d.references]
         made = derive(images[0], node.steps, images[1:])  # a DeriveError fails this node only

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import IO, Any
@@ -24,6 +26,21 @@ SUPPORTED_FORMATS = tuple(_MEDIA_TYPES)  # what a reference image may be
 _OUTPUT_ONLY = {"ICO": "image/x-icon"}  # what a derived output may also be (a favicon)
 
 
+# Full decodes at once in this process: a 2K image is 12 MB of pixels, and a build at -j 16
+# would otherwise hold sixteen of them while checking downloads. Decoding is CPU work (Pillow
+# lets go of the GIL), so more at once than there are cores only costs memory.
+_DECODES = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))
+
+
+def _decode_slot() -> threading.BoundedSemaphore:
+    """One of the few slots for a full decode (the first use also has a whole process give
+    freed images back to the OS: process.big_blocks_returned)."""
+    from .process import big_blocks_returned
+
+    big_blocks_returned()
+    return _DECODES
+
+
 class ImageDecodeError(AssetbuildError):
     """Bytes that are not a complete, supported image."""
 
@@ -42,7 +59,8 @@ def inspect_image(data: bytes, *, verify: bool = False) -> ImageInfo:
     try:
         with Image.open(io.BytesIO(data)) as img:
             if verify:
-                img.load()
+                with _decode_slot():
+                    img.load()
             media_type = _MEDIA_TYPES.get(img.format or "") or _OUTPUT_ONLY.get(img.format or "")
             if media_type is None:
                 raise ImageDecodeError(f"unsupported image format {img.format!r}")
@@ -58,7 +76,7 @@ def as_png(data: bytes) -> bytes:
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return data
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data)) as img, _decode_slot():
             img.load()
             if img.mode not in ("RGB", "RGBA", "L", "LA", "P"):
                 img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
@@ -131,7 +149,8 @@ def examine(fh: IO[bytes], *, max_pixels: int) -> ImageFacts:
             if fmt not in _MEDIA_TYPES or width * height > max_pixels:
                 return ImageFacts(fmt, width, height)
             try:
-                img.load()
+                with _decode_slot():
+                    img.load()
             except Exception as exc:  # truncated or corrupt data: Pillow's kinds vary by format
                 return ImageFacts(fmt, width, height, False, _reason(exc))
             return ImageFacts(fmt, width, height, True)

@@ -213,3 +213,19 @@ def test_memo_records_are_the_dataclasses_their_init_makes():
 
 def json_round(value: Any) -> Any:
     return json.loads(json.dumps(value))
+
+
+def test_malloc_is_tuned_only_for_a_whole_process_and_once(monkeypatch):
+    import sys
+
+    from assetbuild import process
+
+    monkeypatch.setattr(process, "_done", False)
+    monkeypatch.setattr(process, "whole_process", False)
+    process.big_blocks_returned()
+    assert process._done is False  # a library caller's process is left as it is
+    monkeypatch.setattr(process, "whole_process", True)
+    process.big_blocks_returned()
+    process.big_blocks_returned()
+    assert process._done is True
+    assert "ctypes" in sys.modules or not sys.platform.startswith("linux")
