@@ -18,7 +18,7 @@ import stat
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -249,13 +249,16 @@ def entries_from_text(text: str, path: Path) -> dict[str, LockEntry]:
     return _entries_or_fail(path, Lockfile._parse_text(text, path))
 
 
-MEMO_VERSION = 2  # 2: entries as validated rows (_memo_row), read without checking each key again; the stamp
-#                   on line 1, so the memo of another state of the lock is told without parsing it
+MEMO_VERSION = 3  # 2: entries as validated rows (_memo_row), read without checking each key again; the stamp
+#                   on line 1, so the memo of another state of the lock is told without parsing it; 3: every field
+_ENTRY_FIELDS = tuple(f.name for f in fields(LockEntry))
+_TUPLE_FIELDS = ("candidate_images",)  # besides outputs: tuples that JSON gives back as lists
 
 
 def _memo_row(entry: LockEntry) -> list[Any]:
-    return [entry.fingerprint, entry.provider, entry.model_id, entry.built, entry.cost_usd, entry.request_id,
-            entry.inputs, [[o.path, o.sha256, o.width, o.height] for o in entry.outputs]]
+    row = [getattr(entry, name) for name in _ENTRY_FIELDS]
+    row[_ENTRY_FIELDS.index("outputs")] = [[o.path, o.sha256, o.width, o.height] for o in entry.outputs]
+    return row
 
 
 _new = object.__new__
@@ -265,18 +268,21 @@ _set = object.__setattr__
 def _from_memo_row(row: list[Any]) -> LockEntry:
     """A lock entry from its memo row, made without the frozen dataclasses' ``__init__`` (one
     ``object.__setattr__`` per field): the row holds what that ``__init__`` was given before."""
-    fingerprint, provider, model_id, built, cost_usd, request_id, inputs, outputs = row
-    if not isinstance(inputs, dict):
+    if len(row) != len(_ENTRY_FIELDS):
+        raise TypeError("a memo row of another shape")
+    values = dict(zip(_ENTRY_FIELDS, row))
+    if not isinstance(values["inputs"], dict):
         raise TypeError("inputs")
     records = []
-    for path, sha256, width, height in outputs:
+    for path, sha256, width, height in values["outputs"]:
         record = _new(OutputRecord)
         _set(record, "__dict__", {"path": path, "sha256": sha256, "width": width, "height": height})
         records.append(record)
+    values["outputs"] = tuple(records)
+    for name in _TUPLE_FIELDS:
+        values[name] = tuple(values[name])
     entry = _new(LockEntry)
-    _set(entry, "__dict__", {"fingerprint": fingerprint, "provider": provider, "model_id": model_id, "built": built,
-                             "cost_usd": cost_usd, "inputs": inputs, "outputs": tuple(records),
-                             "request_id": request_id})
+    _set(entry, "__dict__", values)
     return entry
 
 

@@ -206,6 +206,8 @@ def test_memo_records_are_the_dataclasses_their_init_makes():
         back.prompt = "changed"  # type: ignore[misc]
     entry = LockEntry("f" * 64, "ark", "m-1", "2026-01-01T00:00:00Z", 0.03, {"prompt": "p", "references": []},
                       (OutputRecord("out/a.png", "a" * 64, 8, 8),), "req-1")
+    optional = {"candidate_images": ("a" * 64, "b" * 64), "pick": 2, "adopted": "c" * 64}  # every field set
+    entry = dataclasses.replace(entry, **{k: v for k, v in optional.items() if hasattr(entry, k)})
     again = _from_memo_row(json_round(_memo_row(entry)))
     assert again == entry and list(again.__dict__) == [f.name for f in dataclasses.fields(LockEntry)]
     assert list(again.outputs[0].__dict__) == [f.name for f in dataclasses.fields(OutputRecord)]
