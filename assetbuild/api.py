@@ -420,18 +420,27 @@ class Project:
             found += [Stale(nid, [PRUNE_REASON], ["asset-removed"], "prune") for nid in gone(self.lock.entries, self.nodes)]
         return found
 
+    def _history(self, git_revs: int) -> tuple[list[dict[str, Any]], list[str]]:
+        """The lock's entries as each of the last ``git_revs`` commits had them (none for 0),
+        and a note per commit whose lock could not be read (``--git-revs`` of clean and gc)."""
+        if git_revs <= 0:
+            return [], []
+        from .gitlocks import Git, locks_in_history
+
+        folder = self.manifest_path.parent
+        if not Git(folder, "--git-revs").is_repo():
+            raise UsageError(f"--git-revs: {folder} is not in a git repository with commits; "
+                             "leave --git-revs out or commit first")
+        locks, notes = locks_in_history(folder, lock_path(self.manifest_path).name, git_revs)
+        return [lock.entries for lock in locks], notes
+
     def clean(self, *, dry_run: bool = False, git_revs: int = 0) -> tuple[list[Leftover], list[str]]:
         """Remove orphaned outputs: files assetbuild wrote (per the lock, and with ``git_revs``
         per the lock of each of the last N commits) for assets the manifest no longer has,
         while their bytes are unchanged; drop those assets from the lock. Notes say which
         commits' locks could not be read."""
-        from .upkeep import locks_in_history
-
         with self.exclusive():
-            history, notes = ([], [])
-            if git_revs > 0:
-                history, notes = locks_in_history(self.manifest_path.parent, lock_path(self.manifest_path).name,
-                                                  git_revs)
+            history, notes = self._history(git_revs)
             done = self.leftovers(dry_run=dry_run, extra=history)
             if not dry_run:
                 self.lock.prune(p.asset for p in done)
@@ -554,15 +563,11 @@ class Project:
     def cache_gc(self, *, remote: bool = False, git_revs: int = 0, dry_run: bool = False) -> dict[str, Any]:
         """Remove what neither the lock nor (with ``git_revs``) the lock of the last N commits
         references; ``dry_run`` only says what would go."""
-        from .upkeep import gc_local, gc_remote, locks_in_history
+        from .upkeep import gc_local, gc_remote
 
         with self.exclusive():
-            keep = [dict(self.lock.entries)]
-            notes: list[str] = []
-            if git_revs > 0:
-                history, notes = locks_in_history(self.manifest_path.parent, lock_path(self.manifest_path).name,
-                                                  git_revs)
-                keep += history
+            history, notes = self._history(git_revs)
+            keep = [dict(self.lock.entries), *history]
             store = self.remote_store if remote else None
             done = {"local": gc_local(self.cache, keep, dry_run=dry_run), "remote": None, "notes": notes,
                     "locks": len(keep)}

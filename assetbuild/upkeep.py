@@ -5,21 +5,17 @@ and (where asked) a remote store. Unlike a build, these report a remote that fai
 What ``gc`` keeps: every result the lock names (by fingerprint) with the blobs it names
 (the host's originals and the PNGs), every output sha256 the lock records, every candidate and adopted image it names, and with
 ``git_revs`` the same for the lock of each of the last N commits (read with
-``git show REV:./assetbuild.lock``). Jobs in flight are never touched.
+``git show REV:./assetbuild.lock``, gitlocks.py). Jobs in flight are never touched.
 """
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable
 
 from .cache import Cache, CacheRecord
-from .errors import LockfileError, UsageError
 from .hashing import sha256_bytes
-from .lockfile import LockEntry, read_entries
+from .lockfile import LockEntry
 from .remote import RemoteStore
 
 
@@ -209,35 +205,3 @@ def _referenced(locks: list[dict[str, LockEntry]]) -> tuple[set[str], set[str]]:
             if entry.adopted:
                 shas.add(entry.adopted)
     return fingerprints, shas
-
-
-def locks_in_history(folder: Path, lock_name: str, revs: int) -> tuple[list[dict[str, LockEntry]], list[str]]:
-    """The lock (``folder/lock_name``) as each of the last ``revs`` commits of HEAD had it,
-    read with git; and a note for each commit whose lock could not be read (commits without
-    one are skipped)."""
-    commits = _git(folder, "rev-list", f"--max-count={revs}", "HEAD").split()
-    locks: list[dict[str, LockEntry]] = []
-    notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="assetbuild-gc-") as tmp:
-        for commit in commits:
-            shown = subprocess.run(["git", "show", f"{commit}:./{lock_name}"], cwd=folder, capture_output=True)
-            if shown.returncode != 0:
-                continue  # no lock in that commit
-            copy = Path(tmp) / lock_name
-            copy.write_bytes(shown.stdout)
-            try:
-                locks.append(read_entries(copy))
-            except LockfileError as exc:
-                notes.append(f"{commit[:10]}: {exc} (not kept)")
-    return locks, notes
-
-
-def _git(folder: Path, *args: str) -> str:
-    try:
-        done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True)
-    except OSError as exc:
-        raise UsageError(f"--git-revs needs git: {exc.strerror}; install git or leave --git-revs out") from exc
-    if done.returncode != 0:
-        why = (done.stderr.strip().splitlines() or ["git failed"])[-1]
-        raise UsageError(f"--git-revs: {folder} is not in a git repository with commits ({why})")
-    return done.stdout
