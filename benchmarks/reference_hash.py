@@ -9,7 +9,7 @@ hide what is measured here.
 Each run is a fresh ``Project.load(...)`` in this process (what a new `assetbuild` process
 does; the file-hash memo lives in .assetbuild/), and the table shows the files it hashed
 (read, rather than answered from the mtime+size memo: ``project.hasher.hashed`` before and
-after each ``hasher.hash`` call, the calls serialised by a lock for the count), references
+after each ``hasher._read`` call, the calls serialised by a lock for the count), references
 and outputs apart, and its wall time:
 
     1. plan (nothing known yet: every reference is hashed)
@@ -84,20 +84,22 @@ def write_project(root: Path, files: int, mb: float) -> int:
 
 
 def count_reads(hasher: Any) -> list[str]:
-    """The paths ``hasher`` reads (not answered from its memo), from now on. Measurement only:
-    a lock around each call, so that ``hasher.hashed`` before and after names this call's read."""
+    """The paths ``hasher`` reads (not answered from its memo), from now on, whether asked
+    through ``hash`` (outputs) or ``reference`` (reference images): both go through ``_read``.
+    Measurement only: a lock around each call, so that ``hasher.hashed`` before and after
+    names this call's read."""
     read: list[str] = []
-    inner, mutex = hasher.hash, threading.Lock()
+    inner, mutex = hasher._read, threading.Lock()
 
-    def hash(rel: str) -> str | None:
+    def _read(rel: str, max_pixels: Any) -> Any:
         with mutex:
             before = hasher.hashed
-            sha = inner(rel)
+            found = inner(rel, max_pixels)
             if hasher.hashed != before:
                 read.append(rel)
-            return sha
+            return found
 
-    hasher.hash = hash
+    hasher._read = _read
     return read
 
 
