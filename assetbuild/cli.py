@@ -696,7 +696,7 @@ def report(ctx: Ctx, out: Path | None, since: str | None) -> None:
     click.echo(f"report: {done.path} ({_bytes(done.size_bytes)}): {done.assets} asset(s), {done.images} image(s), "
                f"{done.stale} stale{changed}")
     if done.since_note and since is None:
-        click.echo(f"report: no comparison with a commit ({done.since_note})", err=True)
+        click.echo(f"report: no comparison with a commit: {done.since_note}", err=True)
 
 
 # -- providers --------------------------------------------------------------------------------
