@@ -148,6 +148,8 @@ class ProviderPool(Protocol):
 
     def fallback_of(self, name: str) -> str | None: ...
 
+    def missing_key(self, name: str) -> str | None: ...  # the variable to set, if its API key is empty
+
     def interrupt(self) -> None: ...
 
 
@@ -375,12 +377,11 @@ class Executor:
         )
         name: str | None = node.provider
         tried: list[str] = []
-        missing_key = getattr(self.providers, "missing_key", None)
         while True:
             assert name is not None
             provider = self.providers.get(name)
             tried.append(name)
-            variable = missing_key(name) if missing_key is not None else None
+            variable = self.providers.missing_key(name)
             nxt = self.providers.fallback_of(name)
             if variable and nxt and nxt not in tried:  # a keyless host is skipped, never tried
                 self.on_event(Event("fallback", node.id, detail=f"provider {name}: {variable} is not set; trying {nxt}"))

@@ -51,6 +51,9 @@ class Pool:
     def fallback_of(self, name: str) -> None:
         return None
 
+    def missing_key(self, name: str) -> None:
+        return None
+
     def interrupt(self) -> None:
         self.interrupted = True
         self.provider.interrupt()
