@@ -1,14 +1,18 @@
 """The fast paths of issue 7 give what the plain ones gave: the CLI's JSON text, the build
 order, the manifest's line numbers; generated JPEGs are converted by the finisher threads
 (the worker is free for the next request) with the same outputs and the same failure; a
-no-op run starts no thread; loading and planning leave the collector as they found it."""
+no-op run starts no thread; loading and planning leave the collector as they found it; a remote
+provider's clients share one set of TLS settings and httpx's command-line tool is never loaded."""
 
 from __future__ import annotations
 
 import gc
 import io
 import json
+import os
 import random
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -231,3 +235,35 @@ def test_malloc_is_tuned_only_for_a_whole_process_and_once(monkeypatch):
     process.big_blocks_returned()
     assert process._done is True
     assert "ctypes" in sys.modules or not sys.platform.startswith("linux")
+
+
+def test_every_http_client_shares_one_tls_context_per_ca_setting(tmp_path, monkeypatch):
+    from assetbuild.providers._http import HttpClient, RateLimiter
+    from assetbuild.clock import SystemClock
+
+    def client() -> HttpClient:
+        return HttpClient(provider="p", base_url="https://host.invalid", headers={}, secret=None, timeout_s=5,
+                          max_attempts=1, limiter=RateLimiter(1, None, SystemClock()))
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    a, b = client(), client()
+    contexts = {id(pool._ssl_context) for c in (a, b) for pool in (c._api._transport._pool, c._cdn._transport._pool)}
+    assert len(contexts) == 1  # the CA bundle is loaded once, not once per client
+    import trustme  # a CA of our own, as SSL_CERT_FILE names one
+
+    ca_file = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    c = client()
+    assert c._api._transport._pool._ssl_context is not a._api._transport._pool._ssl_context  # the setting is honoured
+    for each in (a, b, c):
+        each.close()
+
+
+def test_a_remote_provider_does_not_load_httpx_command_line_tool():
+    code = ("import sys; import assetbuild.providers.modelark, httpx; "
+            "print(sorted(m for m in ('httpx._main', 'rich', 'pygments') if sys.modules.get(m) is not None))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONSTARTUP"}).stdout
+    assert out == "[]\n"
