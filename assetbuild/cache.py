@@ -305,9 +305,10 @@ class Cache:
 
 
 class JobIndex:
-    """The asynchronous jobs in flight (a provider's JobStore): saved when a host accepts a
-    job, before any waiting, so a killed build resumes the job instead of paying again; the
-    executor forgets one only once its images are in the cache. Keys are the providers'."""
+    """The jobs in flight (a provider's JobStore): saved when a host accepts a job, before any
+    waiting (Ark's answer, before its images are downloaded), so a killed build resumes the
+    job instead of paying again; the executor forgets one only once its images are in the
+    cache. Keys are the providers'."""
 
     def __init__(self, cache: Cache):
         self._cache = cache

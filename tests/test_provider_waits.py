@@ -86,6 +86,30 @@ def test_interrupt_ends_a_retry_after_wait_and_sends_nothing_more() -> None:
         provider.close()
 
 
+def test_interrupt_during_an_ark_download_keeps_its_answer_for_a_rerun() -> None:
+    """Ark bills the images before it answers: Ctrl-C while they come down keeps the answer
+    saved, and the rerun downloads them from it without a second (paid) call."""
+    with ArkEmulator(api_key=KEY) as emu:
+        emu.fail_next("result", status=429, headers={"Retry-After": "100"})
+        cfg = ProviderConfig(type="modelark", base_url=emu.base_url)
+        provider = ModelArkProvider("ark", cfg, env={"ARK_API_KEY": KEY}, clock=SystemClock())
+        jobs = MemoryJobStore()
+        thread, errors = run_in_thread(lambda: provider.generate(REQUEST, jobs))
+        wait_for(lambda: len(emu.calls("result")) == 1)  # now waiting 100 s to fetch it again
+        provider.interrupt()
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+        (error,) = errors
+        assert isinstance(error, Interrupted) and error.submitted is True and error.job_key is None
+        assert jobs.get(provider.job_key(REQUEST)) is not None  # the paid answer stays saved
+        provider.close()
+        again = ModelArkProvider("ark", cfg, env={"ARK_API_KEY": KEY}, clock=SystemClock())
+        result = again.generate(REQUEST, jobs)
+        assert len(result.images) == 1 and result.job_key == again.job_key(REQUEST)
+        assert len(emu.calls("generate")) == len(emu.submits) == 1  # not paid twice
+        again.close()
+
+
 def test_interrupt_before_a_request_sends_nothing() -> None:
     with ReplicateEmulator(api_key=KEY) as emu:
         provider = replicate(emu)

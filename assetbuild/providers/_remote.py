@@ -86,6 +86,13 @@ class JobState:
     error: ProviderError | None = None
 
 
+def ends_job(exc: ProviderError) -> bool:
+    """Whether a result download's failure ends its job: an answer that is not an image, a
+    4xx (an expired URL), a refusal. Anything else (a connection that failed in transit,
+    Ctrl-C) may come through next time, so the job stays saved for a rerun."""
+    return isinstance(exc, (BadAnswer, ProviderRequestError, ProviderRefused))
+
+
 def count_prompt(prompt: str, count: int) -> str:
     """The prompt, saying how many images to make when ``count`` > 1.
 
@@ -168,9 +175,6 @@ class RemoteProvider:
     # Body keys (dotted paths) assetbuild sets from the request; ``params`` may not set them.
     modeled_keys: ClassVar[tuple[str, ...]] = ()
     error_parser: ClassVar[ErrorParser] = staticmethod(default_error_parser)  # type: ignore[assignment]
-    # The host answers the submit with the images (Ark): its answer is saved only when a
-    # download fails in transit, and ``deliver`` reads it; there is nothing to poll.
-    synchronous: ClassVar[bool] = False
     # 5xx statuses the host documents as "the job was not started" (nothing billed): a billable
     # submit answered with one is retried. None by default: a 5xx may have started the job.
     unstarted_statuses: ClassVar[frozenset[int]] = frozenset()
@@ -412,7 +416,7 @@ class RemoteProvider:
             images, warnings = self._download(request, state.outputs[: request.count], self.exact_size(request))
         except ProviderError as exc:
             exc.submitted = True
-            if isinstance(exc, (BadAnswer, ProviderRequestError, ProviderRefused)):
+            if ends_job(exc):
                 raise self._ended(jobs, key, job, exc, failed_output=len(exc.images))
             raise  # in transit or interrupted: the job stays saved, a rerun fetches it again
         job_id = self.request_id(job)
@@ -455,16 +459,16 @@ class RemoteProvider:
 
     def _start(self, request: GenerationRequest, jobs: JobStore, key: str) -> Job:
         """The saved job for this request if one is in flight, else a new ``submit``, saved
-        before any polling starts (a synchronous host's answer is not: see :attr:`synchronous`).
-        A saved job marked ``ended`` (its failure was reported already) is replaced: ``submit``
-        gets it, to ask the host for a new one."""
+        before any polling or download starts (a synchronous host's answer too: it holds the
+        result URLs of images already made and billed). A saved job marked ``ended`` (its
+        failure was reported already) is replaced: ``submit`` gets it, to ask the host for a
+        new one."""
         job = jobs.get(key)
         if job is not None and self.resumable(job):
             job["resumed"] = True
             return job
         job = self.submit(request, job)
-        if not self.synchronous:
-            jobs.put(key, job)
+        jobs.put(key, job)
         return job
 
     def _settle(self, request: GenerationRequest, jobs: JobStore, key: str, job: Job) -> tuple[Job, JobState]:
@@ -589,4 +593,5 @@ class RemoteProvider:
             self._http.close()
 
 
-__all__ = ["LIST_PRICES", "JobState", "RemoteProvider", "count_prompt", "dig", "merge_params", "param_paths"]
+__all__ = ["LIST_PRICES", "JobState", "RemoteProvider", "count_prompt", "dig", "ends_job", "merge_params",
+           "param_paths"]

@@ -72,8 +72,9 @@ class GenerationResult:
 
 
 class JobStore(Protocol):
-    """Persists in-flight asynchronous jobs, so a crash while polling resumes the job
-    instead of paying for a new one. Keys are opaque strings chosen by the provider."""
+    """Persists in-flight jobs (and a synchronous host's answer until its images are
+    downloaded), so a crash while polling or downloading resumes the job instead of paying for
+    a new one. Keys are opaque strings chosen by the provider."""
 
     def get(self, key: str) -> dict[str, Any] | None: ...
 

@@ -49,7 +49,7 @@ from ._http import (
     default_error_parser,
     size_warning,
 )
-from ._remote import LIST_PRICES, Job, JobState, RemoteProvider, merge_params
+from ._remote import LIST_PRICES, Job, JobState, RemoteProvider, ends_job, merge_params
 from .base import CANONICAL_MODELS, GenerationRequest, GenerationResult, JobStore
 
 GENERATE_PATH = "/images/generations"
@@ -107,7 +107,6 @@ class ModelArkProvider(RemoteProvider):
     # byteplussdkarkruntime/_constants.py: DEFAULT_TIMEOUT_SECONDS = 600.0). A batch of up to
     # 15 images at 4K can take minutes.
     default_timeout_s = 600.0
-    synchronous = True  # one POST answers with the images (§1)
     prompt_says_count = True  # §7.10: with sequential generation the model reads the count from the prompt
     # §1.7: "Retry 429 / 500 with backoff"; §1.5: billing is per image delivered, and a 500 delivers none.
     unstarted_statuses = frozenset({500})
@@ -157,8 +156,9 @@ class ModelArkProvider(RemoteProvider):
         return merge_params(body, request.params)
 
     def submit(self, request: GenerationRequest, ended: Job | None) -> Job:
-        """The one synchronous call: its answer, as the job a rerun reads if a download fails
-        in transit."""
+        """The one synchronous call: its answer, saved as the job (``_start``) before any
+        download, so a rerun after a kill or a download failing in transit fetches the paid
+        images from it (Ark's result URLs live 24 h) instead of paying again."""
         response = self.http.request("POST", GENERATE_PATH, json=self.request_body(request))
         # Ark's request id header is not in providers.md (unconfirmed); taken when present.
         request_id = response.headers.get("x-request-id")
@@ -173,17 +173,16 @@ class ModelArkProvider(RemoteProvider):
     def deliver(self, request: GenerationRequest, jobs: JobStore, key: str, job: Job,
                 state: JobState) -> GenerationResult:
         """The answer's images. Any error says ``submitted``: images may have been made and
-        billed. The answer is saved only if a download failed in transit, and a saved one is
-        handed back (``job_key``) once it ends."""
-        payload, request_id, resumed = job["payload"], job.get("request_id"), bool(job.get("resumed"))
+        billed. The saved answer is handed back (``job_key``) once it ends, for the executor to
+        forget after caching the images; one whose download failed in transit (or was cut by
+        Ctrl-C) stays saved for a rerun."""
+        payload, request_id = job["payload"], job.get("request_id")
         try:
             images, warnings, failures = self._collect(request, payload)
             made = self._generated(payload)
             if len(images) < request.count:
                 error = self._shortfall(request, images, made, failures)
-                if any(failure.in_transit for failure in failures):
-                    jobs.put(key, {"id": request_id or "ark", "payload": payload, "request_id": request_id})
-                elif resumed:
+                if not any(failure.in_transit for failure in failures):
                     jobs.put(key, {"id": request_id or "ark", "ended": "failed"})
                     error.job_key = key
                 raise error
@@ -197,7 +196,7 @@ class ModelArkProvider(RemoteProvider):
             request_id=request_id,
             cost_usd=made * self.price_per_image(request.model),
             warnings=tuple(warnings),
-            job_key=key if resumed else None,
+            job_key=key,
         )
 
     def _payload(self, response: Any) -> dict[str, Any]:
@@ -227,8 +226,7 @@ class ModelArkProvider(RemoteProvider):
             try:
                 image, info = self._fetch(item)
             except ProviderError as exc:
-                in_transit = type(exc) is ProviderUnavailable  # not a BadAnswer: it may come through next time
-                failures.append(_Failure(type(exc), label + exc.detail, exc.code, exc.status, in_transit))
+                failures.append(_Failure(type(exc), label + exc.detail, exc.code, exc.status, not ends_job(exc)))
                 continue
             warning = size_warning(info, request.width, request.height)
             if warning:
