@@ -183,8 +183,7 @@ class ModelArkProvider(RemoteProvider):
             if len(images) < request.count:
                 error = self._shortfall(request, images, made, failures)
                 if not any(failure.in_transit for failure in failures):
-                    jobs.put(key, {"id": request_id or "ark", "ended": "failed"})
-                    error.job_key = key
+                    raise self._ended(jobs, key, job, error)
                 raise error
         except ProviderError as exc:
             exc.submitted = True
