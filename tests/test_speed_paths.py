@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import io
 import json
-import os
 import random
 import subprocess
 import sys
@@ -264,6 +263,5 @@ def test_every_http_client_shares_one_tls_context_per_ca_setting(tmp_path, monke
 def test_a_remote_provider_does_not_load_httpx_command_line_tool():
     code = ("import sys; import assetbuild.providers.modelark, httpx; "
             "print(sorted(m for m in ('httpx._main', 'rich', 'pygments') if sys.modules.get(m) is not None))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={k: v for k, v in os.environ.items() if k != "PYTHONSTARTUP"}).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out == "[]\n"
