@@ -393,7 +393,6 @@ class Executor:
                 break
             except ProviderError as exc:
                 self._secure_partial(d.fingerprint, exc)
-                nxt = self.providers.fallback_of(name)
                 # Fall back only if the host cannot have accepted the job: else two hosts bill for one asset.
                 if isinstance(exc, ProviderUnavailable) and not exc.submitted and nxt and nxt not in tried:
                     self.on_event(Event("fallback", node.id, detail=f"{exc}; trying {nxt}"))

@@ -480,8 +480,7 @@ class RemoteProvider:
             if not (job.get("resumed") and exc.status == 404):
                 raise
         jobs.delete(key)
-        job = self.submit(request, None)
-        jobs.put(key, job)
+        job = self._start(request, jobs, key)  # nothing saved now: a new submit, saved before the wait
         return job, self.wait(job)
 
     def _ended(self, jobs: JobStore, key: str, job: Job, error: ProviderError,
