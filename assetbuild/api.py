@@ -584,3 +584,9 @@ class Project:
     def close(self) -> None:
         self.providers.close()
         self.cache.close()
+
+    def __enter__(self) -> "Project":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -192,6 +192,20 @@ def _finite(value: float | None) -> float | None:
     return value
 
 
+# Options several commands share: the same flag reads the same everywhere.
+JOBS = click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True,
+                    help="Assets built at once.")
+KEEP_GOING = click.option("-k", "--keep-going", is_flag=True, help="Go on with independent assets after a failure.")
+OFFLINE = click.option("--offline", is_flag=True, help="No provider calls: restore, derive and local only.")
+PROVIDER = click.option("--provider", "provider_override", default=None, help="Use this provider for every asset.")
+YES = click.option("--yes", "-y", is_flag=True, help="Do not ask before spending money.")
+
+
+def max_cost_option(help_text: str) -> Callable[[Any], Any]:
+    return click.option("--max-cost", type=click.FloatRange(min=0), default=None,
+                        callback=lambda ctx, param, value: _finite(value), help=help_text)
+
+
 def _money(usd: float) -> str:
     return f"${usd:.2f}" if usd < 100 else f"${usd:,.0f}"
 
@@ -203,7 +217,7 @@ def _money(usd: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (same as --format json).")
 @click.option("--force", is_flag=True, help="Plan as if rebuilding the targets regardless.")
 @click.option("--offline", is_flag=True, help="Plan without provider calls.")
-@click.option("--provider", "provider_override", default=None, help="Use this provider for every asset.")
+@PROVIDER
 @click.option("--assume-keys", is_flag=True,
               help="Plan as if every API key were set (CI without secrets: what would be generated, its cost).")
 @click.option("--reroll", multiple=True, metavar="ASSET", help="Plan as `assetbuild reroll ASSET` would (repeatable).")
@@ -214,12 +228,9 @@ def plan(ctx: Ctx, targets: tuple[str, ...], fmt: str | None, as_json: bool, for
     if as_json and fmt not in (None, "json"):
         raise UsageError(f"--json is --format json; give one of --json and --format {fmt}")
     fmt = "json" if as_json else fmt or "text"
-    project = ctx.project(provider_override)
-    try:
+    with ctx.project(provider_override) as project:
         result = project.plan(targets, force=force, offline=offline, assume_keys=assume_keys, reroll=reroll,
                               on_event=_warn_on_stderr)
-    finally:
-        project.close()
     for missing in result.missing_keys:
         click.echo(f"warning: {missing.variable} is not set: {len(missing.assets)} asset(s) of provider "
                    f"{', '.join(missing.providers)} blocked; set it to build them "
@@ -264,15 +275,13 @@ def _warn_on_stderr(event: Any) -> None:
 
 @cli.command()
 @click.argument("targets", nargs=-1)
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True,
-              help="Assets built at once.")
-@click.option("-k", "--keep-going", is_flag=True, help="Go on with independent assets after a failure.")
+@JOBS
+@KEEP_GOING
 @click.option("--force", is_flag=True, help="Rebuild the targets (all if none) even if up to date; pays again.")
-@click.option("--offline", is_flag=True, help="No provider calls: restore, derive and local only.")
-@click.option("--provider", "provider_override", default=None, help="Use this provider for every asset.")
-@click.option("--max-cost", type=click.FloatRange(min=0), default=None, callback=lambda ctx, param, value: _finite(value),
-              help="Refuse a build estimated above USD.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask before spending money.")
+@OFFLINE
+@PROVIDER
+@max_cost_option("Refuse a build estimated above USD.")
+@YES
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.option("--reroll", multiple=True, hidden=True)  # `assetbuild reroll ASSET` (review.py)
 @click.pass_obj
@@ -354,14 +363,12 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going
 
 @cli.command()
 @click.argument("targets", nargs=-1)
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True,
-              help="Assets built at once.")
-@click.option("-k", "--keep-going", is_flag=True, help="Go on with independent assets after a failure.")
-@click.option("--offline", is_flag=True, help="No provider calls: restore, derive and local only.")
-@click.option("--provider", "provider_override", default=None, help="Use this provider for every asset.")
-@click.option("--max-cost", type=click.FloatRange(min=0), default=None, callback=lambda ctx, param, value: _finite(value),
-              help="Refuse a build estimated above USD (each build).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask before spending money.")
+@JOBS
+@KEEP_GOING
+@OFFLINE
+@PROVIDER
+@max_cost_option("Refuse a build estimated above USD (each build).")
+@YES
 @click.option("--debounce", "debounce_ms", type=click.IntRange(10, 60_000), default=200, show_default=True,
               help="Build once no change came for MS milliseconds.")
 @click.pass_obj
@@ -393,11 +400,10 @@ def watch(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, offli
 
 @cli.command()
 @click.argument("assets", nargs=-1, required=True)
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Assets built at once.")
+@JOBS
 @click.option("--offline", is_flag=True, help="No provider calls: only local assets can be rerolled.")
-@click.option("--max-cost", type=click.FloatRange(min=0), default=None, callback=lambda ctx, param, value: _finite(value),
-              help="Refuse a reroll estimated above USD.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask before spending money.")
+@max_cost_option("Refuse a reroll estimated above USD.")
+@YES
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_context
 def reroll(click_ctx: click.Context, assets: tuple[str, ...], jobs: int, offline: bool, max_cost: float | None,
@@ -416,11 +422,8 @@ def pick(ctx: Ctx, asset: str, number: int, force: bool) -> None:
     """Make candidate N of ASSET its output; its dependents become stale. Pays nothing."""
     from . import review
 
-    project = ctx.project()
-    try:
+    with ctx.project() as project:
         done = review.pick(project, asset, number, force=force)
-    finally:
-        project.close()
     if not done.changed:
         click.echo(f"pick: candidate {done.number} of {done.candidates} is {done.asset}'s output already")
         return
@@ -438,11 +441,8 @@ def adopt(ctx: Ctx, asset: str) -> None:
     """Accept ASSET's hand-edited output as its output; its dependents become stale."""
     from . import review
 
-    project = ctx.project()
-    try:
+    with ctx.project() as project:
         done = review.adopt(project, asset)
-    finally:
-        project.close()
     if not done.changed:
         click.echo(f"adopt: {done.path} is what the lock records already; nothing to adopt")
         return
@@ -459,11 +459,8 @@ def adopt(ctx: Ctx, asset: str) -> None:
 @click.pass_obj
 def check(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:
     """For CI: exit 0 only if every output exists and matches the lock and the manifest."""
-    project = ctx.project()
-    try:
+    with ctx.project() as project:
         found = project.check_all(targets)
-    finally:
-        project.close()
     stale = [s for s in found if s.stale]
     if as_json:
         from .summaries import check_json
@@ -491,11 +488,8 @@ def check(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:
 def clean(ctx: Ctx, dry_run: bool, git_revs: int, as_json: bool) -> None:
     """Remove orphaned outputs: files assetbuild wrote for assets no longer in the manifest,
     while their bytes are what it wrote (cached first; anything else is kept and named)."""
-    project = ctx.project()
-    try:
+    with ctx.project() as project:
         done, notes = project.clean(dry_run=dry_run, git_revs=git_revs)
-    finally:
-        project.close()
     if as_json:
         click.echo(jsonout.dumps({"dry_run": dry_run, "pruned": [d.to_json() for d in done], "notes": notes}))
         return
@@ -551,11 +545,8 @@ def lock_resolve(ctx: Ctx, git_revs: int) -> None:
     """Rebuild a consistent lock from what is on disk: an output whose bytes match an entry of
     either side of a conflicted lock, the lock, or an earlier commit's lock is taken as built
     by it."""
-    project = ctx.project(unreadable_lock_ok=True)
-    try:
+    with ctx.project(unreadable_lock_ok=True) as project:
         res = project.lock_resolve(git_revs=git_revs)
-    finally:
-        project.close()
     for note in res.notes:
         click.echo(f"note: {note}", err=True)
     others = sorted(a for a, source in res.taken.items() if source != "the lock")
@@ -581,11 +572,8 @@ def lock_resolve(ctx: Ctx, git_revs: int) -> None:
 @click.pass_obj
 def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
     """Why ASSET is or is not up to date: its fingerprint inputs, then against the lock."""
-    project = ctx.project()
-    try:
+    with ctx.project() as project:
         info = project.explain(asset)
-    finally:
-        project.close()
     if as_json:
         click.echo(jsonout.dumps(info))
         return
@@ -636,11 +624,8 @@ def graph(ctx: Ctx, targets: tuple[str, ...], fmt: str) -> None:
     if fmt == "list":
         _ls(ctx, targets, as_json=False)
         return
-    project = ctx.project()
-    try:
+    with ctx.project() as project:
         data = graphview.graph_data(project.blueprint, targets)
-    finally:
-        project.close()
     if fmt == "json":
         click.echo(jsonout.dumps(data))
     else:
@@ -661,13 +646,10 @@ def ls(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:
 def _ls(ctx: Ctx, targets: tuple[str, ...], *, as_json: bool) -> None:
     from . import graphview
 
-    project = ctx.project()
-    try:
+    with ctx.project() as project:
         named = {nid for target in targets for nid in project.blueprint.match(target)}
         decisions = project.plan(targets, on_event=_warn_on_stderr).decisions  # upstream too: it decides
         rows = graphview.ls_rows([d for d in decisions if not targets or d.id in named], project.lock.entries)
-    finally:
-        project.close()
     if as_json:
         click.echo(jsonout.dumps(rows))
     else:
@@ -687,11 +669,8 @@ def report(ctx: Ctx, out: Path | None, since: str | None) -> None:
     """Write one self-contained HTML page to review the kit: images, candidates, status, changes."""
     if out is not None and not out.is_absolute():
         out = ctx.directory / out  # -C DIR: as if started in DIR
-    project = ctx.project()
-    try:
+    with ctx.project() as project:
         done = project.report(out, since=since)
-    finally:
-        project.close()
     changed = "" if done.changes is None else f", {len(done.changes)} changed since {done.since}"
     click.echo(f"report: {done.path} ({_bytes(done.size_bytes)}): {done.assets} asset(s), {done.images} image(s), "
                f"{done.stale} stale{changed}")
@@ -706,11 +685,8 @@ def report(ctx: Ctx, out: Path | None, since: str | None) -> None:
 @click.pass_obj
 def providers(ctx: Ctx, as_json: bool) -> None:
     """Each configured provider: type, model ids, price, and whether its key is set."""
-    project = ctx.project()
-    try:
+    with ctx.project() as project:
         rows = project.provider_info()
-    finally:
-        project.close()
     if as_json:
         click.echo(jsonout.dumps(rows))
         return
@@ -760,11 +736,8 @@ def cache() -> None:
 @click.pass_obj
 def cache_info(ctx: Ctx, as_json: bool) -> None:
     """Results, blobs and bytes in the local cache and the remote."""
-    project = ctx.project()
-    try:
+    with ctx.project() as project:
         info = project.cache_info()
-    finally:
-        project.close()
     if as_json:
         click.echo(jsonout.dumps(info))
     else:
@@ -785,11 +758,8 @@ def cache_info(ctx: Ctx, as_json: bool) -> None:
 @click.pass_obj
 def cache_push(ctx: Ctx) -> None:
     """Upload every local result (and its blobs) the remote lacks."""
-    project = ctx.project()
-    try:
+    with ctx.project() as project:
         moved = project.cache_push()
-    finally:
-        project.close()
     click.echo(f"push: {moved.records} result(s), {moved.blobs} blob(s), {_bytes(moved.bytes)} uploaded "
                f"to {project.remote_store.url}")
 
@@ -798,11 +768,8 @@ def cache_push(ctx: Ctx) -> None:
 @click.pass_obj
 def cache_pull(ctx: Ctx) -> None:
     """Download the results the lock references that the local cache lacks."""
-    project = ctx.project()
-    try:
+    with ctx.project() as project:
         moved = project.cache_pull()
-    finally:
-        project.close()
     click.echo(f"pull: {moved.records} result(s), {moved.blobs} blob(s), {_bytes(moved.bytes)} downloaded "
                f"from {project.remote_store.url}")
     if moved.missing:
@@ -814,11 +781,8 @@ def cache_pull(ctx: Ctx) -> None:
 @click.pass_obj
 def cache_verify(ctx: Ctx, remote: bool) -> None:
     """Check that every blob's bytes hash to its name; remove the damaged ones."""
-    project = ctx.project()
-    try:
+    with ctx.project() as project:
         found = project.cache_verify(remote=remote)
-    finally:
-        project.close()
     damaged = 0
     for where in ("local", "remote"):
         seen = found[where]
@@ -841,11 +805,8 @@ def cache_verify(ctx: Ctx, remote: bool) -> None:
 @click.pass_obj
 def cache_gc(ctx: Ctx, remote: bool, git_revs: int, dry_run: bool) -> None:
     """Remove results and blobs the lock does not reference."""
-    project = ctx.project()
-    try:
+    with ctx.project() as project:
         done = project.cache_gc(remote=remote, git_revs=git_revs, dry_run=dry_run)
-    finally:
-        project.close()
     for note in done["notes"]:
         click.echo(f"warning: {note}", err=True)
     verb = "would remove" if dry_run else "removed"
