@@ -13,15 +13,15 @@ from typing import Any
 __version__ = "0.1.0"
 
 _WHERE = {
-    "Action": "planner", "AssetbuildError": "errors", "BudgetError": "errors", "BuildInterrupted": "errors",
+    "Action": "plan.planner", "AssetbuildError": "errors", "BudgetError": "errors", "BuildInterrupted": "errors",
     "DeriveError": "errors",
-    "BuildReport": "api", "CacheError": "errors", "Clock": "clock", "Decision": "planner", "Event": "executor",
+    "BuildReport": "api", "CacheError": "errors", "Clock": "clock", "Decision": "plan.planner", "Event": "run.executor",
     "GenerationRequest": "providers.base", "GenerationResult": "providers.base", "Interrupted": "errors",
     "LockfileError": "errors", "ManifestError": "errors", "ManifestErrors": "errors",
-    "NodeResult": "executor", "Outcome": "executor",
+    "NodeResult": "run.executor", "Outcome": "run.executor",
     "Plan": "api", "Project": "api", "Provider": "providers.base", "ProviderError": "errors",
     "ProviderRefused": "errors", "ProviderRequestError": "errors", "ProviderUnavailable": "errors",
-    "Reason": "planner", "ReferenceImage": "providers.base", "RemoteError": "errors", "Stale": "api",
+    "Reason": "plan.planner", "ReferenceImage": "providers.base", "RemoteError": "errors", "Stale": "api",
     "UsageError": "errors", "UserError": "errors",
 }
 

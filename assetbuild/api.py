@@ -16,20 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
-from .cache import Cache, cache_dir
+from .store.cache import Cache, cache_dir
 from .clock import Clock, SystemClock
 from .errors import BudgetError, CacheError, LockfileError, UsageError, UserError
-from .executor import Budget, Event, Executor, NodeResult
-from .blueprint import Blueprint
-from .files import exclusive, sweep_temp_files
-from .process import paused
-from .hashing import FileHasher
-from .leftovers import Leftover, gone, sweep
-from .keys import KeyRing, MissingKey, missing_keys
-from .lockfile import Lockfile
-from .nodes import Node
-from .planner import Action, Decision, Planner, texts
-from .remote import RemoteStore, remote_spec
+from .run.executor import Budget, Event, Executor, NodeResult
+from .spec.blueprint import Blueprint
+from .store.files import exclusive, sweep_temp_files
+from .run.process import paused
+from .store.hashing import FileHasher
+from .commands.leftovers import Leftover, gone, sweep
+from .plan.routing import KeyRing, MissingKey, missing_keys
+from .store.lockfile import Lockfile
+from .spec.nodes import Node
+from .plan.planner import Action, Decision, Planner, texts
+from .store.remote import RemoteStore, remote_spec
 
 if TYPE_CHECKING:  # the providers package is imported only when a provider is made
     from .providers.base import Provider
@@ -265,7 +265,7 @@ class Project:
         when an output differs from the lock): an output holding one of them came from a
         merge, not from a hand. A few locks at most: a plan stays quick with a large lock."""
         if self._elsewhere is None:
-            from .gitlocks import Git
+            from .store.gitlocks import Git
 
             self._elsewhere = {}
             git = Git(self.manifest_path.parent)
@@ -290,7 +290,7 @@ class Project:
         key): what a build with the keys would generate, and its cost. ``reroll`` names assets
         to generate again though nothing changed (review.py checks they can be); they are
         planned whether or not ``targets`` name them."""
-        from .review import reroll_nodes
+        from .commands.review import reroll_nodes
 
         targets = list(targets)
         rerolled = frozenset(reroll_nodes(self, list(reroll))) if reroll else frozenset()
@@ -425,7 +425,7 @@ class Project:
         and a note per commit whose lock could not be read (``--git-revs`` of clean and gc)."""
         if git_revs <= 0:
             return [], []
-        from .gitlocks import Git, locks_in_history
+        from .store.gitlocks import Git, locks_in_history
 
         folder = self.manifest_path.parent
         if not Git(folder, "--git-revs").is_repo():
@@ -449,7 +449,7 @@ class Project:
 
     def lock_resolve(self, *, git_revs: int = 50) -> Any:
         """Rebuild the lock from what is on disk after a merge (see lockmerge.resolve)."""
-        from .lockmerge import resolve
+        from .commands.lockmerge import resolve
 
         with self.exclusive():
             return resolve(self, git_revs)
@@ -510,7 +510,7 @@ class Project:
 
     def graph_data(self, targets: Iterable[str] = ()) -> dict[str, Any]:
         """The graph of the targets (all if none) with the files they read (see graphview.py)."""
-        from .graphview import graph_data
+        from .commands.graphview import graph_data
 
         return graph_data(self.blueprint, targets)
 
@@ -526,7 +526,7 @@ class Project:
     def cache_info(self) -> dict[str, Any]:
         """Counts and bytes of the local cache and of the remote (if one is configured);
         ``remote_error`` says why the remote could not be listed."""
-        from .upkeep import local_usage, remote_usage
+        from .commands.upkeep import local_usage, remote_usage
 
         info: dict[str, Any] = {"local": {"dir": str(self.cache.dir), **vars(local_usage(self.cache))},
                                 "remote": None, "remote_error": None}
@@ -540,19 +540,19 @@ class Project:
         return info
 
     def cache_push(self) -> Any:
-        from .upkeep import push
+        from .commands.upkeep import push
 
         with self.exclusive():
             return push(self.cache, self.remote_store)
 
     def cache_pull(self) -> Any:
-        from .upkeep import pull
+        from .commands.upkeep import pull
 
         with self.exclusive():
             return pull(self.cache, self.remote_store, list(self.lock.entries.values()))
 
     def cache_verify(self, *, remote: bool = False) -> dict[str, Any]:
-        from .upkeep import verify_local, verify_remote
+        from .commands.upkeep import verify_local, verify_remote
 
         with self.exclusive():
             found = {"local": verify_local(self.cache), "remote": None}
@@ -563,7 +563,7 @@ class Project:
     def cache_gc(self, *, remote: bool = False, git_revs: int = 0, dry_run: bool = False) -> dict[str, Any]:
         """Remove what neither the lock nor (with ``git_revs``) the lock of the last N commits
         references; ``dry_run`` only says what would go."""
-        from .upkeep import gc_local, gc_remote
+        from .commands.upkeep import gc_local, gc_remote
 
         with self.exclusive():
             history, notes = self._history(git_revs)
@@ -577,7 +577,7 @@ class Project:
 
     def report(self, out: str | Path | None = None, *, since: str | None = None) -> Any:
         """Write the HTML review page (see report.py); ``since`` compares with a git revision."""
-        from .report import write_report
+        from .commands.report import write_report
 
         return write_report(self, None if out is None else Path(out), since=since)
 

@@ -16,7 +16,7 @@ import click
 
 from . import jsonout
 from .errors import AssetbuildError, BuildInterrupted, LockfileError, UsageError, UserError
-from .files import TEMP_SUFFIX
+from .store.files import TEMP_SUFFIX
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -152,7 +152,7 @@ def cli(ctx: click.Context, directory: Path, manifest: str | None, verbose: bool
 @click.pass_obj
 def init(ctx: Ctx, git: bool) -> None:
     """Write a starter assetbuild.toml and ignore the cache in .gitignore."""
-    from .lockmerge import attributes_line, config_command, setup_git
+    from .commands.lockmerge import attributes_line, config_command, setup_git
 
     manifest = ctx.directory / (ctx.manifest or "assetbuild.toml")
     lock_name = manifest.with_suffix(".lock").name
@@ -239,7 +239,7 @@ def plan(ctx: Ctx, targets: tuple[str, ...], fmt: str | None, as_json: bool, for
         click.echo(jsonout.dumps(result.to_json()))
         return
     if fmt == "markdown":
-        from .summaries import plan_markdown
+        from .commands.summaries import plan_markdown
 
         click.echo(plan_markdown(result), nl=False)
         return
@@ -303,8 +303,8 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going
     the question before spending on a terminal, the budget, the progress, the summary."""
     from contextlib import nullcontext
 
-    from .executor import Event
-    from .progress import Lines, LiveDisplay, live_wanted
+    from .run.executor import Event
+    from .run.progress import Lines, LiveDisplay, live_wanted
 
     project = ctx.project(provider_override)
     out = sys.stderr if as_json else sys.stdout
@@ -343,7 +343,7 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going
         project.close()
     summary = report.to_json()
     if as_json:
-        from .summaries import build_json
+        from .commands.summaries import build_json
 
         click.echo(jsonout.dumps(build_json(report, project.nodes)))
     else:
@@ -375,7 +375,7 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going
 def watch(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, offline: bool,
           provider_override: str | None, max_cost: float | None, yes: bool, debounce_ms: int) -> None:
     """Build the targets (all if none), then again whenever the manifest or a file they read changes."""
-    from .watch import Watcher
+    from .run.watch import Watcher
 
     def build_once() -> None:
         _build_once(ctx, targets, jobs=jobs, keep_going=keep_going, offline=offline,
@@ -420,7 +420,7 @@ def reroll(click_ctx: click.Context, assets: tuple[str, ...], jobs: int, offline
 @click.pass_obj
 def pick(ctx: Ctx, asset: str, number: int, force: bool) -> None:
     """Make candidate N of ASSET its output; its dependents become stale. Pays nothing."""
-    from . import review
+    from .commands import review
 
     with ctx.project() as project:
         done = review.pick(project, asset, number, force=force)
@@ -439,7 +439,7 @@ def pick(ctx: Ctx, asset: str, number: int, force: bool) -> None:
 @click.pass_obj
 def adopt(ctx: Ctx, asset: str) -> None:
     """Accept ASSET's hand-edited output as its output; its dependents become stale."""
-    from . import review
+    from .commands import review
 
     with ctx.project() as project:
         done = review.adopt(project, asset)
@@ -463,7 +463,7 @@ def check(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:
         found = project.check_all(targets)
     stale = [s for s in found if s.stale]
     if as_json:
-        from .summaries import check_json
+        from .commands.summaries import check_json
 
         click.echo(jsonout.dumps(check_json(found)))
         if stale:
@@ -519,7 +519,7 @@ def lock() -> None:
 def lock_merge(base: Path, ours: Path, theirs: Path, name: str) -> None:
     """The git merge driver: merge BASE, OURS and THEIRS per asset into OURS (git: %O %A %B).
     Exit 1 when both sides changed an asset differently (git then reports a conflict)."""
-    from .lockmerge import merge_files
+    from .commands.lockmerge import merge_files
 
     merged = merge_files(base, ours, theirs, name)
     if merged.conflicts == ["*"]:
@@ -619,7 +619,7 @@ def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
 @click.pass_obj
 def graph(ctx: Ctx, targets: tuple[str, ...], fmt: str) -> None:
     """The dependency graph of the targets (all assets if none), with the files they read."""
-    from . import graphview
+    from .commands import graphview
 
     if fmt == "list":
         _ls(ctx, targets, as_json=False)
@@ -644,7 +644,7 @@ def ls(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:
 
 
 def _ls(ctx: Ctx, targets: tuple[str, ...], *, as_json: bool) -> None:
-    from . import graphview
+    from .commands import graphview
 
     with ctx.project() as project:
         named = {nid for target in targets for nid in project.blueprint.match(target)}
@@ -708,7 +708,7 @@ def providers(ctx: Ctx, as_json: bool) -> None:
 @cli.command()
 def schema() -> None:
     """The manifest's JSON Schema (for taplo / Even Better TOML), generated from its models."""
-    from .schema import manifest_schema
+    from .spec.schema import manifest_schema
 
     click.echo(jsonout.dumps(manifest_schema()))
 
@@ -825,7 +825,7 @@ def cache_gc(ctx: Ctx, remote: bool, git_revs: int, dry_run: bool) -> None:
 
 
 def main(argv: list[str] | None = None, seams: Seams | None = None) -> None:
-    from . import process
+    from .run import process
 
     whole_process = seams is None  # one command is the whole process (tests run many commands in one)
     if whole_process:

@@ -11,7 +11,7 @@ chains, matrix assets, reference files; local provider, 64x64), measured two way
    provider_factory=...)`` then ``.build(jobs=4)``, with a provider factory that wraps the
    real local provider and adds up the thread CPU time (``time.thread_time``) spent inside
    each ``generate()`` call (the render and its PNG encode run there, in the calling worker
-   thread), and with ``assetbuild.imageinfo.inspect_image`` / ``as_png`` wrapped the same way
+   thread), and with ``assetbuild.store.imageinfo.inspect_image`` / ``as_png`` wrapped the same way
    (reading the header of each output and reference; ``as_png`` returns PNG bytes as they
    are). The whole load + build is timed with ``time.process_time()`` (all threads).
 
@@ -86,7 +86,7 @@ class TimedProvider:
 
 def own_cpu(project_dir: Path, n: int, jobs: int) -> dict[str, float]:
     """assetbuild's own CPU per generated asset, measured in this process."""
-    import assetbuild.imageinfo as imageinfo
+    import assetbuild.store.imageinfo as imageinfo
     from assetbuild.api import Project, default_provider_factory
     for module in ("expand", "graph", "manifest", "providers.local"):  # imports are not per-asset work
         importlib.import_module(f"assetbuild.{module}")

@@ -44,7 +44,7 @@ COMMAND = "python benchmarks/noop.py"
 
 def write_makefile(project: Path, folder: Path) -> int:
     """An equivalent Makefile in ``folder`` with up-to-date stand-in files; its rule count."""
-    from assetbuild.blueprint import Blueprint
+    from assetbuild.spec.blueprint import Blueprint
 
     blueprint = Blueprint.load(project / "assetbuild.toml", memo_dir=None)
     rules: list[tuple[str, list[str]]] = []

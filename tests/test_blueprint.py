@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from assetbuild.api import Project
-from assetbuild.blueprint import Blueprint
+from assetbuild.spec.blueprint import Blueprint
 from tests.conftest import ProjectDir, png
 
 MANIFEST = """

@@ -346,7 +346,7 @@ def test_renaming_outputs_moves_the_images_without_calls_even_with_an_empty_cach
 
 
 def test_a_second_build_of_the_same_project_at_once_is_refused(project):
-    from assetbuild.files import exclusive
+    from assetbuild.store.files import exclusive
 
     chain(project)
     with exclusive(project.root / "assetbuild.toml"):

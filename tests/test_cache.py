@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from assetbuild.cache import Cache, CacheRecord
+from assetbuild.store.cache import Cache, CacheRecord
 from assetbuild.errors import CacheError
-from assetbuild.hashing import sha256_bytes
+from assetbuild.store.hashing import sha256_bytes
 
 
 @pytest.fixture

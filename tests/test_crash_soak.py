@@ -29,9 +29,9 @@ import pytest
 from PIL import Image
 
 from assetbuild.api import Project
-from assetbuild.cache import Cache
-from assetbuild.hashing import sha256_bytes
-from assetbuild.planner import Action
+from assetbuild.store.cache import Cache
+from assetbuild.store.hashing import sha256_bytes
+from assetbuild.plan.planner import Action
 from tests.conftest import REPO, ProjectDir
 from tests.fakes.apiframe import ApiframeEmulator
 from tests.fakes.ark import ArkEmulator

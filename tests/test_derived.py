@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from assetbuild.api import Project
-from assetbuild.cache import Cache, CacheRecord
-from assetbuild.transforms import derive
+from assetbuild.store.cache import Cache, CacheRecord
+from assetbuild.run.transforms import derive
 from tests.conftest import ProjectDir, png
 
 KIT = """

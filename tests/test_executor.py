@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from assetbuild.cache import Cache
+from assetbuild.store.cache import Cache
 from assetbuild.clock import SystemClock
 from assetbuild.errors import BuildInterrupted, Interrupted
-from assetbuild.executor import Event, Executor, Outcome
-from assetbuild.hashing import FileHasher
-from assetbuild.lockfile import Lockfile
-from assetbuild.nodes import Node, Ref
-from assetbuild.planner import Action, Planner
+from assetbuild.run.executor import Event, Executor, Outcome
+from assetbuild.store.hashing import FileHasher
+from assetbuild.store.lockfile import Lockfile
+from assetbuild.spec.nodes import Node, Ref
+from assetbuild.plan.planner import Action, Planner
 from assetbuild.providers.local import LocalProvider
 
 

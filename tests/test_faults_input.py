@@ -17,8 +17,8 @@ from PIL import Image
 
 from assetbuild.api import Project
 from assetbuild.errors import ManifestError, ManifestErrors, UserError
-from assetbuild.hashing import FileHasher
-from assetbuild.lockfile import Lockfile
+from assetbuild.store.hashing import FileHasher
+from assetbuild.store.lockfile import Lockfile
 from tests.conftest import png
 
 ONE = '[defaults]\nsize = "32x32"\n[assets.a]\nprompt = "a"\n'

@@ -7,8 +7,8 @@ import os
 import pytest
 
 from assetbuild.api import Project
-from assetbuild.hashing import FileHasher
-from assetbuild.planner import Unsettled
+from assetbuild.store.hashing import FileHasher
+from assetbuild.plan.planner import Unsettled
 from tests.conftest import png
 
 BASE = {

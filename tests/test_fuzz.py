@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from assetbuild.api import Project
 from assetbuild.errors import AssetbuildError
-from assetbuild.lockfile import INPUT_KEYS
-from assetbuild.models import AssetSpec, CacheConfig, LimitsConfig, ProjectConfig, ProviderConfig
+from assetbuild.store.lockfile import INPUT_KEYS
+from assetbuild.spec.models import AssetSpec, CacheConfig, LimitsConfig, ProjectConfig, ProviderConfig
 from tests.conftest import png
 
 # Bounded so the file runs in seconds; no example database written into the repository.

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from assetbuild.api import Project
-from assetbuild.cache import Cache, CacheRecord
+from assetbuild.store.cache import Cache, CacheRecord
 from tests.conftest import ProjectDir, png
 from tests.fakes.ark import ArkEmulator
 from tests.fakes.clock import FakeClock
@@ -197,7 +197,7 @@ def test_a_build_reads_the_lock_only_once_it_holds_the_build_lock(project):  # i
 
 
 def test_a_second_build_is_refused_before_it_plans_or_asks(project):  # item 3
-    from assetbuild.files import exclusive
+    from assetbuild.store.files import exclusive
 
     project.manifest(LOCAL)
     with exclusive(project.root / "assetbuild.toml"):

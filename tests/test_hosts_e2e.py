@@ -259,7 +259,7 @@ def test_a_missing_key_stops_the_build_before_any_request(project):
 
 
 def test_images_of_a_failed_partial_batch_are_kept_in_the_cache(project):
-    from assetbuild.cache import Cache
+    from assetbuild.store.cache import Cache
 
     ark = start("modelark", None)
     try:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from assetbuild.errors import LockfileError
-from assetbuild.lockfile import Lockfile
+from assetbuild.store.lockfile import Lockfile
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -80,7 +80,7 @@ def test_lock_of_unknown_version_is_refused(tmp_path):
 
 
 def _entry(fp: str) -> Any:
-    from assetbuild.lockfile import LockEntry, OutputRecord
+    from assetbuild.store.lockfile import LockEntry, OutputRecord
 
     return LockEntry(fingerprint=fp, provider="local", model_id="local", built="2026-11-22T00:00:00Z", cost_usd=0.0,
                      inputs={"prompt": "p", "references": [], "params": {}},
@@ -88,7 +88,7 @@ def _entry(fp: str) -> Any:
 
 
 def test_the_journal_replays_on_the_lock_it_continues_and_a_torn_line_ends_it(tmp_path):
-    from assetbuild.lockfile import Lockfile
+    from assetbuild.store.lockfile import Lockfile
 
     path, journal = tmp_path / "assetbuild.lock", tmp_path / "cache" / "journal.jsonl"
     lock = Lockfile.load(path, journal=journal)
@@ -110,7 +110,7 @@ def test_the_journal_replays_on_the_lock_it_continues_and_a_torn_line_ends_it(tm
 
 
 def test_a_journal_of_another_lock_is_not_replayed(tmp_path):
-    from assetbuild.lockfile import Lockfile
+    from assetbuild.store.lockfile import Lockfile
 
     path, journal = tmp_path / "assetbuild.lock", tmp_path / "journal.jsonl"
     lock = Lockfile.load(path, journal=journal)
@@ -120,7 +120,7 @@ def test_a_journal_of_another_lock_is_not_replayed(tmp_path):
 
 
 def test_recording_an_asset_does_not_rewrite_the_lock(tmp_path):
-    from assetbuild.lockfile import Lockfile
+    from assetbuild.store.lockfile import Lockfile
 
     path, journal = tmp_path / "assetbuild.lock", tmp_path / "journal.jsonl"
     lock = Lockfile.load(path, journal=journal)
@@ -142,7 +142,7 @@ def _aged(path) -> None:
 
 
 def test_the_lock_memo_gives_the_entries_the_lock_itself_gives(tmp_path):
-    from assetbuild.lockfile import Lockfile
+    from assetbuild.store.lockfile import Lockfile
 
     path, memo = tmp_path / "assetbuild.lock", tmp_path / "cache" / "lock.json"
     lock = Lockfile.load(path)
@@ -161,7 +161,7 @@ def test_the_lock_memo_gives_the_entries_the_lock_itself_gives(tmp_path):
 def test_a_damaged_or_foreign_lock_memo_is_not_used(tmp_path):
     import json
 
-    from assetbuild.lockfile import Lockfile
+    from assetbuild.store.lockfile import Lockfile
 
     path, memo = tmp_path / "assetbuild.lock", tmp_path / "lock.json"
     lock = Lockfile.load(path)

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from assetbuild.cli import main
-from assetbuild.lockfile import LockEntry, Lockfile, OutputRecord, read_entries
-from assetbuild.lockmerge import merge_entries, merge_files, same, split_conflict
+from assetbuild.store.lockfile import LockEntry, Lockfile, OutputRecord, read_entries
+from assetbuild.commands.lockmerge import merge_entries, merge_files, same, split_conflict
 
 KIT = """
 [project]

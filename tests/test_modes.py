@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from assetbuild.files import current_umask, file_mode, umask_from_status, write_atomic
+from assetbuild.store.files import current_umask, file_mode, umask_from_status, write_atomic
 
 MANIFEST = """\
 [project]
@@ -78,7 +78,7 @@ def test_the_umask_is_read_from_proc_status() -> None:
 def test_the_umask_is_known_in_a_fresh_process_and_left_as_it_was(umask: int) -> None:
     code = textwrap.dedent("""
         import os
-        from assetbuild import files
+        from assetbuild.store import files
         print(oct(files.current_umask()), oct(files._IMPORT_UMASK), oct(os.umask(0)))
     """)
     res = subprocess.run(["sh", "-c", f"umask {umask:03o} && exec {sys.executable} -c '{code}'"],

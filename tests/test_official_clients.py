@@ -43,7 +43,7 @@ from byteplussdkarkruntime._exceptions import ArkBadRequestError, ArkInternalSer
 from byteplussdkarkruntime.types.images import SequentialImageGenerationOptions
 from replicate.exceptions import ModelError, ReplicateError
 
-from assetbuild.models import ProviderConfig
+from assetbuild.spec.models import ProviderConfig
 from assetbuild.providers._remote import count_prompt
 from assetbuild.providers.base import GenerationRequest, MemoryJobStore
 from assetbuild.providers.fal import FalProvider

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from assetbuild.cache import Cache, CacheRecord
-from assetbuild.fingerprint import fingerprint, fingerprint_inputs
-from assetbuild.hashing import FileHasher, sha256_bytes
-from assetbuild.lockfile import LockEntry, Lockfile, OutputRecord
-from assetbuild.nodes import Node, Ref
-from assetbuild.planner import Action, Decision, Planner, Reason, Unsettled
+from assetbuild.store.cache import Cache, CacheRecord
+from assetbuild.plan.fingerprint import fingerprint, fingerprint_inputs
+from assetbuild.store.hashing import FileHasher, sha256_bytes
+from assetbuild.store.lockfile import LockEntry, Lockfile, OutputRecord
+from assetbuild.spec.nodes import Node, Ref
+from assetbuild.plan.planner import Action, Decision, Planner, Reason, Unsettled
 
 
 def node(nid: str = "a", *, refs: tuple[Ref, ...] = (), outputs: tuple[str, ...] | None = None, count: int = 1,

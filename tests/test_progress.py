@@ -18,8 +18,8 @@ from rich.console import Console
 
 from assetbuild.api import Project
 from assetbuild.cli import Seams, cli
-from assetbuild.executor import Event
-from assetbuild.progress import Lines, LiveDisplay, live_wanted
+from assetbuild.run.executor import Event
+from assetbuild.run.progress import Lines, LiveDisplay, live_wanted
 from tests.conftest import ProjectDir
 
 MANIFEST = """

@@ -11,8 +11,8 @@ from typing import Any, Iterator
 import pytest
 
 from assetbuild.errors import ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
-from assetbuild.imageinfo import inspect_image
-from assetbuild.models import ProviderConfig
+from assetbuild.store.imageinfo import inspect_image
+from assetbuild.spec.models import ProviderConfig
 from assetbuild.providers.apiframe import ApiframeProvider, idempotency_key
 from assetbuild.providers.base import GenerationRequest, MemoryJobStore
 from tests.fakes.apiframe import ApiframeEmulator

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from assetbuild.errors import ProviderError, ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
-from assetbuild.models import ProviderConfig
+from assetbuild.spec.models import ProviderConfig
 from assetbuild.providers.atlascloud import AtlasCloudProvider
 from assetbuild.providers.base import MemoryJobStore, ReferenceImage
 from tests.fakes.atlascloud import AtlasCloudEmulator

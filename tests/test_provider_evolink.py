@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from assetbuild.errors import ProviderRequestError, UserError
-from assetbuild.models import ProviderConfig
+from assetbuild.spec.models import ProviderConfig
 from assetbuild.providers.base import MemoryJobStore, ReferenceImage
 from assetbuild.providers._remote import count_prompt
 from assetbuild.providers.evolink import EvolinkProvider, nearest_aspect_ratio, quality_for

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 
 from assetbuild.errors import ProviderRequestError, UserError
-from assetbuild.models import ProviderConfig
+from assetbuild.spec.models import ProviderConfig
 from assetbuild.providers.base import GenerationRequest, MemoryJobStore
 from assetbuild.providers.fal import FalProvider
 from tests.fakes.clock import FakeClock

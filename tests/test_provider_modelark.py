@@ -17,7 +17,7 @@ from assetbuild.errors import (
     ProviderUnavailable,
     UserError,
 )
-from assetbuild.models import ProviderConfig
+from assetbuild.spec.models import ProviderConfig
 from assetbuild.providers import create_provider
 from assetbuild.providers.base import GenerationRequest, MemoryJobStore, ReferenceImage
 from assetbuild.providers.modelark import ModelArkProvider, VolcengineProvider

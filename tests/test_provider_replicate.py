@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import pytest
 
 from assetbuild.errors import ProviderRequestError, ProviderUnavailable, UserError
-from assetbuild.models import ProviderConfig
+from assetbuild.spec.models import ProviderConfig
 from assetbuild.providers.base import GenerationRequest, MemoryJobStore
 from assetbuild.providers.replicate import ReplicateProvider, size_fields
 from tests.fakes.clock import FakeClock

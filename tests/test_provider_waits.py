@@ -14,7 +14,7 @@ import pytest
 
 from assetbuild.clock import SystemClock
 from assetbuild.errors import Interrupted, ProviderError, ProviderRequestError, ProviderUnavailable
-from assetbuild.models import ProviderConfig
+from assetbuild.spec.models import ProviderConfig
 from assetbuild.providers.base import GenerationRequest, MemoryJobStore
 from assetbuild.providers.modelark import ModelArkProvider
 from assetbuild.providers.replicate import ReplicateProvider
@@ -151,7 +151,7 @@ def test_a_result_over_max_download_mb_is_refused() -> None:
 
 def test_the_download_limits_are_manifest_keys(tmp_path: Any) -> None:
     from assetbuild.errors import ManifestError
-    from assetbuild.manifest import parse_manifest
+    from assetbuild.spec.manifest import parse_manifest
 
     text = '[providers.h]\ntype = "replicate"\ndownload_deadline_s = 120\nmax_download_mb = 32\n'
     config = parse_manifest(text, tmp_path / "assetbuild.toml").manifest.providers["h"]

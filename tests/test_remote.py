@@ -19,10 +19,10 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from assetbuild.cache import Cache, CacheRecord
+from assetbuild.store.cache import Cache, CacheRecord
 from assetbuild.errors import RemoteError
-from assetbuild.hashing import sha256_bytes
-from assetbuild.remote import Remote, RemoteSpec, RemoteStore
+from assetbuild.store.hashing import sha256_bytes
+from assetbuild.store.remote import Remote, RemoteSpec, RemoteStore
 from tests.conftest import REPO, ProjectDir, png
 
 KIT_ASSETS = 14  # generated (paid) assets of examples/brand-kit

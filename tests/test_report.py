@@ -17,7 +17,7 @@ import pytest
 import tomli_w
 from PIL import Image
 
-from assetbuild.cache import Cache
+from assetbuild.store.cache import Cache
 from tests.conftest import ProjectDir, png
 
 if sys.version_info >= (3, 11):
@@ -241,7 +241,7 @@ def test_since_shows_new_removed_and_changed_assets_old_beside_new(built: Projec
 
 
 def decoded_thumb(data: bytes) -> Image.Image:
-    from assetbuild.report import THUMB_PX, _thumbnail
+    from assetbuild.commands.report import THUMB_PX, _thumbnail
 
     thumb = _thumbnail(data, THUMB_PX)
     assert thumb is not None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from assetbuild.cache import Cache
+from assetbuild.store.cache import Cache
 from tests.conftest import REPO, ProjectDir, png
 
 if sys.version_info >= (3, 11):

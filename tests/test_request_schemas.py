@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import pytest
 from jsonschema import Draft202012Validator
 
-from assetbuild.models import ProviderConfig
+from assetbuild.spec.models import ProviderConfig
 from assetbuild.providers._remote import RemoteProvider
 from assetbuild.providers.apiframe import ApiframeProvider
 from assetbuild.providers.atlascloud import AtlasCloudProvider

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from assetbuild.cache import Cache
+from assetbuild.store.cache import Cache
 from assetbuild.errors import LockfileError
-from assetbuild.lockfile import LockEntry, Lockfile, OutputRecord
+from assetbuild.store.lockfile import LockEntry, Lockfile, OutputRecord
 from tests.conftest import ProjectDir, png
 from tests.fakes.ark import ArkEmulator
 from tests.fakes.clock import FakeClock

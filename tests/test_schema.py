@@ -12,8 +12,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from assetbuild.models import AssetSpec, CacheConfig, LimitsConfig, Manifest, ProjectConfig, ProviderConfig
-from assetbuild.schema import manifest_schema
+from assetbuild.spec.models import AssetSpec, CacheConfig, LimitsConfig, Manifest, ProjectConfig, ProviderConfig
+from assetbuild.spec.schema import manifest_schema
 from tests.conftest import REPO, ProjectDir
 
 if sys.version_info >= (3, 11):

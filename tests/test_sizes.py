@@ -1,6 +1,6 @@
 import pytest
 
-from assetbuild.sizes import TABLE_RATIOS, SizeError, nearest_ratio, nearest_tier, resolve_size, tiers
+from assetbuild.spec.sizes import TABLE_RATIOS, SizeError, nearest_ratio, nearest_tier, resolve_size, tiers
 
 
 @pytest.mark.parametrize("text,model,expected", [

@@ -19,10 +19,10 @@ import networkx as nx
 import pytest
 from PIL import Image
 
-from assetbuild.executor import Outcome
-from assetbuild.graph import _ordered
+from assetbuild.run.executor import Outcome
+from assetbuild.spec.graph import _ordered
 from assetbuild.jsonout import dumps
-from assetbuild.manifest import Locator
+from assetbuild.spec.manifest import Locator
 from assetbuild.providers.base import GenerationResult
 from assetbuild.providers.local import LocalProvider
 
@@ -119,7 +119,7 @@ class JpegHost:
 
 
 def test_generated_jpegs_are_converted_by_the_finisher_and_written_as_png(tmp_path, monkeypatch):
-    import assetbuild.imageinfo as imageinfo
+    import assetbuild.store.imageinfo as imageinfo
 
     threads: list[str] = []
     original = imageinfo.as_png
@@ -190,9 +190,9 @@ def test_loading_and_planning_leave_the_collector_as_they_found_it(project):
 def test_memo_records_are_the_dataclasses_their_init_makes():
     import dataclasses
 
-    from assetbuild.blueprint import _decode, _encode
-    from assetbuild.lockfile import LockEntry, OutputRecord, _from_memo_row, _memo_row
-    from assetbuild.nodes import Node, Ref, RefSite
+    from assetbuild.spec.blueprint import _decode, _encode
+    from assetbuild.store.lockfile import LockEntry, OutputRecord, _from_memo_row, _memo_row
+    from assetbuild.spec.nodes import Node, Ref, RefSite
 
     site = RefSite("assetbuild.toml", 7, "assets.a.references", 1000)
     n = Node(id="a[c=red]", asset="a", variant=(("c", "red"),), prompt="p", provider="ark", provider_type="modelark",
@@ -223,7 +223,7 @@ def json_round(value: Any) -> Any:
 def test_malloc_is_tuned_only_for_a_whole_process_and_once(monkeypatch):
     import sys
 
-    from assetbuild import process
+    from assetbuild.run import process
 
     monkeypatch.setattr(process, "_done", False)
     monkeypatch.setattr(process, "whole_process", False)

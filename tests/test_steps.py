@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from assetbuild.steps import extension, parse_step, parse_steps
+from assetbuild.spec.steps import extension, parse_step, parse_steps
 
 
 def parsed(*tables: dict) -> list[dict]:

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from assetbuild.errors import DeriveError
-from assetbuild.steps import parse_steps
-from assetbuild.transforms import derive
+from assetbuild.spec.steps import parse_steps
+from assetbuild.run.transforms import derive
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
@@ -153,7 +153,7 @@ def test_the_bytes_are_the_same_in_another_process(tmp_path):
     (tmp_path / "ov.png").write_bytes(solid(9, 9, RED))
     (tmp_path / "steps.json").write_text(json.dumps(steps))
     here = hashlib.sha256(derive(halves(), steps, (solid(9, 9, RED),)).data).hexdigest()
-    code = ("import hashlib, json, pathlib, sys; from assetbuild.transforms import derive; d = pathlib.Path(sys.argv[1]); "
+    code = ("import hashlib, json, pathlib, sys; from assetbuild.run.transforms import derive; d = pathlib.Path(sys.argv[1]); "
             "made = derive((d / 'src.png').read_bytes(), json.loads((d / 'steps.json').read_text()), "
             "((d / 'ov.png').read_bytes(),)); print(hashlib.sha256(made.data).hexdigest())")
     there = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)

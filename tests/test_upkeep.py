@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from assetbuild.hashing import sha256_bytes
+from assetbuild.store.hashing import sha256_bytes
 from tests.conftest import ProjectDir
 from tests.test_remote import S3, SMALL, fake_aws  # noqa: F401  (fake_aws: an autouse fixture)
 
@@ -112,7 +112,7 @@ def test_verify_removes_damaged_blobs_locally_and_remotely(tmp_path):
 
 
 def fingerprints(cache: Path) -> set[str]:
-    from assetbuild.cache import Cache
+    from assetbuild.store.cache import Cache
 
     c = Cache(cache)
     try:

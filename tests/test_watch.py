@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from assetbuild.cli import Seams, cli
-from assetbuild.watch import watched_files
+from assetbuild.run.watch import watched_files
 from tests.conftest import ProjectDir, png
 from tests.fakes.ark import ArkEmulator
 
@@ -185,7 +185,7 @@ def test_watch_takes_the_verbosity_flags_and_a_debounce(project, flag):
 def test_a_watch_build_never_runs_beside_another_build(project):
     """The watch's builds take the project's build lock like `build`: while another build holds
     it, the watch says so in one line, sends nothing, and would go on watching."""
-    from assetbuild.files import exclusive
+    from assetbuild.store.files import exclusive
 
     setup(project)
     seams = Seams(env=project.env, provider_factory=project.factory, terminal=False, max_builds=1)

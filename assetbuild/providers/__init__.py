@@ -14,7 +14,7 @@ from ..errors import UserError
 from .base import Provider
 
 if TYPE_CHECKING:  # pydantic is loaded only where a provider is made
-    from ..models import ProviderConfig
+    from ..spec.models import ProviderConfig
 
 # httpx imports its own command-line tool (rich, pygments: about 55 ms, a sixth of a remote
 # build's start) unless it is absent, and then goes on without it; assetbuild never runs it.

@@ -40,7 +40,7 @@ from ..errors import (
     ProviderUnavailable,
     UserError,
 )
-from ..imageinfo import ImageDecodeError, ImageInfo, inspect_image
+from ..store.imageinfo import ImageDecodeError, ImageInfo, inspect_image
 
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024  # ProviderConfig.max_download_mb's default
 DOWNLOAD_DEADLINE_S = 300.0  # ProviderConfig.download_deadline_s's default

@@ -39,7 +39,7 @@ from ..errors import (
     ProviderUnavailable,
     UserError,
 )
-from ..models import ProviderConfig
+from ..spec.models import ProviderConfig
 from ._http import (
     BadAnswer,
     ErrorParser,

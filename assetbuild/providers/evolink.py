@@ -18,8 +18,8 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import UserError
-from ..imageinfo import ImageDecodeError, as_png
-from ..sizes import nearest_ratio, nearest_tier
+from ..store.imageinfo import ImageDecodeError, as_png
+from ..spec.sizes import nearest_ratio, nearest_tier
 from ._http import HostError, default_error_parser
 from ._remote import LIST_PRICES, Job, JobState, RemoteProvider, dig, merge_params
 from .base import GenerationRequest, ReferenceImage

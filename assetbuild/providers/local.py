@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from PIL import Image, ImageDraw, ImageFont, ImageStat
 
-from ..models import ProviderConfig
+from ..spec.models import ProviderConfig
 from .base import GenerationRequest, GenerationResult, JobStore
 
 

@@ -39,7 +39,7 @@ from ..errors import (
     ProviderUnavailable,
     UserError,
 )
-from ..sizes import SizeError, check_pixels
+from ..spec.sizes import SizeError, check_pixels
 from ._http import (
     BadAnswer,
     HostError,

@@ -32,7 +32,7 @@ import re
 from typing import Any
 
 from ..errors import ProviderUnavailable
-from ..sizes import TABLE_RATIOS, nearest_ratio, nearest_tier
+from ..spec.sizes import TABLE_RATIOS, nearest_ratio, nearest_tier
 from ._http import HostError, default_error_parser, host_error
 from ._remote import LIST_PRICES, Job, JobState, RemoteProvider, merge_params
 from .base import GenerationRequest

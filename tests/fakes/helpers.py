@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Mapping, Sequence
 
-from assetbuild.imageinfo import inspect_image
-from assetbuild.models import ProviderConfig
+from assetbuild.store.imageinfo import inspect_image
+from assetbuild.spec.models import ProviderConfig
 from assetbuild.providers.base import (
     GenerationRequest, GenerationResult, JobStore, MemoryJobStore, Provider, ReferenceImage,
 )

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from assetbuild.api import default_provider_factory
 from assetbuild.cli import Seams, cli
-from assetbuild.imageinfo import inspect_image
+from assetbuild.store.imageinfo import inspect_image
 from tests.fakes.apiframe import ApiframeEmulator
 from tests.fakes.ark import ArkEmulator
 from tests.fakes.atlascloud import AtlasCloudEmulator

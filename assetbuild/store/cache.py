@@ -2,7 +2,7 @@
 provider returns, by sha256), a diskcache index from fingerprint to :class:`CacheRecord`,
 the in-flight :class:`JobIndex`, and the file-hash memo. diskcache exceptions stop here.
 
-With a shared remote (:mod:`assetbuild.remote`) connected, the same methods reach it too,
+With a shared remote (:mod:`assetbuild.store.remote`) connected, the same methods reach it too,
 local first: ``result()`` of a fingerprint the local cache lacks copies the remote's record
 and blobs into the local cache; ``get_blob()`` of a missing blob fetches it; ``put_result()``
 indexes locally, then uploads the result. The planner and executor never see the remote."""
@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .errors import CacheError
+from ..errors import CacheError
 from .files import write_atomic
 from .hashing import sha256_bytes
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import LockfileError
+from ..errors import LockfileError
 from .files import write_atomic
 
 LOCK_VERSION = 1

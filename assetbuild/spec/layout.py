@@ -17,7 +17,7 @@ import re
 import stat
 from typing import TYPE_CHECKING, Iterable
 
-from .errors import ManifestError, clip
+from ..errors import ManifestError, clip
 
 if TYPE_CHECKING:  # plan-time checks need no models
     from .manifest import LoadedManifest

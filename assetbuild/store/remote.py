@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 from urllib.parse import urlsplit
 
-from .errors import RemoteError, UsageError
+from ..errors import RemoteError, UsageError
 from .hashing import sha256_bytes
 
 REMOTE_ENV = "ASSETBUILD_CACHE_REMOTE"

@@ -18,13 +18,13 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .errors import AssetbuildError, BuildInterrupted
+from ..errors import AssetbuildError, BuildInterrupted
 
 
 def watched_files(manifest: Path, targets: Iterable[str] = ()) -> set[Path]:
     """The manifest and every file the targets (all assets if none) and their upstream read.
     A manifest that does not load gives the manifest alone (the build reports why)."""
-    from .blueprint import Blueprint
+    from ..spec.blueprint import Blueprint
 
     files = {manifest.resolve()}
     try:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any, Container, Iterable, Iterator, Sequence
 
-from .blueprint import Blueprint
-from .planner import Action, Decision, texts
+from ..spec.blueprint import Blueprint
+from ..plan.planner import Action, Decision, texts
 
 
 def graph_data(blueprint: Blueprint, targets: Iterable[str] = ()) -> dict[str, Any]:

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from .cache import CacheRecord
-from .errors import LockfileError
-from .files import write_atomic
-from .hashing import sha256_bytes
-from .lockfile import LockEntry, Lockfile, OutputRecord, entries_from_text
+from ..store.cache import CacheRecord
+from ..errors import LockfileError
+from ..store.files import write_atomic
+from ..store.hashing import sha256_bytes
+from ..store.lockfile import LockEntry, Lockfile, OutputRecord, entries_from_text
 
 if TYPE_CHECKING:
-    from .api import Project
+    from ..api import Project
 
 DRIVER = "assetbuild lock merge %O %A %B"
 DRIVER_NAME = "assetbuild: merge assetbuild.lock per asset"
@@ -165,7 +165,7 @@ class Resolution:
 def _sources(project: "Project", git_revs: int, res: Resolution) -> list[Candidate]:
     """Every candidate entry, best first: the conflicted lock's sides (or the current lock),
     then the lock of MERGE_HEAD (a merge in progress) and of the last ``git_revs`` commits."""
-    from .gitlocks import Git, locks_in_history
+    from ..store.gitlocks import Git, locks_in_history
 
     path = project.lock.path
     found: list[Candidate] = []
@@ -240,8 +240,8 @@ def _fetch_from_git(project: "Project", candidates: Iterable[Candidate], res: Re
     """Put in the cache the images a build would otherwise generate that a commit already
     holds: the plan is made again after each round, as a restored upstream fixes its
     dependents' fingerprints."""
-    from .gitlocks import Git
-    from .planner import Action
+    from ..store.gitlocks import Git
+    from ..plan.planner import Action
 
     by_fp: dict[str, list[Candidate]] = {}
     for cand in candidates:
@@ -286,8 +286,8 @@ def setup_git(folder: Path, lock_name: str) -> list[str]:
     """Make git merge ``lock_name`` with the driver: the ``.gitattributes`` line (in
     ``folder``, added once) and the repository's ``merge.assetbuild`` config. What was done,
     one line each; a UsageError if ``folder`` is not in a git repository."""
-    from .errors import UsageError
-    from .gitlocks import Git
+    from ..errors import UsageError
+    from ..store.gitlocks import Git
 
     git = Git(folder, "init --git")
     if git.run("rev-parse", "--git-dir").returncode != 0:

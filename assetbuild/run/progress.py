@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Mapping, Sequence
 
 from .executor import Event
-from .planner import Action, Decision
+from ..plan.planner import Action, Decision
 
 
 def live_wanted(stream: IO[str], env: Mapping[str, str]) -> bool:

@@ -21,20 +21,20 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol, Sequence, TypeVar
 
-from .cache import Cache, CacheRecord
-from .clock import Clock
-from .errors import AssetbuildError, BuildInterrupted, ProviderError, ProviderUnavailable, UserError
-from .nodes import Node
-from .files import write_atomic
-from .hashing import FileHasher, sha256_bytes
-from .lockfile import LockEntry, Lockfile, OutputRecord
-from .planner import Action, Decision, Handoff, Planner, Reason, ResolvedRef, Unsettled, texts
-from .review import fresh_choice, reroll_request
+from ..store.cache import Cache, CacheRecord
+from ..clock import Clock
+from ..errors import AssetbuildError, BuildInterrupted, ProviderError, ProviderUnavailable, UserError
+from ..spec.nodes import Node
+from ..store.files import write_atomic
+from ..store.hashing import FileHasher, sha256_bytes
+from ..store.lockfile import LockEntry, Lockfile, OutputRecord
+from ..plan.planner import Action, Decision, Handoff, Planner, Reason, ResolvedRef, Unsettled, texts
+from ..commands.review import fresh_choice, reroll_request
 
 if TYPE_CHECKING:  # imported when work starts: a no-op build needs neither threads nor providers
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from .providers.base import GenerationResult, Provider, ReferenceImage
+    from ..providers.base import GenerationResult, Provider, ReferenceImage
 
 
 T = TypeVar("T")
@@ -321,7 +321,7 @@ class Executor:
                 if record.files:  # images copied off another entry's files: index them as this fingerprint's result
                     self.cache.put_result(d.fingerprint, replace(record, files=()))
         if images is None:  # the PNGs are gone or damaged: convert the originals again
-            from .imageinfo import ImageDecodeError, as_png
+            from ..store.imageinfo import ImageDecodeError, as_png
 
             originals = [self.cache.get_blob(sha) for sha in record.originals]
             if any(b is None for b in originals):
@@ -363,7 +363,7 @@ class Executor:
         return data
 
     def _generate(self, d: Decision) -> NodeResult | Finish:
-        from .providers.base import GenerationRequest, phases_to
+        from ..providers.base import GenerationRequest, phases_to
 
         node = d.node
         if d.fingerprint is None or d.inputs is None:  # decided before upstream finished
@@ -405,7 +405,7 @@ class Executor:
         fingerprint = d.fingerprint
 
         def finish() -> NodeResult:
-            from .imageinfo import ImageDecodeError, as_png
+            from ..store.imageinfo import ImageDecodeError, as_png
 
             try:
                 images = [as_png(img) for img in result.images]
@@ -479,8 +479,8 @@ class Executor:
 
     def _reference(self, node: Node, ref: ResolvedRef) -> ReferenceImage:
         """The bytes that will be sent, which must be the bytes the fingerprint hashed."""
-        from .imageinfo import ImageDecodeError, inspect_image
-        from .providers.base import ReferenceImage
+        from ..store.imageinfo import ImageDecodeError, inspect_image
+        from ..providers.base import ReferenceImage
 
         data = self._read_reference(node, ref)
         try:
@@ -500,7 +500,7 @@ class Executor:
         if len(images) != len(node.outputs):
             raise ProviderError(f"made {len(images)} image(s) where {len(node.outputs)} were wanted",
                                 provider=record.provider)
-        from .imageinfo import inspect_image  # only now: a no-op build never loads Pillow
+        from ..store.imageinfo import inspect_image  # only now: a no-op build never loads Pillow
 
         outputs = []
         for path, data in zip(node.outputs, images):

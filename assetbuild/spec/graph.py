@@ -11,7 +11,7 @@ import heapq
 import posixpath
 from typing import Iterator
 
-from .errors import ManifestError
+from ..errors import ManifestError
 from .layout import folder_problems
 from .manifest import LoadedManifest, Problems
 from .nodes import Node

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import UsageError
-from .files import read_manifest, write_atomic
+from ..errors import UsageError
+from ..store.files import read_manifest, write_atomic
 from .nodes import Node, Ref, RefSite
 
 MEMO_VERSION = 5  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1;
@@ -29,7 +29,7 @@ MEMO_VERSION = 5  # 2: nodes carry kind and steps (derived assets); 3: the [cach
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
@@ -72,7 +72,7 @@ class Blueprint:
         from .expand import expand
         from .graph import BuildGraph
         from .manifest import parse_manifest
-        from .providers import PROVIDER_CLASSES
+        from ..providers import PROVIDER_CLASSES
 
         loaded = parse_manifest(text, path)
         m = loaded.manifest

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import PIL
 from PIL import Image, ImageOps
 
-from .errors import DeriveError
+from ..errors import DeriveError
 
 ENGINE = f"pillow-{PIL.__version__}"  # recorded in the lock as the derived images' model_id
 _LANCZOS = Image.Resampling.LANCZOS

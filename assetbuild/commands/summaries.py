@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:
-    from .api import BuildReport, Plan, Stale
-    from .nodes import Node
+    from ..api import BuildReport, Plan, Stale
+    from ..spec.nodes import Node
 
 BUILD_LISTS = ("generated", "restored", "derived", "failed", "blocked", "pruned")
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .cache import Cache, CacheRecord
-from .hashing import FileHasher, sha256_bytes
-from .lockfile import LockEntry
+from ..store.cache import Cache, CacheRecord
+from ..store.hashing import FileHasher, sha256_bytes
+from ..store.lockfile import LockEntry
 
 
 @dataclass

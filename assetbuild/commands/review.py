@@ -29,13 +29,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .errors import UsageError, UserError
+from ..errors import UsageError, UserError
 
 if TYPE_CHECKING:
-    from .api import Project
-    from .lockfile import LockEntry
-    from .nodes import Node
-    from .planner import Decision
+    from ..api import Project
+    from ..store.lockfile import LockEntry
+    from ..spec.nodes import Node
+    from ..plan.planner import Decision
 
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
 LFS_POINTER_MAX_BYTES = 1024  # a pointer file is about 130 bytes; an image is never this small and text
@@ -154,9 +154,9 @@ def _one_output(project: "Project", node_id: str, command: str) -> tuple["Node",
 
 
 def _write(project: "Project", path: str, data: bytes) -> tuple[int, int]:
-    from .files import write_atomic
-    from .hashing import sha256_bytes
-    from .imageinfo import inspect_image
+    from ..store.files import write_atomic
+    from ..store.hashing import sha256_bytes
+    from ..store.imageinfo import inspect_image
 
     info = inspect_image(data)
     try:
@@ -169,7 +169,7 @@ def _write(project: "Project", path: str, data: bytes) -> tuple[int, int]:
 
 def pick(project: "Project", target: str, number: int, *, force: bool = False) -> Picked:
     """Make candidate ``number`` (1-based) the output of one asset: no provider call."""
-    from .lockfile import OutputRecord
+    from ..store.lockfile import OutputRecord
 
     with project.exclusive():
         node_id = one_node(project, target, "pick")
@@ -215,7 +215,7 @@ def pick(project: "Project", target: str, number: int, *, force: bool = False) -
 
 
 def _read_file(project: "Project", path: str, sha: str) -> bytes | None:
-    from .hashing import sha256_bytes
+    from ..store.hashing import sha256_bytes
 
     try:
         data = (project.root / path).read_bytes()
@@ -226,9 +226,9 @@ def _read_file(project: "Project", path: str, sha: str) -> bytes | None:
 
 def adopt(project: "Project", target: str) -> Adopted:
     """Accept the hand-edited output of one asset as its output."""
-    from .hashing import sha256_bytes
-    from .imageinfo import ImageDecodeError, inspect_image
-    from .lockfile import OutputRecord
+    from ..store.hashing import sha256_bytes
+    from ..store.imageinfo import ImageDecodeError, inspect_image
+    from ..store.lockfile import OutputRecord
 
     with project.exclusive():
         node_id = one_node(project, target, "adopt")

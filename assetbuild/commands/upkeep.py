@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .cache import Cache, CacheRecord
-from .hashing import sha256_bytes
-from .lockfile import LockEntry
-from .remote import RemoteStore
+from ..store.cache import Cache, CacheRecord
+from ..store.hashing import sha256_bytes
+from ..store.lockfile import LockEntry
+from ..store.remote import RemoteStore
 
 
 @dataclass

@@ -33,14 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
-from .errors import LockfileError, UsageError, UserError
-from .files import write_atomic
-from .hashing import sha256_bytes
-from .lockfile import LockEntry, read_entries
-from .planner import Action, Decision, Reason, changes
+from ..errors import LockfileError, UsageError, UserError
+from ..store.files import write_atomic
+from ..store.hashing import sha256_bytes
+from ..store.lockfile import LockEntry, read_entries
+from ..plan.planner import Action, Decision, Reason, changes
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import Project
+    from ..api import Project
 
 REPORT_NAME = "assetbuild-report.html"
 THUMB_PX = 160  # the longest side of an asset's thumbnail
@@ -611,7 +611,7 @@ def write_report(project: "Project", out: Path | None = None, *, since: str | No
     ``since`` names a git revision to compare with; None compares with HEAD when the project
     is in a git repository with commits, and quietly leaves the comparison out otherwise (a
     revision given that git cannot read is a UsageError)."""
-    from .api import lock_path
+    from ..api import lock_path
 
     if out is None:  # named after the manifest, like the lock: web.toml -> web-report.html
         out = project.manifest_path.parent / f"{project.manifest_path.stem}-report.html"

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .errors import ManifestError, UserError
+from ..errors import ManifestError, UserError
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 TEMP_SUFFIX = ".assetbuild-tmp"  # `assetbuild init` git-ignores it; a build sweeps what a kill left

@@ -14,8 +14,8 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import ManifestError, ManifestErrors, clip
-from .files import read_manifest
+from ..errors import ManifestError, ManifestErrors, clip
+from ..store.files import read_manifest
 from .models import AssetSpec, CacheConfig, LimitsConfig, Manifest, ProjectConfig, ProviderConfig
 
 if sys.version_info >= (3, 11):
@@ -261,7 +261,7 @@ def _kind_problems(spec: AssetSpec, own_keys: set[str]) -> list[tuple[str, tuple
 
 
 def _check_cache(loaded: LoadedManifest, problems: Problems, cache: CacheConfig) -> None:
-    from .remote import endpoint_problem, url_problem
+    from ..store.remote import endpoint_problem, url_problem
 
     if cache.remote is not None and (problem := url_problem(cache.remote)):
         problems.add(loaded.error(f"{clip(cache.remote)} is not a remote cache URL; {problem}", "cache", "remote"))
@@ -356,7 +356,7 @@ def _reword(err: dict[str, Any]) -> str:
 
 def _check_provider_names(loaded: LoadedManifest, problems: Problems) -> None:
     m = loaded.manifest
-    from .providers import PROVIDER_CLASSES
+    from ..providers import PROVIDER_CLASSES
 
     known = set(m.providers) | set(PROVIDER_CLASSES)
 

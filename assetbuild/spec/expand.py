@@ -22,9 +22,9 @@ import re
 import string
 from typing import Any, Mapping
 
-from .errors import ManifestError
+from ..errors import ManifestError
 from .layout import project_path, reference_problem, under
-from .errors import clip
+from ..errors import clip
 from .manifest import LoadedManifest, Problems
 from .models import AssetSpec, ProviderConfig
 from .nodes import Node, Ref, RefSite, variant_id

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LockfileError, UsageError
+from ..errors import LockfileError, UsageError
 from .lockfile import LockEntry, read_entries
 
 GIT_TIMEOUT_S = 30

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .errors import ManifestError
+from ..errors import ManifestError
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Mapping, NamedTuple, Sequence, Union
 
-from .cache import Cache, CacheRecord
-from .nodes import Node
+from ..store.cache import Cache, CacheRecord
+from ..spec.nodes import Node
 from .fingerprint import fingerprint, fingerprint_inputs
-from .hashing import FileHasher
-from .lockfile import LockEntry, Lockfile
-from .review import Choice, is_lfs_pointer, prior_images
+from ..store.hashing import FileHasher
+from ..store.lockfile import LockEntry, Lockfile
+from ..commands.review import Choice, is_lfs_pointer, prior_images
 
 
 class Action(str, Enum):

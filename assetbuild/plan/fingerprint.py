@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from .nodes import Node
+from ..spec.nodes import Node
 
 RECIPE_VERSION = 1
 # Derived images: bump when transforms.py writes other bytes for the same steps and source.

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 from .imageinfo import SUPPORTED_FORMATS, ImageFacts, examine
-from .layout import kind_of
-from .nodes import Ref
+from ..spec.layout import kind_of
+from ..spec.nodes import Ref
 
 _RACY_S = 2.0  # a file modified this recently may change again within the same mtime tick
 

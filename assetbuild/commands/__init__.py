@@ -1,0 +1,1 @@
+"""Commands over a whole project: review, report, lock merges, upkeep, summaries, graph."""

@@ -1,0 +1,1 @@
+"""Deciding what to do: fingerprints, decisions with reasons, provider routing."""

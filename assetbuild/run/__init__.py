@@ -1,0 +1,1 @@
+"""Doing it: the executor, derived-image transforms, progress events, watch."""
