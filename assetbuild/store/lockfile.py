@@ -143,6 +143,9 @@ _REFERENCE_TYPES: dict[str, type] = {"ref": str, "sha256": str}
 _OUTPUT_TYPES: dict[str, type] = {"path": str, "sha256": str, "width": int, "height": int}
 
 
+_FLOAT_MAX = sys.float_info.max  # a larger int cannot become a float (OverflowError)
+
+
 def _check(table: Any, types: dict[str, type], where: str, required: tuple[str, ...] = ()) -> None:
     """_Malformed unless ``table`` is a table whose known keys have their types."""
     if not isinstance(table, dict):
@@ -152,6 +155,8 @@ def _check(table: Any, types: dict[str, type], where: str, required: tuple[str, 
         if kind is None or value is None:
             continue
         if type(value) is kind or (kind is float and type(value) is int):
+            if kind is float and type(value) is int and abs(value) > _FLOAT_MAX:
+                raise _Malformed(_join(where, key), "is an integer too large to be a number")
             if kind is float and not math.isfinite(value):
                 raise _Malformed(_join(where, key), f"is {_kind_of(value)}, not a number")
             continue
