@@ -162,6 +162,8 @@ def init(ctx: Ctx, git: bool) -> None:
         wrote = not manifest.exists()
         if wrote:
             _write_starter(ctx, manifest)
+        else:
+            _ignore_in_git(ctx, manifest)
         click.echo(f"wrote {manifest.name} and .gitignore; next: assetbuild plan" if wrote
                    else f"{manifest.name} already exists: left as it is")
         return
@@ -177,9 +179,16 @@ def init(ctx: Ctx, git: bool) -> None:
 def _write_starter(ctx: Ctx, manifest: Path) -> None:
     name = ctx.directory.resolve().name or "project"
     manifest.write_text(STARTER.format(name=name), encoding="utf-8")
+    _ignore_in_git(ctx, manifest)
+
+
+def _ignore_in_git(ctx: Ctx, manifest: Path) -> None:
+    """The cache, half-written temp files and the report page (`assetbuild report` writes it
+    beside the manifest) in .gitignore: `git add -A` never commits them."""
     gitignore = ctx.directory / ".gitignore"
     lines = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
-    missing = [entry for entry in (".assetbuild/", f"*{TEMP_SUFFIX}") if entry not in lines]
+    report = "/" + manifest.with_name(f"{manifest.stem}-report.html").relative_to(ctx.directory).as_posix()
+    missing = [entry for entry in (".assetbuild/", f"*{TEMP_SUFFIX}", report) if entry not in lines]
     if missing:
         gitignore.write_text("\n".join(lines + missing) + "\n", encoding="utf-8")
 
@@ -353,6 +362,9 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going
                    f"{summary['derived']} derived, "
                    f"{summary['up_to_date']} up to date, {summary['failed']} failed, {summary['blocked']} blocked; "
                    f"cost {_money(report.cost_usd)}")
+    blocked = [(r.id, [c.code for c in r.causes]) for r in report.results if r.status == "blocked"]
+    if any(code in ("output-modified", "output-foreign") for _, codes in blocked for code in codes):
+        click.echo(f"build: {_next_step(blocked)}", err=as_json)
     for missing in report.missing_keys:
         click.echo(f"error: {len(missing.assets)} asset(s) of provider {', '.join(missing.providers)} not built: "
                    f"set the environment variable {missing.variable} to its API key", err=True)
@@ -472,9 +484,23 @@ def check(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:
     for s in stale:
         click.echo(f"stale      {s.asset}: {'; '.join(s.reasons)}")
     if stale:
-        click.echo(f"check: {len(stale)} stale asset(s); run `assetbuild build`")
+        click.echo(f"check: {len(stale)} stale asset(s); {_next_step([(s.asset, s.codes) for s in stale])}")
         sys.exit(EXIT_FAILED)
     click.echo(f"check: all {len(found)} asset(s) up to date")
+
+
+def _next_step(stale: list[tuple[str, list[str]]]) -> str:
+    """What to run about these stale assets (id, reason codes): a build, unless a hand edit
+    blocks it, which waits for `adopt` (keep it) or `build --force` (overwrite it)."""
+    from .plan.planner import HAND_EDIT_CODES, shell_word
+
+    edited = [shell_word(a) for a, codes in stale if HAND_EDIT_CODES.intersection(codes)]
+    if not edited:
+        return "run `assetbuild build`"
+    others = len(stale) - len(edited) - sum(1 for _, codes in stale if "upstream-hand-edited" in codes)
+    names = " ".join(edited)
+    return (f"hand-edited: run `assetbuild adopt {names}` to keep the edits or `assetbuild build --force {names}` "
+            "to overwrite them" + ("; then `assetbuild build`" if others > 0 else ""))
 
 
 # -- clean ------------------------------------------------------------------------------------

@@ -71,8 +71,10 @@ def test_reasons_are_data_with_readable_text(world):
     d = world.planner().decide(node(prompt="q"), {})
     assert [r.code for r in d.reasons] == ["prompt-changed"] and [str(r) for r in d.reasons] == ["prompt changed"]
     assert str(Reason("size-changed", "8x8 -> 16x16")) == "size changed (8x8 -> 16x16)"
-    assert str(Reason("output-modified", "out/a.png")) == ("output out/a.png modified by hand "
-                                                         "(`assetbuild adopt` keeps it, --force overwrites it)")
+    assert str(Reason("output-modified", "out/a.png", asset="a")) == (
+        "output out/a.png modified by hand (`assetbuild adopt a` keeps it, `assetbuild build --force a` overwrites it)")
+    assert "`assetbuild adopt 'sneaker[color=red]'`" in str(Reason("output-modified", "x.png",
+                                                                   asset="sneaker[color=red]"))
 
 
 def test_a_missing_output_restores_from_the_cache_and_a_hand_edit_blocks(world):

@@ -314,7 +314,7 @@ def test_adopt_keeps_a_hand_edit_through_later_builds_and_rebuilds_exactly_depen
     retouched = png(64, 64, (250, 100, 0))
     project.write("assets/logo.png", retouched)
     res = project.run("build")
-    assert res.exit_code == 1 and "modified by hand (`assetbuild adopt` keeps it" in res.output
+    assert res.exit_code == 1 and "modified by hand (`assetbuild adopt logo` keeps it" in res.output
     assert project.calls.total == 0
     res = project.run("adopt", "logo")
     assert res.exit_code == 0, res.stderr

@@ -45,14 +45,18 @@ _REASON_TEXT = {
     "references-changed": "references changed",
     "upstream-changed": "upstream {} changed",
     "upstream-unbuilt": "upstream {} not built",
+    "upstream-hand-edited": "upstream {asset} not built: its output was modified by hand "
+                            "(`assetbuild adopt {asset}` keeps it, `assetbuild build --force {asset}` overwrites it)",
     "reference-missing": "reference {} missing",
     "output-missing": "output {} missing",
-    "output-modified": "output {} modified by hand (`assetbuild adopt` keeps it, --force overwrites it)",
+    "output-modified": "output {} modified by hand (`assetbuild adopt {asset}` keeps it, "
+                       "`assetbuild build --force {asset}` overwrites it)",
     "lfs-pointer": "output {} is a Git LFS pointer file, not the image: run git lfs pull",
     "adopted-inputs-changed": "output {} was adopted by hand, and a rebuild would discard the hand edit "
                               "(--force rebuilds it)",
     "reroll": "reroll (a new generation though nothing changed)",
-    "output-foreign": "output {} exists but was not written by assetbuild (--force overwrites it)",
+    "output-foreign": "output {} exists but was not written by assetbuild (`assetbuild adopt {asset}` keeps it, "
+                      "`assetbuild build --force {asset}` overwrites it)",
     "output-other-lock": ("output {} holds the bytes another lock recorded (a merge?): run `assetbuild lock resolve` "
                           "to record it as built (--force overwrites it)"),
     "output-paths-changed": "output paths changed",
@@ -68,6 +72,8 @@ _REASON_TEXT = {
     "over-budget": "generating it again (${}) would exceed the budget (max_cost / --max-cost)",
     "stopped": "not started: the build stopped after {} failed (-k keeps going)",
 }
+# A node blocked for one of these waits for the user's word: adopt the file, or overwrite it.
+HAND_EDIT_CODES = frozenset({"output-modified", "output-foreign"})
 INPUT_KEYS = ("kind", "prompt", "model", "size", "count", "candidates", "seed", "watermark", "params", "steps")
 
 
@@ -78,12 +84,20 @@ class Reason:
 
     code: str
     detail: str = ""
+    asset: str = ""  # the asset a command in the text names (`assetbuild adopt logo`)
 
     def __str__(self) -> str:
         if self.code.endswith("-changed") and self.code[: -len("-changed")] in INPUT_KEYS:
             key = self.code[: -len("-changed")]
             return f"{key} changed ({self.detail})" if self.detail else f"{key} changed"
-        return _REASON_TEXT[self.code].format(self.detail)
+        return _REASON_TEXT[self.code].format(self.detail, asset=shell_word(self.asset or "ASSET"))
+
+
+def shell_word(text: str) -> str:
+    """``text`` as one word of a shell command (a variant id holds brackets)."""
+    import shlex
+
+    return shlex.quote(text)
 
 
 def texts(reasons: Sequence[Reason]) -> list[str]:
@@ -145,13 +159,22 @@ class Planner:
         self._by_fingerprint: dict[str, list[str]] | None = None
         self.missing_key = missing_key  # the variable(s) to set when no provider for the node has a key
         self.reroll = reroll
+        self._hand_edited_ids: set[str] = set()  # blocked until the user adopts or overwrites a hand edit
 
     # -- one node ---------------------------------------------------------------------------
 
     def decide(self, node: Node, upstream: Upstream) -> Decision:
+        decision = self._decide(node, upstream)
+        if decision.action is Action.BLOCKED and any(r.code in HAND_EDIT_CODES for r in decision.reasons):
+            self._hand_edited_ids.add(node.id)
+        return decision
+
+    def _decide(self, node: Node, upstream: Upstream) -> Decision:
         refs, pending, unbuilt = self._references(node, upstream)
         if unbuilt:
-            return Decision(node, Action.BLOCKED, [Reason("upstream-unbuilt", b) for b in unbuilt], references=refs)
+            return Decision(node, Action.BLOCKED, [Reason("upstream-hand-edited", b, asset=b)
+                                                   if b in self._hand_edited_ids else Reason("upstream-unbuilt", b)
+                                                   for b in unbuilt], references=refs)
         entry = self.lock.entries.get(node.id)
         if pending:
             reasons = [Reason("upstream-changed", p) for p in pending]
@@ -322,7 +345,7 @@ class Planner:
             if self.elsewhere is not None and sha in self.elsewhere().get(path, ()):
                 found.append(Reason("output-other-lock", path))
                 continue
-            found.append(Reason("output-modified" if path in recorded else "output-foreign", path))
+            found.append(Reason("output-modified" if path in recorded else "output-foreign", path, asset=node.id))
         return found
 
     # -- a whole plan -----------------------------------------------------------------------
