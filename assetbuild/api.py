@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from .store.cache import Cache, cache_dir
 from .clock import Clock, SystemClock
-from .errors import BudgetError, CacheError, LockfileError, UsageError, UserError
+from .errors import BudgetError, CacheError, LockfileError, LockfileTooNew, UsageError, UserError
 from .run.executor import Budget, Event, Executor, NodeResult
 from .spec.blueprint import Blueprint
 from .store.files import exclusive, sweep_temp_files
@@ -214,6 +214,8 @@ class Project:
         try:
             return Lockfile.load(path, memo=self.cache.dir / f"lock-{key}.json",
                                  journal=self.cache.dir / f"journal-{key}.jsonl")
+        except LockfileTooNew:
+            raise  # lock resolve rebuilds a conflicted lock, never one it cannot understand
         except LockfileError:
             if not self._unreadable_lock_ok:
                 raise

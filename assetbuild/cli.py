@@ -425,17 +425,22 @@ def reroll(click_ctx: click.Context, assets: tuple[str, ...], jobs: int, offline
                      as_json=as_json)
 
 
-@cli.command()
+@cli.command(context_settings={"ignore_unknown_options": True})  # `pick logo -1` is a bad N, not an option
 @click.argument("asset")
-@click.argument("number", type=click.IntRange(min=1), metavar="N")
+@click.argument("number", metavar="N")
 @click.option("--force", is_flag=True, help="Replace an output modified by hand.")
 @click.pass_obj
-def pick(ctx: Ctx, asset: str, number: int, force: bool) -> None:
+def pick(ctx: Ctx, asset: str, number: str, force: bool) -> None:
     """Make candidate N of ASSET its output; its dependents become stale. Pays nothing."""
     from .commands import review
 
+    try:
+        chosen = int(number)
+    except ValueError:
+        raise UsageError(f"pick: N is a candidate number (1, 2, ...), not {number!r}; "
+                         f"`assetbuild explain {asset}` lists the candidates") from None
     with ctx.project() as project:
-        done = review.pick(project, asset, number, force=force)
+        done = review.pick(project, asset, chosen, force=force)
     if not done.changed:
         click.echo(f"pick: candidate {done.number} of {done.candidates} is {done.asset}'s output already")
         return

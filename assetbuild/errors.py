@@ -14,6 +14,7 @@
     ├── DeriveError               a derived asset's steps cannot be applied to its image (a crop box outside it)
     ├── BuildInterrupted          Ctrl-C stopped a build; what was in flight (the CLI exits 130)
     ├── LockfileError             assetbuild.lock cannot be read
+    │   └── LockfileTooNew        it was written by a newer assetbuild: never rewritten, even by lock resolve
     └── CacheError                the cache cannot be read or written
         └── RemoteError           the remote cache cannot be reached, timed out or denied access
 
@@ -172,6 +173,10 @@ class BuildInterrupted(AssetbuildError):
 
 class LockfileError(AssetbuildError):
     """assetbuild.lock is unreadable or of an unknown version."""
+
+
+class LockfileTooNew(LockfileError):
+    """assetbuild.lock was written by a newer assetbuild: never rewritten by this one."""
 
 
 class CacheError(AssetbuildError):

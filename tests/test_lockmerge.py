@@ -185,6 +185,20 @@ def test_resolve_outside_git_reads_the_lock_only(project):
     assert res.exit_code == 0 and "read 1 lock(s)" in res.output
 
 
+def test_resolve_refuses_a_lock_from_a_newer_assetbuild_and_leaves_it(project):  # issue 17 item 11
+    project.manifest(KIT)
+    assert project.run("build").exit_code == 0
+    path = project.root / "assetbuild.lock"
+    newer = path.read_text().replace("version = 1", "version = 2", 1)
+    assert newer != path.read_text()
+    path.write_text(newer)
+    res = project.run("lock", "resolve", "--git-revs", "0")
+    assert res.exit_code == 2, res.output + res.stderr
+    assert "newer" in res.stderr and "upgrade assetbuild" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert path.read_text() == newer  # nothing discarded
+
+
 def run_cli(*args: str) -> int:
     try:
         main(list(args))

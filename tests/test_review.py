@@ -235,6 +235,15 @@ def test_pick_refuses_bad_numbers_assets_without_candidates_and_hand_edits(proje
     assert res.exit_code == 2 and "changed since its candidates were made (prompt changed" in res.stderr
 
 
+def test_pick_of_a_negative_or_non_numeric_candidate_is_one_line_exit_2(project):  # issue 17 item 11
+    kit(project)
+    for number, words in [("-1", "logo has 3 candidates; pick 1..3"), ("abc", "not 'abc'")]:
+        res = project.run("pick", "logo", number)
+        assert res.exit_code == 2, res.stderr + res.output
+        assert words in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "Usage:" not in res.stderr
+
+
 # -- reroll -----------------------------------------------------------------------------------
 
 def test_reroll_makes_exactly_one_call_and_the_previous_image_stays_pickable(project):  # acceptance 2

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import LockfileError
+from ..errors import LockfileError, LockfileTooNew
 from .files import write_atomic
 
 LOCK_VERSION = 1
@@ -481,6 +481,11 @@ class Lockfile:
         except ValueError as exc:  # TOMLDecodeError, or an integer of more than 4,300 digits
             raise LockfileError(f"{path.name}: unreadable ({_one_line(str(exc))}); {_REMEDY}") from exc
         version = data.get("version")
+        if isinstance(version, int) and not isinstance(version, bool) and version > LOCK_VERSION:
+            raise LockfileTooNew(
+                f"{path.name}: lock version {version} is newer than this assetbuild's ({LOCK_VERSION}); "
+                "upgrade assetbuild (nothing was changed)"
+            )
         if version != LOCK_VERSION:
             raise LockfileError(
                 f"{path.name}: lock version {_shown(version)} is not "
