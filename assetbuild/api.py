@@ -44,6 +44,26 @@ def lock_path(manifest: Path) -> Path:
     web.toml -> web.lock. Two manifests in one folder never share (or prune) one lock."""
     return manifest.with_suffix(".lock")
 
+def find_manifest(directory: str | Path = ".", manifest: str | Path | None = None) -> Path:
+    """The manifest a command in ``directory`` works on. ``manifest`` (``-f``) is taken as
+    given, relative to ``directory``. Else the nearest assetbuild.toml in ``directory`` or a
+    folder above it, as git, ruff and uv look for theirs: the search stops at the repository
+    root (a folder holding ``.git``), so a project never picks up a manifest from outside its
+    repository. None found: ``directory``'s own (loading it says there is none)."""
+    directory = Path(directory)
+    if manifest is not None:
+        path = Path(manifest)
+        return path if path.is_absolute() else directory / path
+    here = directory / MANIFEST_NAME
+    folder = directory.resolve()
+    while True:
+        if (folder / MANIFEST_NAME).is_file():
+            return here if folder == directory.resolve() else folder / MANIFEST_NAME
+        if (folder / ".git").exists() or folder.parent == folder:
+            return here
+        folder = folder.parent
+
+
 ProviderFactory = Callable[..., "Provider"]
 
 
@@ -196,12 +216,10 @@ class Project:
     def load(cls, directory: str | Path = ".", manifest: str | Path | None = None, *,
              provider_override: str | None = None, env: Mapping[str, str] | None = None,
              cache: Cache | None = None, **kwargs: Any) -> "Project":
-        """The project of ``manifest`` (default assetbuild.toml) in ``directory``: its
+        """The project of ``manifest`` (default: the nearest assetbuild.toml in ``directory`` or
+        above it, up to the repository root; see :func:`find_manifest`): its
         blueprint read from the memo when the manifest is unchanged, else made anew."""
-        directory = Path(directory)
-        path = Path(manifest) if manifest is not None else Path(MANIFEST_NAME)
-        if not path.is_absolute():
-            path = directory / path
+        path = find_manifest(directory, manifest)
         env = os.environ if env is None else env
         cache = cache or Cache(cache_dir(path.parent.resolve(), dict(env)))
         with paused():

@@ -129,7 +129,9 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-C", "directory", type=click.Path(file_okay=False, path_type=Path), default=".",
               help="Run as if started in DIR.")
-@click.option("-f", "manifest", default=None, help="The manifest file (default assetbuild.toml).")
+@click.option("-f", "manifest", default=None,
+              help="The manifest file (default: assetbuild.toml here or in the nearest folder above, "
+                   "up to the repository root).")
 @click.option("-v", "--verbose", is_flag=True, help="Say more (never secrets); also after the command.")
 @click.option("-q", "--quiet", is_flag=True, help="Say less: only problems and the summary; also after the command.")
 @click.version_option(package_name="assetbuild")
@@ -397,7 +399,9 @@ def watch(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, offli
         for line in str(exc).splitlines() or [""]:
             click.echo(f"error: {line}", err=True)
 
-    watcher = Watcher(ctx.directory / (ctx.manifest or "assetbuild.toml"), build_once, targets=targets,
+    from .api import find_manifest
+
+    watcher = Watcher(find_manifest(ctx.directory, ctx.manifest), build_once, targets=targets,
                       echo=click.echo, on_error=on_error, step_ms=debounce_ms,
                       debounce_ms=max(1600, debounce_ms * 4))
     if ctx.seams.on_watch is not None:
