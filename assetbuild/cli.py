@@ -7,6 +7,7 @@ import gc
 import json
 import math
 import os
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,7 +176,7 @@ def init(ctx: Ctx, git: bool) -> None:
     _write_starter(ctx, manifest)
     click.echo(f"wrote {manifest.name} and .gitignore; next: assetbuild plan")
     click.echo(f"in git, to merge {lock_name} per asset: add `{attributes_line(lock_name)}` to .gitattributes "
-               f"and run: {' '.join(config_command()[:3])} \"{config_command()[3]}\" (or: assetbuild init --git)")
+               f"and run: {shlex.join(config_command())} (or: assetbuild init --git)")
 
 
 def _write_starter(ctx: Ctx, manifest: Path) -> None:

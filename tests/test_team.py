@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -262,7 +263,8 @@ def test_init_git_on_an_existing_project_only_sets_up_git_once(tmp_path):
         res = clone.run("-f", "assetbuild.toml", "init", "--git")
         assert res.exit_code == 0 and "already exists: left as it is" in res.output
     assert (clone.root / ".gitattributes").read_text() == "*.png binary\nassetbuild.lock merge=assetbuild\n"
-    assert clone.git("config", "merge.assetbuild.driver").stdout.strip() == "assetbuild lock merge %O %A %B"
+    assert clone.git("config", "merge.assetbuild.driver").stdout.strip() == \
+        f"{shlex.quote(sys.executable)} -m assetbuild lock merge %O %A %B"
     assert (clone.root / "assetbuild.toml").read_text() == KIT
 
 
@@ -284,3 +286,41 @@ def test_resolve_after_the_merge_was_committed_finds_the_other_side_in_history(t
     assert res.exit_code == 0 and "fetched    a" in res.output, res.output + res.stderr
     assert one.build()["blocked"] == 0 and one.calls.total == 0
     assert one.read("assets/a.png") == two.read("assets/a.png")
+
+
+def test_the_merge_driver_works_without_assetbuild_on_path(team):  # issue 21, item 2
+    """git from a GUI or an IDE, without the venv on PATH: the driver init --git recorded runs
+    this interpreter by its full path, so a clean per-asset merge stays clean."""
+    one, two = team
+    driver = one.git("config", "merge.assetbuild.driver").stdout.strip()
+    assert driver.startswith(shlex.quote(sys.executable) + " -m assetbuild ")
+    one.edit('prompt = "a banner with a"', 'prompt = "a banner with a, wider"')
+    assert one.build()["generated"] == 1
+    one.commit("d2 wider")
+    two.edit("asset b, first take", "asset b, second take")
+    assert two.build()["generated"] == 2
+    two.commit("b: second take")
+    two.git("push", "-q", "origin", "main")
+
+    bare = {**one.git_env, "PATH": "/usr/bin:/bin"}
+    assert shutil.which("assetbuild", path=bare["PATH"]) is None  # the test means something
+    one.git("fetch", "-q", "origin")
+    merged = subprocess.run(["git", "merge", "--no-edit", "origin/main"], cwd=one.root, env=bare,
+                            capture_output=True, text=True, timeout=120)
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    assert "merged per asset" in merged.stdout + merged.stderr and "not found" not in merged.stderr
+    lock = (one.root / "assetbuild.lock").read_text()
+    assert "<<<<<<<" not in lock and "asset b, second take" in lock and "a banner with a, wider" in lock
+    assert one.run("check").exit_code == 0
+    assert one.build()["generated"] == 0 and one.calls.total == 0
+
+
+def test_init_says_which_driver_it_records(tmp_path):
+    env = git_env(tmp_path)
+    clone = Clone(tmp_path / "p", tmp_path / "cache", env)
+    clone.root.mkdir()
+    clone.git("init", "-q")
+    res = clone.run("init", "--git")
+    assert res.exit_code == 0
+    assert f"merge.assetbuild.driver '{shlex.quote(sys.executable)} -m assetbuild lock merge %O %A %B'" in res.output
+    assert "without assetbuild on PATH" in res.output

@@ -1,6 +1,6 @@
 """Merging ``assetbuild.lock`` the way a team's branches meet: per asset, never per line.
 
-``merge`` is the git merge driver (``assetbuild lock merge %O %A %B``): a 3-way merge of the
+``merge`` is the git merge driver (``python -m assetbuild lock merge %O %A %B``): a 3-way merge of the
 lock's asset tables. An asset changed on one side only takes that side; one both sides changed
 alike is kept; one both sides changed differently is a conflict: the driver keeps our side's
 entry (git keeps our side of a conflicted image too, so the lock still describes the files),
@@ -30,7 +30,7 @@ from ..store.lockfile import LockEntry, Lockfile, OutputRecord, entries_from_tex
 if TYPE_CHECKING:
     from ..api import Project
 
-DRIVER = "assetbuild lock merge %O %A %B"
+DRIVER_ARGS = "lock merge %O %A %B"
 DRIVER_NAME = "assetbuild: merge assetbuild.lock per asset"
 
 _MARKER = re.compile(r"^(<{7}|\|{7}|={7}|>{7})(?: .*)?$")
@@ -278,8 +278,19 @@ def attributes_line(lock_name: str) -> str:
     return f"{lock_name} merge=assetbuild"
 
 
+def driver_command(python: str | None = None) -> str:
+    """The merge driver as git's shell runs it: this interpreter (``sys.executable``) running
+    the package (``-m assetbuild``), by absolute path. git run from a GUI, an IDE or a shell
+    without the venv (``PATH=/usr/bin:/bin``) then still finds it, where a bare ``assetbuild``
+    is "not found" and a clean per-asset merge becomes a conflict."""
+    import shlex
+    import sys
+
+    return f"{shlex.quote(python or sys.executable)} -m assetbuild {DRIVER_ARGS}"
+
+
 def config_command() -> list[str]:
-    return ["git", "config", "merge.assetbuild.driver", DRIVER]
+    return ["git", "config", "merge.assetbuild.driver", driver_command()]
 
 
 def setup_git(folder: Path, lock_name: str) -> list[str]:
@@ -299,9 +310,12 @@ def setup_git(folder: Path, lock_name: str) -> list[str]:
     if line not in lines:
         write_atomic(attributes, ("\n".join(lines + [line]) + "\n").encode("utf-8"))
         done.append(f"added `{line}` to .gitattributes (commit it: everyone merges the lock per asset)")
-    for key, value in (("merge.assetbuild.name", DRIVER_NAME), ("merge.assetbuild.driver", DRIVER)):
+    driver = driver_command()
+    for key, value in (("merge.assetbuild.name", DRIVER_NAME), ("merge.assetbuild.driver", driver)):
         set_ = git.run("config", key, value)
         if set_.returncode != 0:
             raise UsageError(f"init --git: git config {key} failed: {set_.stderr.strip()}")
-    done.append(f'set git config merge.assetbuild.driver "{DRIVER}" (each clone runs `assetbuild init --git` once)')
+    done.append(f"set git config merge.assetbuild.driver '{driver}': this Python by its full path, so git "
+                "merges the lock without assetbuild on PATH (a GUI or IDE git too); each clone runs "
+                "`assetbuild init --git` once, and again after moving or recreating its venv")
     return done
