@@ -183,6 +183,10 @@ class Planner:
         if missing_refs:
             return Decision(node, Action.BLOCKED, [Reason("reference-missing", m) for m in missing_refs],
                             references=refs)
+        return self._decide_known(node, entry, refs)
+
+    def _decide_known(self, node: Node, entry: LockEntry | None, refs: list[ResolvedRef]) -> Decision:
+        """Every reference's bytes are known: the node's fingerprint decides."""
         inputs = fingerprint_inputs(node, [(r.label, r.sha256) for r in refs if r.sha256 is not None])
         fp = fingerprint(inputs)
         on_disk = {path: self.hasher.hash(path) for path in node.outputs}
@@ -194,27 +198,36 @@ class Planner:
         if entry is not None and entry.fingerprint == fp:
             if hand_edited:
                 return Decision(node, Action.BLOCKED, hand_edited, fingerprint=fp, inputs=inputs, references=refs)
-            missing = [o.path for o in entry.outputs
-                       if (on_disk[o.path] if o.path in on_disk else self.hasher.hash(o.path)) is None]
-            if [o.path for o in entry.outputs] == list(node.outputs):
-                if not missing:
-                    return Decision(node, Action.UP_TO_DATE, [], fingerprint=fp, inputs=inputs, references=refs,
-                                    outputs=tuple(o.sha256 for o in entry.outputs))
-                reasons = [Reason("output-missing", p) for p in missing]
-                if entry.candidate_images or entry.adopted:
-                    # A pick or a hand edit the lock chose: restore exactly those bytes.
-                    return self._restore(node, reasons, fp, inputs, _record_of(entry), refs, Choice.of(entry))
-                return self._needs_work(node, reasons, fp, inputs, [], refs)
-            reasons = [Reason("output-paths-changed")]
-            chosen = bool(entry.candidate_images or entry.adopted)
-            if (chosen or self.cache.result(fp) is None) \
-                    and all(self.hasher.hash(o.path) == o.sha256 for o in entry.outputs):
-                # The images are still at their old paths: copy them, never pay for a rename.
-                return self._restore(node, reasons + [Reason("old-output-paths")], fp, inputs,
-                                     _record_of(entry), refs, Choice.of(entry) if chosen else None)
-            return self._needs_work(node, reasons, fp, inputs, [], refs)
+            return self._as_recorded(node, entry, fp, inputs, on_disk, refs)
         reasons = changes(entry, inputs) if entry is not None else [Reason("new-asset")]
         return self._needs_work(node, reasons, fp, inputs, hand_edited, refs, entry)
+
+    def _as_recorded(self, node: Node, entry: LockEntry, fp: str, inputs: dict[str, Any],
+                     on_disk: Mapping[str, str | None], refs: list[ResolvedRef]) -> Decision:
+        """The lock recorded this very fingerprint: up to date unless outputs went missing or moved."""
+        if [o.path for o in entry.outputs] != list(node.outputs):
+            return self._paths_changed(node, entry, fp, inputs, refs)
+        missing = [o.path for o in entry.outputs
+                   if (on_disk[o.path] if o.path in on_disk else self.hasher.hash(o.path)) is None]
+        if not missing:
+            return Decision(node, Action.UP_TO_DATE, [], fingerprint=fp, inputs=inputs, references=refs,
+                            outputs=tuple(o.sha256 for o in entry.outputs))
+        reasons = [Reason("output-missing", p) for p in missing]
+        if entry.candidate_images or entry.adopted:
+            # A pick or a hand edit the lock chose: restore exactly those bytes.
+            return self._restore(node, reasons, fp, inputs, _record_of(entry), refs, Choice.of(entry))
+        return self._needs_work(node, reasons, fp, inputs, [], refs)
+
+    def _paths_changed(self, node: Node, entry: LockEntry, fp: str, inputs: dict[str, Any],
+                       refs: list[ResolvedRef]) -> Decision:
+        reasons = [Reason("output-paths-changed")]
+        chosen = bool(entry.candidate_images or entry.adopted)
+        if (chosen or self.cache.result(fp) is None) \
+                and all(self.hasher.hash(o.path) == o.sha256 for o in entry.outputs):
+            # The images are still at their old paths: copy them, never pay for a rename.
+            return self._restore(node, reasons + [Reason("old-output-paths")], fp, inputs,
+                                 _record_of(entry), refs, Choice.of(entry) if chosen else None)
+        return self._needs_work(node, reasons, fp, inputs, [], refs)
 
     def _needs_work(self, node: Node, reasons: list[Reason], fp: str | None, inputs: dict[str, Any] | None,
                     hand_edited: list[Reason], refs: list[ResolvedRef], entry: LockEntry | None = None) -> Decision:
