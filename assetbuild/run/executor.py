@@ -143,6 +143,78 @@ class Budget:
             return True
 
 
+class _Schedule:
+    """One run's ready queue (ninja's ``Plan``): which nodes wait for how many upstream nodes,
+    which are ready (a heap: they leave in plan order), on a worker, being finished, or done."""
+
+    def __init__(self, decisions: Sequence[Decision], keep_going: bool, on_event: Callable[[Event], None]):
+        self.planned = {d.id: d for d in decisions}
+        self.keep_going = keep_going
+        self.on_event = on_event
+        self.dependents: dict[str, list[str]] = {nid: [] for nid in self.planned}
+        self.upstream: dict[str, list[str]] = {}  # worked out once per node: Node.upstream is not cached
+        self.waiting: dict[str, int] = {}
+        for d in decisions:
+            ups = self.upstream[d.id] = [up for up in d.node.upstream if up in self.planned]
+            self.waiting[d.id] = len(ups)
+            for up in ups:
+                self.dependents[up].append(d.id)
+        self.order = list(self.planned)
+        self.index = {nid: i for i, nid in enumerate(self.order)}
+        self.ready = [self.index[nid] for nid in self.order if self.waiting[nid] == 0]
+        self.done: dict[str, NodeResult] = {}
+        self.running: dict[Future[NodeResult | Finish], str] = {}  # on a worker
+        self.finishing: dict[Future[NodeResult | Finish], str] = {}  # converted and written by a finisher
+        self.stopped_by: str | None = None
+
+    def busy(self) -> bool:
+        return bool(self.running or self.finishing)
+
+    def more(self) -> bool:
+        return bool(self.ready and self.stopped_by is None) or self.busy()
+
+    def can_start(self, jobs: int) -> bool:
+        return (bool(self.ready) and self.stopped_by is None
+                and len(self.running) < jobs and len(self.finishing) < jobs)
+
+    def pop_ready(self) -> str:
+        return self.order[heapq.heappop(self.ready)]
+
+    def in_flight(self) -> list[str]:
+        return sorted([*self.running.values(), *self.finishing.values()])
+
+    def settle(self, result: NodeResult) -> None:
+        self.done[result.id] = result
+        self.on_event(Event("done", result.id, result.status.value, result.error or "; ".join(result.reasons),
+                            result.cost_usd))
+        if result.status is Outcome.FAILED and not self.keep_going and self.stopped_by is None:
+            self.stopped_by = result.id
+        for nid in self.dependents[result.id]:
+            self.waiting[nid] -= 1
+            if self.waiting[nid] == 0:
+                heapq.heappush(self.ready, self.index[nid])
+
+    def collect(self, pools: _Pools, guard: Callable[[str, Finish], NodeResult]) -> None:
+        """Wait for a worker or a finisher, and take what it brings."""
+        finished = pools.wait_any([*self.running, *self.finishing])
+        for future in finished:
+            nid = self.running.pop(future, None) or self.finishing.pop(future)
+            outcome = future.result()
+            if isinstance(outcome, NodeResult):
+                self.settle(outcome)
+            else:
+                self.finishing[pools.finisher().submit(guard, nid, outcome)] = nid
+
+    def results(self) -> list[NodeResult]:
+        """One result per planned node; a node never started was stopped by the first failure."""
+        for nid in self.planned:
+            if nid not in self.done:
+                reason = Reason("stopped", self.stopped_by or "?")
+                self.done[nid] = NodeResult(nid, Outcome.BLOCKED, [str(reason)], causes=[reason])
+                self.on_event(Event("done", nid, Outcome.BLOCKED.value, str(reason)))
+        return [self.done[nid] for nid in self.planned]
+
+
 class ProviderPool(Protocol):
     def get(self, name: str) -> Provider: ...
 
@@ -178,73 +250,23 @@ class Executor:
         threads. A generated image that must be converted to PNG is converted and written by a
         small finisher pool once its original is secured in the cache, so the worker is free
         at once for the next request instead of the conversions holding up the requests."""
-        planned = {d.id: d for d in decisions}
-        dependents: dict[str, list[str]] = {nid: [] for nid in planned}
-        upstream: dict[str, list[str]] = {}  # worked out once per node: Node.upstream is not cached
-        waiting: dict[str, int] = {}
-        for d in decisions:
-            ups = upstream[d.id] = [up for up in d.node.upstream if up in planned]
-            waiting[d.id] = len(ups)
-            for up in ups:
-                dependents[up].append(d.id)
-        index = {nid: i for i, nid in enumerate(planned)}
-        ready = [index[nid] for nid in planned if waiting[nid] == 0]  # a heap: ready nodes leave in plan order
-        order = list(planned)
-        done: dict[str, NodeResult] = {}
-        running: dict[Future[NodeResult | Finish], str] = {}  # on a worker
-        finishing: dict[Future[NodeResult | Finish], str] = {}  # converted and written by a finisher
+        queue = _Schedule(decisions, self.keep_going, self.on_event)
         pools = _Pools(self.jobs)
-        stopped_by: str | None = None
         abandoned = False
-
-        def settle(result: NodeResult) -> None:
-            nonlocal stopped_by
-            done[result.id] = result
-            self.on_event(Event("done", result.id, result.status.value, result.error or "; ".join(result.reasons),
-                                result.cost_usd))
-            if result.status is Outcome.FAILED and not self.keep_going and stopped_by is None:
-                stopped_by = result.id
-            for nid in dependents[result.id]:
-                waiting[nid] -= 1
-                if waiting[nid] == 0:
-                    heapq.heappush(ready, index[nid])
-
-        def collect() -> None:
-            """Wait for a worker or a finisher, and take what it brings."""
-            finished = pools.wait_any([*running, *finishing])
-            for future in finished:
-                nid = running.pop(future, None) or finishing.pop(future)
-                outcome = future.result()
-                if isinstance(outcome, NodeResult):
-                    settle(outcome)
-                else:
-                    finishing[pools.finisher().submit(self._guard, nid, outcome)] = nid
-
         try:
-            while (ready and stopped_by is None) or running or finishing:
-                # At most ``jobs`` on the workers and ``jobs`` waiting for a finisher (each holds
-                # its images): a build outpacing its conversions waits for them.
-                while ready and stopped_by is None and len(running) < self.jobs and len(finishing) < self.jobs:
-                    nid = order[heapq.heappop(ready)]
-                    d = self._guard(nid, lambda: self._current(planned[nid], upstream[nid], planned, done))
-                    if isinstance(d, NodeResult):
-                        settle(d)
-                    elif d.action in (Action.UP_TO_DATE, Action.BLOCKED):
-                        settle(self._settled(d))
-                    else:
-                        self.on_event(Event("start", nid, d.action.value, "; ".join(map(str, d.reasons))))
-                        running[pools.workers().submit(self._guard, nid, lambda d=d: self._work(d))] = nid
-                if running or finishing:
-                    collect()
+            while queue.more():
+                self._start_ready(queue, pools)
+                if queue.busy():
+                    queue.collect(pools, self._guard)
         except KeyboardInterrupt:
             # The first Ctrl-C: start nothing new, stop every wait, let what is in flight end
             # (each within its own request timeout), keep what it brings. A second one: go.
-            in_flight = sorted([*running.values(), *finishing.values()])
+            in_flight = queue.in_flight()
             self.on_event(Event("interrupted", "", detail=", ".join(in_flight)))
             self.providers.interrupt()
             try:
-                while running or finishing:
-                    collect()
+                while queue.busy():
+                    queue.collect(pools, self._guard)
             except KeyboardInterrupt:
                 abandoned = True
             raise BuildInterrupted(in_flight, abandoned=abandoned) from None
@@ -252,12 +274,23 @@ class Executor:
             pools.shutdown(wait=not abandoned)
             self.lock.save_if_changed()
             self.hasher.save()
-        for nid in planned:
-            if nid not in done:
-                reason = Reason("stopped", stopped_by or "?")
-                done[nid] = NodeResult(nid, Outcome.BLOCKED, [str(reason)], causes=[reason])
-                self.on_event(Event("done", nid, Outcome.BLOCKED.value, str(reason)))
-        return [done[nid] for nid in planned]
+        return queue.results()
+
+    def _start_ready(self, queue: _Schedule, pools: _Pools) -> None:
+        """Take ready nodes in plan order: settle the ones with nothing to run, hand the others
+        to the workers. At most ``jobs`` on the workers and ``jobs`` waiting for a finisher (each
+        holds its images): a build outpacing its conversions waits for them."""
+        while queue.can_start(self.jobs):
+            nid = queue.pop_ready()
+            d = self._guard(nid, lambda: self._current(queue.planned[nid], queue.upstream[nid], queue.planned,
+                                                       queue.done))
+            if isinstance(d, NodeResult):
+                queue.settle(d)
+            elif d.action in (Action.UP_TO_DATE, Action.BLOCKED):
+                queue.settle(self._settled(d))
+            else:
+                self.on_event(Event("start", nid, d.action.value, "; ".join(map(str, d.reasons))))
+                queue.running[pools.workers().submit(self._guard, nid, lambda d=d: self._work(d))] = nid
 
     def _current(self, d: Decision, upstream: list[str], planned: dict[str, Decision],
                  done: dict[str, NodeResult]) -> Decision:
