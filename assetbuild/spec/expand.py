@@ -418,63 +418,83 @@ class _Expansion:
         """A reference as written (after substitution) under ``key``. ``takes_one`` names what
         needs exactly one image (a derived asset's source, an overlay): an asset of several
         outputs must then be named with #N."""
-        loaded = self.loaded
-        variants = self.variants
         where = ("assets", asset_id, key)
         if not text.startswith("@"):
-            rel = project_path(loaded, text, *where)
-            if rel not in self._ref_problems:
-                self._ref_problems[rel] = reference_problem(loaded, rel)
-            problem = self._ref_problems[rel]
-            if problem:
-                raise loaded.error(problem, *where)
-            return Ref(label=rel, path=rel, site=self._site(asset_id, key))
+            return self._file_ref(asset_id, text, key)
         m = _REF.match(text)
         if not m:
-            raise loaded.error(f"bad reference {clip(text)}; use @id, @id[key=value,...] or @id#N", *where)
+            raise self.loaded.error(f"bad reference {clip(text)}; use @id, @id[key=value,...] or @id#N", *where)
         target = m.group("id")
-        if target not in variants:
-            close = difflib.get_close_matches(target, list(variants), n=1)
+        if target not in self.variants:
+            close = difflib.get_close_matches(target, list(self.variants), n=1)
             hint = f"; did you mean @{close[0]}?" if close else ""
-            raise loaded.error(f"unknown asset @{target}{hint}", *where)
+            raise self.loaded.error(f"unknown asset @{target}{hint}", *where)
         if target in self.failed:
             return Ref(label=text)  # its matrix is reported already; the build stops before using this
-        target_spec = loaded.manifest.assets[target]
+        chosen = self._ref_variant(text, target, m.group("sel"), values, where)
+        target_spec = self.loaded.manifest.assets[target]
+        index = self._ref_index(text, target, _count(target_spec), m.group("n"), takes_one, where)
+        outputs = self._outputs(target, target_spec, chosen)
+        return Ref(label=text, node=variant_id(target, chosen), index=index,
+                   paths=outputs if index is None else (outputs[index],))
+
+    def _file_ref(self, asset_id: str, text: str, key: str) -> Ref:
+        """A reference to a file of the project."""
+        where = ("assets", asset_id, key)
+        rel = project_path(self.loaded, text, *where)
+        if rel not in self._ref_problems:
+            self._ref_problems[rel] = reference_problem(self.loaded, rel)
+        problem = self._ref_problems[rel]
+        if problem:
+            raise self.loaded.error(problem, *where)
+        return Ref(label=rel, path=rel, site=self._site(asset_id, key))
+
+    def _ref_variant(self, text: str, target: str, sel: str | None, values: Mapping[str, str],
+                     where: tuple[str, ...]) -> Variant:
+        """The one variant of ``target`` a reference names: its selector, then the referring
+        node's own values on the matrix keys both share (bound variant by variant)."""
         target_keys = self.matrices[target]
-        selector: dict[str, str] = {}
-        for part in filter(None, (p.strip() for p in (m.group("sel") or "").split(","))):
-            name, eq, value = part.partition("=")
-            if not eq or name.strip() not in target_keys:
-                raise loaded.error(f"{clip(text)}: @{target} has no matrix key {clip(name.strip())} "
-                                   f"(keys: {', '.join(target_keys) or 'none'})", *where)
-            selector[name.strip()] = value.strip()
+        selector = self._ref_selector(text, target, sel, where)
         for name in target_keys:  # bind variant by variant on shared matrix keys
             if name not in selector and name in values:
                 selector[name] = values[name]
-        chosen = [v for v in variants[target] if all(dict(v)[k] == val for k, val in selector.items())]
+        chosen = [v for v in self.variants[target] if all(dict(v)[k] == val for k, val in selector.items())]
         if not chosen:
-            raise loaded.error(f"{clip(text)} names no variant of @{target}", *where)
+            raise self.loaded.error(f"{clip(text)} names no variant of @{target}", *where)
         if len(chosen) > 1:
             missing = [k for k in target_keys if k not in selector]
-            raise loaded.error(
+            raise self.loaded.error(
                 f"{clip(text)} is ambiguous: @{target} has {len(chosen)} variants; name one, e.g. "
                 f"@{variant_id(target, chosen[0])} (unbound: {', '.join(missing)})",
                 *where,
             )
-        index = None
-        count = _count(target_spec)
-        if m.group("n") is not None:
-            n = int(m.group("n")) if len(m.group("n")) < 4 else 0
+        return chosen[0]
+
+    def _ref_selector(self, text: str, target: str, sel: str | None, where: tuple[str, ...]) -> dict[str, str]:
+        """``[key=value,...]`` as written, each key one of the target's matrix keys."""
+        target_keys = self.matrices[target]
+        selector: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in (sel or "").split(","))):
+            name, eq, value = part.partition("=")
+            if not eq or name.strip() not in target_keys:
+                raise self.loaded.error(f"{clip(text)}: @{target} has no matrix key {clip(name.strip())} "
+                                        f"(keys: {', '.join(target_keys) or 'none'})", *where)
+            selector[name.strip()] = value.strip()
+        return selector
+
+    def _ref_index(self, text: str, target: str, count: int, n_text: str | None, takes_one: str | None,
+                   where: tuple[str, ...]) -> int | None:
+        """Which of the target's ``count`` outputs a reference names (#N), None: all of them."""
+        if n_text is not None:
+            n = int(n_text) if len(n_text) < 4 else 0
             if not 1 <= n <= count:
-                raise loaded.error(f"{clip(text)}: @{target} has {count} output(s); "
-                                   f"use #1..#{count}", *where)
-            index = n - 1
-        elif takes_one is not None and count > 1:
-            raise loaded.error(f"{clip(text)} names {count} images (count = {count}), and {takes_one} takes one; "
-                               f"name it, e.g. {text}#1 (#1..#{count})", *where)
-        outputs = self._outputs(target, target_spec, chosen[0])
-        return Ref(label=text, node=variant_id(target, chosen[0]), index=index,
-                   paths=outputs if index is None else (outputs[index],))
+                raise self.loaded.error(f"{clip(text)}: @{target} has {count} output(s); "
+                                        f"use #1..#{count}", *where)
+            return n - 1
+        if takes_one is not None and count > 1:
+            raise self.loaded.error(f"{clip(text)} names {count} images (count = {count}), and {takes_one} takes "
+                                    f"one; name it, e.g. {text}#1 (#1..#{count})", *where)
+        return None
 
 
 def _raise(errors: list[ManifestError]) -> None:
