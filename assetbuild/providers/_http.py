@@ -27,6 +27,7 @@ import threading
 import urllib.parse
 from collections import deque
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal, Mapping, NamedTuple
 
 import httpx
@@ -332,6 +333,17 @@ def ssl_context() -> ssl.SSLContext:
         return context
 
 
+@dataclass
+class _Tries:
+    """One request's attempts: what it is called in messages, whether it may be sent again,
+    and whether an attempt reached the host with its fate unknown (``maybe_billed``)."""
+
+    label: str
+    idempotent: bool
+    billable: bool
+    maybe_billed: bool = False
+
+
 class HttpClient:
     """A provider's connection to its host.
 
@@ -489,75 +501,92 @@ class HttpClient:
         deadline: float | None = None,
         what: str = "",
     ) -> httpx.Response:
-        label = what or f"{method} {self._path(url)}"
-        maybe_billed = False  # an attempt reached the host and its fate is unknown
+        tries = _Tries(what or f"{method} {self._path(url)}", idempotent=idempotent, billable=billable)
         last: ProviderError | None = None
         for attempt in range(1, self._max_attempts + 1):
-            self._stop_if_interrupted(label, maybe_billed)
+            self._stop_if_interrupted(tries.label, tries.maybe_billed)
             if attempt > 1:
                 self.retries += 1
-            wait_s: float | None = None
-            try:
-                response = self._attempt(client, method, url, limited=limited, json=json, files=files,
-                                         data=data, headers=headers, max_bytes=max_bytes, deadline=deadline,
-                                         label=label)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
-                # The request never reached the host: always safe to try again.
-                last = ProviderUnavailable(f"{label} could not connect ({self._say(exc)})", provider=self.provider)
-            except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.LocalProtocolError,
-                    httpx.InvalidURL) as exc:
-                # A malformed URL, a redirect loop, a request httpx cannot send: no retry helps.
-                raise BadAnswer(f"{label} failed: {self._say(exc)}", provider=self.provider,
-                                submitted=billable and maybe_billed) from exc
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError,
-                    httpx.DecodingError) as exc:
-                # Sent, and no usable answer came: the host may be making (and billing) the job.
-                event = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-                maybe_billed = maybe_billed or billable
-                if not idempotent:
-                    raise ProviderUnavailable(
-                        f"{label} {event} after the request was sent ({self._say(exc)}); not retried: the "
-                        "job may have been billed (no request id: the host sent no answer)",
-                        provider=self.provider, submitted=True,
-                    ) from exc
-                kind = BadAnswer if isinstance(exc, httpx.DecodingError) else ProviderUnavailable
-                last = kind(f"{label} {event} ({self._say(exc)})", provider=self.provider)
-            except httpx.HTTPError as exc:  # any other httpx failure: reported, never a traceback
-                raise BadAnswer(f"{label} failed: {self._say(exc)}", provider=self.provider,
-                                submitted=billable and (maybe_billed or not idempotent)) from exc
-            else:
-                status = response.status_code
-                if status < 400:
-                    return response
-                err = self._parse_error(response)
-                message = f"{label} returned HTTP {status}: {err.message}"
-                verdict = classify_error(err, "http", status, billable=billable, unstarted=self._unstarted)
-                if verdict is Verdict.BILLING_UNCERTAIN:
-                    maybe_billed = True
-                    if not idempotent:
-                        raise ProviderUnavailable(
-                            f"{message}; not retried: the host may have started the job, which may have been "
-                            f"billed{self._rid(response) or ' (no request id given)'}",
-                            provider=self.provider, code=err.code, status=status, submitted=True)
-                elif verdict is not Verdict.RETRY:
-                    raise verdict.error(message, provider=self.provider, code=err.code, status=status,
-                                        submitted=billable and maybe_billed)
-                if status == 429:
-                    wait_s = parse_retry_after(response.headers.get("Retry-After"), self._clock)
-                else:
-                    message += self._rid(response)
-                last = ProviderUnavailable(message, provider=self.provider, code=err.code, status=status)
+            outcome = self._try_once(tries, client, method, url, limited=limited, json=json, files=files,
+                                     data=data, headers=headers, max_bytes=max_bytes, deadline=deadline)
+            if isinstance(outcome, httpx.Response):
+                return outcome
+            last, wait_s = outcome
             if attempt == self._max_attempts:
                 break
             if wait_s is None:
                 wait_s = self._rng.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
             if pause(self._clock, self._interrupted, wait_s):
-                self._stop_if_interrupted(label, maybe_billed)
+                self._stop_if_interrupted(tries.label, tries.maybe_billed)
         assert last is not None
         raise type(last)(
             f"{last.detail} (after {self._max_attempts} attempts)",
-            provider=self.provider, code=last.code, status=last.status, submitted=billable and maybe_billed,
+            provider=self.provider, code=last.code, status=last.status, submitted=billable and tries.maybe_billed,
         )
+
+    def _try_once(self, tries: _Tries, client: httpx.Client, method: str, url: str, *, limited: bool,
+                  **request: Any) -> httpx.Response | tuple[ProviderError, float | None]:
+        """One attempt: the answer, or the error to retry after (and how long the host asked
+        to wait); an error no retry can help is raised."""
+        try:
+            response = self._attempt(client, method, url, limited=limited, label=tries.label, **request)
+        except httpx.HTTPError as exc:
+            return self._failed_transport(tries, exc), None
+        if response.status_code < 400:
+            return response
+        return self._failed_answer(tries, response)
+
+    def _failed_transport(self, tries: _Tries, exc: httpx.HTTPError) -> ProviderError:
+        """The error to retry after a request that got no answer, or raised if none may follow."""
+        label = tries.label
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)):
+            # The request never reached the host: always safe to try again.
+            return ProviderUnavailable(f"{label} could not connect ({self._say(exc)})", provider=self.provider)
+        if isinstance(exc, (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.LocalProtocolError,
+                            httpx.InvalidURL)):
+            # A malformed URL, a redirect loop, a request httpx cannot send: no retry helps.
+            raise BadAnswer(f"{label} failed: {self._say(exc)}", provider=self.provider,
+                            submitted=tries.billable and tries.maybe_billed) from exc
+        if isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError,
+                            httpx.DecodingError)):
+            # Sent, and no usable answer came: the host may be making (and billing) the job.
+            event = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+            tries.maybe_billed = tries.maybe_billed or tries.billable
+            if not tries.idempotent:
+                raise ProviderUnavailable(
+                    f"{label} {event} after the request was sent ({self._say(exc)}); not retried: the "
+                    "job may have been billed (no request id: the host sent no answer)",
+                    provider=self.provider, submitted=True,
+                ) from exc
+            kind = BadAnswer if isinstance(exc, httpx.DecodingError) else ProviderUnavailable
+            return kind(f"{label} {event} ({self._say(exc)})", provider=self.provider)
+        # any other httpx failure: reported, never a traceback
+        raise BadAnswer(f"{label} failed: {self._say(exc)}", provider=self.provider,
+                        submitted=tries.billable and (tries.maybe_billed or not tries.idempotent)) from exc
+
+    def _failed_answer(self, tries: _Tries, response: httpx.Response) -> tuple[ProviderError, float | None]:
+        """The error to retry after an HTTP error answer (and the Retry-After wait of a 429),
+        or raised if none may follow."""
+        status = response.status_code
+        err = self._parse_error(response)
+        message = f"{tries.label} returned HTTP {status}: {err.message}"
+        verdict = classify_error(err, "http", status, billable=tries.billable, unstarted=self._unstarted)
+        if verdict is Verdict.BILLING_UNCERTAIN:
+            tries.maybe_billed = True
+            if not tries.idempotent:
+                raise ProviderUnavailable(
+                    f"{message}; not retried: the host may have started the job, which may have been "
+                    f"billed{self._rid(response) or ' (no request id given)'}",
+                    provider=self.provider, code=err.code, status=status, submitted=True)
+        elif verdict is not Verdict.RETRY:
+            raise verdict.error(message, provider=self.provider, code=err.code, status=status,
+                                submitted=tries.billable and tries.maybe_billed)
+        wait_s = None
+        if status == 429:
+            wait_s = parse_retry_after(response.headers.get("Retry-After"), self._clock)
+        else:
+            message += self._rid(response)
+        return ProviderUnavailable(message, provider=self.provider, code=err.code, status=status), wait_s
 
     def _say(self, exc: BaseException) -> str:
         return one_line(self.redact(_describe(exc)), 200)
