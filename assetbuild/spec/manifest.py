@@ -156,9 +156,35 @@ def load_manifest(path: Path) -> LoadedManifest:
 
 
 def parse_manifest(text: str, path: Path) -> LoadedManifest:
-    display = path.name
+    raw = _read_toml(text, path.name)
+    loaded = LoadedManifest(Manifest(), path, path.parent.resolve(), Locator(text), text)
+    problems = Problems()
+
+    for key in raw:
+        if key not in _TOP_LEVEL:
+            problems.add(loaded.error(_unknown(key, _TOP_LEVEL, "table"), key))
+    project = _validate(loaded, problems, ProjectConfig, raw.get("project", {}), ("project",))
+    limits = _validate(loaded, problems, LimitsConfig, raw.get("limits", {}), ("limits",))
+    cache = _validate(loaded, problems, CacheConfig, raw.get("cache", {}), ("cache",))
+    if cache is not None:
+        _check_cache(loaded, problems, cache)
+    defaults, defaults_raw = _defaults(loaded, problems, raw.get("defaults", {}))
+    providers = _providers(loaded, problems, raw.get("providers", {}))
+    assets = _assets(loaded, problems, raw.get("assets", {}), defaults_raw)
+
+    problems.check()
+    assert project is not None and defaults is not None and limits is not None and cache is not None
+    loaded.manifest = Manifest(project=project, defaults=defaults, providers=providers, assets=assets,
+                               limits=limits, cache=cache)
+    _check_provider_names(loaded, problems)
+    problems.check()
+    return loaded
+
+
+def _read_toml(text: str, display: str) -> dict[str, Any]:
+    """The manifest's TOML, or a ManifestError saying where it cannot be read."""
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         m = re.search(r"\(at line (\d+), column (\d+)\)", message)
@@ -176,18 +202,11 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
         digits = f" of {len(m.group().replace('_', '')):,} digits" if m else ""
         raise ManifestError(f"a number{digits} is too large to read; use a smaller number",
                             file=display, line=line) from exc
-    loaded = LoadedManifest(Manifest(), path, path.parent.resolve(), Locator(text), text)
-    problems = Problems()
 
-    for key in raw:
-        if key not in _TOP_LEVEL:
-            problems.add(loaded.error(_unknown(key, _TOP_LEVEL, "table"), key))
-    project = _validate(loaded, problems, ProjectConfig, raw.get("project", {}), ("project",))
-    limits = _validate(loaded, problems, LimitsConfig, raw.get("limits", {}), ("limits",))
-    cache = _validate(loaded, problems, CacheConfig, raw.get("cache", {}), ("cache",))
-    if cache is not None:
-        _check_cache(loaded, problems, cache)
-    defaults_raw = _table(loaded, problems, raw.get("defaults", {}), ("defaults",)) or {}
+
+def _defaults(loaded: LoadedManifest, problems: Problems, value: Any) -> tuple[AssetSpec | None, dict[str, Any]]:
+    """The [defaults] table, validated, and as written (what each asset's table is merged on)."""
+    defaults_raw = _table(loaded, problems, value, ("defaults",)) or {}
     defaults = _validate(loaded, problems, AssetSpec, defaults_raw, ("defaults",))
     for key in ("from", "steps"):
         if key in defaults_raw:
@@ -195,42 +214,49 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
                                       "defaults", key))
             defaults_raw = {k: v for k, v in defaults_raw.items() if k != key}
     _check_params(loaded, problems, defaults_raw.get("params"), ("defaults", "params"))
+    return defaults, defaults_raw
 
+
+def _providers(loaded: LoadedManifest, problems: Problems, value: Any) -> dict[str, ProviderConfig]:
     providers: dict[str, ProviderConfig] = {}
-    for name, table in (_table(loaded, problems, raw.get("providers", {}), ("providers",)) or {}).items():
+    for name, table in (_table(loaded, problems, value, ("providers",)) or {}).items():
         config = _validate(loaded, problems, ProviderConfig, table, ("providers", name))
         if config is not None:
             providers[name] = config
+    return providers
 
+
+def _assets(loaded: LoadedManifest, problems: Problems, value: Any,
+            defaults_raw: dict[str, Any]) -> dict[str, AssetSpec]:
     assets: dict[str, AssetSpec] = {}
-    for asset_id, table in (_table(loaded, problems, raw.get("assets", {}), ("assets",)) or {}).items():
-        if not ASSET_ID.match(asset_id):
-            problems.add(loaded.error(
-                "asset ids use lowercase letters, digits, '-' and '_' (and start with a letter or digit); rename it",
-                "assets", asset_id,
-            ))
-            continue
-        table = _table(loaded, problems, table, ("assets", asset_id))
-        if table is None:
-            continue
-        _check_params(loaded, problems, table.get("params"), ("assets", asset_id, "params"))
-        merged = {**defaults_raw, **table}
-        spec = _validate(loaded, problems, AssetSpec, merged, ("assets", asset_id), own_keys=set(table))
-        if spec is None:
-            continue
-        kind_problems = _kind_problems(spec, set(table))
-        for message, key in kind_problems:
-            problems.add(loaded.error(message, "assets", asset_id, *key))
-        if not kind_problems:
+    for asset_id, table in (_table(loaded, problems, value, ("assets",)) or {}).items():
+        spec = _asset(loaded, problems, asset_id, table, defaults_raw)
+        if spec is not None:
             assets[asset_id] = spec
+    return assets
 
-    problems.check()
-    assert project is not None and defaults is not None and limits is not None and cache is not None
-    loaded.manifest = Manifest(project=project, defaults=defaults, providers=providers, assets=assets,
-                               limits=limits, cache=cache)
-    _check_provider_names(loaded, problems)
-    problems.check()
-    return loaded
+
+def _asset(loaded: LoadedManifest, problems: Problems, asset_id: str, table: Any,
+           defaults_raw: dict[str, Any]) -> AssetSpec | None:
+    """One [assets.ID] table merged on [defaults], or None after adding its problems."""
+    if not ASSET_ID.match(asset_id):
+        problems.add(loaded.error(
+            "asset ids use lowercase letters, digits, '-' and '_' (and start with a letter or digit); rename it",
+            "assets", asset_id,
+        ))
+        return None
+    table = _table(loaded, problems, table, ("assets", asset_id))
+    if table is None:
+        return None
+    _check_params(loaded, problems, table.get("params"), ("assets", asset_id, "params"))
+    merged = {**defaults_raw, **table}
+    spec = _validate(loaded, problems, AssetSpec, merged, ("assets", asset_id), own_keys=set(table))
+    if spec is None:
+        return None
+    kind_problems = _kind_problems(spec, set(table))
+    for message, key in kind_problems:
+        problems.add(loaded.error(message, "assets", asset_id, *key))
+    return None if kind_problems else spec
 
 
 _GENERATED_ONLY = ("references", "count", "candidates", "size", "seed", "watermark", "params", "provider", "model")
