@@ -86,37 +86,11 @@ class LockEntry:
     def from_toml(cls, table: Any) -> "LockEntry":
         """An entry from its TOML table; _Malformed (naming the key) if the shape is wrong."""
         _check(table, _ENTRY_TYPES, "")
-        inputs = {key: table.get(key) for key in INPUT_KEYS}
-        inputs["params"] = inputs["params"] or {}
-        inputs["kind"] = inputs["kind"] or "generate"
-        if inputs["steps"] is None:
-            del inputs["steps"]
-        elif not all(isinstance(step, dict) for step in inputs["steps"]):
-            raise _Malformed("steps", "is not an array of tables")
-        refs = inputs["references"] or []
-        for i, ref in enumerate(refs):
-            _check(ref, _REFERENCE_TYPES, f"references[{i}]")
-        inputs["references"] = refs
-        outputs = []
-        for i, out in enumerate(table.get("outputs") or []):
-            where = f"outputs[{i}]"
-            _check(out, _OUTPUT_TYPES, where, required=("path", "sha256", "width", "height"))
-            if not _safe_path(out["path"]):
-                raise _Malformed(f"{where}.path", f"{_shown(out['path'])} is not a path inside the project")
-            if not (0 <= out["width"] < 1 << 31 and 0 <= out["height"] < 1 << 31):
-                raise _Malformed(f"{where}.width", "is not a pixel size")
-            outputs.append(OutputRecord(out["path"], out["sha256"], out["width"], out["height"]))
+        inputs = _inputs_from_toml(table)
+        outputs = _outputs_from_toml(table.get("outputs") or [])
         if table.get("fingerprint") is None:
             raise _Malformed("fingerprint", "is missing")
-        candidates = table.get("candidate_images") or []
-        for i, sha in enumerate(candidates):
-            if not _is_sha256(sha):
-                raise _Malformed(f"candidate_images[{i}]", "is not a sha256")
-        pick = table.get("pick")
-        if pick is not None and not 1 <= pick <= max(1, len(candidates)):
-            raise _Malformed("pick", f"is {pick}, not a candidate number (1..{max(1, len(candidates))})")
-        if table.get("adopted") is not None and not _is_sha256(table["adopted"]):
-            raise _Malformed("adopted", "is not a sha256")
+        candidates, pick, adopted = _choice_from_toml(table)
         return cls(
             fingerprint=table["fingerprint"],
             provider=table.get("provider") or "",
@@ -124,12 +98,55 @@ class LockEntry:
             built=table.get("built") or "",
             cost_usd=float(table.get("cost_usd") or 0.0),
             inputs=inputs,
-            outputs=tuple(outputs),
+            outputs=outputs,
             request_id=table.get("request_id"),
-            candidate_images=tuple(candidates),
-            pick=pick if candidates else None,
-            adopted=table.get("adopted"),
+            candidate_images=candidates,
+            pick=pick,
+            adopted=adopted,
         )
+
+
+def _inputs_from_toml(table: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint inputs an entry's table records, with what a table leaves out filled in."""
+    inputs = {key: table.get(key) for key in INPUT_KEYS}
+    inputs["params"] = inputs["params"] or {}
+    inputs["kind"] = inputs["kind"] or "generate"
+    if inputs["steps"] is None:
+        del inputs["steps"]
+    elif not all(isinstance(step, dict) for step in inputs["steps"]):
+        raise _Malformed("steps", "is not an array of tables")
+    refs = inputs["references"] or []
+    for i, ref in enumerate(refs):
+        _check(ref, _REFERENCE_TYPES, f"references[{i}]")
+    inputs["references"] = refs
+    return inputs
+
+
+def _outputs_from_toml(tables: list[Any]) -> tuple[OutputRecord, ...]:
+    outputs = []
+    for i, out in enumerate(tables):
+        where = f"outputs[{i}]"
+        _check(out, _OUTPUT_TYPES, where, required=("path", "sha256", "width", "height"))
+        if not _safe_path(out["path"]):
+            raise _Malformed(f"{where}.path", f"{_shown(out['path'])} is not a path inside the project")
+        if not (0 <= out["width"] < 1 << 31 and 0 <= out["height"] < 1 << 31):
+            raise _Malformed(f"{where}.width", "is not a pixel size")
+        outputs.append(OutputRecord(out["path"], out["sha256"], out["width"], out["height"]))
+    return tuple(outputs)
+
+
+def _choice_from_toml(table: dict[str, Any]) -> tuple[tuple[str, ...], int | None, str | None]:
+    """The review loop's record: candidate images, the pick among them, the adopted hand edit."""
+    candidates = table.get("candidate_images") or []
+    for i, sha in enumerate(candidates):
+        if not _is_sha256(sha):
+            raise _Malformed(f"candidate_images[{i}]", "is not a sha256")
+    pick = table.get("pick")
+    if pick is not None and not 1 <= pick <= max(1, len(candidates)):
+        raise _Malformed("pick", f"is {pick}, not a candidate number (1..{max(1, len(candidates))})")
+    if table.get("adopted") is not None and not _is_sha256(table["adopted"]):
+        raise _Malformed("adopted", "is not a sha256")
+    return tuple(candidates), (pick if candidates else None), table.get("adopted")
 
 
 # The type each key of a lock table must have when present (float: a finite int or float).
