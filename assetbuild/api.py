@@ -22,7 +22,7 @@ from .errors import BudgetError, CacheError, LockfileError, LockfileTooNew, Usag
 from .run.executor import Budget, Event, Executor, NodeResult
 from .spec.blueprint import Blueprint
 from .store.files import exclusive, sweep_temp_files
-from .run.process import paused
+from .process import paused
 from .store.hashing import FileHasher
 from .commands.leftovers import Leftover, gone, sweep
 from .plan.routing import KeyRing, MissingKey, missing_keys

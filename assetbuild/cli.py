@@ -861,7 +861,7 @@ def cache_gc(ctx: Ctx, remote: bool, git_revs: int, dry_run: bool) -> None:
 
 
 def main(argv: list[str] | None = None, seams: Seams | None = None) -> None:
-    from .run import process
+    from . import process
 
     whole_process = seams is None  # one command is the whole process (tests run many commands in one)
     if whole_process:

@@ -223,7 +223,7 @@ def json_round(value: Any) -> Any:
 def test_malloc_is_tuned_only_for_a_whole_process_and_once(monkeypatch):
     import sys
 
-    from assetbuild.run import process
+    from assetbuild import process
 
     monkeypatch.setattr(process, "_done", False)
     monkeypatch.setattr(process, "whole_process", False)

@@ -28,7 +28,7 @@ from ..store.hashing import sha256_bytes
 from ..store.lockfile import LockEntry, Lockfile, OutputRecord, entries_from_text
 
 if TYPE_CHECKING:
-    from ..api import Project
+    from .workspace import Workspace
 
 DRIVER_ARGS = "lock merge %O %A %B"
 DRIVER_NAME = "assetbuild: merge assetbuild.lock per asset"
@@ -162,7 +162,7 @@ class Resolution:
     notes: list[str] = field(default_factory=list)
 
 
-def _sources(project: "Project", git_revs: int, res: Resolution) -> list[Candidate]:
+def _sources(project: "Workspace", git_revs: int, res: Resolution) -> list[Candidate]:
     """Every candidate entry, best first: the conflicted lock's sides (or the current lock),
     then the lock of MERGE_HEAD (a merge in progress) and of the last ``git_revs`` commits."""
     from ..store.gitlocks import Git, locks_in_history
@@ -204,7 +204,7 @@ def _match(node_id: str, shas: list[str], candidates: list[Candidate]) -> Candid
     return next((c for c in fits if c.asset == node_id), fits[0] if fits else None)
 
 
-def resolve(project: "Project", git_revs: int = 50) -> Resolution:
+def resolve(project: "Workspace", git_revs: int = 50) -> Resolution:
     """Rebuild ``project``'s lock from what is on disk (see the module docstring). Runs inside
     the project's build lock; the lock is written once, atomically."""
     res = Resolution()
@@ -236,7 +236,7 @@ def resolve(project: "Project", git_revs: int = 50) -> Resolution:
     return res
 
 
-def _fetch_from_git(project: "Project", candidates: Iterable[Candidate], res: Resolution) -> None:
+def _fetch_from_git(project: "Workspace", candidates: Iterable[Candidate], res: Resolution) -> None:
     """Put in the cache the images a build would otherwise generate that a commit already
     holds: the plan is made again after each round, as a restored upstream fixes its
     dependents' fingerprints."""

@@ -40,7 +40,8 @@ from ..store.lockfile import LockEntry, read_entries
 from ..plan.planner import Action, Decision, Reason, changes
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..api import Project
+    from .workspace import Workspace
+
 
 REPORT_NAME = "assetbuild-report.html"
 THUMB_PX = 160  # the longest side of an asset's thumbnail
@@ -317,7 +318,7 @@ def _read_old_lock(git: Git, lock_name: str) -> tuple[dict[str, LockEntry], dict
 class Page:
     """Builds the HTML of one report."""
 
-    def __init__(self, project: "Project", out: Path, decisions: Sequence[Decision], raw: Mapping[str, Any]):
+    def __init__(self, project: "Workspace", out: Path, decisions: Sequence[Decision], raw: Mapping[str, Any]):
         self.project = project
         self.root = project.root
         self.out_dir = out.parent
@@ -558,7 +559,7 @@ class Page:
                 f'<dt>read by</dt><dd>{", ".join(read_by) or "nothing"}</dd></dl>')
 
 
-def find_changes(project: "Project", git: Git, lock_name: str,
+def find_changes(project: "Workspace", git: Git, lock_name: str,
                  decisions: Mapping[str, Decision], raw: Mapping[str, Any]) -> list[Change]:
     """Assets new, removed or changed since the commit: new and removed first, then changed,
     each group in build order."""
@@ -605,14 +606,12 @@ def find_changes(project: "Project", git: Git, lock_name: str,
     return found
 
 
-def write_report(project: "Project", out: Path | None = None, *, since: str | None = None) -> ReportResult:
+def write_report(project: "Workspace", out: Path | None = None, *, since: str | None = None) -> ReportResult:
     """Write the report to ``out`` (default: assetbuild-report.html beside assetbuild.toml,
     web-report.html beside web.toml).
     ``since`` names a git revision to compare with; None compares with HEAD when the project
     is in a git repository with commits, and quietly leaves the comparison out otherwise (a
     revision given that git cannot read is a UsageError)."""
-    from ..api import lock_path
-
     if out is None:  # named after the manifest, like the lock: web.toml -> web-report.html
         out = project.manifest_path.parent / f"{project.manifest_path.stem}-report.html"
     out = Path(out)
@@ -621,7 +620,7 @@ def write_report(project: "Project", out: Path | None = None, *, since: str | No
     out = out.resolve()
     plan = project.plan()
     decisions = {d.id: d for d in plan.decisions}
-    lock_file = lock_path(project.manifest_path)
+    lock_file = project.lock.path
     try:
         raw = _raw_tables(lock_file.read_bytes())
     except OSError:

@@ -18,82 +18,24 @@ entry of the asset, next to what the build made (lock keys ``candidate_images``,
   (reason ``adopted-inputs-changed``) rather than discard the edit, unless ``--force``.
 
 The planner turns these facts into decisions (reason codes ``reroll``, ``adopted-inputs-changed``,
-``lfs-pointer``); the executor writes what a decision chose (:func:`fresh_choice`). ``pick`` and
-``adopt`` themselves run here, under the project's build lock.
+``lfs-pointer``); the executor writes what a decision chose. The rules both apply (``Choice``,
+``fresh_choice``, ``reroll_request``) are in plan/choice.py; ``pick`` and ``adopt`` themselves
+run here, under the project's build lock.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from ..errors import UsageError, UserError
+from ..plan.choice import is_lfs_pointer
 
 if TYPE_CHECKING:
-    from ..api import Project
+    from .workspace import Workspace
     from ..store.lockfile import LockEntry
     from ..spec.nodes import Node
     from ..plan.planner import Decision
-
-LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
-LFS_POINTER_MAX_BYTES = 1024  # a pointer file is about 130 bytes; an image is never this small and text
-
-
-def is_lfs_pointer(path: Path) -> bool:
-    """Whether the file at ``path`` is a Git LFS pointer (the image was never pulled)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(LFS_POINTER_MAX_BYTES + 1)
-    except OSError:
-        return False
-    return len(head) <= LFS_POINTER_MAX_BYTES and head.startswith(LFS_POINTER_PREFIX)
-
-
-@dataclass(frozen=True)
-class Choice:
-    """What a lock entry records of the review: the candidates kept pickable (sha256, in
-    order), the pick (1-based) and the sha256 of an output adopted by hand."""
-
-    candidate_images: tuple[str, ...] = ()
-    pick: int | None = None
-    adopted: str | None = None
-
-    @classmethod
-    def of(cls, entry: "LockEntry") -> "Choice":
-        return cls(entry.candidate_images, entry.pick, entry.adopted)
-
-
-def prior_images(entry: "LockEntry") -> tuple[str, ...]:
-    """What stays pickable when an asset is rerolled: its candidates, else its one output,
-    and an output adopted by hand (nothing of an asset with several outputs: count > 1)."""
-    if entry.candidate_images:
-        kept = list(entry.candidate_images)
-    elif len(entry.outputs) == 1:
-        kept = [entry.outputs[0].sha256]
-    else:
-        return ()
-    if entry.adopted and entry.adopted not in kept:
-        kept.append(entry.adopted)
-    return tuple(kept)
-
-
-def fresh_choice(node: "Node", keep: Sequence[str], made: Sequence[str]) -> tuple[Choice, int | None]:
-    """The choice after images ``made`` (sha256 of each, in order) by a generation or a restore
-    of a cached batch, with ``keep`` still pickable: the output is the first new image, so the
-    index (into ``made``) of the one image to write; None: write them all (no candidates)."""
-    if node.candidates == 1 and not keep:
-        return Choice(), None
-    return Choice(tuple(keep) + tuple(made), len(keep) + 1), 0
-
-
-def reroll_request(fingerprint: str, keep: Sequence[str]) -> tuple[str, int]:
-    """The request key and seed of a reroll: new for every reroll (the images it keeps
-    differ), the same when a killed reroll is run again (so its saved job is resumed and a
-    host's idempotency key does not bill twice)."""
-    key = hashlib.sha256(f"{fingerprint}:reroll:{','.join(keep)}".encode()).hexdigest()
-    return key, int(key[:8], 16) % 2_147_483_647
 
 
 # -- the commands ---------------------------------------------------------------------------
@@ -120,7 +62,7 @@ class Adopted:
     dependents: list[str] = field(default_factory=list)  # now stale
 
 
-def one_node(project: "Project", target: str, command: str) -> str:
+def one_node(project: "Workspace", target: str, command: str) -> str:
     """The node id a command that takes one asset names; UsageError otherwise."""
     if target in project.nodes:
         return target
@@ -133,16 +75,16 @@ def one_node(project: "Project", target: str, command: str) -> str:
     return matches[0]
 
 
-def dependents(project: "Project", node_id: str) -> list[str]:
+def dependents(project: "Workspace", node_id: str) -> list[str]:
     """The nodes that read ``node_id``'s output directly, in build order."""
     return [nid for nid in project.blueprint.order if node_id in project.nodes[nid].upstream]
 
 
-def _decision(project: "Project", node_id: str) -> "Decision":
+def _decision(project: "Workspace", node_id: str) -> "Decision":
     return next(d for d in project.plan([node_id]).decisions if d.id == node_id)
 
 
-def _one_output(project: "Project", node_id: str, command: str) -> tuple["Node", "LockEntry"]:
+def _one_output(project: "Workspace", node_id: str, command: str) -> tuple["Node", "LockEntry"]:
     node = project.nodes[node_id]
     if len(node.outputs) != 1:
         raise UsageError(f"{command}: {node_id} has {len(node.outputs)} outputs (count = {node.count}); "
@@ -153,7 +95,7 @@ def _one_output(project: "Project", node_id: str, command: str) -> tuple["Node",
     return node, entry
 
 
-def _write(project: "Project", path: str, data: bytes) -> tuple[int, int]:
+def _write(project: "Workspace", path: str, data: bytes) -> tuple[int, int]:
     from ..store.files import write_atomic
     from ..store.hashing import sha256_bytes
     from ..store.imageinfo import inspect_image
@@ -167,7 +109,7 @@ def _write(project: "Project", path: str, data: bytes) -> tuple[int, int]:
     return info.width, info.height
 
 
-def pick(project: "Project", target: str, number: int, *, force: bool = False) -> Picked:
+def pick(project: "Workspace", target: str, number: int, *, force: bool = False) -> Picked:
     """Make candidate ``number`` (1-based) the output of one asset: no provider call."""
     from ..store.lockfile import OutputRecord
 
@@ -214,7 +156,7 @@ def pick(project: "Project", target: str, number: int, *, force: bool = False) -
                       dependents(project, node_id) if sha != current else [], kept_edit)
 
 
-def _read_file(project: "Project", path: str, sha: str) -> bytes | None:
+def _read_file(project: "Workspace", path: str, sha: str) -> bytes | None:
     from ..store.hashing import sha256_bytes
 
     try:
@@ -224,7 +166,7 @@ def _read_file(project: "Project", path: str, sha: str) -> bytes | None:
     return data if sha256_bytes(data) == sha else None
 
 
-def adopt(project: "Project", target: str) -> Adopted:
+def adopt(project: "Workspace", target: str) -> Adopted:
     """Accept the hand-edited output of one asset as its output."""
     from ..store.hashing import sha256_bytes
     from ..store.imageinfo import ImageDecodeError, inspect_image
@@ -261,7 +203,7 @@ def adopt(project: "Project", target: str) -> Adopted:
         return Adopted(node_id, sha, path, True, dependents(project, node_id))
 
 
-def reroll_nodes(project: "Project", targets: Sequence[str]) -> list[str]:
+def reroll_nodes(project: "Workspace", targets: Sequence[str]) -> list[str]:
     """The node ids ``reroll TARGETS`` generates again; UsageError for a target that cannot
     be rerolled (a derived asset makes the same bytes every time; an asset with several
     outputs keeps them all, so nothing old could stay pickable)."""

@@ -5,11 +5,47 @@ CI") and pinned by tests/data/schemas/*.json."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:
-    from ..api import BuildReport, Plan, Stale
+    from ..plan.planner import Decision
+    from ..plan.routing import MissingKey
+    from ..run.executor import NodeResult
     from ..spec.nodes import Node
+    from .leftovers import Leftover
+
+
+# What is read of the API's results (api.Plan, api.BuildReport, api.Stale): the API stands
+# above the commands, so they are named by what they hold, never imported from it.
+
+class Planned(Protocol):
+    decisions: list[Decision]
+    pruned: list[Leftover]
+    assume_keys: bool
+
+    @property
+    def missing_keys(self) -> list[MissingKey]: ...
+
+    @property
+    def estimated_cost(self) -> float: ...
+
+
+class Built(Protocol):
+    results: list[NodeResult]
+    pruned: list[Leftover]
+    missing_keys: list[MissingKey]
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class Checked(Protocol):
+    asset: str
+    reasons: list[str]
+    codes: list[str]
+    action: str
+
+    @property
+    def stale(self) -> bool: ...
 
 BUILD_LISTS = ("generated", "restored", "derived", "failed", "blocked", "pruned")
 
@@ -18,7 +54,7 @@ def money(usd: float) -> str:
     return f"${usd:.2f}" if usd < 100 else f"${usd:,.0f}"
 
 
-def build_json(report: "BuildReport", nodes: Mapping[str, "Node"]) -> dict[str, Any]:
+def build_json(report: Built, nodes: Mapping[str, "Node"]) -> dict[str, Any]:
     """``build --json``: the counts (as before), then ``assets``: per outcome, each asset with
     its files (paths from the project root), its cost where paid, its reasons where blocked
     or failed; and ``missing_keys``: each API key variable that blocked assets."""
@@ -41,7 +77,7 @@ def build_json(report: "BuildReport", nodes: Mapping[str, "Node"]) -> dict[str, 
     return {**report.to_json(), "assets": lists, "missing_keys": [m.to_json() for m in report.missing_keys]}
 
 
-def check_json(found: Sequence["Stale"]) -> dict[str, Any]:
+def check_json(found: Sequence[Checked]) -> dict[str, Any]:
     """``check --json``: each asset checked with its status (``up-to-date`` or ``stale``), the
     plan's action, its reasons and their codes; then a summary. The lock's own problems come
     as items too (``asset`` is the lock's file name)."""
@@ -57,7 +93,7 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("\\", "\\\\").replace("|", "\\|") or " "
 
 
-def plan_markdown(plan: "Plan", title: str = "assetbuild plan") -> str:
+def plan_markdown(plan: Planned, title: str = "assetbuild plan") -> str:
     """``plan --format markdown``: for a GitHub job summary. A table of every asset that is
     not up to date (asset, action, reasons, cost), then the total."""
     rows = [d for d in plan.decisions if d.action.value != "up-to-date"]

@@ -17,7 +17,7 @@ from ..spec.nodes import Node
 from .fingerprint import fingerprint, fingerprint_inputs
 from ..store.hashing import FileHasher
 from ..store.lockfile import LockEntry, Lockfile
-from ..commands.review import Choice, is_lfs_pointer, prior_images
+from .choice import Choice, is_lfs_pointer, prior_images
 
 
 class Action(str, Enum):
@@ -123,7 +123,7 @@ class Decision:
     cached: CacheRecord | None = None  # the cache record a restore will use
     references: list[ResolvedRef] = field(default_factory=list)
     outputs: tuple[str, ...] | None = None  # sha256 of each output, where known before running
-    # The review loop (review.py). ``choice``: what the lock entry records about candidates,
+    # The review loop (choice.py). ``choice``: what the lock entry records about candidates,
     # pick and adoption after this action, when the plan already knows it (a restore of the
     # lock's own choice); None: worked out from the images made. ``reroll``: generate anew on
     # purpose (a new request key and seed); ``keep``: earlier images that stay pickable.
@@ -321,7 +321,11 @@ class Planner:
         unbuilt: list[str] = []
         for ref in node.references:
             if ref.path is not None:
-                refs.append(ResolvedRef(ref.label, self.hasher.reference(ref), ref.path))
+                assert ref.site is not None
+                sha, problem = self.hasher.reference(ref.path, ref.site.max_pixels)
+                if problem:
+                    raise ref.site.error(f"{ref.path} {problem}")
+                refs.append(ResolvedRef(ref.label, sha, ref.path))
                 continue
             assert ref.node is not None
             shas = upstream.get(ref.node, Unsettled.UNBUILT)

@@ -29,7 +29,7 @@ from ..store.files import write_atomic
 from ..store.hashing import FileHasher, sha256_bytes
 from ..store.lockfile import LockEntry, Lockfile, OutputRecord
 from ..plan.planner import Action, Decision, Handoff, Planner, Reason, ResolvedRef, Unsettled, texts
-from ..commands.review import fresh_choice, reroll_request
+from ..plan.choice import fresh_choice, reroll_request
 
 if TYPE_CHECKING:  # imported when work starts: a no-op build needs neither threads nor providers
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -461,7 +461,7 @@ class Executor:
         if d.fingerprint is None or d.inputs is None:  # decided before upstream finished
             raise AssetbuildError(f"{node.id}: internal error: deriving without a fingerprint")
         from .transforms import ENGINE, derive  # Pillow loads only when a derive runs
-        from .process import big_blocks_returned
+        from ..process import big_blocks_returned
 
         big_blocks_returned()
 
@@ -526,7 +526,7 @@ class Executor:
     def _write_outputs(self, d: Decision, images: list[bytes], record: CacheRecord) -> list[str]:
         node = d.node
         choice = d.choice
-        if choice is None:  # made or restored a batch: the review's choice follows from it (review.py)
+        if choice is None:  # made or restored a batch: the review's choice follows from it (choice.py)
             choice, index = fresh_choice(node, d.keep, record.images or ())
             if index is not None:
                 images = images[index:index + 1]

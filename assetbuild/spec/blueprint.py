@@ -72,12 +72,12 @@ class Blueprint:
         from .expand import expand
         from .graph import BuildGraph
         from .manifest import parse_manifest
-        from ..providers import PROVIDER_CLASSES
+        from .models import BUILT_IN_PROVIDERS
 
         loaded = parse_manifest(text, path)
         m = loaded.manifest
         if provider_override is not None and provider_override not in m.providers \
-                and provider_override not in PROVIDER_CLASSES:
+                and provider_override not in BUILT_IN_PROVIDERS:
             raise UsageError(f"--provider {provider_override}: no [providers.{provider_override}] table "
                              f"and no built-in provider of that name")
         nodes = expand(loaded, provider_override=provider_override)

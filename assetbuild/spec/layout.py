@@ -18,6 +18,7 @@ import stat
 from typing import TYPE_CHECKING, Iterable
 
 from ..errors import ManifestError, clip
+from ..store.files import kind_of
 
 if TYPE_CHECKING:  # plan-time checks need no models
     from .manifest import LoadedManifest
@@ -65,19 +66,6 @@ def under(rel: str, folder: str) -> bool:
 
 def _inside(real: str, root: str) -> bool:
     return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def kind_of(mode: int) -> str:
-    """What a non-regular file is, in words ("a folder", "a FIFO", ...)."""
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a regular file"
 
 
 def reference_problem(loaded: LoadedManifest, rel: str) -> str | None:

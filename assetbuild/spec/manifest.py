@@ -16,7 +16,8 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ManifestError, ManifestErrors, clip
 from ..store.files import read_manifest
-from .models import AssetSpec, CacheConfig, LimitsConfig, Manifest, ProjectConfig, ProviderConfig
+from .models import (BUILT_IN_PROVIDERS, AssetSpec, CacheConfig, LimitsConfig, Manifest, ProjectConfig,
+                     ProviderConfig)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -382,9 +383,7 @@ def _reword(err: dict[str, Any]) -> str:
 
 def _check_provider_names(loaded: LoadedManifest, problems: Problems) -> None:
     m = loaded.manifest
-    from ..providers import PROVIDER_CLASSES
-
-    known = set(m.providers) | set(PROVIDER_CLASSES)
+    known = set(m.providers) | set(BUILT_IN_PROVIDERS)
 
     def check(name: str | None, *path: str) -> None:
         if name is not None and name not in known:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 ProviderType = Literal[
     "local", "modelark", "volcengine", "evolink", "atlascloud", "apiframe", "fal", "replicate"
 ]
+BUILT_IN_PROVIDERS: tuple[str, ...] = get_args(ProviderType)  # each usable by name without a table
 ModelName = Literal["seedream-4.0", "seedream-4.5"]
 
 

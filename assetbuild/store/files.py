@@ -16,6 +16,19 @@ MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 TEMP_SUFFIX = ".assetbuild-tmp"  # `assetbuild init` git-ignores it; a build sweeps what a kill left
 
 
+def kind_of(mode: int) -> str:
+    """What a non-regular file is, in words ("a folder", "a FIFO", ...)."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
 class BuildLocked(UserError):
     """Another build of the same project is running."""
 

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .files import kind_of, write_atomic
 from .imageinfo import SUPPORTED_FORMATS, ImageFacts, examine
-from ..spec.layout import kind_of
-from ..spec.nodes import Ref
 
 _RACY_S = 2.0  # a file modified this recently may change again within the same mtime tick
 
@@ -66,21 +65,16 @@ class FileHasher:
         """sha256 of the file at ``rel`` (posix, relative to root), or None if it is missing."""
         return self._read(rel, None)[0]
 
-    def reference(self, ref: Ref) -> str | None:
-        """sha256 of the reference file ``ref`` names, or None if it is missing. A file that is
-        not a complete image of a supported format within the pixel limit is a ManifestError
-        pointing at the manifest's ``references`` key, found at plan time rather than when a
-        build sends it."""
-        assert ref.path is not None and ref.site is not None
-        limit = ref.site.max_pixels
-        sha, facts = self._read(ref.path, limit)
+    def reference(self, rel: str, max_pixels: int) -> tuple[str | None, str | None]:
+        """(sha256, problem) of the reference image at ``rel``: sha256 None if it is missing;
+        the problem (ending in what to do) if it is not a complete image of a supported format
+        within ``max_pixels``. The planner reports it against the manifest's ``references`` key,
+        at plan time rather than when a build sends it."""
+        sha, facts = self._read(rel, max_pixels)
         if sha is None:
-            return None
+            return None, None
         assert facts is not None
-        problem = _reference_problem(facts, limit)
-        if problem:
-            raise ref.site.error(f"{ref.path} {problem}")
-        return sha
+        return sha, _reference_problem(facts, max_pixels)
 
     def _read(self, rel: str, max_pixels: int | None) -> tuple[str | None, ImageFacts | None]:
         """(sha256, facts) of ``rel``; facts only when ``max_pixels`` is given (a reference)."""
@@ -149,8 +143,6 @@ class FileHasher:
         with self._lock:
             if not self._dirty or self.memo_path is None or self._memo is None:
                 return
-            from .files import write_atomic
-
             write_atomic(self.memo_path, json.dumps(self._memo, sort_keys=True).encode("utf-8"))
             self._dirty = False
 

@@ -35,7 +35,7 @@ _DECODES = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))
 def _decode_slot() -> threading.BoundedSemaphore:
     """One of the few slots for a full decode (the first use also has a whole process give
     freed images back to the OS: process.big_blocks_returned)."""
-    from ..run.process import big_blocks_returned
+    from ..process import big_blocks_returned
 
     big_blocks_returned()
     return _DECODES
