@@ -391,3 +391,47 @@ def test_the_lock_of_a_derived_asset_reads_back_the_same(project):
     assert [s["op"] for s in entry.inputs["steps"]] == ["fit", "overlay", "format"]
     assert (entry.outputs[0].width, entry.outputs[0].height) == (60, 30)
     assert Image.open(io.BytesIO(project.read("assets/og.jpg"))).size == (60, 30)
+
+
+# -- the memory bound (issue 17 item 9) ---------------------------------------------------------
+
+def test_steps_chained_past_the_size_limit_are_one_manifest_line_naming_asset_and_step(project):
+    project.manifest("""
+[defaults]
+size = "32x32"
+[assets.hero]
+prompt = "the hero"
+[assets.huge]
+from = "@hero"
+steps = [{ op = "resize", size = "16384x16384" }, { op = "pad", margin = 16384 }, { op = "pad", margin = 16384 }]
+""")
+    res = project.run("build")
+    assert res.exit_code == 2, res.stderr + res.output
+    line = res.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line and "MemoryError" not in line, line
+    assert "assets.huge" in line and "step 2 (pad)" in line and "16384" in line, line
+    assert not (project.root / "assets").exists()  # refused before anything ran
+
+
+def test_a_step_over_the_limit_on_the_source_image_fails_that_asset_in_one_line_before_it_runs(project):
+    # The source's size is known only once it is built: pad by the limit on a 32x32 image.
+    project.manifest("""
+[defaults]
+size = "32x32"
+[assets.hero]
+prompt = "the hero"
+[assets.wide]
+from = "@hero"
+steps = [{ op = "pad", margin = [0, 16384] }]
+""")
+    res = project.run("build")
+    assert res.exit_code in (1, 2), res.stderr + res.output
+    text = res.stderr + res.output
+    assert "Traceback" not in text and "MemoryError" not in text
+    assert "wide" in text and "step 1 (pad)" in text and "32800x32" in text, text
+
+
+def test_each_steps_output_size_is_checked_before_it_runs():
+    with pytest.raises(Exception, match=r"step 2 \(pad\) would make a 16394x10 image"):
+        derive(png(10, 10), [{"op": "pad", "margin": [0, 0, 0, 0], "background": "#00000000"},
+                             {"op": "pad", "margin": [0, 8192, 0, 8192], "background": "#00000000"}])

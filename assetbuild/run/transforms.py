@@ -20,6 +20,7 @@ import PIL
 from PIL import Image, ImageOps
 
 from ..errors import DeriveError
+from ..spec.steps import oversized
 
 ENGINE = f"pillow-{PIL.__version__}"  # recorded in the lock as the derived images' model_id
 _LANCZOS = Image.Resampling.LANCZOS
@@ -49,12 +50,17 @@ def derive(source: bytes, steps: Sequence[Mapping[str, Any]], overlays: Sequence
             return _derive(source, steps, list(overlays))
         except DeriveError:
             raise
+        except MemoryError as exc:  # a guard below the size limit: a machine short of memory
+            raise DeriveError("cannot derive the image: out of memory; make it smaller or free memory") from exc
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise DeriveError(f"cannot derive the image: {_reason(exc)}") from exc
 
 
 def _derive(source: bytes, steps: Sequence[Mapping[str, Any]], overlays: list[bytes]) -> Derived:
     im = load(source, "the source image")
+    too_big = oversized(steps, (im.width, im.height))  # every step's size, before any runs
+    if too_big is not None:
+        raise DeriveError(f"{too_big} (the source is {im.width}x{im.height})")
     fmt: Mapping[str, Any] = {"op": "format", "format": "png"}
     for number, step in enumerate(steps, start=1):
         op = step["op"]

@@ -68,7 +68,60 @@ def parse_steps(tables: Sequence[Any], fill: Callable[[str], str]) -> tuple[list
     formats = [i for i, s in enumerate(steps, start=1) if s.get("op") == "format"]
     if not problems and formats and (len(formats) > 1 or formats[0] != len(steps)):
         problems.append(f"step {formats[0]} (format): the format step comes last, once; move it to the end")
+    if not problems:
+        problems += _oversized(steps)
     return steps, problems
+
+
+Size = tuple["int | None", "int | None"]  # (width, height) in px; None where it depends on the source image
+
+
+def step_size(step: Mapping[str, Any], size: Size) -> Size:
+    """The size of the image ``step`` makes from one of ``size`` (at most that, for a ``fit``
+    in contain mode and a ratio crop), computed before the step runs."""
+    w, h = size
+    op = step["op"]
+    if op == "resize":
+        tw, _, th = step["size"].partition("x")
+        nw, nh = (int(tw) if tw else None), (int(th) if th else None)
+        if nw is not None and nh is None:
+            nh = max(1, round(h * nw / w)) if w and h else None
+        elif nh is not None and nw is None:
+            nw = max(1, round(w * nh / h)) if w and h else None
+        return nw, nh
+    if op == "fit":
+        fw, _, fh = step["size"].partition("x")
+        return int(fw), int(fh)
+    if op == "crop":
+        if "box" in step:
+            return step["box"][2], step["box"][3]
+        if ":" not in step["size"]:
+            cw, _, ch = step["size"].partition("x")
+            return int(cw), int(ch)
+        return w, h
+    if op == "pad":
+        top, right, bottom, left = step["margin"]
+        return (None if w is None else w + left + right), (None if h is None else h + top + bottom)
+    return w, h  # grayscale, overlay and format keep the size
+
+
+def oversized(steps: Sequence[Mapping[str, Any]], size: Size) -> str | None:
+    """Why running ``steps`` on an image of ``size`` would make one wider or taller than
+    MAX_SIDE (naming the first step that would), or None. Nothing is decoded."""
+    for number, step in enumerate(steps, start=1):
+        size = step_size(step, size)
+        if any(side is not None and side > MAX_SIDE for side in size):
+            shown = "x".join("?" if side is None else str(side) for side in size)
+            return (f"step {number} ({step['op']}) would make a {shown} image; each side is at most {MAX_SIDE} px "
+                    "(a memory guard): make the image smaller before this step")
+    return None
+
+
+def _oversized(steps: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The sizes the steps fix whatever the source (a resize, a fit, a pad after them), checked
+    when the manifest loads; the rest is checked against the source image before each step runs."""
+    problem = oversized(steps, (None, None))
+    return [problem] if problem else []
 
 
 def extension(steps: Sequence[Mapping[str, Any]]) -> str:
