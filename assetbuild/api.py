@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the providers package is imported only when a provider is m
 
 MANIFEST_NAME = "assetbuild.toml"
 LOCK_NAME = "assetbuild.lock"
+MERGE_HEAD_REVS = 50  # during a merge, the commits whose locks may hold an image already paid for
 OTHER_LOCK_REVS = ("MERGE_HEAD", "HEAD", "HEAD^2", "ORIG_HEAD")  # whose locks explain an output that differs
 
 
@@ -209,6 +210,7 @@ class Project:
         self.lock = self._load_lock()
         self._exclusive = False
         self._elsewhere: dict[str, set[str]] | None = None
+        self._merge_locks: dict[str, str] | None = None  # fingerprint -> revision, during a merge
         self.hasher = FileHasher(self.root, self.cache.memo_path)
         self.providers = Providers(blueprint, provider_factory or default_provider_factory, self.env, self.clock)
 
@@ -277,7 +279,30 @@ class Project:
         return Planner(self.lock, self.hasher, self.cache, price=lambda node: self._price(node, keys),
                        force=frozenset(force), offline=offline, elsewhere=self._other_locks,
                        missing_key=lambda node: None if node.provider_type == "local" else keys.blocking(node.provider),
-                       reroll=frozenset(reroll))
+                       reroll=frozenset(reroll), built_in_git=self._merge_built)
+
+    def _merge_built(self, fingerprint: str) -> str | None:
+        """While a git merge is in progress (MERGE_HEAD): the revision whose lock built
+        ``fingerprint`` (the other side's lock first, then the last MERGE_HEAD_REVS commits of
+        either side), else None. Worked out once, and only when a node is about to be
+        generated: a plan with nothing to generate never runs git."""
+        if self._merge_locks is None:
+            from .store.gitlocks import Git, locks_in_history
+
+            self._merge_locks = {}
+            folder = self.manifest_path.parent
+            git = Git(folder)
+            try:
+                if git.is_repo() and git.has_rev("MERGE_HEAD"):
+                    locks, _ = locks_in_history(folder, lock_path(self.manifest_path).name, MERGE_HEAD_REVS,
+                                                merging=True)
+                    for found in locks:
+                        name = found.rev if found.rev == "MERGE_HEAD" else found.rev[:10]
+                        for entry in found.entries.values():
+                            self._merge_locks.setdefault(entry.fingerprint, name)
+            except UserError:
+                pass  # git missing or slow: the plan goes on as without a merge
+        return self._merge_locks.get(fingerprint)
 
     def _other_locks(self) -> dict[str, set[str]]:
         """Each output path -> the sha256s the lock recorded for it on either side of the

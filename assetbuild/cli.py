@@ -269,6 +269,16 @@ def plan(ctx: Ctx, targets: tuple[str, ...], fmt: str | None, as_json: bool, for
         counts["prune"] = len(result.pruned)
     summary = ", ".join(f"{n} {a}" for a, n in counts.items())
     click.echo(f"plan: {summary or 'nothing to do'}; estimated cost {_money(result.estimated_cost)}")
+    _say_merge(d.id for d in result.decisions if any(r.code == "merge-built" for r in d.reasons))
+
+
+def _say_merge(assets: Any) -> None:
+    """The one step that comes first during a merge: assets the other side built wait for it."""
+    waiting = list(assets)
+    if waiting:
+        click.echo(f"merge in progress: run `assetbuild lock resolve` first: it takes {len(waiting)} asset(s) "
+                   f"({', '.join(waiting[:5])}{', ...' if len(waiting) > 5 else ''}) from git instead of paying "
+                   "for them again", err=True)
 
 
 def _leftover_line(verb: str, left: Any, removed: str) -> str:
@@ -366,6 +376,7 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going
                    f"{summary['up_to_date']} up to date, {summary['failed']} failed, {summary['blocked']} blocked; "
                    f"cost {_money(report.cost_usd)}")
     blocked = [(r.id, [c.code for c in r.causes]) for r in report.results if r.status == "blocked"]
+    _say_merge(aid for aid, codes in blocked if "merge-built" in codes)
     if any(code in ("output-modified", "output-foreign") for _, codes in blocked for code in codes):
         click.echo(f"build: {_next_step(blocked)}", err=as_json)
     for missing in report.missing_keys:

@@ -324,3 +324,58 @@ def test_init_says_which_driver_it_records(tmp_path):
     assert res.exit_code == 0
     assert f"merge.assetbuild.driver '{shlex.quote(sys.executable)} -m assetbuild lock merge %O %A %B'" in res.output
     assert "without assetbuild on PATH" in res.output
+
+
+def _conflicting_prompts(one: Clone, two: Clone, driver: bool = True) -> subprocess.CompletedProcess:
+    """Both branches change d2's prompt, each builds it (one call each, separate caches); one
+    merges the other's work: the manifest, the lock entry and the PNG of d2 conflict."""
+    one.edit('prompt = "a banner with a"', 'prompt = "a banner with a, in red"')
+    assert one.build()["generated"] == 1
+    one.commit("d2 in red")
+    two.edit('prompt = "a banner with a"', 'prompt = "a banner with a, in blue"')
+    assert two.build()["generated"] == 1
+    two.commit("d2 in blue")
+    two.git("push", "-q", "origin", "main")
+    merged = merge_from_origin(one)
+    assert merged.returncode != 0
+    assert ("changed on both sides (d2)" in merged.stdout + merged.stderr) is driver
+    return merged
+
+
+def test_a_merge_in_progress_takes_the_other_sides_image_from_git(team):  # issue 21, item 1
+    one, two = team
+    _conflicting_prompts(one, two)
+    one.git("checkout", "--theirs", "assetbuild.toml")  # only the manifest is taken from the other side
+    assert one.git("rev-parse", "-q", "--verify", "MERGE_HEAD").returncode == 0
+    assert "<<<<<<<" not in (one.root / "assetbuild.lock").read_text()  # the driver wrote a valid lock
+
+    plan = one.run("plan")
+    assert plan.exit_code == 0
+    assert "blocked    d2  (prompt changed; a merge is in progress and MERGE_HEAD built these inputs already: " \
+           "run `assetbuild lock resolve`" in plan.output
+    assert "merge in progress: run `assetbuild lock resolve` first" in plan.stderr
+    build = one.run("build")
+    assert build.exit_code == 1 and one.calls.total == 0  # never paid again, even by the free local renderer
+    assert "run `assetbuild lock resolve` first" in build.stderr
+
+    res = one.run("lock", "resolve")
+    assert res.exit_code == 0 and "fetched    d2" in res.output, res.output + res.stderr
+    summary = one.build()
+    assert one.calls.total == 0 and summary["restored"] == 1 and summary["blocked"] == 0
+    assert one.read("assets/d2.png") == two.read("assets/d2.png")
+    assert one.run("check").exit_code == 0
+    one.commit("merge")
+
+
+def test_a_conflicted_lock_stops_plan_and_build_naming_lock_resolve(team):
+    one, two = team
+    (one.root / ".git" / "info" / "attributes").write_text("assetbuild.lock merge=text\n")  # markers, no driver
+    _conflicting_prompts(one, two, driver=False)
+    one.git("checkout", "--theirs", "assetbuild.toml")
+    assert "<<<<<<<" in (one.root / "assetbuild.lock").read_text()
+    for command in ("plan", "build"):
+        res = one.run(command)
+        assert res.exit_code == 2 and one.calls.total == 0
+        assert res.stderr.strip().splitlines() == [
+            "error: assetbuild.lock: has git conflict markers (a merge in progress): run `assetbuild lock resolve` "
+            "first; it takes what either side built (from disk, or from git) instead of paying for it again"]

@@ -252,7 +252,8 @@ def _fetch_from_git(project: "Workspace", candidates: Iterable[Candidate], res: 
     tried: set[str] = set()
     for _ in range(len(project.nodes) + 1):
         wanted = [d for d in project.plan().decisions
-                  if d.action is Action.GENERATE and d.fingerprint in by_fp and d.fingerprint not in tried]
+                  if (d.action is Action.GENERATE or any(r.code == "merge-built" for r in d.reasons))
+                  and d.fingerprint in by_fp and d.fingerprint not in tried]
         if not wanted:
             return
         for d in wanted:

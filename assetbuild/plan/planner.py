@@ -62,6 +62,8 @@ _REASON_TEXT = {
     "output-paths-changed": "output paths changed",
     "old-output-paths": "from the old output paths",
     "same-content": "same inputs as {}, whose images are on disk (a rename or a merge: nothing to pay)",
+    "merge-built": ("a merge is in progress and {} built these inputs already: run `assetbuild lock resolve` "
+                    "(it takes the images from git; nothing to pay), then build"),
     "in-cache": "in the cache",
     "forced": "forced (--force)",
     "offline": "needs generation by {} (--offline)",
@@ -148,8 +150,12 @@ class Planner:
     def __init__(self, lock: Lockfile, hasher: FileHasher, cache: Cache, *,
                  price: Callable[[Node], float], force: frozenset[str] = frozenset(), offline: bool = False,
                  elsewhere: Callable[[], Mapping[str, set[str]]] | None = None,
-                 missing_key: Callable[[Node], str | None] | None = None, reroll: frozenset[str] = frozenset()):
+                 missing_key: Callable[[Node], str | None] | None = None, reroll: frozenset[str] = frozenset(),
+                 built_in_git: Callable[[str], str | None] | None = None):
         self.lock = lock
+        # fingerprint -> the git revision (the other side of a merge in progress, or a commit
+        # before it) whose lock built it; asked only for a node about to be generated
+        self.built_in_git = built_in_git
         self.elsewhere = elsewhere  # path -> sha256s other locks (git's) recorded; asked only for a changed file
         self.hasher = hasher
         self.cache = cache
@@ -250,6 +256,12 @@ class Planner:
             if found is not None:
                 return self._restore(node, reasons + [Reason("same-content", found)], fp, inputs,
                                      _record_of(self.lock.entries[found]), refs)
+            rev = self.built_in_git(fp) if self.built_in_git is not None and not node.derived else None
+            if rev is not None and node.id not in self.force:
+                # Paid for on the other branch: `lock resolve` takes its images from git. Never
+                # generated again, whatever the provider (even `local`, free as it is).
+                return Decision(node, Action.BLOCKED, reasons + [Reason("merge-built", rev)], fingerprint=fp,
+                                inputs=inputs, references=refs)
         return self.generation(node, reasons, fp, inputs, refs)
 
     def _built_elsewhere(self, node: Node, fp: str) -> str | None:

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import posixpath
+import re
 import stat
 import sys
 import threading
@@ -496,6 +497,10 @@ class Lockfile:
         except RecursionError as exc:
             raise LockfileError(f"{path.name}: unreadable (nested too deeply); {_REMEDY}") from exc
         except ValueError as exc:  # TOMLDecodeError, or an integer of more than 4,300 digits
+            if re.search(r"^<{7}( |$)", text, re.MULTILINE) and re.search(r"^>{7}( |$)", text, re.MULTILINE):
+                raise LockfileError(f"{path.name}: has git conflict markers (a merge in progress): run "
+                                    "`assetbuild lock resolve` first; it takes what either side built "
+                                    "(from disk, or from git) instead of paying for it again") from exc
             raise LockfileError(f"{path.name}: unreadable ({_one_line(str(exc))}); {_REMEDY}") from exc
         version = data.get("version")
         if isinstance(version, int) and not isinstance(version, bool) and version > LOCK_VERSION:
