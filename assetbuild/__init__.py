@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _WHERE = {
     "Action": "plan.planner", "AssetbuildError": "errors", "BudgetError": "errors", "BuildInterrupted": "errors",
     "DeriveError": "errors",
-    "BuildReport": "api", "CacheError": "errors", "Clock": "clock", "Decision": "plan.planner", "Event": "run.executor",
+    "BuildOptions": "api", "BuildReport": "api", "CacheError": "errors", "Clock": "clock", "Decision": "plan.planner", "Event": "run.executor",
     "GenerationRequest": "providers.base", "GenerationResult": "providers.base", "Interrupted": "errors",
     "LockfileError": "errors", "ManifestError": "errors", "ManifestErrors": "errors",
     "NodeResult": "run.executor", "Outcome": "run.executor",

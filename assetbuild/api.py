@@ -111,18 +111,41 @@ class Providers:
             provider.close()
 
 
+@dataclass(frozen=True)
+class BuildOptions:
+    """How a plan is made and then built, decided once (the CLI, from its flags) and carried
+    by the :class:`Plan`: building a plan uses the options it was planned under."""
+
+    force: bool = False  # rebuild the targets (all if none) though up to date
+    offline: bool = False  # no provider calls: restore, derive and local only
+    assume_keys: bool = False  # plan as if every API key were set (plan --assume-keys; cannot be built)
+    reroll: tuple[str, ...] = ()  # assets to generate again though nothing changed (review.py)
+    jobs: int = 4
+    keep_going: bool = False
+    max_cost: float | None = None  # None: the manifest's max_cost, if any
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reroll", tuple(self.reroll))
+
+
 @dataclass
 class Plan:
-    """What a build will do: one decision per node in build order, and the flags they were
-    decided under (the executor runs them as they are)."""
+    """What a build will do: one decision per node in build order, the options they were
+    decided under and the planner that decided them (the executor runs the decisions as they
+    are, and asks that planner again only about a node whose upstream changed)."""
 
     decisions: list[Decision]
-    forced: frozenset[str] = frozenset()
-    offline: bool = False
+    options: BuildOptions = BuildOptions()
+    planner: Planner | None = None
+    forced: frozenset[str] = frozenset()  # the node ids --force named
+    rerolled: frozenset[str] = frozenset()  # generated again on purpose (review.py)
     warnings: list[str] = field(default_factory=list)  # e.g. the remote cache was unreachable
     pruned: list[Leftover] = field(default_factory=list)  # assets gone from the manifest, and their files
-    assume_keys: bool = False  # planned as if every API key were set (plan --assume-keys)
-    rerolled: frozenset[str] = frozenset()  # generated again on purpose (review.py)
+
+    @property
+    def assume_keys(self) -> bool:
+        """Planned as if every API key were set (plan --assume-keys)."""
+        return self.options.assume_keys
 
     @property
     def missing_keys(self) -> list[MissingKey]:
@@ -172,6 +195,13 @@ class BuildReport:
             "blocked": self.count("blocked"),
             "cost": self.cost_usd,
         }
+
+
+def _options(options: BuildOptions | None, flags: dict[str, Any]) -> BuildOptions:
+    """``options``, or the ones keyword ``flags`` spell out (never both)."""
+    if options is not None and flags:
+        raise TypeError(f"give options=BuildOptions(...) or the flags {', '.join(sorted(flags))}, not both")
+    return options if options is not None else BuildOptions(**flags)
 
 
 PRUNE_REASON = "no longer in the manifest (a build without targets prunes it and removes its files)"
@@ -273,13 +303,14 @@ class Project:
         """What the API keys in the environment allow (``assume``: as if all were set)."""
         return KeyRing(self.providers, self.env, assume=assume)
 
-    def planner(self, *, force: Iterable[str] = (), offline: bool = False, assume_keys: bool = False,
-                reroll: Iterable[str] = ()) -> Planner:
-        keys = self.keys(assume=assume_keys)
+    def planner(self, options: BuildOptions = BuildOptions(), *, forced: Iterable[str] = (),
+                rerolled: Iterable[str] = ()) -> Planner:
+        """The planner for ``options``; ``forced`` and ``rerolled`` are the node ids they name."""
+        keys = self.keys(assume=options.assume_keys)
         return Planner(self.lock, self.hasher, self.cache, price=lambda node: self._price(node, keys),
-                       force=frozenset(force), offline=offline, elsewhere=self._other_locks,
+                       force=frozenset(forced), offline=options.offline, elsewhere=self._other_locks,
                        missing_key=lambda node: None if node.provider_type == "local" else keys.blocking(node.provider),
-                       reroll=frozenset(reroll), built_in_git=self._merge_built)
+                       reroll=frozenset(rerolled), built_in_git=self._merge_built)
 
     def _merge_built(self, fingerprint: str) -> str | None:
         """While a git merge is in progress (MERGE_HEAD): the revision whose lock built
@@ -328,27 +359,28 @@ class Project:
     def select(self, targets: Iterable[str] = ()) -> list[Node]:
         return [self.nodes[nid] for nid in self.blueprint.select(targets)]
 
-    def plan(self, targets: Iterable[str] = (), *, force: bool = False, offline: bool = False,
-             assume_keys: bool = False, reroll: Iterable[str] = (),
-             on_event: Callable[[Event], None] | None = None) -> Plan:
-        """``assume_keys`` plans as if every API key were set (nothing is blocked on a missing
+    def plan(self, targets: Iterable[str] = (), options: BuildOptions | None = None, *,
+             on_event: Callable[[Event], None] | None = None, **flags: Any) -> Plan:
+        """What a build of ``targets`` (all if none) under ``options`` would do. ``flags``
+        (``force=True``, ``assume_keys=True``, ...) stand for ``options=BuildOptions(...)``.
+        ``assume_keys`` plans as if every API key were set (nothing is blocked on a missing
         key): what a build with the keys would generate, and its cost. ``reroll`` names assets
         to generate again though nothing changed (review.py checks they can be); they are
         planned whether or not ``targets`` name them."""
         from .commands.review import reroll_nodes
 
+        options = _options(options, flags)
         targets = list(targets)
-        rerolled = frozenset(reroll_nodes(self, list(reroll))) if reroll else frozenset()
+        rerolled = frozenset(reroll_nodes(self, list(options.reroll))) if options.reroll else frozenset()
         nodes = self.select(targets + sorted(rerolled) if targets else targets)
-        forced = frozenset(self._forced(targets, nodes) if force else ())
+        forced = frozenset(self._forced(targets, nodes) if options.force else ())
         seen = len(self.cache.warnings)
+        planner = self.planner(options, forced=forced, rerolled=rerolled)
         with self._warnings_to(on_event), paused():
-            decisions = self.planner(force=forced, offline=offline, assume_keys=assume_keys,
-                                     reroll=rerolled).plan(nodes)
+            decisions = planner.plan(nodes)
         pruned = [] if list(targets) else self.leftovers(dry_run=True)
         self.hasher.save()
-        return Plan(decisions, forced, offline, self.cache.warnings[seen:], pruned=pruned, assume_keys=assume_keys,
-                    rerolled=rerolled)
+        return Plan(decisions, options, planner, forced, rerolled, self.cache.warnings[seen:], pruned=pruned)
 
     def leftovers(self, *, dry_run: bool, extra: list[dict[str, Any]] | None = None) -> list[Leftover]:
         """The assets in the lock (and in ``extra`` locks, e.g. earlier commits') that the
@@ -389,31 +421,33 @@ class Project:
 
     # -- building ---------------------------------------------------------------------------
 
-    def build(self, targets: Iterable[str] = (), *, jobs: int = 4, keep_going: bool = False, force: bool = False,
-              offline: bool = False, max_cost: float | None = None, plan: Plan | None = None,
-              reroll: Iterable[str] = (), on_event: Callable[[Event], None] | None = None) -> BuildReport:
+    def build(self, targets: Iterable[str] = (), options: BuildOptions | None = None, *, plan: Plan | None = None,
+              on_event: Callable[[Event], None] | None = None, **flags: Any) -> BuildReport:
+        """Build ``targets`` (all if none) under ``options`` (or ``flags``: ``jobs=8``, ...);
+        ``plan``, made by :meth:`plan`, is built under the options it was planned with."""
+        if plan is not None and (options is not None or flags):
+            raise TypeError("build(plan=...) builds under the plan's own options; give no others")
         targets = list(targets)
         with self.exclusive():
-            return self._build(targets, jobs=jobs, keep_going=keep_going, force=force, offline=offline,
-                               max_cost=max_cost, plan=plan, reroll=list(reroll), on_event=on_event)
+            return self._build(targets, plan or _options(options, flags), on_event)
 
-    def _build(self, targets: list[str], *, jobs: int, keep_going: bool, force: bool, offline: bool,
-               max_cost: float | None, plan: Plan | None, reroll: list[str],
+    def _build(self, targets: list[str], planned: Plan | BuildOptions,
                on_event: Callable[[Event], None] | None) -> BuildReport:
         seen = len(self.cache.warnings)
-        plan = plan or self.plan(targets, force=force, offline=offline, reroll=reroll, on_event=on_event)
-        if plan.assume_keys:
+        plan = planned if isinstance(planned, Plan) else self.plan(targets, planned, on_event=on_event)
+        options = plan.options
+        if options.assume_keys:
             raise UsageError("a plan made with --assume-keys cannot be built; plan again without it")
-        budget = max_cost if max_cost is not None else self.blueprint.settings.get("max_cost")
+        budget = options.max_cost if options.max_cost is not None else self.blueprint.settings.get("max_cost")
         if budget is not None and plan.estimated_cost > budget + 1e-9:
             raise BudgetError(f"estimated cost ${plan.estimated_cost:.2f} exceeds the budget of ${budget:.2f} "
                               "(max_cost / --max-cost); nothing was sent")
         self._check_keys(plan)
-        executor = Executor(root=self.root, planner=self.planner(force=plan.forced, offline=plan.offline,
-                                                                  reroll=plan.rerolled), lock=self.lock,
+        planner = plan.planner or self.planner(options, forced=plan.forced, rerolled=plan.rerolled)
+        executor = Executor(root=self.root, planner=planner.for_run(self.lock), lock=self.lock,
                             cache=self.cache, hasher=self.hasher, providers=self.providers, clock=self.clock,
-                            jobs=jobs, keep_going=keep_going, budget=Budget(budget, plan.estimated_cost),
-                            on_event=on_event)
+                            jobs=options.jobs, keep_going=options.keep_going,
+                            budget=Budget(budget, plan.estimated_cost), on_event=on_event)
         with self._warnings_to(on_event):
             results = executor.run(plan.decisions)
         pruned: list[Leftover] = []

@@ -11,13 +11,16 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import click
 
 from . import jsonout
 from .errors import AssetbuildError, BuildInterrupted, LockfileError, UsageError, UserError
 from .store.files import TEMP_SUFFIX
+
+if TYPE_CHECKING:  # the library is imported by the commands that use it: `--help` stays quick
+    from .api import BuildOptions
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -240,9 +243,11 @@ def plan(ctx: Ctx, targets: tuple[str, ...], fmt: str | None, as_json: bool, for
     if as_json and fmt not in (None, "json"):
         raise UsageError(f"--json is --format json; give one of --json and --format {fmt}")
     fmt = "json" if as_json else fmt or "text"
+    from .api import BuildOptions
+
+    options = BuildOptions(force=force, offline=offline, assume_keys=assume_keys, reroll=reroll)
     with ctx.project(provider_override) as project:
-        result = project.plan(targets, force=force, offline=offline, assume_keys=assume_keys, reroll=reroll,
-                              on_event=_warn_on_stderr)
+        result = project.plan(targets, options, on_event=_warn_on_stderr)
     for missing in result.missing_keys:
         click.echo(f"warning: {missing.variable} is not set: {len(missing.assets)} asset(s) of provider "
                    f"{', '.join(missing.providers)} blocked; set it to build them "
@@ -311,18 +316,20 @@ def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force
           provider_override: str | None, max_cost: float | None, yes: bool, as_json: bool,
           reroll: tuple[str, ...] = ()) -> None:
     """Build the targets (all assets if none) and their upstream."""
-    report = _build_once(ctx, targets, jobs=jobs, keep_going=keep_going, force=force, offline=offline,
-                         provider_override=provider_override, max_cost=max_cost, yes=yes, as_json=as_json,
-                         reroll=reroll)
+    from .api import BuildOptions
+
+    options = BuildOptions(force=force, offline=offline, reroll=reroll, jobs=jobs, keep_going=keep_going,
+                           max_cost=max_cost)
+    report = _build_once(ctx, targets, options, provider_override=provider_override, yes=yes, as_json=as_json)
     if not report.ok:
         sys.exit(EXIT_FAILED)
 
 
-def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going: bool = False, force: bool = False,
-                offline: bool = False, provider_override: str | None = None, max_cost: float | None = None,
-                yes: bool = False, as_json: bool = False, reroll: tuple[str, ...] = ()) -> Any:
+def _build_once(ctx: Ctx, targets: tuple[str, ...], options: BuildOptions, *, provider_override: str | None = None,
+                yes: bool = False, as_json: bool = False) -> Any:
     """One build as `build` runs it (and `watch` after each change): the build lock, the plan,
-    the question before spending on a terminal, the budget, the progress, the summary."""
+    the question before spending on a terminal, the budget, the progress, the summary. The
+    plan is made under ``options`` and built under the same."""
     from contextlib import nullcontext
 
     from .run.executor import Event
@@ -346,7 +353,7 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going
 
     try:
         with project.exclusive():  # before reading the lock and before asking: never act on a stale lock
-            the_plan = project.plan(targets, force=force, offline=offline, reroll=reroll, on_event=show)
+            the_plan = project.plan(targets, options, on_event=show)
             lines.total = len(the_plan.decisions)
             cost = the_plan.estimated_cost
             if cost > 0 and not yes and sys.stdin.isatty() and sys.stdout.isatty():
@@ -359,8 +366,7 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], *, jobs: int = 4, keep_going
                 display = LiveDisplay(Console(file=out, force_terminal=True if ctx.seams.terminal else None),
                                       the_plan.decisions, lines)
             with display or nullcontext():
-                report = project.build(targets, jobs=jobs, keep_going=keep_going, force=force, offline=offline,
-                                       max_cost=max_cost, plan=the_plan, on_event=show)
+                report = project.build(targets, plan=the_plan, on_event=show)
     finally:
         project.close()
     summary = report.to_json()
@@ -403,9 +409,12 @@ def watch(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, offli
     """Build the targets (all if none), then again whenever the manifest or a file they read changes."""
     from .run.watch import Watcher
 
+    from .api import BuildOptions
+
+    options = BuildOptions(offline=offline, jobs=jobs, keep_going=keep_going, max_cost=max_cost)
+
     def build_once() -> None:
-        _build_once(ctx, targets, jobs=jobs, keep_going=keep_going, offline=offline,
-                    provider_override=provider_override, max_cost=max_cost, yes=yes)
+        _build_once(ctx, targets, options, provider_override=provider_override, yes=yes)
 
     def on_error(exc: AssetbuildError) -> None:
         for line in str(exc).splitlines() or [""]:

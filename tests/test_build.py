@@ -384,3 +384,22 @@ def test_noop_build_rehashes_nothing_and_imports_no_network_or_cache_library(pro
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, **project.env}).stdout
     assert out.split() == ["4", "False", "False"]
+
+
+def test_a_plan_is_built_under_its_own_options_by_its_own_planner(project):
+    import pytest
+
+    from assetbuild.api import BuildOptions, Project
+
+    chain(project)
+    project.calls.reset()
+    with Project.load(project.root, env=project.env, provider_factory=project.factory) as p:
+        assert p.plan(["other"], force=True).options == BuildOptions(force=True)  # keyword flags still read
+        plan = p.plan(["other"], BuildOptions(force=True, jobs=1))
+        assert plan.options.jobs == 1 and plan.forced == {"other"}
+        assert [(d.id, d.action.value) for d in plan.decisions] == [("other", "generate")]
+        with pytest.raises(TypeError):
+            p.build(["other"], plan=plan, jobs=2)  # the plan's options, decided once, are the build's
+        report = p.build(["other"], plan=plan)
+        assert report.count("generated") == 1 and project.calls.total == 1  # --force came with the plan
+        assert plan.planner is not None and plan.planner.lock is p.lock  # re-decides over the lock it writes

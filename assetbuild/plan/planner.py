@@ -377,6 +377,14 @@ class Planner:
             found.append(Reason("output-modified" if path in recorded else "output-foreign", path, asset=node.id))
         return found
 
+    def for_run(self, lock: Lockfile) -> "Planner":
+        """This planner, to decide again during a build what it planned: over ``lock`` as the
+        build has it (read afresh under the build lock), whose entries the build records as it
+        goes, so the index of entries by fingerprint is made again when first needed."""
+        self.lock = lock
+        self._by_fingerprint = None
+        return self
+
     # -- a whole plan -----------------------------------------------------------------------
 
     def plan(self, nodes: Sequence[Node]) -> list[Decision]:
