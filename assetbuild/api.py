@@ -297,7 +297,9 @@ class Project:
         if node.provider_type == "local":
             return 0.0
         name = (keys or self.keys()).route(node.provider) or node.provider  # a keyless primary is skipped
-        return self.providers.get(name).price_per_image(node.model) * node.images_per_request
+        per_image = self.providers.get(name).price_per_image(node.model, node.width * node.height,
+                                                             node.reference_images)
+        return per_image * node.images_per_request
 
     def keys(self, *, assume: bool = False) -> KeyRing:
         """What the API keys in the environment allow (``assume``: as if all were set)."""
@@ -548,6 +550,7 @@ class Project:
             "action": decision.action.value,
             "reasons": texts(decision.reasons),
             "provider": node.provider,
+            "price": None if node.derived else self._price_rule(node),
             "fingerprint": decision.fingerprint,
             "inputs": decision.inputs,
             "outputs": list(node.outputs),
@@ -559,6 +562,15 @@ class Project:
             },
         }
 
+    def _price_rule(self, node: Node) -> dict[str, Any]:
+        """The price rule ``node`` gets on its provider, what one image and the asset cost by it,
+        and where the rule comes from (the models table or the provider's config)."""
+        provider = self.providers.get(node.provider)
+        rule, source = provider.price_rule(node.model) if hasattr(provider, "price_rule") else ("", "")
+        per_image = provider.price_per_image(node.model, node.width * node.height, node.reference_images)
+        return {"rule": rule, "source": source, "usd_per_image": per_image, "images": node.images_per_request,
+                "usd": per_image * node.images_per_request}
+
     def provider_info(self) -> list[dict[str, Any]]:
         """Each configured provider (and the project's default): type, model ids, prices and
         whether its key is set. Never the key itself."""
@@ -567,7 +579,7 @@ class Project:
         rows = []
         for name in names:
             provider = self.providers.get(name)
-            models = ("local",) if provider.type == "local" else ("seedream-4.0", "seedream-4.5")
+            models = ("local",) if provider.type == "local" else getattr(provider, "models", ())
             ids = {}
             for model in models:
                 try:

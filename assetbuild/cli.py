@@ -635,6 +635,11 @@ def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
         return
     click.echo(f"{info['asset']}: {info['action']}" + (f" ({'; '.join(info['reasons'])})" if info["reasons"] else ""))
     click.echo(f"  provider     {info['provider']}")
+    price = info.get("price")
+    if price:
+        images = f" x {price['images']} images" if price["images"] > 1 else ""
+        click.echo(f"  price        {price['rule']}: ${price['usd_per_image']:.4g}/image{images} "
+                   f"(source: {price['source']})")
     inputs = info["inputs"]
     if inputs is None:
         click.echo("  fingerprint  not known until its upstream is rebuilt")
@@ -646,8 +651,9 @@ def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
             for label, ref in zip(["source", *["overlay"] * len(inputs["references"])], inputs["references"]):
                 click.echo(f"  {label:<12} {ref['ref']}  sha256 {ref['sha256'][:16]}")
         else:
-            for key in ("prompt", "model", "size", "count", "seed", "watermark", "params"):
-                click.echo(f"  {key:<12} {json.dumps(inputs[key], ensure_ascii=False)}")
+            for key in ("prompt", "model", "size", "count", "seed", "watermark", "params", "batch", "output_format"):
+                if key in inputs:  # batch and output_format only when set
+                    click.echo(f"  {key:<12} {json.dumps(inputs[key], ensure_ascii=False)}")
             for ref in inputs["references"]:
                 click.echo(f"  reference    {ref['ref']}  sha256 {ref['sha256'][:16]}")
     lock = info["lock"]
@@ -757,6 +763,29 @@ def providers(ctx: Ctx, as_json: bool) -> None:
             click.echo(f"  url     {row['base_url']}")
         for model, model_id in row["models"].items():
             click.echo(f"  {model:<13} -> {model_id:<28} {_money(row['price_per_image'][model])}/image")
+
+
+# -- models -----------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Every row with its sources, as JSON.")
+def models(as_json: bool) -> None:
+    """The models x hosts table: ids, sizes, reference limits, batch, fields and prices."""
+    from .spec import catalog
+
+    if as_json:
+        click.echo(jsonout.dumps(catalog.rows()))
+        return
+    for row in catalog.rows():
+        ids = " / ".join(dict.fromkeys(row["ids"].values()))  # type: ignore[union-attr]
+        click.echo(f"{row['model']} on {row['host']}: {ids}")
+        low, high = row["pixels"]  # type: ignore[misc]
+        click.echo(f"  sizes    {'/'.join(row['tiers'])} ({row['sizing']}), {low:,} to {high:,} pixels")  # type: ignore[arg-type]
+        batch = row["batch"] if row["batch"] in ("none", "jobs") else f"{row['batch']}, up to {row['max_count']}"
+        click.echo(f"  refs     up to {row['max_references']}; batch {batch}")
+        if row["takes"] or row["refuses"]:
+            click.echo(f"  fields   takes {', '.join(row['takes']) or '-'}; never sent {', '.join(row['refuses']) or '-'}")  # type: ignore[arg-type]
+        click.echo(f"  price    {row['price_rule']} ({row['price_source']})")
 
 
 # -- schema -----------------------------------------------------------------------------------

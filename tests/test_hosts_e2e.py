@@ -291,7 +291,8 @@ def test_providers_command_lists_types_models_and_key_state(project):
         assert "g (fal): key UNSET_KEY_VAR NOT set" in res.output
         rows = {r["name"]: r for r in json.loads(project.run("providers", "--json").output)}
         assert rows["g"]["models"]["seedream-4.5"].startswith("fal-ai/bytedance/seedream/v4.5")
-        assert rows["h"]["price_per_image"] == {"seedream-4.0": 0.03, "seedream-4.5": 0.04}
+        assert rows["h"]["price_per_image"] == {"seedream-4.0": 0.03, "seedream-4.5": 0.04, "seedream-5.0-lite": 0.035,
+                                             "seedream-5.0-pro": 0.09}  # the models table
         assert KEY not in res.output and ark.requests == []
     finally:
         ark.stop()

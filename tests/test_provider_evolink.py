@@ -46,7 +46,7 @@ def test_text_to_image_sends_ratio_quality_and_n(emu: EvolinkEmulator, make_prov
     result = make_provider().generate(request(width=2848, height=1600, size="16:9"), jobs)
 
     assert len(result.images) == 1 and dims(result.images[0]) == result_size("16:9", "2K")
-    assert result.model_id == "doubao-seedream-4.0" and result.cost_usd == pytest.approx(0.03)
+    assert result.model_id == "doubao-seedream-4.0" and result.cost_usd == pytest.approx(0.0222)  # the seeds
     (submit,) = emu.submits
     assert result.request_id == emu.calls("task")[0].match["id"]
     assert submit.json == {"model": "doubao-seedream-4.0", "prompt": "A fox on a hill", "size": "16:9",
@@ -81,7 +81,7 @@ def test_count_three_asks_for_n_and_says_so_in_the_prompt(emu: EvolinkEmulator, 
     result = make_provider().generate(request(count=3), MemoryJobStore())
 
     assert len(result.images) == 3 and all(dims(img) == result_size("16:9", "1K") for img in result.images)
-    assert result.cost_usd == pytest.approx(0.09)
+    assert result.cost_usd == pytest.approx(3 * 0.0222)
     assert emu.submits[0].json == {"model": "doubao-seedream-4.0", "size": "16:9", "quality": "1K", "n": 3,
                                    "prompt": "A fox on a hill. Generate 3 different images."}
 
@@ -91,7 +91,7 @@ def test_seedream_45_params_and_no_seed(emu: EvolinkEmulator, make_provider: Mak
                   params={"prompt_priority": "standard"})
     result = make_provider().generate(req, MemoryJobStore())
 
-    assert result.model_id == "doubao-seedream-4.5" and result.cost_usd == pytest.approx(0.04)
+    assert result.model_id == "doubao-seedream-4.5" and result.cost_usd == pytest.approx(0.0313)
     # no evolink Seedream page lists seed (§2.2, §7.15): not sent
     assert emu.submits[0].json == {"model": "doubao-seedream-4.5", "prompt": "A fox on a hill", "size": "1:1",
                                    "quality": "2K", "n": 1, "prompt_priority": "standard"}

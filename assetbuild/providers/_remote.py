@@ -1,6 +1,7 @@
 """The base of every remote (Seedream host) provider: key lookup, the shared HTTP client,
-model ids and prices with config overrides, the host's documented limits and the ``params``
-rules checked before anything is sent, and :meth:`RemoteProvider.generate`, the one way every
+model ids, prices and limits from the models table (``spec/catalog.py``, one row per model on
+this host) with config overrides, the ``params`` rules checked before anything is sent, the
+request fields a model refuses left out of every body (:meth:`RemoteProvider.finish_body`), and :meth:`RemoteProvider.generate`, the one way every
 host makes images: validate → submit (or resume the saved job) → poll → download.
 
 A host module subclasses :class:`RemoteProvider`, fills in the class attributes and writes only
@@ -39,6 +40,8 @@ from ..errors import (
     ProviderUnavailable,
     UserError,
 )
+from ..spec import catalog
+from ..spec.catalog import Offer
 from ..spec.models import ProviderConfig
 from ._http import (
     BadAnswer,
@@ -58,19 +61,16 @@ from ._http import (
     secret_forms,
     size_warning,
 )
-from .base import CANONICAL_MODELS, GenerationRequest, GenerationResult, JobStore, ReferenceImage, report_phase
+from .base import GenerationRequest, GenerationResult, JobStore, ReferenceImage, report_phase
 
 POLL_BACKOFF = 1.5
 POLL_MAX_INTERVAL_S = 10.0
 DOWNLOAD_TRIES = 3  # fetches of a result that arrives corrupt before the job counts as failed
 MAX_ERROR_CHARS = 1000
-# Ark's current input limits (§1.3), which every host passes on unless it documents its own.
-REFERENCE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif")
-REFERENCE_RATIO = (1 / 16, 16.0)
+# Ark's current input limits (§1.3): a model only a config override names gets them.
+REFERENCE_MEDIA_TYPES = catalog.ARK_MEDIA
+REFERENCE_RATIO = catalog.ARK_RATIO
 MAX_REFERENCES = 14
-# Seedream's USD list price per image (third-party figures, §1.8): it stands in wherever a host's
-# own price is unconfirmed.
-LIST_PRICES = {"seedream-4.0": 0.03, "seedream-4.5": 0.04}
 
 Job = dict[str, Any]
 
@@ -121,6 +121,18 @@ def merge_params(body: dict[str, Any], params: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
+def drop_paths(body: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
+    """``body`` without the (dotted) ``paths``: the fields a model refuses on a host."""
+    out = dict(body)
+    for path in paths:
+        head, _, rest = path.partition(".")
+        if rest and isinstance(out.get(head), dict):
+            out[head] = drop_paths(out[head], (rest,))
+        elif not rest:
+            out.pop(head, None)
+    return out
+
+
 def param_paths(params: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Dotted paths of every key in ``params``, nested tables included."""
     paths: list[str] = []
@@ -154,16 +166,9 @@ class RemoteProvider:
     type: ClassVar[str] = ""
     default_base_url: ClassVar[str] = ""
     default_key_env: ClassVar[str] = ""
-    model_ids: ClassVar[dict[str, str]] = {}  # canonical model -> host model id
-    prices: ClassVar[dict[str, float]] = {}  # canonical model -> USD per image (providers.md defaults)
-    # Reference limits per canonical model; a model only a config override names gets Ark's.
-    max_references: ClassVar[dict[str, int]] = {model: MAX_REFERENCES for model in CANONICAL_MODELS}
-    reference_media_types: ClassVar[dict[str, tuple[str, ...]]] = {
-        model: REFERENCE_MEDIA_TYPES for model in CANONICAL_MODELS
-    }
-    reference_ratio: ClassVar[dict[str, tuple[float, float]]] = {model: REFERENCE_RATIO for model in CANONICAL_MODELS}
+    # Model ids, prices, reference limits and batch sizes are the models table's rows for this
+    # type (catalog.offer); a model only a config override names gets Ark's limits.
     max_refs_plus_outputs: ClassVar[int] = 15
-    max_count: ClassVar[int] = 15  # outputs from one request
     max_reference_bytes: ClassVar[int] = 10 * 1024 * 1024
     max_reference_pixels: ClassVar[int] = 36_000_000
     min_reference_side: ClassVar[int] = 15  # "> 14 px"
@@ -243,24 +248,62 @@ class RemoteProvider:
                 )
             return self._http
 
+    def offer(self, model: str) -> Offer | None:
+        """This host's row of the models table for ``model`` (None: the host does not sell it)."""
+        return catalog.offer(self.type, model)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The canonical models this host sells, and any a config override names."""
+        return tuple(dict.fromkeys([*(o.model for o in catalog.offers_of(self.type)), *self.config.model_ids]))
+
     def model_id(self, model: str) -> str:
         if model in self.config.model_ids:
             return self.config.model_ids[model]
-        try:
-            return self.model_ids[model]
-        except KeyError:
+        found = self.offer(model)
+        if found is None:
             raise UserError(
                 f"provider {self.name} ({self.type}) has no model {model!r}; "
-                f"it offers {', '.join(sorted(self.model_ids))}"
-            ) from None
+                f"it offers {', '.join(sorted(self.models))}"
+            )
+        return found.id
 
-    def price_per_image(self, model: str) -> float:
+    def price_per_image(self, model: str, pixels: int = 0, references: int = 0) -> float:
+        """USD per image of ``model`` at ``pixels`` output pixels with ``references`` reference
+        images: the config's ``price_per_image`` if set, else the table's rule."""
         price = self.config.price_per_image
         if isinstance(price, (int, float)):
             return float(price)
         if isinstance(price, dict) and model in price:
             return float(price[model])
-        return self.prices.get(model, 0.0)
+        found = self.offer(model)
+        return found.price.per_image(pixels, references) if found is not None else 0.0
+
+    def price_rule(self, model: str) -> tuple[str, str]:
+        """The price rule an asset of ``model`` gets here, and where it comes from."""
+        price = self.config.price_per_image
+        if isinstance(price, (int, float)) or (isinstance(price, dict) and model in price):
+            value = price if isinstance(price, (int, float)) else price[model]  # type: ignore[index]
+            return f"${float(value):g}/image", f"[providers.{self.name}] price_per_image"
+        found = self.offer(model)
+        if found is None:
+            return "$0/image", "no price known for this model on this host"
+        return found.price.rule(), found.price.source
+
+    def request_price(self, request: GenerationRequest) -> float:
+        return self.price_per_image(request.model, request.width * request.height, len(request.references))
+
+    @property
+    def max_count(self) -> int:
+        """Outputs one request may ask for, over the models this host sells."""
+        return max((o.max_count for o in catalog.offers_of(self.type)), default=15)
+
+    def finish_body(self, body: dict[str, Any], request: GenerationRequest) -> dict[str, Any]:
+        """``body`` with ``params`` merged in and without the fields the model refuses on this
+        host (the table's ``refuses``: Seedream 5.0 Pro answers 400 to any sequential field)."""
+        merged = merge_params(body, request.params)
+        found = self.offer(request.model)
+        return drop_paths(merged, found.refuses) if found is not None else merged
 
     def prompt_text(self, request: GenerationRequest) -> str:
         """The prompt as sent to the host."""
@@ -285,11 +328,17 @@ class RemoteProvider:
 
     def _check_counts(self, request: GenerationRequest, where: str) -> None:
         refs = len(request.references)
-        limit = self.max_references.get(request.model, MAX_REFERENCES)
+        found = self.offer(request.model)
+        limit = found.max_references if found is not None else MAX_REFERENCES
         if refs > limit:
-            raise UserError(f"{where} accepts at most {limit} reference images; this asset has {refs}")
-        if request.count > self.max_count:
-            raise UserError(f"{where} makes at most {self.max_count} images per request; count is {request.count}")
+            raise UserError(f"{where} accepts at most {limit} reference images for {request.model}; "
+                            f"this asset has {refs}")
+        max_count = found.max_count if found is not None else self.max_count
+        if request.count > max_count:
+            hint = '; set batch = "separate" for one request per image' if max_count == 1 else ""
+            raise UserError(f"{where} makes at most {max_count} {'image' if max_count == 1 else 'images'} per "
+                            f"request with {request.model}; "
+                            f"count is {request.count}{hint}")
         if refs and refs + request.count > self.max_refs_plus_outputs:
             raise UserError(
                 f"{where} allows references + outputs <= {self.max_refs_plus_outputs}; "
@@ -297,7 +346,8 @@ class RemoteProvider:
             )
 
     def _check_reference(self, ref: ReferenceImage, model: str, where: str) -> None:
-        media_types = self.reference_media_types.get(model, REFERENCE_MEDIA_TYPES)
+        found = self.offer(model)
+        media_types = found.reference_media_types if found is not None else REFERENCE_MEDIA_TYPES
         if ref.media_type not in media_types:
             raise UserError(
                 f"{where} accepts only {_type_names(media_types)} references for {model}; "
@@ -312,7 +362,7 @@ class RemoteProvider:
             raise UserError(f"{where}: reference {ref.label} has more than {self.max_reference_pixels} pixels")
         if min(ref.width, ref.height) < self.min_reference_side:
             raise UserError(f"{where}: reference {ref.label} must be at least {self.min_reference_side} px a side")
-        lo, hi = self.reference_ratio.get(model, REFERENCE_RATIO)
+        lo, hi = found.reference_ratio if found is not None else REFERENCE_RATIO
         ratio = ref.width / ref.height
         if not lo <= ratio <= hi:
             raise UserError(
@@ -334,6 +384,11 @@ class RemoteProvider:
             raise UserError(
                 f"{where} has no watermark option; remove watermark = true or use a modelark / volcengine provider"
             )
+        found = self.offer(request.model)
+        refused = sorted(set(param_paths(request.params)) & set(found.refuses if found is not None else ()))
+        if refused:
+            raise UserError(f"{where}: {request.model} refuses {', '.join(refused)} on this host (the models "
+                            "table, `assetbuild models`); remove it from params")
         clashes = sorted(set(param_paths(request.params)) & set(self.modeled_keys))
         if clashes:
             raise UserError(
@@ -431,7 +486,7 @@ class RemoteProvider:
             images=images,
             model_id=self.result_model_id(request),
             request_id=job_id,
-            cost_usd=len(state.outputs) * self.price_per_image(request.model),
+            cost_usd=len(state.outputs) * self.request_price(request),
             job_key=key,
             warnings=warnings,
         )
@@ -592,5 +647,5 @@ class RemoteProvider:
             self._http.close()
 
 
-__all__ = ["LIST_PRICES", "JobState", "RemoteProvider", "count_prompt", "dig", "ends_job", "merge_params",
+__all__ = ["JobState", "RemoteProvider", "count_prompt", "dig", "drop_paths", "ends_job", "merge_params",
            "param_paths"]

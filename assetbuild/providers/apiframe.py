@@ -34,7 +34,7 @@ from typing import Any
 
 from ..errors import ProviderRequestError, ProviderUnavailable, UserError
 from ._http import BadAnswer, HostError, default_error_parser
-from ._remote import LIST_PRICES, Job, JobState, RemoteProvider, dig, merge_params
+from ._remote import Job, JobState, RemoteProvider, dig
 from .base import GenerationRequest
 
 SUBMIT_PATH = "/v2/images/generate"
@@ -84,13 +84,10 @@ class ApiframeProvider(RemoteProvider):
     type = "apiframe"
     default_base_url = "https://api.apiframe.ai"
     default_key_env = "APIFRAME_API_KEY"
-    model_ids = {"seedream-4.0": "seedream-4", "seedream-4.5": "seedream-4.5"}
-    # Apiframe bills credits whose USD value was not retrieved (§4.5): Seedream's list price (unconfirmed).
-    prices = LIST_PRICES
-    # max_references stays the base's 14: the schema allows 14 image_input URIs; a third party
-    # cites 10 for Seedream 4 (§4.2).
+    # Ids, prices (credits of unknown USD value: stand-ins) and reference limits (14 image_input
+    # URIs) are the models table's.
     # Each image is its own job, so references + 1 <= 15 always holds: no joint limit on count.
-    max_refs_plus_outputs = 14 + RemoteProvider.max_count
+    max_refs_plus_outputs = 14 + 15
     max_prompt_chars = 2000
     # supports_watermark stays False: §4.2 has no watermark field.
     modeled_keys = ("model", "prompt", "seedreamParams.image_input", "seedreamParams.width",
@@ -128,8 +125,7 @@ class ApiframeProvider(RemoteProvider):
             params["image_input"] = [self._upload(request, i) for i in range(len(request.references))]
         if request.seed is not None:
             params["seed"] = request.seed
-        body = merge_params({"model": model_id, "prompt": request.prompt, "seedreamParams": params},
-                            request.params)
+        body = self.finish_body({"model": model_id, "prompt": request.prompt, "seedreamParams": params}, request)
         ids = [self._submit_one(body, model_id, request.fingerprint, i, unusable.get(i, ""))
                for i in range(request.count)]
         return {"id": ids[0], "ids": ids}

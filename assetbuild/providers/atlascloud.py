@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ProviderRequestError
 from ._http import HostError, default_error_parser, host_error
-from ._remote import Job, JobState, RemoteProvider, merge_params
+from ._remote import Job, JobState, RemoteProvider
 from .base import GenerationRequest, ReferenceImage
 
 SUBMIT_PATH = "/api/v1/model/generateImage"
@@ -51,25 +51,21 @@ class AtlasCloudProvider(RemoteProvider):
     type = "atlascloud"
     default_base_url = "https://api.atlascloud.ai"
     default_key_env = "ATLASCLOUD_API_KEY"
-    model_ids = {
-        "seedream-4.0": "bytedance/seedream-v4", "seedream-4.5": "bytedance/seedream-v4.5",
-    }
-    # §3.2 prices per run, taken as per image (the conservative reading for sequential runs).
-    # 4.0 text-to-image is unconfirmed: the /edit and /edit-sequential price ($0.027), the
-    # highest listed for 4.0, stands for every 4.0 mode ($0.024 /sequential is one locale only).
-    prices = {"seedream-4.0": 0.027, "seedream-4.5": 0.036}
-    # Atlas documents no reference limit; its fields match WaveSpeed's, whose edit models take
-    # at most 10 images (§3.3, §6.2): unconfirmed.
-    max_references = {"seedream-4.0": 10, "seedream-4.5": 10}
+    # Ids per mode, prices per run taken as per image (the conservative reading for sequential
+    # runs; 4.0 text-to-image is unconfirmed, the /edit price stands in) and the reference limit
+    # (none documented; WaveSpeed's 10, §3.3, §6.2): the models table.
     prompt_says_count = True  # as on evolink (§2.2): the batch size is said in the prompt too
     # supports_watermark stays False: §3.3 documents no watermark option.
     modeled_keys = ("model", "prompt", "size", "images", "max_images")
     error_parser = staticmethod(parse_error)
 
     def variant_id(self, request: GenerationRequest) -> str:
-        """The host model id for this request's mode: base id + /edit, /sequential, ..."""
-        mode = (bool(request.references), request.count > 1)
-        return self.model_id(request.model) + MODE_SUFFIXES[mode]
+        """The host model id for this request's mode (the table's ids: /edit, /sequential, ...);
+        a config override is the base id, suffixed here."""
+        found = self.offer(request.model)
+        if request.model in self.config.model_ids or found is None:
+            return self.model_id(request.model) + MODE_SUFFIXES[(bool(request.references), request.count > 1)]
+        return found.model_id(bool(request.references), request.count > 1)
 
     result_model_id = variant_id
 
@@ -84,7 +80,7 @@ class AtlasCloudProvider(RemoteProvider):
             body["images"] = image_urls
         if request.count > 1:
             body["max_images"] = request.count
-        return merge_params(body, request.params)
+        return self.finish_body(body, request)
 
     def submit(self, request: GenerationRequest, ended: Job | None) -> Job:
         image_urls = [self._upload(ref) for ref in request.references]

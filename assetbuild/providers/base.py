@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Protocol
 
-CANONICAL_MODELS = ("seedream-4.0", "seedream-4.5")
+from ..spec.catalog import MODEL_NAMES
+
+CANONICAL_MODELS = MODEL_NAMES  # the models table's (spec/catalog.py)
 LOCAL_MODEL = "local"
 
 
@@ -110,8 +112,9 @@ class Provider(Protocol):
         """The host's id for a canonical model; raises UserError if the host lacks it."""
         ...
 
-    def price_per_image(self, model: str) -> float:
-        """USD per generated image of ``model`` (config ``price_per_image`` overrides)."""
+    def price_per_image(self, model: str, pixels: int = 0, references: int = 0) -> float:
+        """USD per generated image of ``model`` at ``pixels`` output pixels with ``references``
+        reference images (the models table's rule; config ``price_per_image`` overrides)."""
         ...
 
     def validate(self, request: GenerationRequest) -> None:

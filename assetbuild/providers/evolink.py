@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..store.imageinfo import ImageDecodeError, as_png
 from ..spec.sizes import nearest_ratio, nearest_tier
 from ._http import HostError, default_error_parser
-from ._remote import LIST_PRICES, Job, JobState, RemoteProvider, dig, merge_params
+from ._remote import Job, JobState, RemoteProvider, dig
 from .base import GenerationRequest, ReferenceImage
 
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")  # ``size`` (§2.2)
@@ -69,14 +69,8 @@ class EvolinkProvider(RemoteProvider):
     default_base_url = "https://api.evolink.ai"
     default_files_url = "https://files-api.evolink.ai"
     default_key_env = "EVOLINK_API_KEY"
-    model_ids = {"seedream-4.0": "doubao-seedream-4.0", "seedream-4.5": "doubao-seedream-4.5"}
-    # evolink prices in credits (1.8 reserved per 4.0 image, 2 per 4.5 image, §2.6); their USD
-    # value is unconfirmed, so Seedream's list price stands in.
-    prices = LIST_PRICES
-    max_references = {"seedream-4.0": 10, "seedream-4.5": 14}
-    # Seedream 4.0's references are held to the older limits (§2.2); 4.5 takes the current ones.
-    reference_media_types = {**RemoteProvider.reference_media_types, "seedream-4.0": ("image/jpeg", "image/png")}
-    reference_ratio = {**RemoteProvider.reference_ratio, "seedream-4.0": (1 / 3, 3.0)}
+    # Ids, prices (the seeds' $0.0222 / $0.0313) and reference limits (4.0 held to the older
+    # ones, §2.2): the models table.
     max_prompt_chars = 2000
     prompt_says_count = True  # §2.2: the batch size must ALSO be said in the prompt
     # supports_watermark stays False: §2.2 documents no watermark option.
@@ -104,7 +98,7 @@ class EvolinkProvider(RemoteProvider):
         }
         if image_urls:
             body["image_urls"] = image_urls
-        return merge_params(body, request.params)
+        return self.finish_body(body, request)
 
     def submit(self, request: GenerationRequest, ended: Job | None) -> Job:
         image_urls = [self._upload(ref) for ref in request.references]

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import ProviderError, UserError
 from ._http import HostError, default_error_parser, host_error
-from ._remote import Job, JobState, RemoteProvider, dig, merge_params
+from ._remote import Job, JobState, RemoteProvider, dig
 from .base import GenerationRequest
 
 T2I_PIXELS = (960 * 960, 4096 * 4096)  # text-to-image: total pixels (§5.2)
@@ -58,11 +58,9 @@ class FalProvider(RemoteProvider):
     type = "fal"
     default_base_url = "https://queue.fal.run"
     default_key_env = "FAL_KEY"
-    # The app paths; "/text-to-image" or "/edit" is appended per request.
-    model_ids = {"seedream-4.0": "fal-ai/bytedance/seedream/v4", "seedream-4.5": "fal-ai/bytedance/seedream/v4.5"}
-    prices = {"seedream-4.0": 0.03, "seedream-4.5": 0.04}  # §5.2: 4.0 [doc], 4.5 [3p]
-    max_references = {"seedream-4.0": 10, "seedream-4.5": 10}
-    max_count = 6  # num_images 1–6
+    # The endpoints (/text-to-image, /edit), prices, the 10-reference and 6-image limits: the
+    # models table. ``model_id`` is the app path ("/text-to-image" or "/edit" is appended per
+    # request), which is also what a config override names.
     modeled_keys = ("prompt", "image_size", "num_images", "max_images", "image_urls", "seed")
     # supports_watermark stays False: §5.2 has no watermark input.
     error_parser = staticmethod(parse_fal_error)
@@ -84,6 +82,10 @@ class FalProvider(RemoteProvider):
                 raise UserError(f"{self.where(request)} makes 960x960 to 4096x4096 pixels in total; "
                                 f"{w}x{h} is outside that")
 
+    def model_id(self, model: str) -> str:
+        app = super().model_id(model)
+        return app if model in self.config.model_ids else app.rsplit("/", 1)[0]
+
     def endpoint(self, request: GenerationRequest) -> str:
         return f"{self.model_id(request.model)}/{'edit' if request.references else 'text-to-image'}"
 
@@ -100,7 +102,7 @@ class FalProvider(RemoteProvider):
             body["image_urls"] = [ref.data_url() for ref in request.references]
         if request.seed is not None:
             body["seed"] = request.seed
-        return merge_params(body, request.params)
+        return self.finish_body(body, request)
 
     def submit(self, request: GenerationRequest, ended: Job | None) -> Job:
         endpoint = self.endpoint(request)

@@ -29,8 +29,11 @@ class LocalProvider:
     def model_id(self, model: str) -> str:
         return "local"
 
-    def price_per_image(self, model: str) -> float:
+    def price_per_image(self, model: str, pixels: int = 0, references: int = 0) -> float:
         return 0.0
+
+    def price_rule(self, model: str) -> tuple[str, str]:
+        return "$0/image", "the local renderer is free"
 
     def validate(self, request: GenerationRequest) -> None:
         """Sizes were checked against the local model's limits when the manifest loaded."""

@@ -49,7 +49,7 @@ from ._http import (
     default_error_parser,
     size_warning,
 )
-from ._remote import LIST_PRICES, Job, JobState, RemoteProvider, ends_job, merge_params
+from ._remote import Job, JobState, RemoteProvider, ends_job
 from .base import CANONICAL_MODELS, GenerationRequest, GenerationResult, JobStore
 
 GENERATE_PATH = "/images/generations"
@@ -95,11 +95,7 @@ class ModelArkProvider(RemoteProvider):
     type = "modelark"
     default_base_url = "https://ark.ap-southeast.bytepluses.com/api/v3"
     default_key_env = "ARK_API_KEY"
-    model_ids = {"seedream-4.0": "seedream-4-0-250828", "seedream-4.5": "seedream-4-5-251128"}
-    # §1.8: the official price page was not retrieved; $0.03 / $0.04 are third-party figures (unconfirmed).
-    prices = LIST_PRICES
-    # Reference limits: the base's, from §1.3's current revision (the older 4.0 revision allowed
-    # 10 references, jpeg/png only).
+    # Model ids, prices and reference limits: the models table (spec/catalog.py).
     supports_watermark = True  # and it defaults to true (§7.2), so it is always sent
     # The synchronous call makes and bills every image before it answers, and a POST that timed
     # out after it was sent is not retried, so a timeout loses paid images: wait at least as
@@ -153,7 +149,7 @@ class ModelArkProvider(RemoteProvider):
             body["image"] = refs[0]
         elif refs:
             body["image"] = refs
-        return merge_params(body, request.params)
+        return self.finish_body(body, request)  # 5.0 Pro: no sequential field at all (the table)
 
     def submit(self, request: GenerationRequest, ended: Job | None) -> Job:
         """The one synchronous call: its answer, saved as the job (``_start``) before any
@@ -193,7 +189,7 @@ class ModelArkProvider(RemoteProvider):
             images=tuple(images[: request.count]),
             model_id=model_id if isinstance(model_id, str) and model_id else self.model_id(request.model),
             request_id=request_id,
-            cost_usd=made * self.price_per_image(request.model),
+            cost_usd=made * self.request_price(request),
             warnings=tuple(warnings),
             job_key=key,
         )
@@ -278,6 +274,4 @@ class VolcengineProvider(ModelArkProvider):
 
     type = "volcengine"
     default_base_url = "https://ark.cn-beijing.volces.com/api/v3"
-    model_ids = {"seedream-4.0": "doubao-seedream-4-0-250828", "seedream-4.5": "doubao-seedream-4-5-251128"}
-    # §1.8: Volcengine's CNY price is unconfirmed; Seedream's USD list price stands in (unconfirmed).
-    prices = LIST_PRICES
+    # Ids and (stand-in USD) prices: the models table.

@@ -34,7 +34,7 @@ from typing import Any
 from ..errors import ProviderUnavailable
 from ..spec.sizes import TABLE_RATIOS, nearest_ratio, nearest_tier
 from ._http import HostError, default_error_parser, host_error
-from ._remote import LIST_PRICES, Job, JobState, RemoteProvider, merge_params
+from ._remote import Job, JobState, RemoteProvider
 from .base import GenerationRequest
 
 CUSTOM_SIDE = (1024, 4096)  # width / height with size "custom" (§6.1)
@@ -78,9 +78,7 @@ class ReplicateProvider(RemoteProvider):
     type = "replicate"
     default_base_url = "https://api.replicate.com"
     default_key_env = "REPLICATE_API_TOKEN"
-    model_ids = {"seedream-4.0": "bytedance/seedream-4", "seedream-4.5": "bytedance/seedream-4.5"}
-    prices = LIST_PRICES  # not documented (§6.1): unconfirmed
-    max_references = {"seedream-4.0": 10, "seedream-4.5": 14}
+    # Ids, prices (not documented, §6.1: stand-ins) and reference limits: the models table.
     modeled_keys = ("input.prompt", "input.image_input", "input.size", "input.aspect_ratio", "input.width",
                     "input.height", "input.sequential_image_generation", "input.max_images")
     # supports_watermark stays False: the §6.1 schemas have no watermark input.
@@ -98,7 +96,7 @@ class ReplicateProvider(RemoteProvider):
         }
         if request.references:
             inputs["image_input"] = [ref.data_url() for ref in request.references]
-        return merge_params({"input": inputs}, request.params)
+        return self.finish_body({"input": inputs}, request)
 
     def exact_size(self, request: GenerationRequest) -> bool:
         return size_fields(request.model, request.width, request.height)[1]

@@ -69,6 +69,11 @@ class Node:
         return self.candidates if self.candidates > 1 else self.count
 
     @property
+    def reference_images(self) -> int:
+        """Images sent as references: an upstream asset named without #N sends all its outputs."""
+        return sum(len(r.paths) if r.node and r.paths else 1 for r in self.references)
+
+    @property
     def upstream(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.node for r in self.references if r.node))
 
