@@ -23,6 +23,7 @@ from .run.executor import Budget, Event, Executor, NodeResult
 from .spec.blueprint import Blueprint
 from .store.files import exclusive, sweep_temp_files
 from .process import paused
+from .money import usd
 from .store.hashing import FileHasher
 from .commands.leftovers import Leftover, gone, sweep
 from .plan.routing import KeyRing, MissingKey, missing_keys
@@ -442,7 +443,7 @@ class Project:
             raise UsageError("a plan made with --assume-keys cannot be built; plan again without it")
         budget = options.max_cost if options.max_cost is not None else self.blueprint.settings.get("max_cost")
         if budget is not None and plan.estimated_cost > budget + 1e-9:
-            raise BudgetError(f"estimated cost ${plan.estimated_cost:.2f} exceeds the budget of ${budget:.2f} "
+            raise BudgetError(f"estimated cost {usd(plan.estimated_cost)} exceeds the budget of {usd(budget)} "
                               "(max_cost / --max-cost); nothing was sent")
         self._check_keys(plan)
         planner = plan.planner or self.planner(options, forced=plan.forced, rerolled=plan.rerolled)

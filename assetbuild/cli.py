@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import click
 
 from . import jsonout
+from .money import usd
 from .errors import AssetbuildError, BuildInterrupted, LockfileError, UsageError, UserError
 from .store.files import TEMP_SUFFIX
 
@@ -221,10 +222,6 @@ def max_cost_option(help_text: str) -> Callable[[Any], Any]:
                         callback=lambda ctx, param, value: _finite(value), help=help_text)
 
 
-def _money(usd: float) -> str:
-    return f"${usd:.2f}" if usd < 100 else f"${usd:,.0f}"
-
-
 @cli.command()
 @click.argument("targets", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default=None,
@@ -262,7 +259,7 @@ def plan(ctx: Ctx, targets: tuple[str, ...], fmt: str | None, as_json: bool, for
         return
     width = max((len(d.id) for d in result.decisions), default=0)
     for d in ([] if ctx.quiet else result.decisions):
-        cost = f" {_money(d.cost_usd)}" if d.cost_usd else ""
+        cost = f" {usd(d.cost_usd)}" if d.cost_usd else ""
         why = f"  ({'; '.join(map(str, d.reasons))})" if d.reasons else ""
         click.echo(f"{d.action.value:<10} {d.id:<{width}}{cost}{why}".rstrip())
     for left in result.pruned:
@@ -273,7 +270,7 @@ def plan(ctx: Ctx, targets: tuple[str, ...], fmt: str | None, as_json: bool, for
     if result.pruned:
         counts["prune"] = len(result.pruned)
     summary = ", ".join(f"{n} {a}" for a, n in counts.items())
-    click.echo(f"plan: {summary or 'nothing to do'}; estimated cost {_money(result.estimated_cost)}")
+    click.echo(f"plan: {summary or 'nothing to do'}; estimated cost {usd(result.estimated_cost)}")
     _say_merge(d.id for d in result.decisions if any(r.code == "merge-built" for r in d.reasons))
 
 
@@ -358,7 +355,7 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], options: BuildOptions, *, pr
             cost = the_plan.estimated_cost
             if cost > 0 and not yes and sys.stdin.isatty() and sys.stdout.isatty():
                 n = sum(1 for d in the_plan.decisions if d.cost_usd)
-                if not click.confirm(f"This build generates {n} asset(s) for an estimated {_money(cost)}. Go on?"):
+                if not click.confirm(f"This build generates {n} asset(s) for an estimated {usd(cost)}. Go on?"):
                     raise UserError("build cancelled; nothing was sent")
             if live:
                 from rich.console import Console
@@ -380,7 +377,7 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], options: BuildOptions, *, pr
         click.echo(f"build: {summary['generated']} generated, {summary['restored']} restored, "
                    f"{summary['derived']} derived, "
                    f"{summary['up_to_date']} up to date, {summary['failed']} failed, {summary['blocked']} blocked; "
-                   f"cost {_money(report.cost_usd)}")
+                   f"cost {usd(report.cost_usd)}")
     blocked = [(r.id, [c.code for c in r.causes]) for r in report.results if r.status == "blocked"]
     _say_merge(aid for aid, codes in blocked if "merge-built" in codes)
     if any(code in ("output-modified", "output-foreign") for _, codes in blocked for code in codes):
@@ -662,7 +659,7 @@ def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
     else:
         same = "same" if lock["fingerprint"] == info["fingerprint"] else "differs"
         click.echo(f"  lock         fingerprint {lock['fingerprint'][:16]} ({same}); built {lock['built']} "
-                   f"by {lock['provider']} ({lock['model_id']}), {_money(lock['cost_usd'])}")
+                   f"by {lock['provider']} ({lock['model_id']}), {usd(lock['cost_usd'])}")
         for out in lock["outputs"]:
             click.echo(f"  output       {out['path']}  sha256 {out['sha256'][:16]}")
         for number, sha in enumerate(lock["candidate_images"], start=1):
@@ -762,7 +759,7 @@ def providers(ctx: Ctx, as_json: bool) -> None:
         if row["base_url"]:
             click.echo(f"  url     {row['base_url']}")
         for model, model_id in row["models"].items():
-            click.echo(f"  {model:<13} -> {model_id:<28} {_money(row['price_per_image'][model])}/image")
+            click.echo(f"  {model:<13} -> {model_id:<28} {usd(row['price_per_image'][model])}/image")
 
 
 # -- models -----------------------------------------------------------------------------------

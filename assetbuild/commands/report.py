@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 from ..errors import LockfileError, UsageError, UserError
+from ..money import usd
 from ..store.files import write_atomic
 from ..store.hashing import sha256_bytes
 from ..store.lockfile import LockEntry, read_entries
@@ -412,13 +413,13 @@ class Page:
         for e in self.lock.values():
             key = e.provider or "derived"
             per[key] = per.get(key, 0.0) + e.cost_usd
-        rows = "".join(f"<tr><td>{_e(p)}</td><td>{_money(c)}</td></tr>" for p, c in sorted(per.items()))
+        rows = "".join(f"<tr><td>{_e(p)}</td><td>{usd(c)}</td></tr>" for p, c in sorted(per.items()))
         return (f'<section id="summary"><dl class="counts">'
                 f'<div><dt>assets</dt><dd>{len(self.nodes)}</dd></div>'
                 f'<div><dt>images</dt><dd>{outputs}</dd></div>'
                 f'<div><dt>up to date</dt><dd>{len(self.decisions) - stale}</dd></div>'
                 f'<div class="{"bad" if stale else ""}"><dt>stale</dt><dd id="stale-count">{stale}</dd></div>'
-                f'<div><dt>cost so far</dt><dd id="total-cost">{_money(total)}</dd></div></dl>'
+                f'<div><dt>cost so far</dt><dd id="total-cost">{usd(total)}</dd></div></dl>'
                 f'<table class="providers"><thead><tr><th>provider</th><th>cost so far</th></tr></thead>'
                 f'<tbody>{rows}</tbody></table></section>')
 
@@ -519,7 +520,7 @@ class Page:
             rows.append(("provider", _e(node.provider)))
             if node.count > 1:
                 rows.append(("count", str(node.count)))
-        rows.append(("cost", _money(entry.cost_usd) if entry is not None else "not built"))
+        rows.append(("cost", usd(entry.cost_usd) if entry is not None else "not built"))
         if entry is not None and entry.built:
             rows.append(("built", _e(entry.built)))
         if adopted:
@@ -667,8 +668,6 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _money(usd: float) -> str:
-    return f"${usd:,.2f}" if usd >= 0.01 or usd == 0 else f"${usd:.4f}"
 
 
 def _step(step: Mapping[str, Any]) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
+from ..money import usd
+
 if TYPE_CHECKING:
     from ..plan.planner import Decision
     from ..plan.routing import MissingKey
@@ -48,10 +50,6 @@ class Checked(Protocol):
     def stale(self) -> bool: ...
 
 BUILD_LISTS = ("generated", "restored", "derived", "failed", "blocked", "pruned")
-
-
-def money(usd: float) -> str:
-    return f"${usd:.2f}" if usd < 100 else f"${usd:,.0f}"
 
 
 def build_json(report: Built, nodes: Mapping[str, "Node"]) -> dict[str, Any]:
@@ -107,7 +105,7 @@ def plan_markdown(plan: Planned, title: str = "assetbuild plan") -> str:
     if rows or pruned:
         lines += ["| asset | action | reasons | cost |", "|---|---|---|---:|"]
         for d in rows:
-            cost = money(d.cost_usd) if d.cost_usd else ""
+            cost = usd(d.cost_usd) if d.cost_usd else ""
             lines.append(f"| `{_cell(d.id)}` | {d.action.value} | {_cell('; '.join(map(str, d.reasons)))} | "
                          f"{cost or ' '} |")
         for left in pruned:
@@ -120,5 +118,5 @@ def plan_markdown(plan: Planned, title: str = "assetbuild plan") -> str:
     if pruned:
         counts["prune"] = len(pruned)
     summary = ", ".join(f"{n} {a}" for a, n in counts.items()) or "nothing to do"
-    lines.append(f"**Estimated cost: {money(plan.estimated_cost)}** ({summary})")
+    lines.append(f"**Estimated cost: {usd(plan.estimated_cost)}** ({summary})")
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Mapping, Sequence
 
+from ..money import usd
 from .executor import Event
 from ..plan.planner import Action, Decision
 
@@ -94,10 +95,6 @@ def _clock(seconds: float) -> str:
     seconds = max(0, int(seconds + 0.5))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-def _money(usd: float) -> str:
-    return f"${usd:.2f}" if usd < 100 else f"${usd:,.0f}"
 
 
 class LiveDisplay:
@@ -180,7 +177,7 @@ class LiveDisplay:
             eta = self.eta(elapsed)
             total = len(s.work)
             facts = [f"{s.done}/{total} done", f"{len(s.in_flight)} running",
-                     f"spent {_money(s.spent_usd)}/~{_money(s.estimated_usd)}", f"{_clock(elapsed)} elapsed",
+                     f"spent {usd(s.spent_usd)}/~{usd(s.estimated_usd)}", f"{_clock(elapsed)} elapsed",
                      f"ETA {'--:--' if eta is None else _clock(eta)}"]
             if s.failed:
                 facts.insert(2, f"{s.failed} failed/blocked")
