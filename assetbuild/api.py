@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,11 +22,11 @@ from .clock import Clock, SystemClock
 from .errors import BudgetError, CacheError, LockfileError, LockfileTooNew, UsageError, UserError
 from .run.executor import Budget, Event, Executor, NodeResult
 from .spec.blueprint import Blueprint
-from .store.files import exclusive, sweep_temp_files
+from .store.files import DeletionRule, exclusive, sweep_temp_files
 from .process import paused
 from .money import usd
 from .store.hashing import FileHasher
-from .commands.leftovers import Leftover, gone, sweep
+from .commands.leftovers import Leftover, claims, gone, sibling_claims, sweep
 from .plan.routing import KeyRing, MissingKey, missing_keys
 from .store.lockfile import Lockfile
 from .spec.nodes import Node
@@ -395,11 +396,19 @@ class Project:
             for nid, entry in older.items():
                 if nid not in self.nodes and nid not in entries:
                     entries[nid] = entry
-        claimed = {path for node in self.nodes.values() for path in node.outputs}
-        found = {left.asset: left for left in sweep(self.root, self.cache, self.hasher, entries, claimed,
-                                                   dry_run=dry_run)}
+        found = {left.asset: left for left in sweep(self.deletion_rule(), self.cache, entries, dry_run=dry_run)}
         return [found.get(nid, Leftover(nid)) for nid in ids] + [
             left for nid, left in sorted(found.items()) if nid not in ids]
+
+    def deletion_rule(self) -> DeletionRule:
+        """The one rule every removal of a file goes through (store/files.DeletionRule), with
+        what this manifest and the others in its folder claim and read."""
+        out_dir = posixpath.normpath(str(self.blueprint.settings.get("output_dir") or ".").replace("\\", "/"))
+        return DeletionRule(root=self.root, output_dir=out_dir,
+                            kept=claims(self.nodes.values(), self.manifest_path),
+                            others=lambda: sibling_claims(self.manifest_path),
+                            wrote=lambda rel, sha: self.cache.wrote(self.root / rel, sha),
+                            hash=self.hasher.hash)
 
     @contextmanager
     def _warnings_to(self, on_event: Callable[[Event], None] | None) -> Iterator[None]:

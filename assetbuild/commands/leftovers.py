@@ -1,10 +1,11 @@
 """Files assetbuild wrote for assets that no longer exist (DESIGN §3: the lock says what was
 written, and with which bytes).
 
-A leftover file is removed only while its bytes are still exactly what assetbuild wrote
-(the lock's sha256), and only after those bytes are in the cache, so a deleted or renamed
-asset never loses an image that was paid for; a file edited since, or one another asset now
-claims, is kept and named.
+A leftover file is removed only as the one deletion rule allows (store/files.DeletionRule:
+under output_dir, no symlink on the way, claimed or read by no manifest in the folder, bytes
+the local cache index says assetbuild wrote there, still the lock's sha256), and only after
+those bytes are in the cache, so a deleted or renamed asset never loses an image that was
+paid for; every other file a lock names is kept and named.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from ..spec.nodes import Node
 from ..store.cache import Cache, CacheRecord
-from ..store.hashing import FileHasher, sha256_bytes
+from ..store.files import DeletionRule
 from ..store.lockfile import LockEntry
 
 
@@ -34,42 +36,91 @@ def gone(entries: Mapping[str, LockEntry], current: Iterable[str]) -> list[str]:
     return sorted(set(entries) - set(current))
 
 
-def sweep(root: Path, cache: Cache, hasher: FileHasher, entries: Mapping[str, LockEntry],
-          claimed: set[str], *, dry_run: bool = False) -> list[Leftover]:
-    """Remove each entry's output files that no current asset claims and whose bytes are still
-    the recorded ones (cached first). ``entries`` are the entries of assets that are gone."""
+def sweep(rule: DeletionRule, cache: Cache, entries: Mapping[str, LockEntry], *,
+          dry_run: bool = False) -> list[Leftover]:
+    """Remove each entry's output files that the deletion rule lets go (their bytes cached
+    first); name every other one with why it stays. ``entries`` are the entries of assets
+    that are gone (a lock's word for what was written: candidates, never proof)."""
     done: list[Leftover] = []
     seen: set[str] = set()
     for asset in sorted(entries):
         left = Leftover(asset)
         for out in entries[asset].outputs:
-            if out.path in claimed or out.path in seen:
-                continue
+            if out.path in seen or rule.kept.get(out.path, "").startswith(CURRENT):
+                continue  # an output of an asset the manifest has: in use, not a leftover
             seen.add(out.path)
-            why = _why_kept(root, hasher, out.path, out.sha256)
+            why = rule.why_kept(out.path, out.sha256) if dry_run else \
+                rule.remove(out.path, out.sha256, cache.put_blob)  # paid bytes go to the cache first
             if why == "":
                 continue  # no longer there
             if why is not None:
                 left.kept.append(f"{out.path}: {why}")
                 continue
             if not dry_run:
-                try:
-                    data = (root / out.path).read_bytes()
-                    if sha256_bytes(data) != out.sha256:
-                        left.kept.append(f"{out.path}: changed since it was written")
-                        continue
-                    cache.put_blob(data)  # paid bytes go to the cache before the file goes
-                    os.unlink(root / out.path)
-                    _remove_empty_parents(root, out.path)
-                except OSError as exc:
-                    left.kept.append(f"{out.path}: cannot remove it ({exc.strerror or exc})")
-                    continue
+                _remove_empty_parents(rule.root, rule.output_dir, out.path)
             left.files.append(out.path)
         if left.files and not dry_run:
             _index(cache, entries[asset])
         if left.files or left.kept:
             done.append(left)
     return done
+
+
+CURRENT = "an output of "  # how ``claims`` words what an asset of the loaded manifest writes
+
+
+def claims(nodes: Iterable[Node], manifest: Path) -> dict[str, str]:
+    """Path -> why the deletion rule keeps it, for what one manifest claims (its outputs) or
+    reads (references, ``from`` images, overlay images), and the manifest and its lock."""
+    found: dict[str, str] = {}
+    for node in nodes:
+        for path in node.outputs:
+            found.setdefault(path, f"{CURRENT}{node.id}")
+    for node in nodes:
+        for ref in node.references:
+            if ref.path is not None:
+                found.setdefault(ref.path, f"{manifest.name} reads it ({node.id}: {ref.label})")
+    found.setdefault(manifest.name, "the manifest")
+    found.setdefault(manifest.with_suffix(".lock").name, "the lock")
+    return found
+
+
+def sibling_claims(manifest: Path) -> dict[str, str]:
+    """What the other manifests in ``manifest``'s folder claim or read, and what their locks
+    record (path -> why kept). One that cannot be loaded claims everything ("*"): what it
+    would keep is unknown, so nothing is removed until it is fixed. A .toml that is not a
+    manifest (no [assets] or [project] table, e.g. pyproject.toml) claims nothing."""
+    from ..errors import AssetbuildError
+    from ..spec.blueprint import Blueprint
+    from ..store.lockfile import Lockfile
+
+    found: dict[str, str] = {}
+    here = manifest.resolve()
+    for other in sorted(manifest.parent.glob("*.toml")):
+        if other.resolve() == here or not other.is_file():
+            continue
+        try:
+            text = other.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = "[assets"
+        if "[assets" not in text and "[project" not in text:
+            continue
+        try:
+            nodes = Blueprint.load(other, memo_dir=None).nodes.values()
+        except AssetbuildError:
+            found.setdefault("*", f"{other.name} cannot be loaded, so what it claims is unknown; "
+                                  "fix it and run again")
+            nodes = ()
+        for path, why in claims(nodes, other).items():
+            found.setdefault(path, f"{other.name}: {why}")
+        try:
+            entries = Lockfile.load(other.with_suffix(".lock")).entries
+        except AssetbuildError:
+            entries = {}
+        for nid, entry in entries.items():
+            for out in entry.outputs:
+                found.setdefault(out.path, f"{other.with_suffix('.lock').name} records it for {nid}")
+    return found
 
 
 def _index(cache: Cache, entry: LockEntry) -> None:
@@ -82,26 +133,13 @@ def _index(cache: Cache, entry: LockEntry) -> None:
             cost_usd=entry.cost_usd, request_id=entry.request_id))
 
 
-def _why_kept(root: Path, hasher: FileHasher, path: str, sha: str) -> str | None:
-    """None if the file may go; "" if it is not there; else why it stays."""
-    full = root / path
-    if full.is_symlink() or (full.exists() and not full.is_file()):
-        return "not a regular file"
-    on_disk = hasher.hash(path)
-    if on_disk is None:
-        return ""
-    if on_disk != sha:
-        return "changed since assetbuild wrote it (kept; delete it by hand if it is not wanted)"
-    return None
-
-
-def _remove_empty_parents(root: Path, path: str) -> None:
-    """Folders the removed file leaves empty, up to (not including) the project root."""
-    parent = (root / path).parent
-    root = root.resolve()
-    while parent.resolve() != root and root in parent.resolve().parents:
+def _remove_empty_parents(root: Path, output_dir: str, path: str) -> None:
+    """Folders the removed file leaves empty, up to (not including) output_dir."""
+    parts = path.split("/")[:-1]
+    stop = 0 if output_dir == "." else len(output_dir.split("/"))
+    while len(parts) > stop:
         try:
-            parent.rmdir()
+            os.rmdir(root.joinpath(*parts))  # an empty folder only, and never through a link
         except OSError:
             return
-        parent = parent.parent
+        parts.pop()

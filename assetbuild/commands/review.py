@@ -105,7 +105,9 @@ def _write(project: "Workspace", path: str, data: bytes) -> tuple[int, int]:
         write_atomic(project.root / path, data)
     except OSError as exc:
         raise UserError(f"cannot write {path} ({exc.strerror or exc}); fix that and run again") from exc
-    project.hasher.remember(path, sha256_bytes(data))
+    sha = sha256_bytes(data)
+    project.hasher.remember(path, sha)
+    project.cache.mark_written(project.root / path, sha)
     return info.width, info.height
 
 

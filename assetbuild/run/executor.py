@@ -545,6 +545,7 @@ class Executor:
                                       "the image is in the cache, so it costs nothing again") from exc
             sha = sha256_bytes(data)
             self.hasher.remember(path, sha)
+            self.cache.mark_written(self.root / path, sha)
             outputs.append(OutputRecord(path, sha, info.width, info.height))
         assert d.fingerprint is not None and d.inputs is not None
         entry = LockEntry(

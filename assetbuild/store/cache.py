@@ -65,6 +65,10 @@ class CacheRecord:
             return None
 
 
+def is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def cache_dir(root: Path, env: dict[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     override = env.get(CACHE_DIR_ENV)
@@ -103,6 +107,8 @@ class Cache:
     # -- blobs ------------------------------------------------------------------------------
 
     def _blob_path(self, sha: str) -> Path:
+        if not is_sha256(sha):  # a sha256 from a lock or a record may be hostile ("../../x")
+            raise CacheError(f"{sha[:80]!r} is not a sha256; the lock or cache record that names it is damaged")
         return self.dir / "blobs" / sha[:2] / sha
 
     def put_blob(self, data: bytes) -> str:
@@ -138,6 +144,8 @@ class Cache:
 
     def local_blob(self, sha: str) -> bytes | None:
         """``get_blob`` without the remote."""
+        if not is_sha256(sha):
+            return None
         path = self._blob_path(sha)
         try:
             data = path.read_bytes()
@@ -152,7 +160,7 @@ class Cache:
         return None
 
     def has_blob(self, sha: str) -> bool:
-        return self._blob_path(sha).is_file()
+        return is_sha256(sha) and self._blob_path(sha).is_file()
 
     def blob_sizes(self) -> dict[str, int]:
         """Every local blob: sha256 -> bytes (temp files skipped)."""
@@ -167,6 +175,8 @@ class Cache:
         return sizes
 
     def delete_blob(self, sha: str) -> None:
+        if not is_sha256(sha):
+            return
         try:
             self._blob_path(sha).unlink()
         except FileNotFoundError:
@@ -230,6 +240,15 @@ class Cache:
             raise
         except Exception as exc:
             raise self._damaged("write", exc) from exc
+
+    def mark_written(self, path: Path, sha: str) -> None:
+        """Record that assetbuild wrote the bytes ``sha`` to ``path`` (absolute): what the
+        deletion rule (files.DeletionRule) asks before it removes a file."""
+        self._set(f"wrote:{sha}:{path}", 1)
+
+    def wrote(self, path: Path, sha: str) -> bool:
+        """Whether this cache recorded writing the bytes ``sha`` to ``path`` (absolute)."""
+        return self._get(f"wrote:{sha}:{path}") is not None
 
     def result(self, fingerprint: str) -> CacheRecord | None:
         """The cached result for a fingerprint, if the blobs to restore it are present: its

@@ -1,18 +1,21 @@
 """Writing files so a crash never leaves half of one (temp file in the same folder, fsync,
-then ``os.replace``), sweeping the temp files a killed write left, and the
-one-build-at-a-time guard."""
+then ``os.replace``), sweeping the temp files a killed write left, the one-build-at-a-time
+guard, and the one rule for removing a file (:class:`DeletionRule`)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Mapping
 
 from ..errors import ManifestError, UserError
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+PROTECTED_NAMES = frozenset({".git", ".hg", ".svn", ".assetbuild"})  # never an output's folder or name
 TEMP_SUFFIX = ".assetbuild-tmp"  # `assetbuild init` git-ignores it; a build sweeps what a kill left
 
 
@@ -150,3 +153,137 @@ def exclusive(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@dataclass
+class DeletionRule:
+    """The one rule for removing a file, whatever asks (prune after a build, ``clean``,
+    ``clean --git-revs``): assetbuild removes only a regular file under ``output_dir`` whose
+    every path component is reached inside the project without a symlink, that no manifest in
+    the folder claims or reads, and whose bytes the local cache index says assetbuild wrote
+    at that path. A lock only names candidates: a path and bytes it says were written. Every
+    other file is kept, with the reason.
+
+    ``kept``: path -> why, for what the loaded manifest claims or reads (and the manifest and
+    lock themselves). ``others``: called once, when a file passed every other check: path ->
+    why, for what the other manifests in the folder claim or read (key ``"*"``: every path,
+    when one of them cannot be read). ``wrote(path, sha)``: the local cache index's record.
+    ``hash(path)``: the file's sha256 (memoised by size and mtime), None if it is not there."""
+
+    root: Path  # resolved
+    output_dir: str  # posix, relative to root; "." is the project
+    kept: Mapping[str, str]
+    others: Callable[[], Mapping[str, str]]
+    wrote: Callable[[str, str], bool]
+    hash: Callable[[str], "str | None"]
+    _others: "Mapping[str, str] | None" = None
+
+    def why_kept(self, rel: str, sha: str) -> str | None:
+        """None if ``rel`` (as a lock recorded it, with bytes ``sha``) may be removed; "" if
+        there is nothing there to remove; else why it stays."""
+        problem = path_problem(rel)
+        if problem:
+            return problem
+        if not (self.output_dir == "." or rel.startswith(self.output_dir.rstrip("/") + "/")):
+            return f"not under output_dir {self.output_dir}"
+        if rel in self.kept:
+            return self.kept[rel]
+        problem = self._walk(rel)
+        if problem is not None:
+            return problem
+        on_disk = self.hash(rel)
+        if on_disk is None:
+            return ""
+        if on_disk != sha:
+            return "changed since assetbuild wrote it (kept; delete it by hand if it is not wanted)"
+        if not self.wrote(rel, sha):
+            return ("not written here by assetbuild (the local cache has no record of it; a lock's word "
+                    "is not enough): delete it by hand if it is not wanted")
+        if self._others is None:
+            self._others = self.others()
+        return self._others.get(rel) or self._others.get("*")
+
+    def _walk(self, rel: str) -> str | None:
+        """Each component from the root with lstat: "" if something is missing, why if a
+        folder is a symlink (or not a folder) or the file is not a regular one."""
+        parts = rel.split("/")
+        path = str(self.root)
+        for i, part in enumerate(parts):
+            path = os.path.join(path, part)
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return ""
+            except OSError as exc:
+                return f"cannot be read ({exc.strerror})"
+            shown = "/".join(parts[:i + 1])
+            if stat.S_ISLNK(st.st_mode):
+                return f"{shown} is a symlink" if i < len(parts) - 1 else "is a symlink"
+            last = i == len(parts) - 1
+            if not last and not stat.S_ISDIR(st.st_mode):
+                return ""
+            if last and not stat.S_ISREG(st.st_mode):
+                return "not a regular file"
+            if last and st.st_nlink > 1:
+                return f"has {st.st_nlink} hard links (another name holds the same file)"
+        return None
+
+    def remove(self, rel: str, sha: str, before: Callable[[bytes], object]) -> str | None:
+        """Remove ``rel`` if :meth:`why_kept` allows it; ``before(data)`` runs first (the bytes
+        go to the cache). Opened folder by folder without following a symlink (``O_NOFOLLOW``,
+        ``dir_fd``), so a link swapped in after the check is not followed. Returns None if the
+        file is gone, else why it stays."""
+        why = self.why_kept(rel, sha)
+        if why is not None:
+            return why
+        parts = rel.split("/")
+        nofollow = getattr(os, "O_NOFOLLOW", 0)
+        if os.open not in os.supports_dir_fd or os.unlink not in os.supports_dir_fd or not nofollow:
+            return self._remove_by_path(rel, sha, before)  # pragma: no cover - Windows
+        opened: list[int] = []
+        try:
+            fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            opened.append(fd)
+            for part in parts[:-1]:
+                fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | nofollow, dir_fd=fd)
+                opened.append(fd)
+            file_fd = os.open(parts[-1], os.O_RDONLY | nofollow, dir_fd=fd)
+            with os.fdopen(file_fd, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    return "not a regular file"
+                data = fh.read()
+            if hashlib.sha256(data).hexdigest() != sha:
+                return "changed since it was written"
+            before(data)
+            os.unlink(parts[-1], dir_fd=fd)
+        except OSError as exc:
+            return f"cannot remove it ({exc.strerror or exc})"
+        finally:
+            for fd in opened:
+                os.close(fd)
+        return None
+
+    def _remove_by_path(self, rel: str, sha: str, before: Callable[[bytes], object]) -> str | None:
+        path = self.root / rel
+        try:
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != sha:
+                return "changed since it was written"
+            before(data)
+            os.unlink(path)
+        except OSError as exc:
+            return f"cannot remove it ({exc.strerror or exc})"
+        return None
+
+
+def path_problem(rel: str) -> str | None:
+    """Why ``rel`` (from a lock: data that may be hostile) is not a plain relative posix path
+    inside the project that may name an output, or None."""
+    if not rel or not rel.isprintable() or "\\" in rel or rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
+        return "not a relative path inside the project"
+    parts = rel.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "not a normalised path inside the project"
+    if any(part.lower() in PROTECTED_NAMES for part in parts):
+        return "inside a folder assetbuild never writes outputs to (.git, .assetbuild)"
+    return None

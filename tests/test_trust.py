@@ -1,0 +1,228 @@
+"""Trust only what assetbuild wrote (issue 17): a lock, another branch's lock or an old
+commit's lock names files; assetbuild deletes only what the one deletion rule allows (a
+regular file under output_dir, reached without a symlink, that no manifest in the folder
+claims or reads, and whose bytes the local cache index says assetbuild wrote at that path).
+
+The hostile-lock corpus (tests/data/hostile-locks/corpus.toml) goes through build, clean,
+clean --git-revs and a build after a merge through the real git merge driver."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ProjectDir, png
+from tests.test_team import git_env
+
+DATA = Path(__file__).parent / "data" / "hostile-locks"
+CORPUS = tomllib.loads((DATA / "corpus.toml").read_text(encoding="utf-8"))["entry"]
+ACTED = [e for e in CORPUS if not e.get("loader")]  # entries the lock loader reads
+REFUSED = [e for e in CORPUS if e.get("loader")]  # entries the lock loader refuses as a whole
+
+MANIFEST = """\
+[project]
+output_dir = "{od}"
+
+[defaults]
+size = "48x32"
+
+[assets.hero]
+prompt = "a hero"
+output = "{pre}hero.png"
+{refs}
+{extra}
+"""
+
+EXTRA = """\
+[assets.logo]
+prompt = "a logo"
+output = "{pre}logo.png"
+
+[assets.old]
+prompt = "an old one"
+output = "{pre}old.png"
+"""
+
+WEB = """\
+[project]
+output_dir = "{od}"
+
+[defaults]
+size = "48x32"
+
+[assets.web]
+prompt = "the web banner"
+output = "{pre}web.png"
+"""
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Hostile:
+    """The corpus's project: built once with logo and old, then logo and old removed from the
+    manifest, hero reading brand/palette.png and assets/logo.png, and a sibling web.toml."""
+
+    def __init__(self, tmp: Path, od: str):
+        self.tmp = tmp
+        self.od = od
+        self.pre = "assets/" if od == "." else ""
+        self.outside = tmp / "outside"
+        self.env = git_env(tmp)
+        self.p = ProjectDir(tmp / "proj", tmp / "cache")
+        self.p.root.mkdir()
+        self.git("init", "-q", "-b", "main")
+        self.p.manifest(MANIFEST.format(od=od, pre=self.pre, refs="", extra=EXTRA.format(pre=self.pre)))
+        self.p.write("web.toml", WEB.format(od=od, pre=self.pre))
+        for args in (("build",), ("-f", "web.toml", "build")):
+            res = self.p.run(*args)
+            assert res.exit_code == 0, res.output + res.stderr
+        root = self.p.root
+        self.p.write("brand/palette.png", (root / "assets/hero.png").read_bytes())  # a copy of an output
+        self.p.write("brand/notes.txt", "the brand's notes\n")
+        self.p.write("assets/hand-made.png", png(48, 32, (1, 2, 3)))
+        self.p.write("assets/sub/inside.txt", "a folder's file\n")
+        self.outside.mkdir()
+        (self.outside / "victim.png").write_bytes(png(48, 32, (9, 9, 9)))
+        (self.outside / "hard.png").write_bytes(png(48, 32, (8, 8, 8)))
+        (tmp / "victim2.png").write_bytes(png(48, 32, (7, 7, 7)))
+        os.symlink(self.outside, root / "assets" / "link")
+        os.symlink(self.outside / "victim.png", root / "assets" / "victim-link.png")
+        os.link(self.outside / "hard.png", root / "assets" / "hardlink.png")
+        self.p.write(".gitattributes", "")
+        self.p.manifest(MANIFEST.format(od=od, pre=self.pre, extra="",
+                                        refs='references = ["brand/palette.png", "assets/logo.png"]'))
+
+    def git(self, *args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=self.tmp / "proj", env=self.env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, f"git {' '.join(args)}: {done.stdout}{done.stderr}"
+        return done.stdout
+
+    def commit(self, message: str) -> None:
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+
+    def place(self, text: str) -> str:
+        return text.replace("{outside}", str(self.outside))
+
+    def entries(self, corpus: list[dict]) -> str:
+        """Lock tables of gone assets, one per corpus entry, each carrying the sha256 of the
+        bytes it names (so the hash alone would not keep the file)."""
+        tables = []
+        for i, entry in enumerate(corpus):
+            target = Path(self.place(entry.get("sha_of", entry["path"])))
+            target = target if target.is_absolute() else self.p.root / target
+            digest = sha(target) if target.is_file() else "0" * 64
+            tables.append(f'[assets."hostile-{i:02d}"]\nfingerprint = "{"f" * 64}"\nprovider = "local"\n\n'
+                          f'[[assets."hostile-{i:02d}".outputs]]\npath = {json.dumps(self.place(entry["path"]))}\n'
+                          f'sha256 = "{digest}"\nwidth = 48\nheight = 32\n')
+        return "\n".join(tables)
+
+    def poison(self, corpus: list[dict]) -> None:
+        lock = self.p.root / "assetbuild.lock"
+        lock.write_text(lock.read_text(encoding="utf-8") + "\n" + self.entries(corpus), encoding="utf-8")
+
+    def files(self) -> dict[str, str]:
+        """Every file and link under the temp folder but the cache and git's object store."""
+        found = {}
+        for folder, dirs, names in os.walk(self.tmp):
+            dirs[:] = [d for d in dirs if d not in ("cache", "objects", "logs")]
+            for name in names + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+                path = os.path.join(folder, name)
+                found[os.path.relpath(path, self.tmp)] = os.readlink(path) if os.path.islink(path) else "file"
+        return found
+
+
+def removed(before: dict[str, str], after: dict[str, str]) -> set[str]:
+    return set(before) - set(after)
+
+
+OWNED = {"proj/assets/old.png"}  # the one leftover assetbuild wrote: the rule still removes it
+
+
+@pytest.fixture(params=["assets", "."])
+def hostile(request, tmp_path) -> Hostile:
+    return Hostile(tmp_path, request.param)
+
+
+def test_the_corpus_has_twenty_entries_or_more():
+    assert len(CORPUS) >= 20 and len(ACTED) >= 15
+
+
+def test_build_removes_only_what_assetbuild_wrote(hostile):
+    hostile.poison(ACTED)
+    before = hostile.files()
+    res = hostile.p.run("build")
+    assert res.exit_code == 0, res.output + res.stderr
+    assert removed(before, hostile.files()) == OWNED
+    out = res.output
+    for kept in ("assets/logo.png", "assets/web.png", "brand/palette.png", "assets/hand-made.png",
+                 "assets/link/victim.png", "assets/victim-link.png", "assetbuild.toml", ".git/config"):
+        assert kept in out, out  # each kept file named, one line each
+    assert hostile.p.run("build").exit_code == 0  # the next build still reads assets/logo.png
+
+
+def test_clean_removes_only_what_assetbuild_wrote(hostile):
+    hostile.poison(ACTED)
+    before = hostile.files()
+    res = hostile.p.run("clean")
+    assert res.exit_code == 0, res.output + res.stderr
+    assert removed(before, hostile.files()) == OWNED
+
+
+def test_clean_with_git_revs_removes_only_what_assetbuild_wrote(hostile):
+    lock = hostile.p.root / "assetbuild.lock"
+    clean = lock.read_text(encoding="utf-8")
+    hostile.poison(ACTED)
+    hostile.commit("a lock from a branch")
+    lock.write_text(clean, encoding="utf-8")  # today's lock is clean; history holds the hostile one
+    hostile.commit("the lock again")
+    before = hostile.files()
+    res = hostile.p.run("clean", "--git-revs", "5")
+    assert res.exit_code == 0, res.output + res.stderr
+    assert removed(before, hostile.files()) == OWNED
+
+
+@pytest.mark.parametrize("entry", REFUSED, ids=[e["name"] for e in REFUSED])
+def test_a_lock_entry_the_loader_refuses_removes_nothing(tmp_path, entry):
+    hostile = Hostile(tmp_path, ".")
+    hostile.poison([entry])
+    before = hostile.files()
+    for args in (("build",), ("clean",)):
+        res = hostile.p.run(*args)
+        assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.output + res.stderr
+        assert "hostile-00" in res.stderr
+    assert removed(before, hostile.files()) == set()
+
+
+@pytest.mark.slow
+def test_a_hostile_branch_merged_through_the_driver_removes_nothing_assetbuild_did_not_write(tmp_path):
+    hostile = Hostile(tmp_path, ".")
+    res = hostile.p.run("init", "--git")
+    assert res.exit_code == 0, res.output + res.stderr
+    hostile.commit("base")
+    hostile.git("checkout", "-q", "-b", "pr")
+    hostile.poison(ACTED)  # a pull request that adds lock tables (the symlinks are committed too)
+    hostile.commit("pr: lock tables")
+    hostile.git("checkout", "-q", "main")
+    manifest = hostile.p.root / "assetbuild.toml"
+    manifest.write_text(manifest.read_text(encoding="utf-8") + '\n[assets.extra]\nprompt = "more"\n'
+                        f'output = "{hostile.pre}extra.png"\n', encoding="utf-8")
+    assert hostile.p.run("build").exit_code == 0
+    hostile.commit("main: extra")
+    hostile.git("merge", "--no-edit", "pr")  # both sides changed the lock: the driver merges it
+    lock = (hostile.p.root / "assetbuild.lock").read_text(encoding="utf-8")
+    assert "hostile-00" in lock and "<<<<<<<" not in lock
+    before = hostile.files()
+    res = hostile.p.run("build")
+    assert res.exit_code == 0, res.output + res.stderr
+    assert removed(before, hostile.files()) == set()  # main's build before the merge removed old.png
+    assert not (hostile.p.root / "assets/old.png").exists()
