@@ -676,11 +676,12 @@ class Project:
                 done["remote"] = gc_remote(store, keep, dry_run=dry_run)
         return done
 
-    def report(self, out: str | Path | None = None, *, since: str | None = None) -> Any:
-        """Write the HTML review page (see report.py); ``since`` compares with a git revision."""
+    def report(self, out: str | Path | None = None, *, since: str | None = None, force: bool = False) -> Any:
+        """Write the HTML review page (see report.py); ``since`` compares with a git revision;
+        ``force`` writes over a file that is not the report's own (see report.owned_elsewhere)."""
         from .commands.report import write_report
 
-        return write_report(self, None if out is None else Path(out), since=since)
+        return write_report(self, None if out is None else Path(out), since=since, force=force)
 
     def close(self) -> None:
         self.providers.close()

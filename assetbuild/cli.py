@@ -723,13 +723,15 @@ def _ls(ctx: Ctx, targets: tuple[str, ...], *, as_json: bool) -> None:
               help="The HTML file to write (default: beside the manifest, assetbuild-report.html).")
 @click.option("--since", default=None, metavar="REV",
               help="Show what changed since this git revision (default: HEAD, when in a git repository).")
+@click.option("--force", is_flag=True,
+              help="Write -o even if it is not an .html file, or is the manifest, the lock, an output or a reference.")
 @click.pass_obj
-def report(ctx: Ctx, out: Path | None, since: str | None) -> None:
+def report(ctx: Ctx, out: Path | None, since: str | None, force: bool) -> None:
     """Write one self-contained HTML page to review the kit: images, candidates, status, changes."""
     if out is not None and not out.is_absolute():
         out = ctx.directory / out  # -C DIR: as if started in DIR
     with ctx.project() as project:
-        done = project.report(out, since=since)
+        done = project.report(out, since=since, force=force)
     changed = "" if done.changes is None else f", {len(done.changes)} changed since {done.since}"
     click.echo(f"report: {done.path} ({_bytes(done.size_bytes)}): {done.assets} asset(s), {done.images} image(s), "
                f"{done.stale} stale{changed}")

@@ -226,3 +226,138 @@ def test_a_hostile_branch_merged_through_the_driver_removes_nothing_assetbuild_d
     assert res.exit_code == 0, res.output + res.stderr
     assert removed(before, hostile.files()) == set()  # main's build before the merge removed old.png
     assert not (hostile.p.root / "assets/old.png").exists()
+
+
+# -- item 2: prune never removes a file a manifest in the folder still reads or claims ------------
+
+LOGO_KIT = """\
+[project]
+output_dir = "assets"
+
+[defaults]
+size = "48x32"
+
+[assets.hero]
+prompt = "a hero"
+{refs}
+{logo}
+"""
+
+
+def test_a_removed_asset_whose_file_a_reference_now_reads_is_kept(project):  # item 2(a)
+    project.manifest(LOGO_KIT.format(refs="", logo='[assets.logo]\nprompt = "a logo"'))
+    assert project.run("build").exit_code == 0
+    logo = project.read("assets/logo.png")
+    project.manifest(LOGO_KIT.format(refs='references = ["assets/logo.png"]', logo=""))
+    res = project.run("build")
+    assert res.exit_code == 0, res.output + res.stderr
+    assert project.read("assets/logo.png") == logo
+    assert "keeps assets/logo.png: assetbuild.toml reads it (hero: assets/logo.png)" in res.output
+    res = project.run("build")
+    assert res.exit_code == 0, res.output + res.stderr  # not "reference file assets/logo.png does not exist"
+
+
+def test_an_asset_moved_to_another_manifest_in_the_folder_keeps_its_output(project):  # item 2(b)
+    banner = '[assets.banner]\nprompt = "a banner"'
+    project.manifest(LOGO_KIT.format(refs="", logo=banner))
+    assert project.run("build").exit_code == 0
+    image = project.read("assets/banner.png")
+    project.manifest(LOGO_KIT.format(refs="", logo=""))
+    project.write("web.toml", LOGO_KIT.replace("hero", "web-hero").format(refs="", logo=banner))
+    res = project.run("build")  # assetbuild.toml, before web.toml was ever built
+    assert res.exit_code == 0, res.output + res.stderr
+    assert project.read("assets/banner.png") == image
+    assert "keeps assets/banner.png: web.toml: an output of banner" in res.output
+    res = project.run("-f", "web.toml", "build", "--json")
+    assert res.exit_code == 0 and project.calls.assets == {"web-hero"}, res.output + res.stderr
+    assert project.read("assets/banner.png") == image
+
+
+def test_a_sibling_manifest_that_cannot_be_loaded_keeps_every_file(project):
+    project.manifest(LOGO_KIT.format(refs="", logo='[assets.logo]\nprompt = "a logo"'))
+    assert project.run("build").exit_code == 0
+    project.manifest(LOGO_KIT.format(refs="", logo=""))
+    project.write("web.toml", "[assets.banner\nprompt = broken")
+    project.write("pyproject.toml", '[tool.x]\nname = "not a manifest"\n')
+    res = project.run("build")
+    assert res.exit_code == 0, res.output + res.stderr
+    assert (project.root / "assets/logo.png").exists()
+    assert "web.toml cannot be loaded" in res.output
+
+
+# -- item 3: report -o never writes over a file it does not own ------------------------------------
+
+@pytest.mark.parametrize("target", ["assetbuild.toml", "assetbuild.lock", "assets/hero.png", "brand/palette.png",
+                                    "notes.txt", "page.htm"])
+def test_report_refuses_to_write_over_what_it_does_not_own(project, target):
+    project.manifest(LOGO_KIT.format(refs='references = ["brand/palette.png"]', logo=""))
+    project.write("brand/palette.png", png(32, 32))
+    project.write("notes.txt", "mine\n")
+    assert project.run("build").exit_code == 0
+    before = (project.root / target).read_bytes() if (project.root / target).exists() else None
+    res = project.run("report", "-o", target)
+    assert res.exit_code == 2, res.output + res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and target in res.stderr and "--force" in res.stderr
+    after = (project.root / target).read_bytes() if (project.root / target).exists() else None
+    assert after == before
+
+
+def test_report_force_writes_where_it_is_told(project):
+    project.manifest(LOGO_KIT.format(refs="", logo=""))
+    project.write("notes.txt", "mine\n")
+    assert project.run("build").exit_code == 0
+    assert project.run("report", "-o", "notes.txt", "--force").exit_code == 0
+    assert project.read("notes.txt").lower().startswith(b"<!doctype html>")
+    assert project.run("report", "-o", "review.html").exit_code == 0
+
+
+def test_report_refuses_a_link_to_the_manifest(project):
+    project.manifest(LOGO_KIT.format(refs="", logo=""))
+    assert project.run("build").exit_code == 0
+    os.symlink(project.root / "assetbuild.toml", project.root / "page.html")
+    res = project.run("report", "-o", "page.html")
+    assert res.exit_code == 2 and "assetbuild.toml" in res.stderr, res.output + res.stderr
+    assert b"<!DOCTYPE" not in project.read("assetbuild.toml")
+
+
+# -- item 4: adopt reads only a regular file inside the project -----------------------------------
+
+def test_adopt_refuses_a_symlinked_output_and_reads_nothing(project, tmp_path):
+    project.manifest(LOGO_KIT.format(refs="", logo=""))
+    assert project.run("build").exit_code == 0
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(png(48, 32, (66, 66, 66)))
+    out = project.root / "assets/hero.png"
+    out.unlink()
+    os.symlink(secret, out)
+    res = project.run("adopt", "hero")
+    assert res.exit_code == 2, res.output + res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "assets/hero.png" in res.stderr and "symlink" in res.stderr
+    blobs = [p.name for p in (tmp_path / "cache" / "blobs").rglob("*") if p.is_file()]
+    assert sha(secret) not in blobs
+    assert sha(secret) not in project.read("assetbuild.lock").decode()
+
+
+def test_adopt_refuses_an_output_folder_that_became_a_link_outside(project, tmp_path):
+    project.manifest("""\
+[project]
+output_dir = "assets"
+[defaults]
+size = "48x32"
+[assets.hero]
+prompt = "a hero"
+output = "sub/hero.png"
+""")
+    assert project.run("build").exit_code == 0
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "hero.png").write_bytes(png(48, 32, (5, 5, 5)))
+    sub = project.root / "assets/sub"
+    (sub / "hero.png").unlink()
+    sub.rmdir()
+    os.symlink(outside, sub)
+    res = project.run("adopt", "hero")
+    assert res.exit_code == 2, res.output + res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "assets/sub" in res.stderr, res.stderr
+    blobs = [p.name for p in (tmp_path / "cache" / "blobs").rglob("*") if p.is_file()]
+    assert sha(outside / "hero.png") not in blobs

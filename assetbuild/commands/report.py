@@ -607,9 +607,32 @@ def find_changes(project: "Workspace", git: Git, lock_name: str,
     return found
 
 
-def write_report(project: "Workspace", out: Path | None = None, *, since: str | None = None) -> ReportResult:
+def owned_elsewhere(project: "Workspace", out: Path) -> str | None:
+    """Why ``out`` (resolved) is not a file the report may write over, or None: the manifest,
+    the lock, an output or a file the manifest reads, or a name that does not end in .html."""
+    root = project.root
+    lock = project.lock.path
+    mine = {project.manifest_path.resolve(): f"the manifest {project.manifest_path.name}",
+            lock.resolve(): f"the lock {lock.name}"}
+    for node in project.nodes.values():
+        for path in node.outputs:
+            mine.setdefault((root / path).resolve(), f"{path}, an output of {node.id}")
+        for ref in node.references:
+            if ref.path is not None:
+                mine.setdefault((root / ref.path).resolve(), f"{ref.path}, a file {node.id} reads")
+    if out in mine:
+        return f"is {mine[out]}"
+    if not out.name.lower().endswith(".html"):
+        return "does not end in .html"
+    return None
+
+
+def write_report(project: "Workspace", out: Path | None = None, *, since: str | None = None,
+                 force: bool = False) -> ReportResult:
     """Write the report to ``out`` (default: assetbuild-report.html beside assetbuild.toml,
     web-report.html beside web.toml).
+    It never writes over the manifest, the lock, an output or a reference, nor a file whose
+    name does not end in .html, unless ``force``.
     ``since`` names a git revision to compare with; None compares with HEAD when the project
     is in a git repository with commits, and quietly leaves the comparison out otherwise (a
     revision given that git cannot read is a UsageError)."""
@@ -618,7 +641,12 @@ def write_report(project: "Workspace", out: Path | None = None, *, since: str | 
     out = Path(out)
     if out.is_dir():
         raise UsageError(f"-o {out}: is a folder; name a file such as {out / REPORT_NAME}")
+    shown = out
     out = out.resolve()
+    why = None if force else owned_elsewhere(project, out)
+    if why is not None:
+        raise UsageError(f"-o {shown}: {why}; the report writes only its own .html file: name another, "
+                         "or pass --force to write there anyway")
     plan = project.plan()
     decisions = {d.id: d for d in plan.decisions}
     lock_file = project.lock.path

@@ -170,6 +170,7 @@ def _read_file(project: "Workspace", path: str, sha: str) -> bytes | None:
 
 def adopt(project: "Workspace", target: str) -> Adopted:
     """Accept the hand-edited output of one asset as its output."""
+    from ..store.files import read_inside, walk_problem
     from ..store.hashing import sha256_bytes
     from ..store.imageinfo import ImageDecodeError, inspect_image
     from ..store.lockfile import OutputRecord
@@ -179,10 +180,14 @@ def adopt(project: "Workspace", target: str) -> Adopted:
         node, entry = _one_output(project, node_id, "adopt")
         path = node.outputs[0]
         file = project.root / path
+        problem = walk_problem(project.root, path)
+        if problem and "hard links" not in problem:  # a link could carry a file from outside in
+            raise UserError(f"adopt: {path}: {problem}; adopt reads only a regular file inside the project: "
+                            "put the image itself there, then adopt it")
         if is_lfs_pointer(file):
             raise UserError(f"adopt: {path} is a Git LFS pointer file, not an image: run git lfs pull")
         try:
-            data = file.read_bytes()
+            data = read_inside(project.root, path)
         except FileNotFoundError:
             raise UserError(f"adopt: {path} does not exist; put the retouched image there, then adopt it") from None
         except OSError as exc:
@@ -198,6 +203,7 @@ def adopt(project: "Workspace", target: str) -> Adopted:
         project.cache.put_blob(data)  # before the lock names it: never a lock entry without its bytes
         project.cache.share_blob(sha)
         project.hasher.remember(path, sha)
+        project.cache.mark_written(project.root / path, sha)  # handed over: assetbuild owns it now
         project.lock.record(node_id, replace(entry, outputs=(OutputRecord(path, sha, info.width, info.height),),
                                              adopted=sha))
         project.lock.save()

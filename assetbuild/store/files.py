@@ -188,7 +188,7 @@ class DeletionRule:
             return f"not under output_dir {self.output_dir}"
         if rel in self.kept:
             return self.kept[rel]
-        problem = self._walk(rel)
+        problem = walk_problem(self.root, rel)
         if problem is not None:
             return problem
         on_disk = self.hash(rel)
@@ -202,31 +202,6 @@ class DeletionRule:
         if self._others is None:
             self._others = self.others()
         return self._others.get(rel) or self._others.get("*")
-
-    def _walk(self, rel: str) -> str | None:
-        """Each component from the root with lstat: "" if something is missing, why if a
-        folder is a symlink (or not a folder) or the file is not a regular one."""
-        parts = rel.split("/")
-        path = str(self.root)
-        for i, part in enumerate(parts):
-            path = os.path.join(path, part)
-            try:
-                st = os.lstat(path)
-            except (FileNotFoundError, NotADirectoryError):
-                return ""
-            except OSError as exc:
-                return f"cannot be read ({exc.strerror})"
-            shown = "/".join(parts[:i + 1])
-            if stat.S_ISLNK(st.st_mode):
-                return f"{shown} is a symlink" if i < len(parts) - 1 else "is a symlink"
-            last = i == len(parts) - 1
-            if not last and not stat.S_ISDIR(st.st_mode):
-                return ""
-            if last and not stat.S_ISREG(st.st_mode):
-                return "not a regular file"
-            if last and st.st_nlink > 1:
-                return f"has {st.st_nlink} hard links (another name holds the same file)"
-        return None
 
     def remove(self, rel: str, sha: str, before: Callable[[bytes], object]) -> str | None:
         """Remove ``rel`` if :meth:`why_kept` allows it; ``before(data)`` runs first (the bytes
@@ -274,6 +249,52 @@ class DeletionRule:
         except OSError as exc:
             return f"cannot remove it ({exc.strerror or exc})"
         return None
+
+
+def walk_problem(root: Path, rel: str) -> str | None:
+    """Each component of ``rel`` from ``root`` with lstat: "" if something is missing, why if a
+    folder is a symlink (or not a folder) or the file is not a regular one with one name."""
+    parts = rel.split("/")
+    path = str(root)
+    for i, part in enumerate(parts):
+        path = os.path.join(path, part)
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return ""
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror})"
+        shown = "/".join(parts[:i + 1])
+        last = i == len(parts) - 1
+        if stat.S_ISLNK(st.st_mode):
+            return "is a symlink" if last else f"{shown} is a symlink"
+        if not last and not stat.S_ISDIR(st.st_mode):
+            return ""
+        if last and not stat.S_ISREG(st.st_mode):
+            return "not a regular file"
+        if last and st.st_nlink > 1:
+            return f"has {st.st_nlink} hard links (another name holds the same file)"
+    return None
+
+
+def read_inside(root: Path, rel: str) -> bytes:
+    """The bytes of the regular file ``rel`` under ``root``, opened folder by folder without
+    following a symlink (OSError ELOOP/ENOTDIR if one is in the way)."""
+    parts = rel.split("/")
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    if os.open not in os.supports_dir_fd or not nofollow:  # pragma: no cover - Windows
+        return (root / rel).read_bytes()
+    opened = [os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))]
+    try:
+        for part in parts[:-1]:
+            opened.append(os.open(part, os.O_RDONLY | os.O_DIRECTORY | nofollow, dir_fd=opened[-1]))
+        with os.fdopen(os.open(parts[-1], os.O_RDONLY | nofollow, dir_fd=opened[-1]), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise IsADirectoryError(f"{rel} is not a regular file")
+            return fh.read()
+    finally:
+        for fd in opened:
+            os.close(fd)
 
 
 def path_problem(rel: str) -> str | None:
