@@ -8,7 +8,6 @@ library parts a command does not need.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 __version__ = "0.1.0"
 
@@ -28,7 +27,7 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:  # no typing import: a no-op's start pays for nothing
     if name not in _WHERE:
         raise AttributeError(f"module 'assetbuild' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

@@ -1,3 +1,20 @@
-from .cli import main
+"""``python -m assetbuild`` and the ``assetbuild`` command: a no-op ``build`` or ``check``
+is answered from the project's stamp (run/stamp.py) before click or the library is
+imported; everything else goes to the CLI."""
 
-main()
+import sys
+
+
+def main() -> None:
+    from .run.stamp import replay
+
+    code = replay(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    from .cli import main as cli_main
+
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()

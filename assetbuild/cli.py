@@ -9,6 +9,7 @@ import math
 import os
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -18,6 +19,7 @@ import click
 from . import jsonout
 from .money import usd
 from .errors import AssetbuildError, BuildInterrupted, LockfileError, UsageError, UserError
+from .run import stamp
 from .store.files import TEMP_SUFFIX
 
 if TYPE_CHECKING:  # the library is imported by the commands that use it: `--help` stays quick
@@ -332,6 +334,7 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], options: BuildOptions, *, pr
     from .run.executor import Event
     from .run.progress import Lines, LiveDisplay, live_wanted
 
+    started_ns = time.time_ns()
     project = ctx.project(provider_override)
     out = sys.stderr if as_json else sys.stdout
     lines = Lines(verbose=ctx.verbose, quiet=ctx.quiet)
@@ -364,20 +367,27 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], options: BuildOptions, *, pr
                                       the_plan.decisions, lines)
             with display or nullcontext():
                 report = project.build(targets, plan=the_plan, on_event=show)
+        noop = (not targets and not options.reroll and provider_override is None and not ctx.verbose
+                and not report.pruned and not report.warnings and not report.missing_keys
+                and all(r.status == "up-to-date" for r in report.results))
+        key_names = stamp.key_variables(project) if noop else []
     finally:
         project.close()
     summary = report.to_json()
     if as_json:
         from .commands.summaries import build_json
 
-        click.echo(jsonout.dumps(build_json(report, project.nodes)))
+        text = jsonout.dumps(build_json(report, project.nodes))
     else:
         for left in report.pruned:
             click.echo(_leftover_line("pruned", left, "removed"))
-        click.echo(f"build: {summary['generated']} generated, {summary['restored']} restored, "
-                   f"{summary['derived']} derived, "
-                   f"{summary['up_to_date']} up to date, {summary['failed']} failed, {summary['blocked']} blocked; "
-                   f"cost {usd(report.cost_usd)}")
+        text = (f"build: {summary['generated']} generated, {summary['restored']} restored, "
+                f"{summary['derived']} derived, "
+                f"{summary['up_to_date']} up to date, {summary['failed']} failed, {summary['blocked']} blocked; "
+                f"cost {usd(report.cost_usd)}")
+    click.echo(text)
+    if noop:  # the next no-op is answered from the stamp (run/stamp.py)
+        stamp.remember(project, "build-json" if as_json else "build", text + "\n", key_names, started_ns=started_ns)
     blocked = [(r.id, [c.code for c in r.causes]) for r in report.results if r.status == "blocked"]
     _say_merge(aid for aid, codes in blocked if "merge-built" in codes)
     if any(code in ("output-modified", "output-foreign") for _, codes in blocked for code in codes):
@@ -498,22 +508,28 @@ def adopt(ctx: Ctx, asset: str) -> None:
 @click.pass_obj
 def check(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:
     """For CI: exit 0 only if every output exists and matches the lock and the manifest."""
+    started_ns = time.time_ns()
     with ctx.project() as project:
         found = project.check_all(targets)
-    stale = [s for s in found if s.stale]
+        stale = [s for s in found if s.stale]
+        key_names = stamp.key_variables(project) if not stale and not targets else None
     if as_json:
         from .commands.summaries import check_json
 
-        click.echo(jsonout.dumps(check_json(found)))
+        text = jsonout.dumps(check_json(found))
+        click.echo(text)
         if stale:
             sys.exit(EXIT_FAILED)
-        return
-    for s in stale:
-        click.echo(f"stale      {s.asset}: {'; '.join(s.reasons)}")
-    if stale:
-        click.echo(f"check: {len(stale)} stale asset(s); {_next_step([(s.asset, s.codes) for s in stale])}")
-        sys.exit(EXIT_FAILED)
-    click.echo(f"check: all {len(found)} asset(s) up to date")
+    else:
+        for s in stale:
+            click.echo(f"stale      {s.asset}: {'; '.join(s.reasons)}")
+        if stale:
+            click.echo(f"check: {len(stale)} stale asset(s); {_next_step([(s.asset, s.codes) for s in stale])}")
+            sys.exit(EXIT_FAILED)
+        text = f"check: all {len(found)} asset(s) up to date"
+        click.echo(text)
+    if key_names is not None:  # the next no-op check is answered from the stamp (run/stamp.py)
+        stamp.remember(project, "check-json" if as_json else "check", text + "\n", key_names, started_ns=started_ns)
 
 
 def _next_step(stale: list[tuple[str, list[str]]]) -> str:

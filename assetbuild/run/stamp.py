@@ -1,0 +1,244 @@
+"""The whole-project stamp: a no-op ``build`` or ``check`` answered from one file, after one
+``lstat`` per file it rests on, before click or any of the library is imported (ninja's
+no-op: read the log, stat the files, say "no work to do").
+
+A full ``build`` or ``check`` that found every asset up to date (no targets, nothing pruned,
+no warning, no missing key) leaves a stamp in the cache folder, one per command variant
+(``build``, ``build --json``, ``check``, ``check --json``): the exact text it printed, and
+the identity (inode, size, mtime, ctime) of every file its answer rested on:
+
+* the manifest, the lock, the lock's journal (an interrupted build's) and the project folder;
+* every output and reference file, and each folder on their paths (a temp file a killed
+  write left, a folder swapped for a link);
+* the cache index (a cache entry removed), assetbuild's own modules and Pillow's (an
+  upgrade);
+
+and the settings that change decisions: which of the project's API-key variables are set,
+every ``ASSETBUILD_*`` variable, the Python and assetbuild versions. :func:`replay` prints
+that text again only when all of it still matches; anything off (a key set or unset, an
+output touched, edited or deleted, a reference edited, the manifest or lock changed, the
+build lock held by another build) takes the full path, which answers the usual way and, if
+it is a no-op again, writes a fresh stamp.
+
+Trust is the same as FileHasher's mtime+size memo (STYLE rule 3: stat decides only whether
+to look again), made stricter: inode and ctime too, so a file replaced or edited with its
+mtime put back is seen; and no stamp is written while any of its files is younger than the
+racy window, in which an edit could keep every one of those numbers. Symbolic links are not
+stamped (a project with one always takes the full path).
+
+This module imports nothing beyond os and sys at the top: :func:`replay` runs before
+everything else in the process (``assetbuild.__main__``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+FORMAT = "assetbuild-stamp/1"
+MANIFEST_NAME = "assetbuild.toml"  # the only manifest replay looks for (api.MANIFEST_NAME; remember() checks)
+CACHE_DIR_ENV = "ASSETBUILD_CACHE_DIR"  # store.cache's; remember() writes no stamp where the two disagree
+RACY_NS = 2_000_000_000  # hashing._RACY_S: a file changed this recently may change again unseen
+VARIANTS = ("build", "build-json", "check", "check-json")
+
+# The options replay accepts after the command: those that cannot change a no-op's answer.
+_FLAGS = {"build": {"--json", "-q", "--quiet", "-k", "--keep-going", "-y", "--yes"},
+          "check": {"--json", "-q", "--quiet"}}
+
+
+def variant_of(argv: list[str]) -> str | None:
+    """The stamp variant a command line asks for, or None when only the full path can answer
+    it (targets, -v, -C, -f, --force, --provider, --offline, anything unknown)."""
+    i = 0
+    while i < len(argv) and argv[i] in ("-q", "--quiet"):
+        i += 1
+    if i >= len(argv) or argv[i] not in _FLAGS:
+        return None
+    command, json_out = argv[i], False
+    rest = argv[i + 1:]
+    j = 0
+    while j < len(rest):
+        arg = rest[j]
+        if command == "build" and arg in ("-j", "--jobs"):
+            if j + 1 >= len(rest) or not _jobs_ok(rest[j + 1]):
+                return None
+            j += 2
+            continue
+        if command == "build" and arg.startswith(("--jobs=", "-j")) and len(arg) > 2:
+            if not _jobs_ok(arg[7:] if arg.startswith("--jobs=") else arg[2:]):
+                return None
+        elif arg not in _FLAGS[command]:
+            return None
+        json_out = json_out or arg == "--json"
+        j += 1
+    return f"{command}-json" if json_out else command
+
+
+def _jobs_ok(value: str) -> bool:
+    return value.isdigit() and 1 <= int(value) <= 64  # cli.JOBS: IntRange(1, 64)
+
+
+def cache_dir(root: str, env: os._Environ[str] | dict[str, str]) -> str:
+    """Where the stamp is: the cache folder store.cache.cache_dir names."""
+    override = env.get(CACHE_DIR_ENV)
+    return os.path.realpath(os.path.expanduser(override)) if override else os.path.join(root, ".assetbuild")
+
+
+def _context(env: os._Environ[str] | dict[str, str], key_names: list[str]) -> str:
+    from .. import __version__  # the package is imported already
+
+    keys_set = [name for name in key_names if env.get(name, "").strip()]
+    settings = sorted((k, v) for k, v in env.items() if k.startswith("ASSETBUILD_"))
+    return repr((FORMAT, __version__, sys.version, sys.executable, keys_set, settings))
+
+
+def _identity(st: os.stat_result) -> str:
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def _identities(paths: list[str]) -> str:
+    parts = []
+    append = parts.append
+    lstat = os.lstat
+    for path in paths:
+        try:
+            append(_identity(lstat(path)))
+        except OSError:
+            append("-")
+    return " ".join(parts)
+
+
+# -- answering from a stamp ---------------------------------------------------------------------
+
+def replay(argv: list[str], env: os._Environ[str] | dict[str, str] | None = None) -> int | None:
+    """Print what the last no-op of this command printed, and return its exit code, if its
+    stamp still holds; else None (nothing printed): the full path must answer."""
+    variant = variant_of(argv)
+    if variant is None:
+        return None
+    env = os.environ if env is None else env
+    try:
+        root = os.getcwd()
+        with open(os.path.join(cache_dir(root, env), f"stamp-{variant}"), encoding="utf-8") as fh:
+            fields = fh.read().split("\0")
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 7 or fields[0] != FORMAT or fields[1] != root:
+        return None
+    key_names = fields[2].split("\n") if fields[2] else []
+    if fields[3] != _context(env, key_names) or not fields[4].isdigit():
+        return None
+    if _identities(fields[7:]) != fields[6]:
+        return None
+    if variant.startswith("build") and _build_running(os.path.join(root, MANIFEST_NAME)):
+        return None  # the full path says "another assetbuild build is running"
+    sys.stdout.write(fields[5])
+    sys.stdout.flush()
+    return int(fields[4])
+
+
+def _build_running(manifest: str) -> bool:
+    """Another build holds the project's build lock (store.files.exclusive)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: builds take no lock
+        return False
+    try:
+        with open(manifest, "rb") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return True
+    return False
+
+
+# -- leaving one ----------------------------------------------------------------------------------
+
+def key_variables(project: object) -> list[str]:
+    """The API-key variables the project's providers read (each generating asset's provider
+    and its fallbacks), asked of the providers themselves."""
+    from ..plan.routing import key_variable
+
+    keys = project.keys()  # type: ignore[attr-defined]
+    names: dict[str, None] = {}
+    for node in project.nodes.values():  # type: ignore[attr-defined]
+        if not node.derived and node.provider_type != "local":
+            names.update(dict.fromkeys(keys.chain(node.provider)))
+    found = {key_variable(project.providers.get(name)) for name in names}  # type: ignore[attr-defined]
+    return sorted(v for v in found if v)
+
+
+def remember(project: object, variant: str, text: str, key_names: list[str], *, started_ns: int) -> bool:
+    """Leave the stamp of a no-op that printed ``text`` (and exited 0) for ``variant``. Call it
+    only when every asset was up to date and nothing else was said; ``started_ns`` is when the
+    command started (before the project was read). Writes nothing (returns False) where replay
+    would not find the same project, or a file changed within the racy window before the
+    command started or since."""
+    from ..store.files import write_atomic
+
+    root = str(project.root)  # type: ignore[attr-defined]
+    env = project.env  # type: ignore[attr-defined]
+    manifest = project.manifest_path  # type: ignore[attr-defined]
+    cache = project.cache.dir  # type: ignore[attr-defined]
+    if (variant not in VARIANTS or manifest.name != MANIFEST_NAME or str(manifest.parent.resolve()) != root
+            or str(cache) != cache_dir(root, env) or "\0" in text):
+        return False
+    files = _stamped_files(project, root, str(cache))
+    identities = []
+    for path in files:
+        try:
+            st = os.lstat(os.path.join(root, path))
+        except FileNotFoundError:
+            identities.append("-")
+            continue
+        except OSError:
+            return False
+        if _is_link(st) or max(st.st_mtime_ns, st.st_ctime_ns) > started_ns - RACY_NS:
+            return False
+        identities.append(_identity(st))
+    fields = [FORMAT, root, "\n".join(key_names), _context(env, key_names), "0", text, " ".join(identities), *files]
+    if any("\0" in f for f in fields):
+        return False
+    try:
+        write_atomic(cache / f"stamp-{variant}", "\0".join(fields).encode("utf-8", "surrogatepass"))
+    except (OSError, UnicodeError):
+        return False
+    return True
+
+
+def _is_link(st: os.stat_result) -> bool:
+    import stat
+
+    return stat.S_ISLNK(st.st_mode)
+
+
+def _stamped_files(project: object, root: str, cache: str) -> list[str]:
+    """Every file a no-op's answer rests on: project files relative to ``root`` (replay runs
+    there), the rest absolute."""
+    import importlib.util
+
+    lock = project.lock  # type: ignore[attr-defined]
+    rel = [MANIFEST_NAME, lock.path.name, "."]  # the lock is beside the manifest
+    folders: dict[str, None] = {}
+    for node in project.nodes.values():  # type: ignore[attr-defined]
+        paths = [*node.outputs, *(ref.path for ref in node.references if ref.path is not None)]
+        rel.extend(paths)
+        for path in paths:
+            folder = path.rpartition("/")[0]
+            while folder and folder not in folders:
+                folders[folder] = None
+                folder = folder.rpartition("/")[0]
+    rel.extend(folders)
+    absolute = [os.path.join(cache, "index", "cache.db"), os.path.join(cache, "index")]
+    if lock.journal is not None:
+        absolute.append(str(lock.journal.path))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder, _, names in os.walk(package):
+        absolute.extend(os.path.join(folder, n) for n in sorted(names) if n.endswith(".py"))
+    pillow = importlib.util.find_spec("PIL")
+    if pillow is not None and pillow.origin:
+        absolute.append(pillow.origin)
+    return list(dict.fromkeys(rel)) + absolute
