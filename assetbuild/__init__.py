@@ -20,7 +20,7 @@ _WHERE = {
     "NodeResult": "run.executor", "Outcome": "run.executor",
     "Plan": "api", "Project": "api", "Provider": "providers.base", "ProviderError": "errors",
     "ProviderRefused": "errors", "ProviderRequestError": "errors", "ProviderUnavailable": "errors",
-    "Reason": "plan.planner", "ReferenceImage": "providers.base", "RemoteError": "errors", "Stale": "api",
+    "Reason": "plan.reasons", "ReferenceImage": "providers.base", "RemoteError": "errors", "Stale": "api",
     "UsageError": "errors", "UserError": "errors",
 }
 

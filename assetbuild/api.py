@@ -30,7 +30,8 @@ from .commands.leftovers import Leftover, claims, gone, sibling_claims, sweep
 from .plan.routing import KeyRing, MissingKey, missing_keys
 from .store.lockfile import Lockfile
 from .spec.nodes import Node
-from .plan.planner import Action, Decision, Planner, texts
+from .plan.planner import Action, Decision, Planner
+from .plan.reasons import texts
 from .store.remote import RemoteStore, remote_spec
 
 if TYPE_CHECKING:  # the providers package is imported only when a provider is made
@@ -467,7 +468,7 @@ class Project:
             pruned = self.leftovers(dry_run=False)
             self.lock.prune(p.asset for p in pruned)
             self.lock.save_if_changed()
-        keyless = missing_keys((r.id, self.nodes[r.id].provider, r.causes) for r in results if r.id in self.nodes)
+        keyless = missing_keys((r.id, self.nodes[r.id].provider, r.reasons) for r in results if r.id in self.nodes)
         return BuildReport(results, pruned, list(dict.fromkeys(plan.warnings + self.cache.warnings[seen:])), keyless)
 
     def _check_keys(self, plan: Plan) -> None:

@@ -388,7 +388,7 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], options: BuildOptions, *, pr
     click.echo(text)
     if noop:  # the next no-op is answered from the stamp (run/stamp.py)
         stamp.remember(project, "build-json" if as_json else "build", text + "\n", key_names, started_ns=started_ns)
-    blocked = [(r.id, [c.code for c in r.causes]) for r in report.results if r.status == "blocked"]
+    blocked = [(r.id, [c.code for c in r.reasons]) for r in report.results if r.status == "blocked"]
     _say_merge(aid for aid, codes in blocked if "merge-built" in codes)
     if any(code in ("output-modified", "output-foreign") for _, codes in blocked for code in codes):
         click.echo(f"build: {_next_step(blocked)}", err=as_json)
@@ -535,7 +535,7 @@ def check(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:
 def _next_step(stale: list[tuple[str, list[str]]]) -> str:
     """What to run about these stale assets (id, reason codes): a build, unless a hand edit
     blocks it, which waits for `adopt` (keep it) or `build --force` (overwrite it)."""
-    from .plan.planner import HAND_EDIT_CODES, shell_word
+    from .plan.reasons import HAND_EDIT_CODES, shell_word
 
     edited = [shell_word(a) for a, codes in stale if HAND_EDIT_CODES.intersection(codes)]
     if not edited:

@@ -18,6 +18,7 @@ from assetbuild.store.hashing import FileHasher
 from assetbuild.store.lockfile import Lockfile
 from assetbuild.spec.nodes import Node, Ref
 from assetbuild.plan.planner import Action, Planner
+from assetbuild.plan.reasons import texts
 from assetbuild.providers.local import LocalProvider
 
 
@@ -208,11 +209,11 @@ def test_a_failure_without_keep_going_blocks_what_was_not_started(tmp_path):
     results, _ = s.run([node("a"), node("b"), node("c"), node("d", "b")], jobs=1)
     assert [(r.id, r.status) for r in results] == [("a", Outcome.GENERATED), ("b", Outcome.FAILED),
                                                     ("c", Outcome.BLOCKED), ("d", Outcome.BLOCKED)]
-    assert results[2].reasons == ["not started: the build stopped after b failed (-k keeps going)"]
+    assert texts(results[2].reasons) == ["not started: the build stopped after b failed (-k keeps going)"]
     s = Setup(tmp_path / "k", Failing())
     results, _ = s.run([node("a"), node("b"), node("c"), node("d", "b")], jobs=1, keep_going=True)
     assert [r.status for r in results] == [Outcome.GENERATED, Outcome.FAILED, Outcome.GENERATED, Outcome.BLOCKED]
-    assert results[3].reasons == ["upstream b not built"]
+    assert texts(results[3].reasons) == ["upstream b not built"]
     assert Action.BLOCKED.value == "blocked"
 
 

@@ -8,7 +8,8 @@ import json
 from typing import Any, Container, Iterable, Iterator, Sequence
 
 from ..spec.blueprint import Blueprint
-from ..plan.planner import Action, Decision, texts
+from ..plan.planner import Action, Decision
+from ..plan.reasons import texts
 
 
 def graph_data(blueprint: Blueprint, targets: Iterable[str] = ()) -> dict[str, Any]:

@@ -38,7 +38,8 @@ from ..money import usd
 from ..store.files import write_atomic
 from ..store.hashing import sha256_bytes
 from ..store.lockfile import LockEntry, read_entries
-from ..plan.planner import Action, Decision, Reason, changes
+from ..plan.planner import Action, Decision, changes
+from ..plan.reasons import Reason
 
 if TYPE_CHECKING:  # pragma: no cover
     from .workspace import Workspace

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 from ..money import usd
+from ..plan.reasons import texts
 
 if TYPE_CHECKING:
     from ..plan.planner import Decision
@@ -66,10 +67,10 @@ def build_json(report: Built, nodes: Mapping[str, "Node"]) -> dict[str, Any]:
         elif status in ("restored", "derived"):
             lists[status].append({"asset": r.id, "files": files})
         elif status == "failed":
-            lists["failed"].append({"asset": r.id, "error": r.error or "; ".join(r.reasons)})
+            lists["failed"].append({"asset": r.id, "error": r.error or "; ".join(texts(r.reasons))})
         elif status == "blocked":
-            lists["blocked"].append({"asset": r.id, "reasons": list(r.reasons),
-                                     "codes": [c.code for c in r.causes]})
+            lists["blocked"].append({"asset": r.id, "reasons": texts(r.reasons),
+                                     "codes": [c.code for c in r.reasons]})
     for pruned in report.pruned:  # an asset no longer in the manifest: the files removed, and kept
         lists["pruned"].append(pruned.to_json())
     return {**report.to_json(), "assets": lists, "missing_keys": [m.to_json() for m in report.missing_keys]}

@@ -18,6 +18,7 @@ from .fingerprint import fingerprint, fingerprint_inputs
 from ..store.hashing import FileHasher
 from ..store.lockfile import LockEntry, Lockfile
 from .choice import Choice, is_lfs_pointer, prior_images
+from .reasons import HAND_EDIT_CODES, Reason, ReasonCode, input_changed
 
 
 class Action(str, Enum):
@@ -39,71 +40,7 @@ class Unsettled(Enum):
 Handoff = Union[tuple[str, ...], Unsettled]
 Upstream = Mapping[str, "Handoff | Sequence[str]"]
 
-_REASON_TEXT = {
-    "new-asset": "new asset",
-    "reference-changed": "reference {} changed",
-    "references-changed": "references changed",
-    "upstream-changed": "upstream {} changed",
-    "upstream-unbuilt": "upstream {} not built",
-    "upstream-hand-edited": "upstream {asset} not built: its output was modified by hand "
-                            "(`assetbuild adopt {asset}` keeps it, `assetbuild build --force {asset}` overwrites it)",
-    "reference-missing": "reference {} missing",
-    "output-missing": "output {} missing",
-    "output-modified": "output {} modified by hand (`assetbuild adopt {asset}` keeps it, "
-                       "`assetbuild build --force {asset}` overwrites it)",
-    "lfs-pointer": "output {} is a Git LFS pointer file, not the image: run git lfs pull",
-    "adopted-inputs-changed": "output {} was adopted by hand, and a rebuild would discard the hand edit "
-                              "(--force rebuilds it)",
-    "reroll": "reroll (a new generation though nothing changed)",
-    "output-foreign": "output {} exists but was not written by assetbuild (`assetbuild adopt {asset}` keeps it, "
-                      "`assetbuild build --force {asset}` overwrites it)",
-    "output-other-lock": ("output {} holds the bytes another lock recorded (a merge?): run `assetbuild lock resolve` "
-                          "to record it as built (--force overwrites it)"),
-    "output-paths-changed": "output paths changed",
-    "old-output-paths": "from the old output paths",
-    "same-content": "same inputs as {}, whose images are on disk (a rename or a merge: nothing to pay)",
-    "merge-built": ("a merge is in progress and {} built these inputs already: run `assetbuild lock resolve` "
-                    "(it takes the images from git; nothing to pay), then build"),
-    "in-cache": "in the cache",
-    "forced": "forced (--force)",
-    "offline": "needs generation by {} (--offline)",
-    "missing-key": "API key not set: set the environment variable {}",
-    "recipe-changed": "recipe changed",
-    "fingerprint-changed": "fingerprint changed",
-    "cache-damaged": "the cached images are damaged or gone",
-    "over-budget": "generating it again (${}) would exceed the budget (max_cost / --max-cost)",
-    "stopped": "not started: the build stopped after {} failed (-k keeps going)",
-}
-# A node blocked for one of these waits for the user's word: adopt the file, or overwrite it.
-HAND_EDIT_CODES = frozenset({"output-modified", "output-foreign"})
 INPUT_KEYS = ("kind", "prompt", "model", "size", "count", "candidates", "seed", "watermark", "params", "steps")
-
-
-@dataclass(frozen=True)
-class Reason:
-    """Why a node is not up to date, as data: a stable ``code`` (``plan --json`` gives it) and
-    the ``detail`` it is about (a path, an asset id, an old -> new value). ``str()`` reads it."""
-
-    code: str
-    detail: str = ""
-    asset: str = ""  # the asset a command in the text names (`assetbuild adopt logo`)
-
-    def __str__(self) -> str:
-        if self.code.endswith("-changed") and self.code[: -len("-changed")] in INPUT_KEYS:
-            key = self.code[: -len("-changed")]
-            return f"{key} changed ({self.detail})" if self.detail else f"{key} changed"
-        return _REASON_TEXT[self.code].format(self.detail, asset=shell_word(self.asset or "ASSET"))
-
-
-def shell_word(text: str) -> str:
-    """``text`` as one word of a shell command (a variant id holds brackets)."""
-    import shlex
-
-    return shlex.quote(text)
-
-
-def texts(reasons: Sequence[Reason]) -> list[str]:
-    return [str(r) for r in reasons]
 
 
 class ResolvedRef(NamedTuple):
@@ -116,6 +53,9 @@ class ResolvedRef(NamedTuple):
 
 @dataclass
 class Decision:
+    """What to do with one node, and why. Made once, whole, by the planner (a reroll's ``reroll``
+    and ``keep`` included); the executor replaces one it decides again, never edits it."""
+
     node: Node
     action: Action
     reasons: list[Reason]
@@ -178,16 +118,16 @@ class Planner:
     def _decide(self, node: Node, upstream: Upstream) -> Decision:
         refs, pending, unbuilt = self._references(node, upstream)
         if unbuilt:
-            return Decision(node, Action.BLOCKED, [Reason("upstream-hand-edited", b, asset=b)
-                                                   if b in self._hand_edited_ids else Reason("upstream-unbuilt", b)
+            return Decision(node, Action.BLOCKED, [Reason(ReasonCode.UPSTREAM_HAND_EDITED, b, asset=b)
+                                                   if b in self._hand_edited_ids else Reason(ReasonCode.UPSTREAM_UNBUILT, b)
                                                    for b in unbuilt], references=refs)
         entry = self.lock.entries.get(node.id)
         if pending:
-            reasons = [Reason("upstream-changed", p) for p in pending]
+            reasons = [Reason(ReasonCode.UPSTREAM_CHANGED, p) for p in pending]
             return self._needs_work(node, reasons, None, None, self._hand_edited(node, entry, None), refs, entry)
         missing_refs = [r.label for r in refs if r.sha256 is None]
         if missing_refs:
-            return Decision(node, Action.BLOCKED, [Reason("reference-missing", m) for m in missing_refs],
+            return Decision(node, Action.BLOCKED, [Reason(ReasonCode.REFERENCE_MISSING, m) for m in missing_refs],
                             references=refs)
         return self._decide_known(node, entry, refs)
 
@@ -198,14 +138,14 @@ class Planner:
         on_disk = {path: self.hasher.hash(path) for path in node.outputs}
         hand_edited = self._hand_edited(node, entry, fp, on_disk)
         if node.id in self.force:
-            return self.generation(node, [Reason("forced")], fp, inputs, refs)
+            return self.generation(node, [Reason(ReasonCode.FORCED)], fp, inputs, refs)
         if node.id in self.reroll:
             return self._reroll(node, entry, fp, inputs, hand_edited, refs)
         if entry is not None and entry.fingerprint == fp:
             if hand_edited:
                 return Decision(node, Action.BLOCKED, hand_edited, fingerprint=fp, inputs=inputs, references=refs)
             return self._as_recorded(node, entry, fp, inputs, on_disk, refs)
-        reasons = changes(entry, inputs) if entry is not None else [Reason("new-asset")]
+        reasons = changes(entry, inputs) if entry is not None else [Reason(ReasonCode.NEW_ASSET)]
         return self._needs_work(node, reasons, fp, inputs, hand_edited, refs, entry)
 
     def _as_recorded(self, node: Node, entry: LockEntry, fp: str, inputs: dict[str, Any],
@@ -218,7 +158,7 @@ class Planner:
         if not missing:
             return Decision(node, Action.UP_TO_DATE, [], fingerprint=fp, inputs=inputs, references=refs,
                             outputs=tuple(o.sha256 for o in entry.outputs))
-        reasons = [Reason("output-missing", p) for p in missing]
+        reasons = [Reason(ReasonCode.OUTPUT_MISSING, p) for p in missing]
         if entry.candidate_images or entry.adopted:
             # A pick or a hand edit the lock chose: restore exactly those bytes.
             return self._restore(node, reasons, fp, inputs, _record_of(entry), refs, Choice.of(entry))
@@ -226,12 +166,12 @@ class Planner:
 
     def _paths_changed(self, node: Node, entry: LockEntry, fp: str, inputs: dict[str, Any],
                        refs: list[ResolvedRef]) -> Decision:
-        reasons = [Reason("output-paths-changed")]
+        reasons = [Reason(ReasonCode.OUTPUT_PATHS_CHANGED)]
         chosen = bool(entry.candidate_images or entry.adopted)
         if (chosen or self.cache.result(fp) is None) \
                 and all(self.hasher.hash(o.path) == o.sha256 for o in entry.outputs):
             # The images are still at their old paths: copy them, never pay for a rename.
-            return self._restore(node, reasons + [Reason("old-output-paths")], fp, inputs,
+            return self._restore(node, reasons + [Reason(ReasonCode.OLD_OUTPUT_PATHS)], fp, inputs,
                                  _record_of(entry), refs, Choice.of(entry) if chosen else None)
         return self._needs_work(node, reasons, fp, inputs, [], refs)
 
@@ -246,21 +186,21 @@ class Planner:
             if entry is not None and entry.adopted:
                 # Kept as it is: its dependents go on reading the hand edit while it is on disk.
                 kept = (entry.adopted,) if self.hasher.hash(node.outputs[0]) == entry.adopted else None
-                return Decision(node, Action.BLOCKED, reasons + [Reason("adopted-inputs-changed", node.outputs[0])],
+                return Decision(node, Action.BLOCKED, reasons + [Reason(ReasonCode.ADOPTED_INPUTS_CHANGED, node.outputs[0])],
                                 fingerprint=fp, inputs=inputs, references=refs, outputs=kept)
         if fp is not None:
             record = self.cache.result(fp)
             if record is not None:
-                return self._restore(node, reasons + [Reason("in-cache")], fp, inputs, record, refs)
+                return self._restore(node, reasons + [Reason(ReasonCode.IN_CACHE)], fp, inputs, record, refs)
             found = self._built_elsewhere(node, fp)
             if found is not None:
-                return self._restore(node, reasons + [Reason("same-content", found)], fp, inputs,
+                return self._restore(node, reasons + [Reason(ReasonCode.SAME_CONTENT, found)], fp, inputs,
                                      _record_of(self.lock.entries[found]), refs)
             rev = self.built_in_git(fp) if self.built_in_git is not None and not node.derived else None
             if rev is not None and node.id not in self.force:
                 # Paid for on the other branch: `lock resolve` takes its images from git. Never
                 # generated again, whatever the provider (even `local`, free as it is).
-                return Decision(node, Action.BLOCKED, reasons + [Reason("merge-built", rev)], fingerprint=fp,
+                return Decision(node, Action.BLOCKED, reasons + [Reason(ReasonCode.MERGE_BUILT, rev)], fingerprint=fp,
                                 inputs=inputs, references=refs)
         return self.generation(node, reasons, fp, inputs, refs)
 
@@ -294,36 +234,34 @@ class Planner:
         """Generate again on purpose though nothing changed: what the lock has now stays
         pickable (``keep``). A hand edit not adopted yet blocks it, as it blocks a build."""
         if entry is not None and entry.fingerprint == fp:
-            reasons = [Reason("reroll")]
+            reasons = [Reason(ReasonCode.REROLL)]
             keep = prior_images(entry)
         else:
-            reasons = (changes(entry, inputs) if entry is not None else [Reason("new-asset")]) + [Reason("reroll")]
+            reasons = (changes(entry, inputs) if entry is not None else [Reason(ReasonCode.NEW_ASSET)]) + [Reason(ReasonCode.REROLL)]
             keep = ()
             if entry is not None and entry.adopted and node.id not in self.force:
-                hand_edited = hand_edited + [Reason("adopted-inputs-changed", node.outputs[0])]
+                hand_edited = hand_edited + [Reason(ReasonCode.ADOPTED_INPUTS_CHANGED, node.outputs[0])]
         if hand_edited:
             return Decision(node, Action.BLOCKED, reasons + hand_edited, fingerprint=fp, inputs=inputs,
                             references=refs)
-        decision = self.generation(node, reasons, fp, inputs, refs)
-        decision.reroll = decision.action is Action.GENERATE
-        decision.keep = keep if decision.reroll else ()
-        return decision
+        return self.generation(node, reasons, fp, inputs, refs, keep=keep)
 
     def generation(self, node: Node, reasons: list[Reason], fp: str | None, inputs: dict[str, Any] | None,
-                   refs: list[ResolvedRef]) -> Decision:
+                   refs: list[ResolvedRef], *, keep: tuple[str, ...] | None = None) -> Decision:
         """Make the node's images anew: derive a derived node (free, offline too); generate
-        any other, with its cost, unless --offline forbids calling a host."""
+        any other, with its cost, unless --offline forbids calling a host. ``keep``: this is a
+        reroll, and these earlier images stay pickable (None: not a reroll)."""
         if node.derived:
             return Decision(node, Action.DERIVE, reasons, fingerprint=fp, inputs=inputs, references=refs)
         if self.offline and node.provider_type != "local":
-            return Decision(node, Action.BLOCKED, reasons + [Reason("offline", node.provider)],
+            return Decision(node, Action.BLOCKED, reasons + [Reason(ReasonCode.OFFLINE, node.provider)],
                             fingerprint=fp, inputs=inputs, references=refs)
         variable = self.missing_key(node) if self.missing_key is not None else None
         if variable:
-            return Decision(node, Action.BLOCKED, reasons + [Reason("missing-key", variable)],
+            return Decision(node, Action.BLOCKED, reasons + [Reason(ReasonCode.MISSING_KEY, variable)],
                             fingerprint=fp, inputs=inputs, references=refs)
         return Decision(node, Action.GENERATE, reasons, cost_usd=self.price(node), fingerprint=fp, inputs=inputs,
-                        references=refs)
+                        references=refs, reroll=keep is not None, keep=keep or ())
 
     def _references(self, node: Node, upstream: Upstream) -> tuple[list[ResolvedRef], list[str], list[str]]:
         """The node's reference images with their hashes, and the upstream nodes that are
@@ -369,12 +307,13 @@ class Planner:
             if cached.get(path) == sha:
                 continue
             if is_lfs_pointer(self.hasher.root / path):
-                found.append(Reason("lfs-pointer", path))
+                found.append(Reason(ReasonCode.LFS_POINTER, path))
                 continue
             if self.elsewhere is not None and sha in self.elsewhere().get(path, ()):
-                found.append(Reason("output-other-lock", path))
+                found.append(Reason(ReasonCode.OUTPUT_OTHER_LOCK, path))
                 continue
-            found.append(Reason("output-modified" if path in recorded else "output-foreign", path, asset=node.id))
+            found.append(Reason(ReasonCode.OUTPUT_MODIFIED if path in recorded else ReasonCode.OUTPUT_FOREIGN, path,
+                                asset=node.id))
         return found
 
     def for_run(self, lock: Lockfile) -> "Planner":
@@ -425,17 +364,17 @@ def changes(entry: LockEntry, inputs: dict[str, Any]) -> list[Reason]:
         if _comparable(key, old.get(key)) != _comparable(key, inputs.get(key)):
             detail = (f"{old.get(key) or 1 if key == 'candidates' else old.get(key)} -> {inputs.get(key)}"
                       if key in ("kind", "model", "size", "count", "candidates") else "")
-            reasons.append(Reason(f"{key}-changed", detail))
+            reasons.append(Reason(input_changed(key), detail))
     old_refs = [(r.get("ref"), r.get("sha256")) for r in old.get("references") or []]
     new_refs = [(r["ref"], r["sha256"]) for r in inputs["references"]]
     if [label for label, _ in old_refs] != [label for label, _ in new_refs]:
         if [sha for _, sha in old_refs] != [sha for _, sha in new_refs]:
-            reasons.append(Reason("references-changed"))
+            reasons.append(Reason(ReasonCode.REFERENCES_CHANGED))
     else:
         for (label, sha), (_, old_sha) in zip(new_refs, old_refs):
             if sha != old_sha:
-                reasons.append(Reason("upstream-changed", label[1:].split("#")[0]) if label.startswith("@")
-                               else Reason("reference-changed", label))
+                reasons.append(Reason(ReasonCode.UPSTREAM_CHANGED, label[1:].split("#")[0]) if label.startswith("@")
+                               else Reason(ReasonCode.REFERENCE_CHANGED, label))
     if not reasons:
-        reasons.append(Reason("recipe-changed" if old.get("recipe") != inputs["recipe"] else "fingerprint-changed"))
+        reasons.append(Reason(ReasonCode.RECIPE_CHANGED if old.get("recipe") != inputs["recipe"] else "fingerprint-changed"))
     return list(dict.fromkeys(reasons))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:
-    from .planner import Reason
+    from .reasons import Reason
 
 
 class Pool(Protocol):

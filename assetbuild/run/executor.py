@@ -28,7 +28,8 @@ from ..spec.nodes import Node
 from ..store.files import write_atomic
 from ..store.hashing import FileHasher, sha256_bytes
 from ..store.lockfile import LockEntry, Lockfile, OutputRecord
-from ..plan.planner import Action, Decision, Handoff, Planner, Reason, ResolvedRef, Unsettled, texts
+from ..plan.planner import Action, Decision, Handoff, Planner, ResolvedRef, Unsettled
+from ..plan.reasons import Reason, ReasonCode, texts
 from ..plan.choice import fresh_choice, reroll_request
 
 if TYPE_CHECKING:  # imported when work starts: a no-op build needs neither threads nor providers
@@ -107,12 +108,11 @@ class Event:
 class NodeResult:
     id: str
     status: Outcome
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[Reason] = field(default_factory=list)  # as data (codes, details); texts() reads them
     error: str | None = None
     cost_usd: float = 0.0
     outputs: list[str] = field(default_factory=list)  # sha256 per output
     provider: str | None = None
-    causes: list[Reason] = field(default_factory=list)  # a blocked node's reasons as data (codes, details)
 
     @property
     def handoff(self) -> Handoff:
@@ -185,7 +185,7 @@ class _Schedule:
 
     def settle(self, result: NodeResult) -> None:
         self.done[result.id] = result
-        self.on_event(Event("done", result.id, result.status.value, result.error or "; ".join(result.reasons),
+        self.on_event(Event("done", result.id, result.status.value, result.error or "; ".join(texts(result.reasons)),
                             result.cost_usd))
         if result.status is Outcome.FAILED and not self.keep_going and self.stopped_by is None:
             self.stopped_by = result.id
@@ -209,8 +209,8 @@ class _Schedule:
         """One result per planned node; a node never started was stopped by the first failure."""
         for nid in self.planned:
             if nid not in self.done:
-                reason = Reason("stopped", self.stopped_by or "?")
-                self.done[nid] = NodeResult(nid, Outcome.BLOCKED, [str(reason)], causes=[reason])
+                reason = Reason(ReasonCode.STOPPED, self.stopped_by or "?")
+                self.done[nid] = NodeResult(nid, Outcome.BLOCKED, [reason])
                 self.on_event(Event("done", nid, Outcome.BLOCKED.value, str(reason)))
         return [self.done[nid] for nid in self.planned]
 
@@ -317,7 +317,7 @@ class Executor:
             assert d.outputs is not None
             self._relabel(d)
             return NodeResult(d.id, Outcome.UP_TO_DATE, outputs=list(d.outputs))
-        return NodeResult(d.id, Outcome.BLOCKED, texts(d.reasons), causes=list(d.reasons),
+        return NodeResult(d.id, Outcome.BLOCKED, list(d.reasons),
                           outputs=list(d.outputs or ()))
 
     def _relabel(self, d: Decision) -> None:
@@ -336,7 +336,7 @@ class Executor:
                 return restored
             d = self._after_damaged_restore(d)
             if d.action is Action.BLOCKED:
-                return NodeResult(d.id, Outcome.BLOCKED, texts(d.reasons), causes=list(d.reasons))
+                return NodeResult(d.id, Outcome.BLOCKED, list(d.reasons))
         if d.action is Action.DERIVE:
             return self._derive(d)
         return self._generate(d)
@@ -367,7 +367,7 @@ class Executor:
             if not record.files:
                 self.cache.put_result(d.fingerprint, record)
         shas = self._write_outputs(d, images, record)
-        return NodeResult(d.id, Outcome.RESTORED, texts(d.reasons), outputs=shas, provider=record.provider)
+        return NodeResult(d.id, Outcome.RESTORED, list(d.reasons), outputs=shas, provider=record.provider)
 
     def _after_damaged_restore(self, d: Decision) -> Decision:
         """A restore whose cached images were damaged becomes a generation only where one is
@@ -375,10 +375,11 @@ class Executor:
         assert d.fingerprint is not None
         if not d.cached or not d.cached.files:
             self.cache.drop_result(d.fingerprint)
-        redone = self.planner.generation(d.node, d.reasons + [Reason("cache-damaged")], d.fingerprint, d.inputs,
-                                         d.references)
+        redone = self.planner.generation(d.node, d.reasons + [Reason(ReasonCode.CACHE_DAMAGED)], d.fingerprint,
+                                         d.inputs, d.references)
         if redone.action is Action.GENERATE and not self.budget.allows(redone.cost_usd):
-            return Decision(d.node, Action.BLOCKED, redone.reasons + [Reason("over-budget", f"{redone.cost_usd:.2f}")],
+            over = Reason(ReasonCode.OVER_BUDGET, f"{redone.cost_usd:.2f}")
+            return Decision(d.node, Action.BLOCKED, redone.reasons + [over],
                             fingerprint=d.fingerprint, inputs=d.inputs, references=d.references)
         return redone
 
@@ -447,7 +448,7 @@ class Executor:
             converted = record.with_images([self.cache.put_blob(img) for img in images])
             self.cache.put_result(fingerprint, converted)
             shas = self._write_outputs(d, images, converted)
-            return NodeResult(node.id, Outcome.GENERATED, texts(d.reasons), cost_usd=result.cost_usd, outputs=shas,
+            return NodeResult(node.id, Outcome.GENERATED, list(d.reasons), cost_usd=result.cost_usd, outputs=shas,
                               provider=name)
 
         if all(img[:8] == PNG_SIGNATURE for img in result.images):
@@ -472,7 +473,7 @@ class Executor:
                              built=self._now())
         self.cache.put_result(d.fingerprint, record)
         shas = self._write_outputs(d, [made.data], record)
-        return NodeResult(node.id, Outcome.DERIVED, texts(d.reasons), outputs=shas, provider="derive")
+        return NodeResult(node.id, Outcome.DERIVED, list(d.reasons), outputs=shas, provider="derive")
 
     def _now(self) -> str:
         return self.clock.now().astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
