@@ -383,6 +383,7 @@ class Project:
         planner = self.planner(options, forced=forced, rerolled=rerolled)
         with self._warnings_to(on_event), paused():
             decisions = planner.plan(nodes)
+        self.blueprint.remember()
         pruned = [] if list(targets) else self.leftovers(dry_run=True)
         self.hasher.save()
         return Plan(decisions, options, planner, forced, rerolled, self.cache.warnings[seen:], pruned=pruned)

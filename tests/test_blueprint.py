@@ -68,6 +68,8 @@ def test_the_memo_gives_the_same_blueprint_as_the_full_path(project, tmp_path):
     project.write("ref.png", png())
     path = project.manifest(MANIFEST)
     fresh = Blueprint.load(path, memo_dir=tmp_path / "memo")
+    assert not (tmp_path / "memo").exists()  # written only once a plan accepted the files it names
+    fresh.remember()
     recalled = Blueprint.load(path, memo_dir=tmp_path / "memo")
     assert list((tmp_path / "memo").glob("blueprint-*.json"))
     assert recalled.nodes == fresh.nodes and recalled.order == fresh.order

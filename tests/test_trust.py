@@ -361,3 +361,23 @@ output = "sub/hero.png"
     assert len(res.stderr.strip().splitlines()) == 1 and "assets/sub" in res.stderr, res.stderr
     blobs = [p.name for p in (tmp_path / "cache" / "blobs").rglob("*") if p.is_file()]
     assert sha(outside / "hero.png") not in blobs
+
+
+# -- item 12: a refusal writes nothing ------------------------------------------------------------
+
+REFS = Path(__file__).parent / "data" / "references"
+
+
+@pytest.mark.parametrize("name", ["empty.png", "text.png", "bomb-20000x20000.png", "html-error-page.png"])
+@pytest.mark.parametrize("how", ['prompt = "x"\nreferences = ["brand/bad.png"]',
+                                 'from = "brand/bad.png"\nsteps = [{ op = "fit", size = "16x16" }]'])
+def test_a_refused_reference_or_from_file_writes_nothing(project, name, how):
+    project.manifest(f'[defaults]\nsize = "32x32"\n[assets.a]\n{how}\n')
+    project.write("brand/bad.png", (REFS / name).read_bytes())
+    cache = Path(project.env["ASSETBUILD_CACHE_DIR"])
+    for command in ("plan", "build", "check"):
+        res = project.run(command)
+        assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.output + res.stderr
+        assert "brand/bad.png" in res.stderr
+        assert not cache.exists() or not any(cache.rglob("*")), sorted(cache.rglob("*"))
+    assert sorted(p.name for p in project.root.rglob("*")) == ["assetbuild.toml", "bad.png", "brand"]

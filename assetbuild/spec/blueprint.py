@@ -43,6 +43,7 @@ class Blueprint:
     providers: dict[str, dict[str, Any]]  # each [providers.NAME] table as written (validated)
     cache: dict[str, Any] = field(default_factory=dict)  # the [cache] table, validated, with defaults
     _configs: dict[str, Any] = field(default_factory=dict, repr=False)
+    _unsaved: tuple[Path, str] | None = field(default=None, repr=False)
 
     @property
     def root(self) -> Path:
@@ -63,8 +64,16 @@ class Blueprint:
                 return remembered
         blueprint = cls.from_manifest(path, text, provider_override)
         if memo is not None:
-            blueprint._remember(memo, key)
+            blueprint._unsaved = (memo, key)  # written by remember(), once the files it names were read
         return blueprint
+
+    def remember(self) -> None:
+        """Write the memo of a blueprint made anew, once a plan has read and accepted the files
+        the manifest names (a refused reference or ``from`` file writes nothing, issue 17)."""
+        if self._unsaved is not None:
+            memo, key = self._unsaved
+            self._unsaved = None
+            self._remember(memo, key)
 
     @classmethod
     def from_manifest(cls, path: Path, text: str, provider_override: str | None) -> "Blueprint":
