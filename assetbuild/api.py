@@ -462,8 +462,13 @@ class Project:
                             cache=self.cache, hasher=self.hasher, providers=self.providers, clock=self.clock,
                             jobs=options.jobs, keep_going=options.keep_going,
                             budget=Budget(budget, plan.estimated_cost), on_event=on_event)
-        with self._warnings_to(on_event):
-            results = executor.run(plan.decisions)
+        executor.leases = self._leases()
+        try:
+            with self._warnings_to(on_event):
+                results = executor.run(plan.decisions)
+        finally:
+            if executor.leases is not None:
+                executor.leases.close()
         pruned: list[Leftover] = []
         if not targets:
             pruned = self.leftovers(dry_run=False)
@@ -471,6 +476,18 @@ class Project:
             self.lock.save_if_changed()
         keyless = missing_keys((r.id, self.nodes[r.id].provider, r.reasons) for r in results if r.id in self.nodes)
         return BuildReport(results, pruned, list(dict.fromkeys(plan.warnings + self.cache.warnings[seen:])), keyless)
+
+    def _leases(self) -> Any:
+        """The leases of a build with a shared remote (on unless ``[cache] leases = false``)."""
+        remote = self.cache.remote
+        if remote is None:
+            return None
+        from .store.leases import Leases, lease_settings
+
+        settings = lease_settings(self.blueprint.cache)
+        if not settings.enabled:
+            return None
+        return Leases(remote.store, settings, self.clock, self.cache._warn, is_off=lambda: remote.off)
 
     def _check_keys(self, plan: Plan) -> None:
         """Before anything is sent: every key the plan will use can be sent (``key_is_set``

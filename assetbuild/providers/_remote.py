@@ -426,6 +426,15 @@ class RemoteProvider:
         """Whether a saved job is one to resume rather than replace."""
         return not job.get("ended")
 
+    def resume_job(self, job_id: str) -> Job | None:
+        """A job known only by its host id (another machine's, named in a shared-cache lease),
+        to resume instead of paying again; None where this host's job needs more than its id
+        to be resumed (URLs of its own, a synchronous answer)."""
+        if type(self).wait is not RemoteProvider.wait:
+            return None
+        job: Job = {"id": job_id}
+        return job if self.resumable(job) else None
+
     # -- the one way every host makes images --------------------------------------------------
 
     def job_key(self, request: GenerationRequest) -> str:

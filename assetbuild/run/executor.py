@@ -35,7 +35,9 @@ from ..plan.choice import fresh_choice, reroll_request
 if TYPE_CHECKING:  # imported when work starts: a no-op build needs neither threads nor providers
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from ..providers.base import GenerationResult, Provider, ReferenceImage
+    from ..store.leases import Held, Leases
+
+    from ..providers.base import GenerationRequest, GenerationResult, JobStore, Provider, ReferenceImage
 
 
 T = TypeVar("T")
@@ -228,7 +230,8 @@ class ProviderPool(Protocol):
 class Executor:
     def __init__(self, *, root: Path, planner: Planner, lock: Lockfile, cache: Cache, hasher: FileHasher,
                  providers: ProviderPool, clock: Clock, jobs: int = 4, keep_going: bool = False,
-                 budget: Budget | None = None, on_event: Callable[[Event], None] | None = None):
+                 budget: Budget | None = None, on_event: Callable[[Event], None] | None = None,
+                 leases: Leases | None = None):
         self.root = root
         self.planner = planner
         self.lock = lock
@@ -240,6 +243,7 @@ class Executor:
         self.keep_going = keep_going
         self.budget = budget or Budget()
         self.on_event = on_event or (lambda event: None)
+        self.leases = leases  # with a shared remote: one machine pays for a fingerprint (store/leases.py)
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -264,6 +268,8 @@ class Executor:
             in_flight = queue.in_flight()
             self.on_event(Event("interrupted", "", detail=", ".join(in_flight)))
             self.providers.interrupt()
+            if self.leases is not None:
+                self.leases.interrupt()
             try:
                 while queue.busy():
                     queue.collect(pools, self._guard)
@@ -397,7 +403,7 @@ class Executor:
         return data
 
     def _generate(self, d: Decision) -> NodeResult | Finish:
-        from ..providers.base import GenerationRequest, phases_to
+        from ..providers.base import GenerationRequest
 
         node = d.node
         if d.fingerprint is None or d.inputs is None:  # decided before upstream finished
@@ -409,33 +415,29 @@ class Executor:
             references=tuple(self._reference(node, ref) for ref in d.references),
             seed=seed, watermark=node.watermark, params=dict(node.params),
         )
-        name: str | None = node.provider
-        tried: list[str] = []
-        while True:
-            assert name is not None
-            provider = self.providers.get(name)
-            tried.append(name)
-            variable = self.providers.missing_key(name)
-            nxt = self.providers.fallback_of(name)
-            if variable and nxt and nxt not in tried:  # a keyless host is skipped, never tried
-                self.on_event(Event("fallback", node.id, detail=f"provider {name}: {variable} is not set; trying {nxt}"))
-                name = nxt
-                continue
-            try:
-                with phases_to(lambda phase: self.on_event(Event("phase", node.id, phase))):
-                    result = provider.generate(request, self.cache.jobs)
-                break
-            except ProviderError as exc:
-                self._secure_partial(d.fingerprint, exc)
-                # Fall back only if the host cannot have accepted the job: else two hosts bill for one asset.
-                if isinstance(exc, ProviderUnavailable) and not exc.submitted and nxt and nxt not in tried:
-                    self.on_event(Event("fallback", node.id, detail=f"{exc}; trying {nxt}"))
-                    name = nxt
-                    continue
-                raise
-        for warning in result.warnings:
-            self.on_event(Event("warning", node.id, detail=f"{name}: {warning}"))
-        record = self._secure(d.fingerprint, result, name)
+        held = None
+        if self.leases is not None and not d.reroll and node.provider_type != "local" \
+                and not any(r.code == "forced" for r in d.reasons):
+            claim = self._claim(d)
+            if isinstance(claim, NodeResult):
+                return claim
+            held = claim
+        try:
+            result, name = self._request(d, request, held)
+            record = self._secure(d.fingerprint, result, name)
+        except ProviderError as exc:
+            if held is not None:  # a job the host still runs stays named in the lease, for the next runner
+                assert self.leases is not None
+                (self.leases.abandon if exc.submitted and exc.job_key is None else self.leases.release)(held)
+            raise
+        except BaseException:
+            if held is not None:
+                assert self.leases is not None
+                self.leases.release(held)
+            raise
+        if held is not None:  # the record is on the remote now: waiters restore it
+            assert self.leases is not None
+            self.leases.release(held)
         fingerprint = d.fingerprint
 
         def finish() -> NodeResult:
@@ -454,6 +456,58 @@ class Executor:
         if all(img[:8] == PNG_SIGNATURE for img in result.images):
             return finish()  # nothing to convert: written here, without a hop to a finisher
         return finish  # the original is secured: a finisher converts and writes it
+
+    def _claim(self, d: Decision) -> Held | NodeResult | None:
+        """The lease on ``d``'s fingerprint before paying for it, or the result another machine
+        paid for, restored (it held the lease; this runner waited for its record)."""
+        assert self.leases is not None and d.fingerprint is not None
+        fingerprint = d.fingerprint
+        claim = self.leases.hold(
+            fingerprint, d.id, ready=lambda: self.cache.result(fingerprint),
+            on_wait=lambda holder: self.on_event(Event("phase", d.id, "waiting",
+                                                       f"another machine is generating it ({holder})")))
+        if isinstance(claim, CacheRecord):
+            restored = self._restore(replace(d, action=Action.RESTORE, cached=claim))
+            if restored is not None:
+                return restored
+            return None  # what it left is damaged: pay for it here
+        return claim
+
+    def _request(self, d: Decision, request: GenerationRequest, held: Held | None) -> tuple[GenerationResult, str]:
+        """The provider's result for ``request`` and the provider that made it: the node's, or
+        its fallback where the first cannot have accepted the job."""
+        from ..providers.base import phases_to
+
+        node = d.node
+        assert d.fingerprint is not None
+        name: str | None = node.provider
+        tried: list[str] = []
+        while True:
+            assert name is not None
+            provider = self.providers.get(name)
+            tried.append(name)
+            variable = self.providers.missing_key(name)
+            nxt = self.providers.fallback_of(name)
+            if variable and nxt and nxt not in tried:  # a keyless host is skipped, never tried
+                self.on_event(Event("fallback", node.id, detail=f"provider {name}: {variable} is not set; trying {nxt}"))
+                name = nxt
+                continue
+            jobs = self.cache.jobs if held is None else _LeasedJobs(self.cache.jobs, held, self.leases, provider)
+            try:
+                with phases_to(lambda phase: self.on_event(Event("phase", node.id, phase))):
+                    result = provider.generate(request, jobs)
+                break
+            except ProviderError as exc:
+                self._secure_partial(d.fingerprint, exc)
+                # Fall back only if the host cannot have accepted the job: else two hosts bill for one asset.
+                if isinstance(exc, ProviderUnavailable) and not exc.submitted and nxt and nxt not in tried:
+                    self.on_event(Event("fallback", node.id, detail=f"{exc}; trying {nxt}"))
+                    name = nxt
+                    continue
+                raise
+        for warning in result.warnings:
+            self.on_event(Event("warning", node.id, detail=f"{name}: {warning}"))
+        return result, name
 
     def _derive(self, d: Decision) -> NodeResult:
         """Apply a derived node's steps to its source (and overlay) images. The result is
@@ -556,3 +610,39 @@ class Executor:
         )
         self.lock.record(node.id, entry)
         return [o.sha256 for o in outputs]
+
+
+class _LeasedJobs:
+    """The job store a provider sees while this runner holds a fingerprint's lease: the local
+    one, plus the lease. A job the host accepts is named in the lease (so a runner that takes
+    the lease over after a kill resumes it), and a dead holder's job the lease named is
+    resumed here when the provider can resume a job by its id and the job key is its own."""
+
+    def __init__(self, jobs: JobStore, held: Held, leases: Leases | None, provider: Provider):
+        self._jobs = jobs
+        self._held = held
+        self._leases = leases
+        self._provider = provider
+
+    def _resume(self, job_id: str) -> dict | None:
+        resume = getattr(self._provider, "resume_job", None)
+        return resume(job_id) if resume is not None else None
+
+    def get(self, key: str) -> dict | None:
+        job = self._jobs.get(key)
+        inherited = self._held.inherited
+        if job is None and inherited is not None and inherited[0] == key:
+            job = self._resume(inherited[1])
+            if job is not None:
+                self._jobs.put(key, job)
+        return job
+
+    def put(self, key: str, value: dict) -> None:
+        self._jobs.put(key, value)
+        job_id = value.get("id")
+        if self._leases is not None and isinstance(job_id, str) and not value.get("ended") \
+                and self._resume(job_id) is not None:
+            self._leases.attach_job(self._held, key, job_id)
+
+    def delete(self, key: str) -> None:
+        self._jobs.delete(key)

@@ -55,6 +55,8 @@ class Lines:
                 return f"  {event.status:<10} {event.node}  ({event.detail})"
             return None
         if event.kind == "phase":  # only the live display shows a host job's state
+            if event.status == "waiting" and self.verbose:
+                return f"  waiting for {event.node} (another machine is generating it)"
             return None
         if event.kind == "fallback":
             return f"  fallback   {event.node}: {event.detail}"
@@ -139,7 +141,8 @@ class LiveDisplay:
             if event.kind == "start":
                 s.in_flight[event.node] = InFlight(event.status, self.now())
             elif event.kind == "phase" and event.node in s.in_flight:
-                s.in_flight[event.node].phase = event.status
+                s.in_flight[event.node].phase = (f"waiting for {event.node} (another machine is generating it)"
+                                                 if event.status == "waiting" else event.status)
             elif event.kind == "done":
                 s.in_flight.pop(event.node, None)
                 s.spent_usd = round(s.spent_usd + event.cost_usd, 6)

@@ -66,6 +66,8 @@ class CacheConfig(_Frozen):
     remote: Optional[str] = None  # s3://bucket/prefix or file:///path; env ASSETBUILD_CACHE_REMOTE overrides
     endpoint_url: Optional[str] = None  # an S3-compatible store (else AWS_ENDPOINT_URL, else AWS)
     timeout_s: float = Field(5.0, gt=0, le=300)  # connect and read timeout of one remote request
+    leases: bool = True  # one machine pays for a fingerprint, the others wait for it (store/leases.py)
+    lease_ttl_s: float = Field(120.0, ge=5, le=86_400)  # a lease nobody renews expires after this
 
 
 MatrixValue = Union[str, int, float, bool]
