@@ -235,9 +235,14 @@ def max_cost_option(help_text: str) -> Callable[[Any], Any]:
 @click.option("--assume-keys", is_flag=True,
               help="Plan as if every API key were set (CI without secrets: what would be generated, its cost).")
 @click.option("--reroll", multiple=True, metavar="ASSET", help="Plan as `assetbuild reroll ASSET` would (repeatable).")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also save the plan to FILE (decisions, cost, and every hash they rest on): "
+                   "`assetbuild build --plan FILE` builds exactly it.")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when there is work to do (like git diff --exit-code), 0 if none.")
 @click.pass_obj
 def plan(ctx: Ctx, targets: tuple[str, ...], fmt: str | None, as_json: bool, force: bool, offline: bool,
-         provider_override: str | None, assume_keys: bool, reroll: tuple[str, ...]) -> None:
+         provider_override: str | None, assume_keys: bool, reroll: tuple[str, ...], out: Path | None,
+         exit_code: bool) -> None:
     """What a build would do, per asset, with reasons and the estimated cost."""
     if as_json and fmt not in (None, "json"):
         raise UsageError(f"--json is --format json; give one of --json and --format {fmt}")
@@ -247,6 +252,21 @@ def plan(ctx: Ctx, targets: tuple[str, ...], fmt: str | None, as_json: bool, for
     options = BuildOptions(force=force, offline=offline, assume_keys=assume_keys, reroll=reroll)
     with ctx.project(provider_override) as project:
         result = project.plan(targets, options, on_event=_warn_on_stderr)
+        if out is not None:
+            from .commands import savedplan
+
+            saved = savedplan.record(project, result, {
+                "targets": list(targets), "force": force, "offline": offline, "provider": provider_override,
+                "reroll": list(reroll), "assume_keys": assume_keys})
+            savedplan.save(out if out.is_absolute() else ctx.directory / out, saved)
+    _show_plan(ctx, result, fmt)
+    if out is not None:
+        click.echo(f"plan: saved to {out}; `assetbuild build --plan {out}` builds exactly this plan", err=True)
+    if exit_code and (result.pruned or any(d.action.value != "up-to-date" for d in result.decisions)):
+        sys.exit(EXIT_FAILED)
+
+
+def _show_plan(ctx: Ctx, result: Any, fmt: str) -> None:
     for missing in result.missing_keys:
         click.echo(f"warning: {missing.variable} is not set: {len(missing.assets)} asset(s) of provider "
                    f"{', '.join(missing.providers)} blocked; set it to build them "
@@ -309,23 +329,42 @@ def _warn_on_stderr(event: Any) -> None:
 @max_cost_option("Refuse a build estimated above USD.")
 @YES
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Build exactly the plan `assetbuild plan -o FILE` saved; refuse (exit 2) if anything it "
+                   "rests on changed.")
 @click.option("--reroll", multiple=True, hidden=True)  # `assetbuild reroll ASSET` (review.py)
 @click.pass_obj
 def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force: bool, offline: bool,
           provider_override: str | None, max_cost: float | None, yes: bool, as_json: bool,
-          reroll: tuple[str, ...] = ()) -> None:
+          plan_file: Path | None = None, reroll: tuple[str, ...] = ()) -> None:
     """Build the targets (all assets if none) and their upstream."""
     from .api import BuildOptions
 
+    saved = None
+    if plan_file is not None:
+        from .commands import savedplan
+
+        given = [flag for flag, value in (("TARGETS", targets), ("--force", force), ("--offline", offline),
+                                          ("--provider", provider_override), ("--reroll", reroll)) if value]
+        if given:
+            raise UsageError(f"--plan builds the plan as it was made: leave out {', '.join(given)} "
+                             "(give them to `assetbuild plan -o`)")
+        saved = savedplan.read(plan_file if plan_file.is_absolute() else ctx.directory / plan_file)
+        settings = savedplan.settings_of(saved)
+        targets, force, offline = settings["targets"], settings["force"], settings["offline"]
+        provider_override, reroll = settings["provider"], settings["reroll"]
+        approved = float(saved["estimated_cost"])  # never spend more than was approved
+        max_cost = approved if max_cost is None else min(max_cost, approved)
     options = BuildOptions(force=force, offline=offline, reroll=reroll, jobs=jobs, keep_going=keep_going,
                            max_cost=max_cost)
-    report = _build_once(ctx, targets, options, provider_override=provider_override, yes=yes, as_json=as_json)
+    report = _build_once(ctx, targets, options, provider_override=provider_override, yes=yes, as_json=as_json,
+                         saved=(str(plan_file), saved) if saved is not None else None)
     if not report.ok:
         sys.exit(EXIT_FAILED)
 
 
 def _build_once(ctx: Ctx, targets: tuple[str, ...], options: BuildOptions, *, provider_override: str | None = None,
-                yes: bool = False, as_json: bool = False) -> Any:
+                yes: bool = False, as_json: bool = False, saved: tuple[str, dict[str, Any]] | None = None) -> Any:
     """One build as `build` runs it (and `watch` after each change): the build lock, the plan,
     the question before spending on a terminal, the budget, the progress, the summary. The
     plan is made under ``options`` and built under the same."""
@@ -353,7 +392,15 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], options: BuildOptions, *, pr
 
     try:
         with project.exclusive():  # before reading the lock and before asking: never act on a stale lock
-            the_plan = project.plan(targets, options, on_event=show)
+            def replan() -> Any:
+                return project.plan(targets, options, on_event=show)
+
+            if saved is not None:
+                from .commands import savedplan
+
+                the_plan = savedplan.verify(project, saved[1], replan, saved[0])
+            else:
+                the_plan = replan()
             lines.total = len(the_plan.decisions)
             cost = the_plan.estimated_cost
             if cost > 0 and not yes and sys.stdin.isatty() and sys.stdout.isatty():

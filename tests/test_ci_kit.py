@@ -26,6 +26,10 @@ SCHEMAS = REPO / "tests" / "data" / "schemas"
 WORKFLOW = REPO / "examples" / "ci" / "assetbuild.yml"
 HOOKS = REPO / ".pre-commit-hooks.yaml"
 SHELL_OPERATORS = {">", ">>", "<", "|", "||", "&&", ";", "&", "2>", "2>&1"}
+COMMAND_STARTS = SHELL_OPERATORS | {"if", "then", "else", "elif", "do", "while", "until", "!"}
+PR_PLAN = ["plan", "--format", "markdown", "--assume-keys", "-o", "assetbuild-plan.json"]
+MAIN_LINES = [["plan", "-o", "assetbuild-plan.json"], ["plan", "--exit-code", "-q"],
+              ["build", "--plan", "assetbuild-plan.json", "--yes", "--json"]]
 
 
 def validate(name: str, data: Any) -> None:
@@ -264,7 +268,7 @@ def commands(script: str) -> list[list[str]]:
         lexer.whitespace_split = True
         tokens = list(lexer)
         for i, token in enumerate(tokens):
-            if token == "assetbuild" and (i == 0 or tokens[i - 1] in SHELL_OPERATORS):
+            if token == "assetbuild" and (i == 0 or tokens[i - 1] in COMMAND_STARTS):
                 argv = []
                 for arg in tokens[i + 1:]:
                     if arg in SHELL_OPERATORS:
@@ -282,16 +286,23 @@ def test_the_workflow_runs_check_and_plan_on_pull_requests_and_builds_on_main() 
     wf = workflow()
     assert "pull_request" in wf["on"] and wf["on"]["push"]["branches"] == ["main"]
     jobs = wf["jobs"]
-    assert job_commands(jobs["check"]) == [["plan", "--format", "markdown", "--assume-keys"], ["check"]]
+    assert job_commands(jobs["check"]) == [PR_PLAN, ["check"]]
     plan_step = next(s for s in jobs["check"]["steps"] if "plan" in s.get("run", ""))
     assert '>> "$GITHUB_STEP_SUMMARY"' in plan_step["run"]
+    saved = next(s for s in jobs["check"]["steps"] if "upload-artifact" in s.get("uses", ""))
+    assert saved["with"] == {"name": "assetbuild-plan", "path": "assetbuild-plan.json"}
     assert "pull_request" in jobs["check"]["if"] and "refs/heads/main" in jobs["build"]["if"]
-    assert job_commands(jobs["build"]) == [["build", "--yes", "--json"]]
+    # main builds the plan the pull request saved (or, pushed without one, its own), and only if there is work
+    assert job_commands(jobs["build"]) == MAIN_LINES
+    fetch = next(s for s in jobs["build"]["steps"] if "gh run download" in s.get("run", ""))
+    assert "--name assetbuild-plan" in fetch["run"] and fetch["env"]["GH_TOKEN"] == "${{ github.token }}"
+    build_step = next(s for s in jobs["build"]["steps"] if "--plan" in s.get("run", ""))
+    assert build_step["if"] == "steps.work.outputs.todo == 'yes'"
     env = jobs["build"]["env"]
     assert env["AWS_ACCESS_KEY_ID"] == "${{ secrets.AWS_ACCESS_KEY_ID }}"
     assert env["AWS_SECRET_ACCESS_KEY"] == "${{ secrets.AWS_SECRET_ACCESS_KEY }}"
     assert "ASSETBUILD_CACHE_REMOTE" in env
-    assert jobs["build"]["permissions"] == {"contents": "write"}
+    assert jobs["build"]["permissions"] == {"contents": "write", "actions": "read", "pull-requests": "read"}
     commit = jobs["build"]["steps"][-1]["run"]
     assert "git add --all -- assetbuild.lock assets" in commit and "git push" in commit
     # no secret is ever written into the workflow itself
@@ -318,10 +329,12 @@ def test_every_assetbuild_command_line_of_the_kit_runs_on_the_brand_kit(brand_ki
     hook = load_yaml(HOOKS)[0]
     # main first (it builds), then what a pull request runs, then the hook, on the built kit
     lines = job_commands(jobs["build"]) + job_commands(jobs["check"]) + [shlex.split(hook["entry"])[1:]]
-    assert len(lines) == 4
+    assert len(lines) == 6
     for argv in lines:
         res = brand_kit.run(*argv)
-        assert res.exit_code == 0, (argv, res.stderr + res.output)
+        expected = 1 if argv == ["plan", "--exit-code", "-q"] else 0  # the kit is not built yet: there is work
+        assert res.exit_code == expected, (argv, res.stderr + res.output)
+    assert brand_kit.run("plan", "--exit-code", "-q").exit_code == 0  # built: nothing left
     # and on a kit a pull request left stale, check fails the job and the hook
     (brand_kit.root / "assets" / "logo.png").unlink()
     for argv in job_commands(jobs["check"]):
@@ -339,16 +352,29 @@ def git(cwd: Path, *args: str) -> str:
     return res.stdout
 
 
+# GitHub's API as the main job's `gh` calls see it (tests never reach the internet): the pull
+# request a commit came from (none unless tests write `pr-head`), its last plan run, its artifact.
+GH_STANDIN = """#!/usr/bin/env bash
+case "$1 $2" in
+  "api "*) cat "$GH_STANDIN/pr-head" 2>/dev/null || true ;;
+  "run list") cat "$GH_STANDIN/run-id" 2>/dev/null || true ;;
+  "run download") cp "$GH_STANDIN/assetbuild-plan.json" . ;;
+  *) echo "gh stand-in: $*" >&2; exit 2 ;;
+esac
+"""
+
+
 @pytest.mark.slow
 def test_the_workflow_steps_run_in_a_real_clone(tmp_path: Path) -> None:
     """The build job's and the pull-request job's shell steps, run by bash in a git clone of
     the brand kit with a bare origin and a file:// remote cache: the outputs and the lock are
-    committed and pushed, and the pull request's job summary is the plan's table."""
+    committed and pushed, the pull request's job summary is the plan's table, and main builds
+    the plan the pull request saved, or refuses it once main has moved."""
     origin, clone, remote = tmp_path / "origin.git", tmp_path / "clone", tmp_path / "remote-cache"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
     shutil.copytree(REPO / "examples" / "brand-kit", clone,
                     ignore=shutil.ignore_patterns("assets", "assetbuild.lock", ".assetbuild"))
-    (clone / ".gitignore").write_text(".assetbuild/\n", encoding="utf-8")
+    (clone / ".gitignore").write_text(".assetbuild/\nassetbuild-plan.json\n", encoding="utf-8")
     git(clone, "init", "-q", "-b", "main")
     git(clone, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "x")
     git(clone, "add", "-A")
@@ -357,35 +383,58 @@ def test_the_workflow_steps_run_in_a_real_clone(tmp_path: Path) -> None:
     git(clone, "push", "-q", "origin", "main")
 
     jobs = workflow()["jobs"]
-    bindir = str(Path(sys.executable).parent)
+    bindir, standin = tmp_path / "bin", tmp_path / "github"
+    bindir.mkdir()
+    standin.mkdir()
+    (bindir / "gh").write_text(GH_STANDIN, encoding="utf-8")
+    (bindir / "gh").chmod(0o755)
     values = {"ASSETBUILD_CACHE_REMOTE": remote.as_uri(), "AWS_REGION": "us-east-1"}
-    env = {"PATH": f"{bindir}:{os.environ['PATH']}", "HOME": str(tmp_path), "LANG": "C.UTF-8",
-           "ASSETBUILD_CACHE_DIR": str(tmp_path / "cache"), "GIT_CONFIG_NOSYSTEM": "1",
-           "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_REF_NAME": "main"}
+    env = {"PATH": f"{bindir}:{Path(sys.executable).parent}:{os.environ['PATH']}", "HOME": str(tmp_path),
+           "LANG": "C.UTF-8", "ASSETBUILD_CACHE_DIR": str(tmp_path / "cache"), "GIT_CONFIG_NOSYSTEM": "1",
+           "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_REF_NAME": "main",
+           "GITHUB_REPOSITORY": "org/kit", "GITHUB_SHA": "0" * 40, "GH_STANDIN": str(standin),
+           **{k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}}  # the assetbuild under test
 
-    def run_job(name: str, extra: dict[str, str] | None = None) -> list[subprocess.CompletedProcess[str]]:
-        job_env = {**env, **{k: substitute(str(v), values) for k, v in jobs[name].get("env", {}).items()},
-                   **(extra or {})}
+    def run_job(name: str, extra: dict[str, str] | None = None, fails: str = "") -> list[subprocess.CompletedProcess[str]]:
+        """Each `run` step as the runner runs it, honouring `if: steps.ID.outputs.KEY == 'VALUE'`;
+        ``fails``: the name of the step expected to fail (the job stops there)."""
+        outputs: dict[str, dict[str, str]] = {}
         done = []
         for step in jobs[name]["steps"]:
             script = step.get("run")
             if script is None or "pip install" in script:  # uses: actions; assetbuild is installed here
                 continue
+            condition = re.fullmatch(r"steps\.(\w+)\.outputs\.(\w+) == '(\w+)'", step.get("if", ""))
+            if condition and outputs.get(condition[1], {}).get(condition[2]) != condition[3]:
+                continue
+            out_file = tmp_path / "github-output"
+            out_file.write_text("")
+            job_env = {**env, **{k: substitute(str(v), values) for k, v in jobs[name].get("env", {}).items()},
+                       **{k: substitute(str(v), values) for k, v in step.get("env", {}).items()},
+                       "GITHUB_OUTPUT": str(out_file), **(extra or {})}
             done.append(subprocess.run(["bash", "-eo", "pipefail", "-c", substitute(script, values)], cwd=clone,
                                        env=job_env, capture_output=True, text=True, timeout=120))
+            if step.get("name") == fails:
+                assert done[-1].returncode != 0, step.get("name")
+                return done
             assert done[-1].returncode == 0, (step.get("name"), done[-1].stderr)
+            if "id" in step:
+                outputs[step["id"]] = dict(line.split("=", 1) for line in out_file.read_text().splitlines() if line)
+        assert not fails, f"{fails} did not fail"
         return done
 
-    run_job("build")
+    steps = run_job("build")  # pushed without a pull request: plans on main, builds that plan
+    assert "pushed without a pull request" in steps[0].stdout
     log = git(origin, "log", "--format=%s", "main")
     assert log.splitlines()[0] == "assetbuild: build outputs and lock [skip ci]"
     pushed = git(origin, "ls-tree", "-r", "--name-only", "main")
     assert "assetbuild.lock" in pushed.split() and "assets/hero.png" in pushed.split()
-    assert "build.json" not in pushed.split()
+    assert "build.json" not in pushed.split() and "assetbuild-plan.json" not in pushed.split()
     assert list(remote.rglob("*")), "the build filled the remote cache"
-    # a second run on main has nothing to commit
+    # a second run on main has nothing to build (plan --exit-code) and nothing to commit
     steps = run_job("build")
     assert "nothing to commit" in steps[-1].stdout
+    assert not any("build:" in s.stdout + s.stderr for s in steps)
     assert len(git(origin, "log", "--format=%s", "main").splitlines()) == 3
 
     # a pull request that changes a prompt: the summary shows what would be generated, and check fails
@@ -402,3 +451,25 @@ def test_the_workflow_steps_run_in_a_real_clone(tmp_path: Path) -> None:
     res = subprocess.run(["bash", "-c", check_step["run"]], cwd=clone, env=env, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 1 and "stale      hero: prompt changed" in res.stdout
+
+    # merged: main builds exactly the plan the pull request saved (its artifact)
+    shutil.move(str(clone / "assetbuild-plan.json"), standin / "assetbuild-plan.json")
+    approved = json.loads((standin / "assetbuild-plan.json").read_text())
+    (standin / "pr-head").write_text("f" * 40)
+    (standin / "run-id").write_text("4242")
+    git(clone, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-am", "hero at dawn")
+    run_job("build")
+    built = json.loads((clone / "build.json").read_text())
+    planned = {a["asset"] for a in approved["actions"] if a["action"] == "generate"}
+    assert planned == {"hero", "hero-night"}  # hero-night reads hero
+    assert built["generated"] == 2 and {a["asset"] for a in built["assets"]["generated"]} == planned
+
+    # the next pull request's plan, applied after main moved on: refused, nothing sent, nothing committed
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace("at dawn", "at dusk"), encoding="utf-8")
+    subprocess.run(["bash", "-eo", "pipefail", "-c", summary_step["run"]], cwd=clone, env=env, check=True,
+                   capture_output=True, text=True, timeout=120)
+    shutil.move(str(clone / "assetbuild-plan.json"), standin / "assetbuild-plan.json")
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace("at dusk", "at night"), encoding="utf-8")
+    steps = run_job("build", fails="Build the approved plan")
+    assert steps[-1].returncode == 2
+    assert "assetbuild.toml changed since the plan was made" in steps[-1].stderr
