@@ -93,8 +93,8 @@ def main() -> None:
     mods = modules(package)
     edges = arrows(package)
     stack = layers()
-    per_folder = collections.Counter(
-        name.split(".")[1] if path.parent != package else "(top)" for name, path in mods.items() if name != "assetbuild")
+    per_folder = collections.Counter(name.split(".")[1] if path.parent != package else "(top)"
+                                     for name, path in mods.items() if name != "assetbuild")
     print(f"modules: {len(mods)} (with __init__s)  " + ", ".join(f"{k} {v}" for k, v in sorted(per_folder.items())))
     print(f"import arrows: {len(edges)}")
     found = circles(edges)
