@@ -604,8 +604,11 @@ def _next_step(stale: list[tuple[str, list[str]]]) -> str:
 def clean(ctx: Ctx, dry_run: bool, git_revs: int, as_json: bool) -> None:
     """Remove orphaned outputs: files assetbuild wrote for assets no longer in the manifest,
     while their bytes are what it wrote (cached first; anything else is kept and named)."""
+    from .commands.leftovers import clean as clean_project
+
     with ctx.project() as project:
-        done, notes = project.clean(dry_run=dry_run, git_revs=git_revs)
+        cleaned = clean_project(project, dry_run=dry_run, git_revs=git_revs)
+    done, notes = cleaned.pruned, cleaned.notes
     if as_json:
         click.echo(jsonout.dumps({"dry_run": dry_run, "pruned": [d.to_json() for d in done], "notes": notes}))
         return
@@ -661,8 +664,10 @@ def lock_resolve(ctx: Ctx, git_revs: int) -> None:
     """Rebuild a consistent lock from what is on disk: an output whose bytes match an entry of
     either side of a conflicted lock, the lock, or an earlier commit's lock is taken as built
     by it."""
+    from .commands.lockmerge import resolve
+
     with ctx.project(unreadable_lock_ok=True) as project:
-        res = project.lock_resolve(git_revs=git_revs)
+        res = resolve(project, git_revs)
     for note in res.notes:
         click.echo(f"note: {note}", err=True)
     others = sorted(a for a, source in res.taken.items() if source != "the lock")
@@ -688,23 +693,25 @@ def lock_resolve(ctx: Ctx, git_revs: int) -> None:
 @click.pass_obj
 def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
     """Why ASSET is or is not up to date: its fingerprint inputs, then against the lock."""
+    from .commands.explain import explain as explain_asset
+
     with ctx.project() as project:
-        info = project.explain(asset)
+        info = explain_asset(project, asset)
     if as_json:
-        click.echo(jsonout.dumps(info))
+        click.echo(jsonout.dumps(info.to_json()))
         return
-    click.echo(f"{info['asset']}: {info['action']}" + (f" ({'; '.join(info['reasons'])})" if info["reasons"] else ""))
-    click.echo(f"  provider     {info['provider']}")
-    price = info.get("price")
+    reasons = "; ".join(map(str, info.reasons))
+    click.echo(f"{info.asset}: {info.action.value}" + (f" ({reasons})" if reasons else ""))
+    click.echo(f"  provider     {info.provider}")
+    price = info.price
     if price:
-        images = f" x {price['images']} images" if price["images"] > 1 else ""
-        click.echo(f"  price        {price['rule']}: ${price['usd_per_image']:.4g}/image{images} "
-                   f"(source: {price['source']})")
-    inputs = info["inputs"]
+        images = f" x {price.images} images" if price.images > 1 else ""
+        click.echo(f"  price        {price.rule}: ${price.usd_per_image:.4g}/image{images} (source: {price.source})")
+    inputs = info.inputs
     if inputs is None:
         click.echo("  fingerprint  not known until its upstream is rebuilt")
     else:
-        click.echo(f"  fingerprint  {info['fingerprint']}")
+        click.echo(f"  fingerprint  {info.fingerprint}")
         if inputs.get("kind") == "derive":
             for number, step in enumerate(inputs["steps"], start=1):
                 click.echo(f"  step {number:<7} {json.dumps(step, ensure_ascii=False)}")
@@ -716,20 +723,20 @@ def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
                     click.echo(f"  {key:<12} {json.dumps(inputs[key], ensure_ascii=False)}")
             for ref in inputs["references"]:
                 click.echo(f"  reference    {ref['ref']}  sha256 {ref['sha256'][:16]}")
-    lock = info["lock"]
+    lock = info.lock
     if lock is None:
         click.echo("  lock         no entry (never built)")
     else:
-        same = "same" if lock["fingerprint"] == info["fingerprint"] else "differs"
-        click.echo(f"  lock         fingerprint {lock['fingerprint'][:16]} ({same}); built {lock['built']} "
-                   f"by {lock['provider']} ({lock['model_id']}), {usd(lock['cost_usd'])}")
-        for out in lock["outputs"]:
-            click.echo(f"  output       {out['path']}  sha256 {out['sha256'][:16]}")
-        for number, sha in enumerate(lock["candidate_images"], start=1):
-            mark = "  (the pick)" if number == lock["pick"] else ""
+        same = "same" if lock.fingerprint == info.fingerprint else "differs"
+        click.echo(f"  lock         fingerprint {lock.fingerprint[:16]} ({same}); built {lock.built} "
+                   f"by {lock.provider} ({lock.model_id}), {usd(lock.cost_usd)}")
+        for out in lock.outputs:
+            click.echo(f"  output       {out.path}  sha256 {out.sha256[:16]}")
+        for number, sha in enumerate(lock.candidate_images, start=1):
+            mark = "  (the pick)" if number == lock.pick else ""
             click.echo(f"  candidate {number:<2} sha256 {sha[:16]}{mark}")
-        if lock["adopted"]:
-            click.echo(f"  adopted      sha256 {lock['adopted'][:16]}  (a hand edit: `assetbuild adopt`)")
+        if lock.adopted:
+            click.echo(f"  adopted      sha256 {lock.adopted[:16]}  (a hand edit: `assetbuild adopt`)")
 
 
 # -- graph and ls -----------------------------------------------------------------------------
@@ -793,8 +800,10 @@ def report(ctx: Ctx, out: Path | None, since: str | None, force: bool) -> None:
     """Write one self-contained HTML page to review the kit: images, candidates, status, changes."""
     if out is not None and not out.is_absolute():
         out = ctx.directory / out  # -C DIR: as if started in DIR
+    from .commands.report import write_report
+
     with ctx.project() as project:
-        done = project.report(out, since=since, force=force)
+        done = write_report(project, out, since=since, force=force)
     changed = "" if done.changes is None else f", {len(done.changes)} changed since {done.since}"
     click.echo(f"report: {done.path} ({_bytes(done.size_bytes)}): {done.assets} asset(s), {done.images} image(s), "
                f"{done.stale} stale{changed}")
@@ -809,22 +818,21 @@ def report(ctx: Ctx, out: Path | None, since: str | None, force: bool) -> None:
 @click.pass_obj
 def providers(ctx: Ctx, as_json: bool) -> None:
     """Each configured provider: type, model ids, price, and whether its key is set."""
+    from .commands.explain import provider_info
+
     with ctx.project() as project:
-        rows = project.provider_info()
+        rows = provider_info(project)
     if as_json:
-        click.echo(jsonout.dumps(rows))
+        click.echo(jsonout.dumps([row.to_json() for row in rows]))
         return
     for row in rows:
-        if row["key_env"] is None:
-            key = "no key needed"
-        else:
-            key = f"key {row['key_env']} {'set' if row['key_set'] else 'NOT set'}"
-        fallback = f", falls back to {row['fallback']}" if row["fallback"] else ""
-        click.echo(f"{row['name']} ({row['type']}): {key}{fallback}")
-        if row["base_url"]:
-            click.echo(f"  url     {row['base_url']}")
-        for model, model_id in row["models"].items():
-            click.echo(f"  {model:<13} -> {model_id:<28} {usd(row['price_per_image'][model])}/image")
+        key = "no key needed" if row.key_env is None else f"key {row.key_env} {'set' if row.key_set else 'NOT set'}"
+        fallback = f", falls back to {row.fallback}" if row.fallback else ""
+        click.echo(f"{row.name} ({row.type}): {key}{fallback}")
+        if row.base_url:
+            click.echo(f"  url     {row.base_url}")
+        for model, model_id in row.models.items():
+            click.echo(f"  {model:<13} -> {model_id:<28} {usd(row.price_per_image[model])}/image")
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -883,42 +891,47 @@ def cache() -> None:
 @click.pass_obj
 def cache_info(ctx: Ctx, as_json: bool) -> None:
     """Results, blobs and bytes in the local cache and the remote."""
+    from .commands.upkeep import usage
+
     with ctx.project() as project:
-        info = project.cache_info()
+        info = usage(project)
     if as_json:
-        click.echo(jsonout.dumps(info))
+        click.echo(jsonout.dumps(info.to_json()))
     else:
-        local = info["local"]
-        click.echo(f"local   {local['dir']}: {local['records']} result(s), {local['blobs']} blob(s), "
-                   f"{_bytes(local['bytes'])}")
-        remote = info["remote"]
-        if remote is None:
+        local = info.local
+        click.echo(f"local   {info.dir}: {local.records} result(s), {local.blobs} blob(s), {_bytes(local.bytes)}")
+        remote = info.remote
+        if info.remote_url is None:
             click.echo("remote  none (set [cache] remote or ASSETBUILD_CACHE_REMOTE)")
-        elif info["remote_error"] is None:
-            click.echo(f"remote  {remote['url']}: {remote['records']} result(s), {remote['blobs']} blob(s), "
-                       f"{_bytes(remote['bytes'])}")
-    if info["remote_error"] is not None:
-        _fail(info["remote_error"], EXIT_FAILED)
+        elif remote is not None:
+            click.echo(f"remote  {info.remote_url}: {remote.records} result(s), {remote.blobs} blob(s), "
+                       f"{_bytes(remote.bytes)}")
+    if info.remote_error is not None:
+        _fail(info.remote_error, EXIT_FAILED)
 
 
 @cache.command("push")
 @click.pass_obj
 def cache_push(ctx: Ctx) -> None:
     """Upload every local result (and its blobs) the remote lacks."""
+    from .commands.upkeep import push_to_remote, remote_store
+
     with ctx.project() as project:
-        moved = project.cache_push()
+        moved = push_to_remote(project)
     click.echo(f"push: {moved.records} result(s), {moved.blobs} blob(s), {_bytes(moved.bytes)} uploaded "
-               f"to {project.remote_store.url}")
+               f"to {remote_store(project.cache).url}")
 
 
 @cache.command("pull")
 @click.pass_obj
 def cache_pull(ctx: Ctx) -> None:
     """Download the results the lock references that the local cache lacks."""
+    from .commands.upkeep import pull_from_remote, remote_store
+
     with ctx.project() as project:
-        moved = project.cache_pull()
+        moved = pull_from_remote(project)
     click.echo(f"pull: {moved.records} result(s), {moved.blobs} blob(s), {_bytes(moved.bytes)} downloaded "
-               f"from {project.remote_store.url}")
+               f"from {remote_store(project.cache).url}")
     if moved.missing:
         click.echo(f"pull: {len(moved.missing)} result(s) of the lock are not on the remote")
 
@@ -928,11 +941,12 @@ def cache_pull(ctx: Ctx) -> None:
 @click.pass_obj
 def cache_verify(ctx: Ctx, remote: bool) -> None:
     """Check that every blob's bytes hash to its name; remove the damaged ones."""
+    from .commands.upkeep import verify
+
     with ctx.project() as project:
-        found = project.cache_verify(remote=remote)
+        found = verify(project, remote=remote)
     damaged = 0
-    for where in ("local", "remote"):
-        seen = found[where]
+    for where, seen in (("local", found.local), ("remote", found.remote)):
         if seen is None:
             continue
         for sha in seen.damaged:
@@ -952,13 +966,14 @@ def cache_verify(ctx: Ctx, remote: bool) -> None:
 @click.pass_obj
 def cache_gc(ctx: Ctx, remote: bool, git_revs: int, dry_run: bool) -> None:
     """Remove results and blobs the lock does not reference."""
+    from .commands.upkeep import collect
+
     with ctx.project() as project:
-        done = project.cache_gc(remote=remote, git_revs=git_revs, dry_run=dry_run)
-    for note in done["notes"]:
+        done = collect(project, remote=remote, git_revs=git_revs, dry_run=dry_run)
+    for note in done.notes:
         click.echo(f"warning: {note}", err=True)
     verb = "would remove" if dry_run else "removed"
-    for where in ("local", "remote"):
-        gone = done[where]
+    for where, gone in (("local", done.local), ("remote", done.remote)):
         if gone is None:
             continue
         if dry_run:
@@ -968,7 +983,7 @@ def cache_gc(ctx: Ctx, remote: bool, git_revs: int, dry_run: bool) -> None:
                 click.echo(f"would remove {where} blob {sha}")
         click.echo(f"gc {where}: {verb} {len(gone.records)} result(s) and {len(gone.blobs)} blob(s), "
                    f"{_bytes(gone.bytes)} ({gone.bytes} bytes); kept {gone.kept_records} result(s) and "
-                   f"{gone.kept_blobs} blob(s) referenced by {done['locks']} lock(s)")
+                   f"{gone.kept_blobs} blob(s) referenced by {done.locks} lock(s)")
 
 
 def main(argv: list[str] | None = None, seams: Seams | None = None) -> None:

@@ -13,12 +13,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from ..spec.nodes import Node
 from ..store.cache import Cache, CacheRecord
 from ..store.files import DeletionRule
+from ..store.gitlocks import entries_in_history
 from ..store.lockfile import LockEntry
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
 
 
 @dataclass
@@ -121,6 +125,28 @@ def sibling_claims(manifest: Path) -> dict[str, str]:
             for out in entry.outputs:
                 found.setdefault(out.path, f"{other.with_suffix('.lock').name} records it for {nid}")
     return found
+
+
+@dataclass
+class Cleaned:
+    """What ``clean`` pruned (or, with dry_run, would prune), and a note per commit whose lock
+    could not be read."""
+
+    pruned: list[Leftover]
+    notes: list[str] = field(default_factory=list)
+
+
+def clean(project: Workspace, *, dry_run: bool = False, git_revs: int = 0) -> Cleaned:
+    """Remove orphaned outputs: files assetbuild wrote (per the lock, and with ``git_revs``
+    per the lock of each of the last N commits) for assets the manifest no longer has,
+    while their bytes are unchanged; drop those assets from the lock."""
+    with project.exclusive():
+        history, notes = entries_in_history(project.manifest_path.parent, project.lock.path.name, git_revs)
+        done = project.leftovers(dry_run=dry_run, extra=history)
+        if not dry_run:
+            project.lock.prune(p.asset for p in done)
+            project.lock.save_if_changed()
+    return Cleaned(done, notes)
 
 
 def _index(cache: Cache, entry: LockEntry) -> None:

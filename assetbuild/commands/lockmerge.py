@@ -205,8 +205,13 @@ def _match(node_id: str, shas: list[str], candidates: list[Candidate]) -> Candid
 
 
 def resolve(project: "Workspace", git_revs: int = 50) -> Resolution:
-    """Rebuild ``project``'s lock from what is on disk (see the module docstring). Runs inside
-    the project's build lock; the lock is written once, atomically."""
+    """Rebuild ``project``'s lock from what is on disk (see the module docstring), inside the
+    project's build lock; the lock is written once, atomically."""
+    with project.exclusive():
+        return _resolve(project, git_revs)
+
+
+def _resolve(project: "Workspace", git_revs: int) -> Resolution:
     res = Resolution()
     candidates = _sources(project, git_revs, res)
     current = {c.asset: c for c in candidates if c.source in ("ours", "the lock")}

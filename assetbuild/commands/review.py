@@ -62,19 +62,6 @@ class Adopted:
     dependents: list[str] = field(default_factory=list)  # now stale
 
 
-def one_node(project: "Workspace", target: str, command: str) -> str:
-    """The node id a command that takes one asset names; UsageError otherwise."""
-    if target in project.nodes:
-        return target
-    matches = project.blueprint.match(target)
-    if not matches:
-        raise UsageError(f"{command}: no asset matches {target!r}; see `assetbuild graph` for the ids")
-    if len(matches) > 1:
-        shown = ", ".join(matches[:3]) + (", ..." if len(matches) > 3 else "")
-        raise UsageError(f"{command} takes one asset; {target!r} names {len(matches)} ({shown}): name one")
-    return matches[0]
-
-
 def dependents(project: "Workspace", node_id: str) -> list[str]:
     """The nodes that read ``node_id``'s output directly, in build order."""
     return [nid for nid in project.blueprint.order if node_id in project.nodes[nid].upstream]
@@ -116,7 +103,7 @@ def pick(project: "Workspace", target: str, number: int, *, force: bool = False)
     from ..store.lockfile import OutputRecord
 
     with project.exclusive():
-        node_id = one_node(project, target, "pick")
+        node_id = project.blueprint.one(target, "pick")
         node, entry = _one_output(project, node_id, "pick")
         candidates = entry.candidate_images
         if not candidates:
@@ -176,7 +163,7 @@ def adopt(project: "Workspace", target: str) -> Adopted:
     from ..store.lockfile import OutputRecord
 
     with project.exclusive():
-        node_id = one_node(project, target, "adopt")
+        node_id = project.blueprint.one(target, "adopt")
         node, entry = _one_output(project, node_id, "adopt")
         path = node.outputs[0]
         file = project.root / path

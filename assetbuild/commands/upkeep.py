@@ -11,12 +11,17 @@ What ``gc`` keeps: every result the lock names (by fingerprint) with the blobs i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
+from ..errors import CacheError, UsageError
 from ..store.cache import Cache, CacheRecord
+from ..store.gitlocks import entries_in_history
 from ..store.hashing import sha256_bytes
 from ..store.lockfile import LockEntry
 from ..store.remote import RemoteStore
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
 
 
 @dataclass
@@ -205,3 +210,87 @@ def _referenced(locks: list[dict[str, LockEntry]]) -> tuple[set[str], set[str]]:
             if entry.adopted:
                 shas.add(entry.adopted)
     return fingerprints, shas
+
+
+# -- the commands, over a project -------------------------------------------------------------
+
+def remote_store(cache: Cache) -> RemoteStore:
+    """The remote cache's store; a UsageError if none is configured."""
+    if cache.remote is None:
+        raise UsageError("no remote cache: set [cache] remote in the manifest or ASSETBUILD_CACHE_REMOTE")
+    return cache.remote.store
+
+
+@dataclass
+class CacheUsage:
+    """``cache info``: the local cache, and the remote if one is configured (``remote_error``:
+    why it could not be listed)."""
+
+    dir: str
+    local: Usage
+    remote_url: str | None = None
+    remote: Usage | None = None
+    remote_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        remote = None if self.remote_url is None else {"url": self.remote_url,
+                                                        **(vars(self.remote) if self.remote else {})}
+        return {"local": {"dir": self.dir, **vars(self.local)}, "remote": remote, "remote_error": self.remote_error}
+
+
+def usage(project: Workspace) -> CacheUsage:
+    cache = project.cache
+    info = CacheUsage(str(cache.dir), local_usage(cache))
+    if cache.remote is not None:
+        store = cache.remote.store
+        info.remote_url = store.url
+        try:
+            info.remote = remote_usage(store)
+        except CacheError as exc:
+            info.remote_error = str(exc)
+    return info
+
+
+def push_to_remote(project: Workspace) -> Transfer:
+    with project.exclusive():
+        return push(project.cache, remote_store(project.cache))
+
+
+def pull_from_remote(project: Workspace) -> Transfer:
+    with project.exclusive():
+        return pull(project.cache, remote_store(project.cache), list(project.lock.entries.values()))
+
+
+@dataclass
+class Verified:
+    local: Verification
+    remote: Verification | None = None  # None: not asked
+
+
+def verify(project: Workspace, *, remote: bool = False) -> Verified:
+    with project.exclusive():
+        found = Verified(verify_local(project.cache))
+        if remote:
+            found.remote = verify_remote(remote_store(project.cache))
+    return found
+
+
+@dataclass
+class Collected:
+    local: Collection
+    remote: Collection | None = None  # None: not asked
+    notes: list[str] = field(default_factory=list)  # commits whose lock could not be read
+    locks: int = 1  # the locks whose references were kept
+
+
+def collect(project: Workspace, *, remote: bool = False, git_revs: int = 0, dry_run: bool = False) -> Collected:
+    """Remove what neither the lock nor (with ``git_revs``) the lock of the last N commits
+    references; ``dry_run`` only says what would go."""
+    with project.exclusive():
+        history, notes = entries_in_history(project.manifest_path.parent, project.lock.path.name, git_revs)
+        keep = [dict(project.lock.entries), *history]
+        store = remote_store(project.cache) if remote else None
+        done = Collected(gc_local(project.cache, keep, dry_run=dry_run), None, notes, len(keep))
+        if store is not None:
+            done.remote = gc_remote(store, keep, dry_run=dry_run)
+    return done

@@ -5,9 +5,10 @@ never import ``Project`` back."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, ContextManager, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Mapping, Protocol
 
 if TYPE_CHECKING:
+    from ..providers.base import Provider
     from ..plan.planner import Decision
     from ..spec.blueprint import Blueprint
     from ..spec.nodes import Node
@@ -22,6 +23,12 @@ class Planned(Protocol):
     decisions: list[Decision]
 
 
+class ProviderSource(Protocol):
+    """The project's providers, one instance per name."""
+
+    def get(self, name: str) -> Provider: ...
+
+
 class Workspace(Protocol):
     root: Path
     manifest_path: Path
@@ -30,9 +37,15 @@ class Workspace(Protocol):
     lock: Lockfile
     hasher: FileHasher
     cache: Cache
+    env: Mapping[str, str]
+    providers: ProviderSource
 
     def plan(self, targets: Iterable[str] = ()) -> Planned:
         """Decide every node of ``targets`` (all if none) against the lock and the disk."""
 
     def exclusive(self) -> ContextManager[None]:
         """Hold the project's build lock, the lock file read afresh."""
+
+    def leftovers(self, *, dry_run: bool, extra: list[dict[str, Any]] | None = None) -> list[Any]:
+        """The assets the lock (and ``extra`` locks) hold that the manifest no longer has, with
+        the files of theirs a prune removes (``dry_run``: would remove)."""

@@ -157,6 +157,19 @@ class Blueprint:
                 or fnmatch.fnmatchcase(n.asset, target)]
         return hits or _variant_subset(self.nodes, target)
 
+    def one(self, target: str, command: str) -> str:
+        """The node id ``target`` names for a command that takes one asset (explain, pick,
+        adopt); a UsageError naming the command if it names none or several."""
+        if target in self.nodes:
+            return target
+        matches = self.match(target)
+        if not matches:
+            raise UsageError(f"{command}: no asset matches {target!r}; `assetbuild ls` lists the ids")
+        if len(matches) > 1:
+            shown = ", ".join(matches[:3]) + (", ..." if len(matches) > 3 else "")
+            raise UsageError(f"{command} takes one asset; {target!r} names {len(matches)} ({shown}): name one")
+        return matches[0]
+
     def select(self, targets: Iterable[str]) -> list[str]:
         """Node ids for TARGETS and their upstream, in build order (all nodes if none)."""
         targets = list(targets)

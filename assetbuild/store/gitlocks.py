@@ -108,3 +108,15 @@ def locks_in_history(folder: Path, lock_name: str, revs: int, *, merging: bool =
         if entries is not None:
             locks.append(GitLock(rev, entries))
     return locks, notes
+
+
+def entries_in_history(folder: Path, lock_name: str, git_revs: int) -> tuple[list[dict[str, LockEntry]], list[str]]:
+    """The lock's entries as each of the last ``git_revs`` commits had them (none for 0), and a
+    note per commit whose lock could not be read (``--git-revs`` of clean and cache gc)."""
+    if git_revs <= 0:
+        return [], []
+    if not Git(folder, "--git-revs").is_repo():
+        raise UsageError(f"--git-revs: {folder} is not in a git repository with commits; "
+                         "leave --git-revs out or commit first")
+    locks, notes = locks_in_history(folder, lock_name, git_revs)
+    return [lock.entries for lock in locks], notes
