@@ -126,9 +126,25 @@ class BuildOptions:
     jobs: int = 4
     keep_going: bool = False
     max_cost: float | None = None  # None: the manifest's max_cost, if any
+    shard: tuple[int, int] | None = None  # (K, N): build only shard K of N (build --shard K/N)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reroll", tuple(self.reroll))
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` of ``build --shard`` as (K, N), 1 <= K <= N; a UsageError otherwise."""
+    k, _, n = text.partition("/")
+    if k.strip().isdigit() and n.strip().isdigit() and 1 <= int(k) <= int(n):
+        return int(k), int(n)
+    raise UsageError(f"--shard {text!r}: give K/N with 1 <= K <= N, e.g. --shard 1/3")
+
+
+def shard_of(asset_id: str, shards: int) -> int:
+    """Which of ``shards`` shards (1-based) builds an asset: a hash of its id, so every shard
+    agrees before anything is built (an asset's fingerprint is not known until its upstream
+    results are)."""
+    return int.from_bytes(hashlib.sha256(asset_id.encode("utf-8")).digest()[:8], "big") % shards + 1
 
 
 @dataclass
@@ -378,15 +394,34 @@ class Project:
         targets = list(targets)
         rerolled = frozenset(reroll_nodes(self, list(options.reroll))) if options.reroll else frozenset()
         nodes = self.select(targets + sorted(rerolled) if targets else targets)
+        if options.shard is not None:
+            nodes = self._share(nodes, options.shard)
         forced = frozenset(self._forced(targets, nodes) if options.force else ())
         seen = len(self.cache.warnings)
         planner = self.planner(options, forced=forced, rerolled=rerolled)
         with self._warnings_to(on_event), paused():
             decisions = planner.plan(nodes)
         self.blueprint.remember()
-        pruned = [] if list(targets) else self.leftovers(dry_run=True)
+        pruned = [] if list(targets) or options.shard else self.leftovers(dry_run=True)
         self.hasher.save()
         return Plan(decisions, options, planner, forced, rerolled, self.cache.warnings[seen:], pruned=pruned)
+
+    def _share(self, nodes: list[Node], shard: tuple[int, int]) -> list[Node]:
+        """Shard K of N's part of ``nodes``: the assets that hash to K (:func:`shard_of`), and
+        their upstream, which it restores from the shared cache (waiting on another machine's
+        lease where one is generating it) or, if no runner has started it, builds."""
+        if self.cache.remote is None:
+            raise UsageError("--shard needs a shared remote cache ([cache] remote or ASSETBUILD_CACHE_REMOTE): "
+                             "the shards hand each other their results there")
+        k, n = shard
+        wanted: set[str] = set()
+        todo = [node.id for node in nodes if shard_of(node.id, n) == k]
+        while todo:
+            nid = todo.pop()
+            if nid not in wanted:
+                wanted.add(nid)
+                todo.extend(self.nodes[nid].upstream)
+        return [node for node in nodes if node.id in wanted]
 
     def leftovers(self, *, dry_run: bool, extra: list[dict[str, Any]] | None = None) -> list[Leftover]:
         """The assets in the lock (and in ``extra`` locks, e.g. earlier commits') that the
@@ -470,7 +505,7 @@ class Project:
             if executor.leases is not None:
                 executor.leases.close()
         pruned: list[Leftover] = []
-        if not targets:
+        if not targets and options.shard is None:
             pruned = self.leftovers(dry_run=False)
             self.lock.prune(p.asset for p in pruned)
             self.lock.save_if_changed()

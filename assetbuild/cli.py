@@ -332,20 +332,23 @@ def _warn_on_stderr(event: Any) -> None:
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Build exactly the plan `assetbuild plan -o FILE` saved; refuse (exit 2) if anything it "
                    "rests on changed.")
+@click.option("--shard", default=None, metavar="K/N",
+              help="Build only shard K of N (a CI matrix sharing a remote cache); a final build restores all.")
 @click.option("--reroll", multiple=True, hidden=True)  # `assetbuild reroll ASSET` (review.py)
 @click.pass_obj
 def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force: bool, offline: bool,
           provider_override: str | None, max_cost: float | None, yes: bool, as_json: bool,
-          plan_file: Path | None = None, reroll: tuple[str, ...] = ()) -> None:
+          plan_file: Path | None = None, shard: str | None = None, reroll: tuple[str, ...] = ()) -> None:
     """Build the targets (all assets if none) and their upstream."""
-    from .api import BuildOptions
+    from .api import BuildOptions, parse_shard
 
     saved = None
     if plan_file is not None:
         from .commands import savedplan
 
         given = [flag for flag, value in (("TARGETS", targets), ("--force", force), ("--offline", offline),
-                                          ("--provider", provider_override), ("--reroll", reroll)) if value]
+                                          ("--provider", provider_override), ("--reroll", reroll),
+                                          ("--shard", shard)) if value]
         if given:
             raise UsageError(f"--plan builds the plan as it was made: leave out {', '.join(given)} "
                              "(give them to `assetbuild plan -o`)")
@@ -356,7 +359,7 @@ def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force
         approved = float(saved["estimated_cost"])  # never spend more than was approved
         max_cost = approved if max_cost is None else min(max_cost, approved)
     options = BuildOptions(force=force, offline=offline, reroll=reroll, jobs=jobs, keep_going=keep_going,
-                           max_cost=max_cost)
+                           max_cost=max_cost, shard=parse_shard(shard) if shard is not None else None)
     report = _build_once(ctx, targets, options, provider_override=provider_override, yes=yes, as_json=as_json,
                          saved=(str(plan_file), saved) if saved is not None else None)
     if not report.ok:

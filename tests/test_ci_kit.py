@@ -473,3 +473,47 @@ def test_the_workflow_steps_run_in_a_real_clone(tmp_path: Path) -> None:
     steps = run_job("build", fails="Build the approved plan")
     assert steps[-1].returncode == 2
     assert "assetbuild.toml changed since the plan was made" in steps[-1].stderr
+
+
+SHARDED = REPO / "examples" / "ci" / "assetbuild-sharded.yml"
+
+
+def test_the_sharded_workflow_builds_each_shard_then_restores_all_with_no_calls(tmp_path: Path) -> None:
+    """examples/ci/assetbuild-sharded.yml: N matrix jobs each run `build --shard K/N` in its own
+    clone with its own empty cache against one shared remote; then the final job's build, in a
+    fresh clone, restores every asset into one complete lock with 0 provider calls."""
+    wf = load_yaml(SHARDED)
+    jobs = wf["jobs"]
+    shards = jobs["shard"]["strategy"]["matrix"]["shard"]
+    assert shards == list(range(1, int(wf["env"]["SHARDS"]) + 1))
+    assert jobs["final"]["needs"] == "shard" and jobs["shard"]["strategy"]["fail-fast"] is False
+    assert "ASSETBUILD_CACHE_REMOTE" in wf["env"]
+    remote = (tmp_path / "remote").as_uri()
+    kit = REPO / "examples" / "brand-kit"
+    built: dict[str, int] = {}
+    for k in shards:
+        root = tmp_path / f"shard{k}"
+        shutil.copytree(kit, root, ignore=shutil.ignore_patterns("assets", "assetbuild.lock", ".assetbuild"))
+        project = ProjectDir(root, tmp_path / f"cache{k}")
+        project.env["ASSETBUILD_CACHE_REMOTE"] = remote
+        script = substitute(job_commands_text(jobs["shard"]), {}).replace("${{ matrix.shard }}", str(k))
+        for argv in commands(script.replace("$SHARDS", wf["env"]["SHARDS"])):
+            res = project.run(*argv)
+            assert res.exit_code == 0, (argv, res.stderr + res.output)
+            summary = json.loads(res.output)
+            built[f"shard {k}"] = summary["generated"] + summary["derived"]
+    final = tmp_path / "final"
+    shutil.copytree(kit, final, ignore=shutil.ignore_patterns("assets", "assetbuild.lock", ".assetbuild"))
+    project = ProjectDir(final, tmp_path / "final-cache")
+    project.env["ASSETBUILD_CACHE_REMOTE"] = remote
+    (argv,) = job_commands(jobs["final"])
+    res = project.run(*argv)
+    assert res.exit_code == 0, res.stderr
+    summary = json.loads(res.output)
+    assert project.calls.total == 0 and summary["generated"] == summary["derived"] == 0
+    assert summary["restored"] == 26 and all(n > 0 for n in built.values())  # the kit: 14 generated + 12 derived
+    assert project.run("check").exit_code == 0
+
+
+def job_commands_text(job: dict[str, Any]) -> str:
+    return "\n".join(step.get("run", "") for step in job["steps"])

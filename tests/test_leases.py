@@ -368,3 +368,49 @@ def test_a_runner_killed_mid_build_costs_at_most_its_unsaved_submits(tmp_path: P
     print(f"\n{remote.url.split(':')[0]}: killed with {len(orphans)} leases held ({resumable} naming a job), "
           f"{submits_at_kill} submits at the kill; billed {billed} for {n} assets; every orphan on the remote "
           f"{takeover_s[0] if takeover_s else float('nan'):.1f} s after the kill (lease_ttl_s {ttl:g})")
+
+
+# -- build --shard K/N -------------------------------------------------------------------------
+
+def lock_ids(root: Path) -> set[str]:
+    import tomllib
+
+    return set(tomllib.loads((root / "assetbuild.lock").read_text(encoding="utf-8"))["assets"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_three_shards_then_a_final_build_pay_once_and_the_final_one_restores_all(tmp_path: Path, remote: Remote,
+                                                                               host: TimedEvolink) -> None:
+    from assetbuild.api import shard_of
+
+    n = 100
+    text = manifest(n, host.base_url, remote, tag="shards")
+    roots = [clone(tmp_path, f"shard{k}", text) for k in (1, 2, 3)]
+    procs = [runner(root, "--shard", f"{k}/3") for k, root in zip((1, 2, 3), roots)]
+    summaries = [finish(p)[0] for p in procs]
+    assert len(host.submits) == n, f"billed {len(host.submits)} jobs for {n} assets"
+    for k, root, summary in zip((1, 2, 3), roots, summaries):
+        share = {f"a{i:03d}" for i in range(n) if shard_of(f"a{i:03d}", 3) == k}
+        assert share and share <= lock_ids(root), f"shard {k}'s lock lacks part of its share"
+        assert summary["failed"] == summary["blocked"] == 0
+    final = clone(tmp_path, "final", text)
+    summary, _ = finish(runner(final))
+    assert len(host.submits) == n  # 0 calls in the final job
+    assert summary["restored"] == n and summary["generated"] == 0
+    assert lock_ids(final) == {f"a{i:03d}" for i in range(n)}
+    check_clean(final)
+    print(f"\n{remote.url.split(':')[0]}: 3 shards + final, {n} assets: billed {len(host.submits)}; "
+          f"generated per shard {[s['generated'] for s in summaries]}, restored per shard "
+          f"{[s['restored'] for s in summaries]}")
+
+
+def test_a_bad_shard_or_one_without_a_remote_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    root = clone(tmp_path, "p", '[assets.a]\nprompt = "a"\nsize = "32x32"\n')
+    env = {**os.environ, "ASSETBUILD_CACHE_DIR": str(tmp_path / "c"), "ASSETBUILD_CACHE_REMOTE": "",
+           "PYTHONPATH": str(REPO)}
+    for shard, says in (("4/3", "give K/N with 1 <= K <= N"), ("x", "give K/N"),
+                        ("1/2", "--shard needs a shared remote cache")):
+        res = subprocess.run([sys.executable, "-m", "assetbuild", "-C", str(root), "build", "--shard", shard],
+                             cwd=REPO, env=env, capture_output=True, text=True)
+        assert res.returncode == 2 and says in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
