@@ -23,7 +23,7 @@ import string
 from typing import Any, Mapping
 
 from ..errors import ManifestError
-from .layout import project_path, reference_problem, under
+from .layout import portable_problem, project_path, reference_problem, under
 from ..errors import clip
 from .manifest import LoadedManifest, Problems
 from .models import AssetSpec, ProviderConfig
@@ -196,6 +196,9 @@ class _Expansion:
 
     def _output_dir(self) -> str:
         text = self.m.project.output_dir
+        if not text.strip():
+            raise self.loaded.error('output_dir is empty; write output_dir = "." for the project folder itself',
+                                    "project", "output_dir")
         if posixpath.normpath(text.replace("\\", "/")) == ".":
             return "."
         return project_path(self.loaded, text, "project", "output_dir")
@@ -353,6 +356,9 @@ class _Expansion:
             if not problems:  # else the asset reports them; its outputs are laid out as PNG meanwhile
                 ext, fmt = extension(steps), format_of(steps)
         template = spec.output
+        if template is not None and (template.replace("\\", "/").startswith("/") or re.match(r"^[A-Za-z]:", template)):
+            raise loaded.error(f"output {clip(template)} is absolute; write it relative to output_dir "
+                               f"{self.out_dir} (it is never moved under it quietly)", *where)
         if template is None:
             template = "-".join(["{asset}", *("{" + k + "}" for k, _ in variant)])
             template += f"-{{i}}{ext}" if count > 1 else ext
@@ -384,9 +390,11 @@ class _Expansion:
                 if culprit is None:
                     raise
                 key, value = culprit
+                why = portable_problem(value)
                 raise loaded.error(f"matrix value {clip(value)} makes the output path {clip(f'{out_dir}/{rel}')}, "
-                                   f"which is not a file under output_dir {out_dir}; use values without "
-                                   "'/', '..' or control characters", "assets", asset_id, "matrix", key) from None
+                                   + (f"and the value {why}" if why else
+                                      f"which is not a file under output_dir {out_dir}; use values without "
+                                      "'/', '..' or control characters"), "assets", asset_id, "matrix", key) from None
             self._check_slug_clash(asset_id, path, raw, variant)
             paths.append(path)
         result = tuple(paths)
@@ -514,4 +522,4 @@ def _count(spec: AssetSpec) -> int:
 def _suspicious(value: str) -> bool:
     """A matrix value that can move or break an output path."""
     return ("/" in value or "\\" in value or ".." in value or not value.isprintable()
-            or len(value.encode("utf-8", "surrogatepass")) > 200)
+            or len(value.encode("utf-8", "surrogatepass")) > 200 or portable_problem(value) is not None)

@@ -27,8 +27,26 @@ MAX_NAME_BYTES = 255  # one file or folder name, on every common file system
 MAX_PATH_BYTES = 4000  # PATH_MAX is 4096, and the project's own path comes in front
 
 
+WINDOWS_RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
+                              *(f"lpt{i}" for i in range(1, 10))})
+
+
+def portable_problem(name: str) -> str | None:
+    """Why one file or folder name cannot be held on Windows (a reserved device name, with any
+    extension, or a name ending in a dot or a space), or None. A project is portable: the same
+    files check out on every OS."""
+    if name.split(".", 1)[0].lower() in WINDOWS_RESERVED:
+        return (f"has the name {name!r}, which Windows reserves (CON, PRN, AUX, NUL, COM1-9, LPT1-9, with any "
+                "extension); rename it")
+    if name.endswith(".") and name not in (".", ".."):
+        return f"has the name {name!r}, which ends in a dot (Windows cannot hold it); remove the dot"
+    if name.endswith(" "):
+        return f"has the name {name!r}, which ends in a space (Windows cannot hold it); remove the space"
+    return None
+
+
 def name_problem(rel: str) -> str | None:
-    """Why the relative posix path ``rel`` cannot be created as a file, or None."""
+    """Why the relative posix path ``rel`` cannot be created as a file on every OS, or None."""
     if not rel.isprintable():
         bad = next(c for c in rel if not c.isprintable())
         return f"contains the control character {bad!r}; use printable characters"
@@ -38,6 +56,9 @@ def name_problem(rel: str) -> str | None:
         size = len(part.encode("utf-8", "surrogatepass"))
         if size > MAX_NAME_BYTES:
             return f"has a name of {size:,} bytes ({clip(part, 40)}); names are at most {MAX_NAME_BYTES} bytes"
+        problem = portable_problem(part)
+        if problem:
+            return problem
     return None
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ManifestError, ManifestErrors, clip
 from ..store.files import read_manifest
+from .layout import portable_problem
 from .models import (BUILT_IN_PROVIDERS, AssetSpec, CacheConfig, LimitsConfig, Manifest, ProjectConfig,
                      ProviderConfig)
 
@@ -246,6 +247,9 @@ def _asset(loaded: LoadedManifest, problems: Problems, asset_id: str, table: Any
             "assets", asset_id,
         ))
         return None
+    if (problem := portable_problem(asset_id)) is not None:  # the id becomes a file name
+        problems.add(loaded.error(f"asset id {problem}", "assets", asset_id))
+        return None
     table = _table(loaded, problems, table, ("assets", asset_id))
     if table is None:
         return None
@@ -254,7 +258,7 @@ def _asset(loaded: LoadedManifest, problems: Problems, asset_id: str, table: Any
     spec = _validate(loaded, problems, AssetSpec, merged, ("assets", asset_id), own_keys=set(table))
     if spec is None:
         return None
-    kind_problems = _kind_problems(spec, set(table))
+    kind_problems = _kind_problems(spec, set(table)) + _blank_problems(spec)
     for message, key in kind_problems:
         problems.add(loaded.error(message, "assets", asset_id, *key))
     return None if kind_problems else spec
@@ -284,6 +288,22 @@ def _kind_problems(spec: AssetSpec, own_keys: set[str]) -> list[tuple[str, tuple
     if not spec.steps:
         found.append(("a derived asset needs steps, e.g. steps = [{ op = \"fit\", size = \"1200x630\" }]",
                       ("steps",) if "steps" in own_keys else ("from",)))
+    return found
+
+
+def _blank_problems(spec: AssetSpec) -> list[tuple[str, tuple[str, ...]]]:
+    """Text that must say something and is empty or only whitespace: an error, never a blank
+    prompt sent to a host or an empty path read as the project folder."""
+    found = []
+    if spec.prompt is not None and not spec.prompt.strip():
+        found.append(("prompt is empty (or only whitespace); write what to make", ("prompt",)))
+    if spec.source is not None and not spec.source.strip():
+        found.append(("from is empty; name the image it starts from (\"@asset\" or a file)", ("from",)))
+    if any(not ref.strip() for ref in spec.references):
+        found.append(("a reference is empty; name an image file or \"@asset\", or remove it", ("references",)))
+    if spec.output is not None and not spec.output.strip():
+        found.append(("output is empty; name the file (e.g. \"{asset}.png\"), or remove it for the default",
+                      ("output",)))
     return found
 
 
