@@ -6,6 +6,7 @@ functions and TYPE_CHECKING imports count like any other."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -66,3 +67,14 @@ def test_built_in_provider_names_are_the_provider_classes():
     from assetbuild.spec.models import BUILT_IN_PROVIDERS
 
     assert sorted(BUILT_IN_PROVIDERS) == sorted(PROVIDER_CLASSES)
+
+
+def test_the_readme_module_map_lists_every_module():
+    """README "Development" has one line per module, by folder: a new module gets its line."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## Development")
+    block = readme[readme.index("```", start):readme.index("```", readme.index("```", start) + 3)]
+    missing = [f"{path.parent.name}/{path.name}" for path in sorted(PACKAGE.rglob("*.py"))
+               if not (path.name == "__init__.py" and path.parent != PACKAGE)
+               and not re.search(rf"(?<![\w.]){re.escape(path.name)}", block)]
+    assert missing == []
