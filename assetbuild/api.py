@@ -28,7 +28,7 @@ from .money import usd
 from .store.hashing import FileHasher
 from .commands.leftovers import Leftover, claims, gone, sibling_claims, sweep
 from .plan.routing import KeyRing, MissingKey, missing_keys
-from .store.lockfile import Lockfile
+from .store.lockfile import Lockfile, lock_path
 from .spec.nodes import Node
 from .plan.planner import Action, Decision, Planner
 from .plan.reasons import texts
@@ -38,15 +38,8 @@ if TYPE_CHECKING:  # the providers package is imported only when a provider is m
     from .providers.base import Provider
 
 MANIFEST_NAME = "assetbuild.toml"
-LOCK_NAME = "assetbuild.lock"
 MERGE_HEAD_REVS = 50  # during a merge, the commits whose locks may hold an image already paid for
 OTHER_LOCK_REVS = ("MERGE_HEAD", "HEAD", "HEAD^2", "ORIG_HEAD")  # whose locks explain an output that differs
-
-
-def lock_path(manifest: Path) -> Path:
-    """The lock beside its manifest, with the manifest's stem: assetbuild.toml -> assetbuild.lock,
-    web.toml -> web.lock. Two manifests in one folder never share (or prune) one lock."""
-    return manifest.with_suffix(".lock")
 
 def find_manifest(directory: str | Path = ".", manifest: str | Path | None = None) -> Path:
     """The manifest a command in ``directory`` works on. ``manifest`` (``-f``) is taken as
@@ -174,6 +167,22 @@ class Plan:
     @property
     def estimated_cost(self) -> float:
         return round(sum(d.cost_usd for d in self.decisions), 6)
+
+    @property
+    def action_counts(self) -> dict[str, int]:
+        """How many nodes take each action (in the order the actions first come), then how
+        many assets a prune removes."""
+        counts: dict[str, int] = {}
+        for d in self.decisions:
+            counts[d.action.value] = counts.get(d.action.value, 0) + 1
+        if self.pruned:
+            counts["prune"] = len(self.pruned)
+        return counts
+
+    @property
+    def summary(self) -> str:
+        """``2 generate, 3 up-to-date``, or ``nothing to do``."""
+        return ", ".join(f"{n} {action}" for action, n in self.action_counts.items()) or "nothing to do"
 
     def to_json(self) -> dict[str, Any]:
         return {

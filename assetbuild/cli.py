@@ -161,10 +161,11 @@ def cli(ctx: click.Context, directory: Path, manifest: str | None, verbose: bool
 @click.pass_obj
 def init(ctx: Ctx, git: bool) -> None:
     """Write a starter assetbuild.toml and ignore the cache in .gitignore."""
+    from .api import MANIFEST_NAME, lock_path
     from .commands.lockmerge import attributes_line, config_command, setup_git
 
-    manifest = ctx.directory / (ctx.manifest or "assetbuild.toml")
-    lock_name = manifest.with_suffix(".lock").name
+    manifest = ctx.directory / (ctx.manifest or MANIFEST_NAME)
+    lock_name = lock_path(manifest).name
     if git:
         for line in setup_git(ctx.directory, lock_name):  # first: outside a repository it writes nothing
             click.echo(line)
@@ -286,13 +287,7 @@ def _show_plan(ctx: Ctx, result: Any, fmt: str) -> None:
         click.echo(f"{d.action.value:<10} {d.id:<{width}}{cost}{why}".rstrip())
     for left in result.pruned:
         click.echo(_leftover_line("prune", left, "would remove"))
-    counts: dict[str, int] = {}
-    for d in result.decisions:
-        counts[d.action.value] = counts.get(d.action.value, 0) + 1
-    if result.pruned:
-        counts["prune"] = len(result.pruned)
-    summary = ", ".join(f"{n} {a}" for a, n in counts.items())
-    click.echo(f"plan: {summary or 'nothing to do'}; estimated cost {usd(result.estimated_cost)}")
+    click.echo(f"plan: {result.summary}; estimated cost {usd(result.estimated_cost)}")
     _say_merge(d.id for d in result.decisions if any(r.code == "merge-built" for r in d.reasons))
 
 
@@ -637,12 +632,14 @@ def lock() -> None:
 @click.argument("base", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("ours", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("theirs", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("name", required=False, default="assetbuild.lock")
-def lock_merge(base: Path, ours: Path, theirs: Path, name: str) -> None:
+@click.argument("name", required=False, default=None)
+def lock_merge(base: Path, ours: Path, theirs: Path, name: str | None) -> None:
     """The git merge driver: merge BASE, OURS and THEIRS per asset into OURS (git: %O %A %B).
     Exit 1 when both sides changed an asset differently (git then reports a conflict)."""
     from .commands.lockmerge import merge_files
+    from .store.lockfile import LOCK_NAME
 
+    name = name or LOCK_NAME
     merged = merge_files(base, ours, theirs, name)
     if merged.conflicts == ["*"]:
         click.echo(f"assetbuild: {name}: a side of the merge is not a lock assetbuild can read; kept ours. "

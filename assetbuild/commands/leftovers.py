@@ -19,7 +19,7 @@ from ..spec.nodes import Node
 from ..store.cache import Cache, CacheRecord
 from ..store.files import DeletionRule
 from ..store.gitlocks import entries_in_history
-from ..store.lockfile import LockEntry
+from ..store.lockfile import LockEntry, lock_path
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -85,7 +85,7 @@ def claims(nodes: Iterable[Node], manifest: Path) -> dict[str, str]:
             if ref.path is not None:
                 found.setdefault(ref.path, f"{manifest.name} reads it ({node.id}: {ref.label})")
     found.setdefault(manifest.name, "the manifest")
-    found.setdefault(manifest.with_suffix(".lock").name, "the lock")
+    found.setdefault(lock_path(manifest).name, "the lock")
     return found
 
 
@@ -118,12 +118,12 @@ def sibling_claims(manifest: Path) -> dict[str, str]:
         for path, why in claims(nodes, other).items():
             found.setdefault(path, f"{other.name}: {why}")
         try:
-            entries = Lockfile.load(other.with_suffix(".lock")).entries
+            entries = Lockfile.load(lock_path(other)).entries
         except AssetbuildError:
             entries = {}
         for nid, entry in entries.items():
             for out in entry.outputs:
-                found.setdefault(out.path, f"{other.with_suffix('.lock').name} records it for {nid}")
+                found.setdefault(out.path, f"{lock_path(other).name} records it for {nid}")
     return found
 
 

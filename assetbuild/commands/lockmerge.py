@@ -25,7 +25,7 @@ from ..store.cache import CacheRecord
 from ..errors import LockfileError
 from ..store.files import write_atomic
 from ..store.hashing import sha256_bytes
-from ..store.lockfile import LockEntry, Lockfile, OutputRecord, entries_from_text
+from ..store.lockfile import LOCK_NAME, LockEntry, Lockfile, OutputRecord, entries_from_text
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -107,7 +107,7 @@ def read_side(path: Path, name: str) -> dict[str, LockEntry]:
     return entries_from_text(text, Path(name))
 
 
-def merge_files(base: Path, ours: Path, theirs: Path, name: str = "assetbuild.lock") -> Merged:
+def merge_files(base: Path, ours: Path, theirs: Path, name: str = LOCK_NAME) -> Merged:
     """What the driver does: merge the three files and write the result over ``ours``. A side
     that cannot be read leaves ``ours`` as it was, as one conflicted asset named ``*``."""
     try:

@@ -32,6 +32,9 @@ class Planned(Protocol):
     @property
     def estimated_cost(self) -> float: ...
 
+    @property
+    def summary(self) -> str: ...  # "2 generate, 3 up-to-date" or "nothing to do"
+
 
 class Built(Protocol):
     results: list[NodeResult]
@@ -113,11 +116,5 @@ def plan_markdown(plan: Planned, title: str = "assetbuild plan") -> str:
             why = ["no longer in the manifest"] + [f"removes {f}" for f in left.files] + [f"keeps {k}" for k in left.kept]
             lines.append(f"| `{_cell(left.asset)}` | prune | {_cell('; '.join(why))} |   |")
         lines.append("")
-    counts: dict[str, int] = {}
-    for d in plan.decisions:
-        counts[d.action.value] = counts.get(d.action.value, 0) + 1
-    if pruned:
-        counts["prune"] = len(pruned)
-    summary = ", ".join(f"{n} {a}" for a, n in counts.items()) or "nothing to do"
-    lines.append(f"**Estimated cost: {usd(plan.estimated_cost)}** ({summary})")
+    lines.append(f"**Estimated cost: {usd(plan.estimated_cost)}** ({plan.summary})")
     return "\n".join(lines) + "\n"

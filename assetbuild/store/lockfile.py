@@ -27,10 +27,17 @@ from ..errors import LockfileError, LockfileTooNew
 from .files import write_atomic
 
 LOCK_VERSION = 1
+LOCK_NAME = "assetbuild.lock"  # beside assetbuild.toml; see lock_path
 HEADER = "# assetbuild.lock: written by `assetbuild build`; commit it. Do not edit by hand.\n"
 INPUT_KEYS = ("recipe", "kind", "prompt", "model", "size", "count", "candidates", "seed", "watermark", "params",
               "steps", "references")
 
+
+
+def lock_path(manifest: Path) -> Path:
+    """The lock beside its manifest, with the manifest's stem: assetbuild.toml -> assetbuild.lock,
+    web.toml -> web.lock. Two manifests in one folder never share (or prune) one lock."""
+    return manifest.with_suffix(".lock")
 
 @dataclass(frozen=True)
 class OutputRecord:
