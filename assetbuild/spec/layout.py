@@ -15,13 +15,24 @@ import os
 import posixpath
 import re
 import stat
-from typing import TYPE_CHECKING, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Protocol
 
 from ..errors import ManifestError, clip
 from ..store.files import kind_of
 
 if TYPE_CHECKING:  # plan-time checks need no models
-    from .manifest import LoadedManifest
+    from .models import Manifest
+
+
+class LoadedManifest(Protocol):
+    """What the checks read of a loaded manifest (manifest.LoadedManifest is one; manifest.py
+    uses the name rules here, so this module does not import it back)."""
+
+    manifest: Manifest
+    root: Path
+
+    def error(self, message: str, *path: str) -> ManifestError: ...
 
 MAX_NAME_BYTES = 255  # one file or folder name, on every common file system
 MAX_PATH_BYTES = 4000  # PATH_MAX is 4096, and the project's own path comes in front
