@@ -14,11 +14,11 @@ the identity (inode, size, mtime, ctime) of every file its answer rested on:
   upgrade);
 
 and the settings that change decisions: which of the project's API-key variables are set,
-every ``ASSETBUILD_*`` variable, the Python and assetbuild versions. :func:`replay` prints
-that text again only when all of it still matches; anything off (a key set or unset, an
-output touched, edited or deleted, a reference edited, the manifest or lock changed, the
-build lock held by another build) takes the full path, which answers the usual way and, if
-it is a no-op again, writes a fresh stamp.
+every ``ASSETBUILD_*`` variable, the Python and assetbuild versions and which checkout of
+assetbuild answers. :func:`replay` prints that text again only when all of it still
+matches; anything off (a key set or unset, an output touched, edited or deleted, a reference
+edited, the manifest or lock changed, the build lock held by another build) takes the full
+path, which answers the usual way and, if it is a no-op again, writes a fresh stamp.
 
 Trust is the same as FileHasher's mtime+size memo (STYLE rule 3: stat decides only whether
 to look again), made stricter: inode and ctime too, so a file replaced or edited with its
@@ -89,7 +89,8 @@ def _context(env: os._Environ[str] | dict[str, str], key_names: list[str]) -> st
 
     keys_set = [name for name in key_names if env.get(name, "").strip()]
     settings = sorted((k, v) for k, v in env.items() if k.startswith("ASSETBUILD_"))
-    return repr((FORMAT, __version__, sys.version, sys.executable, keys_set, settings))
+    code = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # which assetbuild (two checkouts differ)
+    return repr((FORMAT, __version__, code, sys.version, sys.executable, keys_set, settings))
 
 
 def _identity(st: os.stat_result) -> str:
