@@ -381,3 +381,27 @@ def test_a_refused_reference_or_from_file_writes_nothing(project, name, how):
         assert "brand/bad.png" in res.stderr
         assert not cache.exists() or not any(cache.rglob("*")), sorted(cache.rglob("*"))
     assert sorted(p.name for p in project.root.rglob("*")) == ["assetbuild.toml", "bad.png", "brand"]
+
+
+def test_a_pruned_entry_with_a_forged_fingerprint_is_not_indexed_as_its_result(project):
+    """Prune indexes a removed asset's images under its fingerprint (a revert restores them),
+    but only when the entry's inputs hash to that fingerprint: a lock cannot make the cache
+    serve one image as another asset's result."""
+    from assetbuild.store.cache import Cache
+
+    project.manifest(LOGO_KIT.format(refs="", logo='[assets.logo]\nprompt = "a logo"'))
+    assert project.run("build").exit_code == 0
+    lock = project.root / "assetbuild.lock"
+    text = lock.read_text(encoding="utf-8")
+    real = tomllib.loads(text)["assets"]["logo"]["fingerprint"]
+    lock.write_text(text.replace(real, "f" * 64), encoding="utf-8")
+    project.manifest(LOGO_KIT.format(refs="", logo=""))
+    res = project.run("build")
+    assert res.exit_code == 0, res.output + res.stderr
+    assert not (project.root / "assets/logo.png").exists()  # assetbuild wrote it: it still goes
+    cache = Cache(Path(project.env["ASSETBUILD_CACHE_DIR"]))
+    try:
+        assert cache.local_result("f" * 64) is None
+        assert cache.local_result(real) is not None  # its real result stays
+    finally:
+        cache.close()

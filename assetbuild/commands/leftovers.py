@@ -151,10 +151,18 @@ def clean(project: Workspace, *, dry_run: bool = False, git_revs: int = 0) -> Cl
 
 def _index(cache: Cache, entry: LockEntry) -> None:
     """The pruned asset's images as its fingerprint's result, so an asset brought back (a
-    revert, the other side of a merge) restores them instead of paying again."""
+    revert, the other side of a merge) restores them instead of paying again. Only when the
+    entry's inputs hash to its fingerprint (a lock cannot make one image another asset's
+    result), and in the local cache only: a lock's word is never shared with the team."""
+    from ..plan.fingerprint import fingerprint
+
     shas = tuple(o.sha256 for o in entry.outputs)
-    if shas and all(cache.has_blob(sha) for sha in shas) and cache.local_result(entry.fingerprint) is None:
-        cache.put_result(entry.fingerprint, CacheRecord(
+    try:
+        proven = fingerprint(dict(entry.inputs)) == entry.fingerprint
+    except (KeyError, TypeError, ValueError, AttributeError):
+        proven = False
+    if proven and shas and all(cache.has_blob(sha) for sha in shas) and cache.local_result(entry.fingerprint) is None:
+        cache.index_result(entry.fingerprint, CacheRecord(
             originals=shas, images=shas, provider=entry.provider, model_id=entry.model_id, built=entry.built,
             cost_usd=entry.cost_usd, request_id=entry.request_id))
 

@@ -141,6 +141,8 @@ class _Expansion:
             self.out_dir = self._output_dir()
         for asset_id, spec in self.m.assets.items():
             errors = self._matrix_problems(asset_id, spec)
+            if (problem := portable_problem(asset_id)) is not None:  # the id becomes a file name
+                errors.append(self.loaded.error(f"asset id {problem}", "assets", asset_id))
             if errors:
                 self.failed.add(asset_id)
                 for error in errors:

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ManifestError, ManifestErrors, clip
 from ..store.files import read_manifest
-from .layout import portable_problem
 from .models import (BUILT_IN_PROVIDERS, AssetSpec, CacheConfig, LimitsConfig, Manifest, ProjectConfig,
                      ProviderConfig)
 
@@ -246,9 +245,6 @@ def _asset(loaded: LoadedManifest, problems: Problems, asset_id: str, table: Any
             "asset ids use lowercase letters, digits, '-' and '_' (and start with a letter or digit); rename it",
             "assets", asset_id,
         ))
-        return None
-    if (problem := portable_problem(asset_id)) is not None:  # the id becomes a file name
-        problems.add(loaded.error(f"asset id {problem}", "assets", asset_id))
         return None
     table = _table(loaded, problems, table, ("assets", asset_id))
     if table is None:
