@@ -180,3 +180,42 @@ def test_a_damaged_or_foreign_lock_memo_is_not_used(tmp_path):
     lock.record("b", _entry("b" * 16))
     lock.save()  # another lock (new mtime and size): the old memo is not its
     assert sorted(Lockfile.load(path, memo=memo).entries) == ["a", "b"]
+
+
+def test_an_old_version_lock_is_migrated_and_rewritten_at_the_current_version(tmp_path):
+    """A lock written by the previous version (here, one that called cost_usd ``cost``) is read
+    through the migration step from its version, counts as changed, is written back at the
+    current version by the next save, and is not memoised as if it were current."""
+    from assetbuild.store.lockfile import LOCK_VERSION, Lockfile
+
+    path, memo = tmp_path / "assetbuild.lock", tmp_path / "cache" / "lock.json"
+    lock = Lockfile.load(path)
+    lock.record("hero", _entry("a" * 16))
+    lock.save()
+    current, expected = path.read_text(), Lockfile.load(path).entries
+    old = current.replace(f"version = {LOCK_VERSION}", f"version = {LOCK_VERSION - 1}").replace("cost_usd", "cost")
+    path.write_text(old)
+    _aged(path)
+
+    def rename_cost(data: dict) -> dict:
+        assets = {aid: {("cost_usd" if k == "cost" else k): v for k, v in table.items()}
+                  for aid, table in data["assets"].items()}
+        return {**data, "assets": assets}
+
+    with pytest.raises(LockfileError, match=f"lock version {LOCK_VERSION - 1} is not"):
+        Lockfile.load(path)  # no step from that version: one line, as before
+    migrated = Lockfile.load(path, memo=memo, migrations={LOCK_VERSION - 1: rename_cost})
+    assert migrated.migrated_from == LOCK_VERSION - 1 and not migrated.is_current()
+    assert migrated.entries == expected and not memo.exists()
+    migrated.save_if_changed()
+    assert path.read_text() == current  # rewritten at the current version, byte for byte
+    assert Lockfile.load(path).migrated_from is None
+
+
+def test_migrations_run_one_version_at_a_time_from_the_locks_own():
+    from assetbuild.store.lockfile import migrate
+
+    steps = {1: lambda d: {**d, "seen": d["seen"] + [1]}, 2: lambda d: {**d, "seen": d["seen"] + [2]}}
+    assert migrate({"seen": []}, 1, migrations=steps, current=3) == {"seen": [1, 2], "version": 3}
+    assert migrate({"seen": []}, 2, migrations=steps, current=3) == {"seen": [2], "version": 3}
+    assert migrate({"seen": []}, 0, migrations=steps, current=3) is None  # older than any step

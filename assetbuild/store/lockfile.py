@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import LockfileError, LockfileTooNew
 from .files import write_atomic
@@ -32,6 +32,27 @@ HEADER = "# assetbuild.lock: written by `assetbuild build`; commit it. Do not ed
 INPUT_KEYS = ("recipe", "kind", "prompt", "model", "size", "count", "candidates", "seed", "watermark", "params",
               "steps", "references")
 
+
+
+# How a lock of each older version becomes the next one: MIGRATIONS[N] takes the parsed TOML
+# of a version-N lock and returns it as version N + 1 writes it. Bumping LOCK_VERSION adds the
+# step from the old version, so every lock in the wild is read (and rewritten at the next
+# build) instead of refused.
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+MIGRATIONS: dict[int, Migration] = {}
+
+
+def migrate(data: dict[str, Any], version: int, *, migrations: Mapping[int, Migration] = MIGRATIONS,
+            current: int = LOCK_VERSION) -> dict[str, Any] | None:
+    """A version-``version`` lock's data made a version-``current`` one, one step at a time;
+    None if a step is missing (a lock older than any this assetbuild can read)."""
+    while version < current:
+        step = migrations.get(version)
+        if step is None:
+            return None
+        data = step(data)
+        version += 1
+    return {**data, "version": current}
 
 
 def lock_path(manifest: Path) -> Path:
@@ -268,7 +289,7 @@ def _entries_or_fail(path: Path, data: Any) -> dict[str, LockEntry]:
 def read_entries(path: Path) -> dict[str, LockEntry]:
     """The entries of the lock file at ``path``, read as it is (no memo, no journal), e.g. a
     copy of an earlier commit's lock; LockfileError if it cannot be read."""
-    return _entries_or_fail(path, Lockfile._parse(path))
+    return _entries_or_fail(path, Lockfile._parse(path)[0])
 
 
 def entries_from_text(text: str, path: Path) -> dict[str, LockEntry]:
@@ -276,7 +297,7 @@ def entries_from_text(text: str, path: Path) -> dict[str, LockEntry]:
     errors; an empty text is an empty lock. LockfileError if it cannot be read."""
     if not text.strip():
         return {}
-    return _entries_or_fail(path, Lockfile._parse_text(text, path))
+    return _entries_or_fail(path, Lockfile._parse_text(text, path)[0])
 
 
 MEMO_VERSION = 3  # 2: entries as validated rows (_memo_row), read without checking each key again; the stamp
@@ -405,16 +426,19 @@ class Lockfile:
     entries: dict[str, LockEntry] = field(default_factory=dict)
     journal: Journal | None = None
     replayed: int = 0  # entries taken from a killed build's journal, not yet in the lock file
+    migrated_from: int | None = None  # the older version the file was read as (rewritten at the next save)
     stamp: list[int] | None = None  # the lock file's mtime and size when read (None: there was none)
     _mutex: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _dirty: bool = False
 
     @classmethod
-    def load(cls, path: Path, memo: Path | None = None, journal: Path | None = None) -> "Lockfile":
+    def load(cls, path: Path, memo: Path | None = None, journal: Path | None = None, *,
+             migrations: Mapping[int, Migration] = MIGRATIONS) -> "Lockfile":
         """Read the lock, then replay a killed build's ``journal`` on top of it. ``memo`` is a
         JSON copy of the parsed lock kept in the cache, keyed by the lock's own path, mtime and
-        size: tomllib is pure Python and dominates a no-op build. Any problem is a
-        LockfileError of one line that says what to do."""
+        size: tomllib is pure Python and dominates a no-op build. A lock of an older version
+        is migrated (``migrations``) and counts as changed, so the next save writes it at the
+        current version. Any problem is a LockfileError of one line that says what to do."""
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -422,8 +446,11 @@ class Lockfile:
         except OSError as exc:
             raise LockfileError(f"{path.name}: cannot read: {exc.strerror}; fix it or delete it") from exc
         stamp = None if st is None else [st.st_mtime_ns, st.st_size]
-        entries = {} if st is None else cls._read(path, st, memo)
+        entries, version = ({}, LOCK_VERSION) if st is None else cls._read(path, st, memo, migrations)
         lock = cls(path, entries, journal=None if journal is None else Journal(journal, stamp), stamp=stamp)
+        if version != LOCK_VERSION:
+            lock.migrated_from = version
+            lock._dirty = True
         if lock.journal is not None:
             for node_id, entry in lock.journal.replay():
                 if entry is None:
@@ -431,21 +458,25 @@ class Lockfile:
                 else:
                     lock.entries[node_id] = entry
                 lock.replayed += 1
-            lock._dirty = lock.replayed > 0
+            lock._dirty = lock._dirty or lock.replayed > 0
         return lock
 
     @classmethod
-    def _read(cls, path: Path, st: os.stat_result, memo: Path | None) -> dict[str, LockEntry]:
+    def _read(cls, path: Path, st: os.stat_result, memo: Path | None,
+              migrations: Mapping[int, Migration]) -> tuple[dict[str, LockEntry], int]:
+        """The entries, and the version the file has (an older one was migrated)."""
         if not stat.S_ISREG(st.st_mode):
             raise LockfileError(f"{path.name} is not a regular file; remove it (a build writes a new lock)")
         stamp = [os.path.realpath(path), st.st_mtime_ns, st.st_size]
         entries = _read_memo(memo, stamp)
         if entries is not None:
-            return entries
-        entries = _entries_or_fail(path, cls._parse(path))
-        if memo is not None and time.time() - st.st_mtime >= 2.0:  # too fresh to trust mtime
+            return entries, LOCK_VERSION
+        data, version = cls._parse(path, migrations)
+        entries = _entries_or_fail(path, data)
+        # A migrated lock is not memoised: the memo's entries would read as current.
+        if memo is not None and version == LOCK_VERSION and time.time() - st.st_mtime >= 2.0:  # else too fresh
             _write_memo(memo, stamp, entries)
-        return entries
+        return entries, version
 
     def is_current(self) -> bool:
         """Whether the lock file is still the one read (no other process wrote it since)."""
@@ -480,7 +511,7 @@ class Lockfile:
                 self._write()
 
     @staticmethod
-    def _parse(path: Path) -> dict[str, Any]:
+    def _parse(path: Path, migrations: Mapping[int, Migration] = MIGRATIONS) -> tuple[dict[str, Any], int]:
         try:
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -489,11 +520,13 @@ class Lockfile:
             ) from exc
         except OSError as exc:
             raise LockfileError(f"{path.name}: cannot read: {exc.strerror}; fix it or delete it") from exc
-        return Lockfile._parse_text(text, path)
+        return Lockfile._parse_text(text, path, migrations)
 
     @staticmethod
-    def _parse_text(text: str, path: Path) -> dict[str, Any]:
-        """The TOML of a lock of this version (its entries not checked yet)."""
+    def _parse_text(text: str, path: Path,
+                    migrations: Mapping[int, Migration] = MIGRATIONS) -> tuple[dict[str, Any], int]:
+        """The TOML of a lock as this version reads it (its entries not checked yet), and the
+        version the text has (an older one is migrated)."""
         if sys.version_info >= (3, 11):  # only when the memo is stale: tomllib is slow
             import tomllib
         else:  # pragma: no cover
@@ -515,12 +548,14 @@ class Lockfile:
                 f"{path.name}: lock version {version} is newer than this assetbuild's ({LOCK_VERSION}); "
                 "upgrade assetbuild (nothing was changed)"
             )
-        if version != LOCK_VERSION:
+        migrated = migrate(data, version, migrations=migrations) \
+            if isinstance(version, int) and not isinstance(version, bool) else None
+        if migrated is None:
             raise LockfileError(
                 f"{path.name}: lock version {_shown(version)} is not "
                 f"{LOCK_VERSION}; upgrade assetbuild or delete the lock to rebuild it from the cache"
             )
-        return data  # its shape is checked by _entries_or_fail, which every caller runs
+        return migrated, version  # its shape is checked by _entries_or_fail, which every caller runs
 
     def dumps(self) -> str:
         import tomli_w  # only when writing: a no-op build never does
