@@ -281,14 +281,28 @@ def _show_plan(ctx: Ctx, result: Any, fmt: str) -> None:
         click.echo(plan_markdown(result), nl=False)
         return
     width = max((len(d.id) for d in result.decisions), default=0)
+    from .plan.reasons import prompt_change
+
     for d in ([] if ctx.quiet else result.decisions):
         cost = f" {usd(d.cost_usd)}" if d.cost_usd else ""
         why = f"  ({'; '.join(map(str, d.reasons))})" if d.reasons else ""
         click.echo(f"{d.action.value:<10} {d.id:<{width}}{cost}{why}".rstrip())
+        change = prompt_change(d.reasons, d.inputs)
+        if change is not None:  # as terraform plan shows a changed attribute: old -> new, word by word
+            click.echo(f"{'':<10} {'':<{width}}  prompt: {_word_diff(*change)}")
     for left in result.pruned:
         click.echo(_leftover_line("prune", left, "would remove"))
     click.echo(f"plan: {result.summary}; estimated cost {usd(result.estimated_cost)}")
     _say_merge(d.id for d in result.decisions if any(r.code == "merge-built" for r in d.reasons))
+
+
+def _word_diff(old: str, new: str, *, short: bool = True) -> str:
+    """A prompt's change in git's word-diff marks, ``[-old-]{+new+}``; long unchanged runs
+    cut to a few words either side (``short``)."""
+    from .plan.wordiff import inline, shorten, word_diff
+
+    pieces = word_diff(old, new)
+    return inline(shorten(pieces) if short else pieces)
 
 
 def _say_merge(assets: Any) -> None:
@@ -721,6 +735,10 @@ def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
             for key in ("prompt", "model", "size", "count", "seed", "watermark", "params", "batch", "output_format"):
                 if key in inputs:  # batch and output_format only when set
                     click.echo(f"  {key:<12} {json.dumps(inputs[key], ensure_ascii=False)}")
+                change = info.prompt_change if key == "prompt" else None
+                if change is not None:
+                    click.echo(f"  {'was':<12} {json.dumps(change[0], ensure_ascii=False)}")
+                    click.echo(f"  {'diff':<12} {_word_diff(*change, short=False)}")
             for ref in inputs["references"]:
                 click.echo(f"  reference    {ref['ref']}  sha256 {ref['sha256'][:16]}")
     lock = info.lock

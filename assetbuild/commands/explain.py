@@ -47,12 +47,24 @@ class Explanation:
     outputs: list[str]
     lock: LockEntry | None  # None: never built
 
+    @property
+    def prompt_change(self) -> tuple[str, str] | None:
+        """(old, new) where the prompt changed since the lock's entry; else None."""
+        from ..plan.reasons import prompt_change
+
+        return prompt_change(self.reasons, self.inputs)
+
     def to_json(self) -> dict[str, Any]:
+        from ..plan.wordiff import word_diff
+
         entry = self.lock
+        change = self.prompt_change
         return {
             "asset": self.asset,
             "action": self.action.value,
             "reasons": [str(r) for r in self.reasons],
+            "prompt_diff": None if change is None else {"old": change[0], "new": change[1],
+                                                        "words": [list(p) for p in word_diff(*change)]},
             "provider": self.provider,
             "price": None if self.price is None else self.price.to_json(),
             "fingerprint": self.fingerprint,

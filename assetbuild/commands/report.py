@@ -39,7 +39,8 @@ from ..store.files import write_atomic
 from ..store.hashing import sha256_bytes
 from ..store.lockfile import LockEntry, read_entries
 from ..plan.planner import Action, Decision, changes
-from ..plan.reasons import Reason
+from ..plan.reasons import Reason, prompt_change
+from ..plan.wordiff import word_diff
 
 if TYPE_CHECKING:  # pragma: no cover
     from .workspace import Workspace
@@ -246,6 +247,12 @@ class Git:
 
 # -- what the page shows ----------------------------------------------------------------------
 
+def diff_html(old: str, new: str) -> str:
+    """A prompt's word diff, old -> new: removed words in <del>, added ones in <ins>."""
+    tags = {"=": "{}", "-": "<del>{}</del>", "+": "<ins>{}</ins>"}
+    return '<span class="diff">' + "".join(tags[p.op].format(_e(p.text)) for p in word_diff(old, new)) + "</span>"
+
+
 @dataclass
 class Change:
     """An asset that differs from the commit ``since`` names."""
@@ -256,6 +263,7 @@ class Change:
     old: LockEntry | None
     new: LockEntry | None
     old_shas: list[str] = field(default_factory=list)  # old outputs' sha256, as the old lock says
+    prompt: tuple[str, str] | None = None  # (old, new) where the prompt changed since
 
 
 @dataclass
@@ -451,6 +459,8 @@ class Page:
             if ch.kind == "new":
                 old = '<p class="placeholder">did not exist</p>'
             reasons = "".join(f"<li>{_e(r)}</li>" for r in ch.reasons)
+            if ch.prompt is not None:
+                reasons += f'<li class="prompt-diff">prompt: {diff_html(*ch.prompt)}</li>'
             link = self.asset_link(ch.asset) if ch.asset in self.nodes else _e(ch.asset)
             cards.append(f'<article class="change {ch.kind}" data-asset="{_e(ch.asset)}"><h3>'
                          f'<span class="badge {ch.kind}">{ch.kind}</span> {link}</h3><ul class="reasons">{reasons}</ul>'
@@ -473,7 +483,7 @@ class Page:
         ok = d is not None and d.action is Action.UP_TO_DATE
         status = ('' if ok else
                   f'<div class="status stale"><strong>stale: {_e(d.action.value if d else "not planned")}</strong>'
-                  f'<ul class="reasons">{self.reasons(d.reasons if d else [])}</ul></div>')
+                  f'<ul class="reasons">{self.reasons(d.reasons if d else [], d.inputs if d else None)}</ul></div>')
         shas, pick, adopted = candidates_of(entry, self.raw.get(nid))
         badges = f'<span class="badge {"ok" if ok else "stale"}">{"up to date" if ok else "stale"}</span>'
         if adopted:
@@ -488,8 +498,13 @@ class Page:
         parts.append("</section>")
         return "".join(parts)
 
-    def reasons(self, reasons: Iterable[Reason]) -> str:
-        return "".join(f'<li data-code="{_e(r.code)}">{_e(str(r))}</li>' for r in reasons)
+    def reasons(self, reasons: Iterable[Reason], inputs: dict[str, Any] | None = None) -> str:
+        reasons = list(reasons)
+        items = "".join(f'<li data-code="{_e(r.code)}">{_e(str(r))}</li>' for r in reasons)
+        change = prompt_change(reasons, inputs)
+        if change is not None:
+            items += f'<li class="prompt-diff">prompt: {diff_html(*change)}</li>'
+        return items
 
     def candidates(self, shas: list[str], pick: int | None) -> str:
         figures = []
@@ -590,8 +605,13 @@ def find_changes(project: "Workspace", git: Git, lock_name: str,
         if not (built_changed or planned_changed or paths_moved or now_shas != old_shas):
             continue
         reasons: list[str] = []
+        prompt = None
         if built_changed and now is not None:  # what the image now on disk was built from
-            reasons += [str(r) for r in changes(before, now.inputs)]
+            why = changes(before, now.inputs)
+            reasons += [str(r) for r in why]
+            prompt = prompt_change(why, now.inputs)
+        if prompt is None and planned_changed and d is not None:  # what the next build will make it from
+            prompt = prompt_change(changes(before, d.inputs), d.inputs) if d.inputs else None
         if paths_moved:
             reasons.append("output paths changed")
         o_shas, o_pick, o_adopted = candidates_of(before, old_raw.get(nid))
@@ -604,7 +624,7 @@ def find_changes(project: "Workspace", git: Git, lock_name: str,
             reasons.append("image changed" if all(now_shas) else "output missing now")
         if d is not None and d.action is not Action.UP_TO_DATE:
             reasons.append("not rebuilt yet: " + "; ".join(str(r) for r in d.reasons))
-        found.append(Change(nid, "changed", list(dict.fromkeys(reasons)), before, now, old_shas))
+        found.append(Change(nid, "changed", list(dict.fromkeys(reasons)), before, now, old_shas, prompt))
     return found
 
 
@@ -740,6 +760,7 @@ table.providers td,table.providers th{border:1px solid var(--line);padding:3px 1
 .badge.new{background:#1565c0}.badge.changed{background:#8a5a00}.badge.adopted{background:#6a1b9a}
 .status.stale{color:var(--bad)}.status.ok{color:var(--ok);margin:0}
 .status ul.reasons{margin:2px 0 6px}
+.diff del{background:#fdd;color:#900}.diff ins{background:#dfd;color:#060;text-decoration:none}
 .images{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
 figure{margin:0;max-width:172px}figcaption{font-size:11px;color:var(--muted);word-break:break-all}
 img.thumb,img.small{display:block;background:#eee;border:1px solid var(--line);border-radius:4px;height:auto;max-width:100%}

@@ -95,6 +95,23 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("\\", "\\\\").replace("|", "\\|") or " "
 
 
+def _prompt_changes(decisions: Sequence["Decision"]) -> list[str]:
+    """Each changed prompt as a word diff (git's ``[-old-]{+new+}`` marks) in a code span, in
+    a folded block under the table."""
+    from ..plan.reasons import prompt_change
+    from ..plan.wordiff import inline, shorten, word_diff
+
+    items = []
+    for d in decisions:
+        change = prompt_change(d.reasons, d.inputs)
+        if change is not None:
+            text = inline(shorten(word_diff(*change))).replace("`", "'").replace("\n", " ")
+            items.append(f"- `{_cell(d.id)}`: `{text}`")
+    if not items:
+        return []
+    return ["<details><summary>Prompt changes</summary>", "", *items, "", "</details>", ""]
+
+
 def plan_markdown(plan: Planned, title: str = "assetbuild plan") -> str:
     """``plan --format markdown``: for a GitHub job summary. A table of every asset that is
     not up to date (asset, action, reasons, cost), then the total."""
@@ -116,5 +133,6 @@ def plan_markdown(plan: Planned, title: str = "assetbuild plan") -> str:
             why = ["no longer in the manifest"] + [f"removes {f}" for f in left.files] + [f"keeps {k}" for k in left.kept]
             lines.append(f"| `{_cell(left.asset)}` | prune | {_cell('; '.join(why))} |   |")
         lines.append("")
+        lines += _prompt_changes(rows)
     lines.append(f"**Estimated cost: {usd(plan.estimated_cost)}** ({plan.summary})")
     return "\n".join(lines) + "\n"

@@ -363,7 +363,9 @@ def changes(entry: LockEntry, inputs: dict[str, Any]) -> list[Reason]:
     for key in INPUT_KEYS:
         if _comparable(key, old.get(key)) != _comparable(key, inputs.get(key)):
             detail = (f"{old.get(key) or 1 if key == 'candidates' else old.get(key)} -> {inputs.get(key)}"
-                      if key in ("kind", "model", "size", "count", "candidates") else "")
+                      if key in ("kind", "model", "size", "count", "candidates")
+                      # the old prompt (the new one is in ``inputs``): plan, explain and report show a word diff
+                      else str(old.get(key) or "") if key == "prompt" else "")
             reasons.append(Reason(input_changed(key), detail))
     old_refs = [(r.get("ref"), r.get("sha256")) for r in old.get("references") or []]
     new_refs = [(r["ref"], r["sha256"]) for r in inputs["references"]]

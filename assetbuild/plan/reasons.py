@@ -149,5 +149,14 @@ def shell_word(text: str) -> str:
     return shlex.quote(text)
 
 
+def prompt_change(reasons: Sequence[Reason], inputs: dict | None) -> tuple[str, str] | None:
+    """(old, new) prompt where ``reasons`` say the prompt changed and ``inputs`` (the
+    decision's fingerprint inputs) hold the new one; else None."""
+    for r in reasons:
+        if r.code is ReasonCode.PROMPT_CHANGED and inputs and isinstance(inputs.get("prompt"), str):
+            return r.detail, inputs["prompt"]
+    return None
+
+
 def texts(reasons: Sequence[Reason]) -> list[str]:
     return [str(r) for r in reasons]
