@@ -38,7 +38,7 @@ CASES = {
     "no 1K on 4.5": ('[assets.a]\nprompt = "x"\nmodel = "seedream-4.5"\nprovider = "fal"\nsize = "16:9@1K"\n',
                      "assetbuild.toml:11: assets.a.size:", "no 1K size"),
     "bad model": ('[assets.a]\nprompt = "x"\nmodel = "seedream-5"\n', "assetbuild.toml:9: assets.a.model:",
-                  "use 'seedream-4.0' or 'seedream-4.5'"),
+                  "use 'seedream-4.0', 'seedream-4.5', 'seedream-5.0-lite' or 'seedream-5.0-pro'"),
     "bad asset id": ('[assets.Logo]\nprompt = "x"\n', "assetbuild.toml:7: assets.Logo:", "lowercase"),
     "unknown placeholder": ('[assets.a]\nprompt = "a {colour} shoe"\nmatrix = { color = ["red"] }\n',
                             "assetbuild.toml:8: assets.a.prompt:", "unknown placeholder {colour}"),

@@ -44,7 +44,6 @@ from byteplussdkarkruntime.types.images import SequentialImageGenerationOptions
 from replicate.exceptions import ModelError, ReplicateError
 
 from assetbuild.spec.models import ProviderConfig
-from assetbuild.providers._remote import count_prompt
 from assetbuild.providers.base import GenerationRequest, MemoryJobStore
 from assetbuild.providers.fal import FalProvider
 from assetbuild.providers.modelark import ModelArkProvider, VolcengineProvider
@@ -60,7 +59,10 @@ KEY = "test-key-SECRET-123"
 PROMPT = "a red fox in snow"
 # With sequential generation the model reads how many images to make from the prompt
 # (providers.md §7.10): assetbuild says it there, and so must a user of the official client.
-BATCH_PROMPT = count_prompt(PROMPT, 3)
+# Written out here, not made with assetbuild's count_prompt: a count_prompt that said nothing
+# would make both sides equal. The Ark emulator makes ONE image of a batch whose prompt states
+# no count, as the model does.
+BATCH_PROMPT = "a red fox in snow. Generate 3 different images."
 
 
 # -- comparing two requests ----------------------------------------------------------------------
@@ -166,17 +168,22 @@ def test_ark_sdk_edit_with_one_reference(ark: ArkEmulator) -> None:
 
 def test_ark_sdk_batch_of_three(ark: ArkEmulator) -> None:
     reply = ark_sdk(ark).images.generate(
-        model=ARK_MODEL, prompt=PROMPT, size="1280x720", sequential_image_generation="auto",
+        model=ARK_MODEL, prompt=BATCH_PROMPT, size="1280x720", sequential_image_generation="auto",
         sequential_image_generation_options=SequentialImageGenerationOptions(max_images=3))
     assert [item.size for item in reply.data] == ["1280x720"] * 3
     assert reply.usage.generated_images == 3
+    # The same batch whose prompt states no count: max_images only caps it, one image comes back.
+    unsaid = ark_sdk(ark).images.generate(
+        model=ARK_MODEL, prompt=PROMPT, size="1280x720", sequential_image_generation="auto",
+        sequential_image_generation_options=SequentialImageGenerationOptions(max_images=3))
+    assert unsaid.usage.generated_images == 1
 
 
 def test_ark_sdk_failed_job(ark: ArkEmulator) -> None:
     """A batch whose second image fails inside an HTTP 200 (§1.5), and a request-level 500."""
     ark.partial_failure(1, "InternalServiceError", "internal error")
     reply = ark_sdk(ark).images.generate(
-        model=ARK_MODEL, prompt=PROMPT, size="1280x720", sequential_image_generation="auto",
+        model=ARK_MODEL, prompt=BATCH_PROMPT, size="1280x720", sequential_image_generation="auto",
         sequential_image_generation_options=SequentialImageGenerationOptions(max_images=3))
     assert reply.data[0].url and reply.usage.generated_images == 1
     # The SDK's Image type has no error field; it keeps the item's extra keys as they came.
@@ -396,7 +403,7 @@ def test_replicate_client_edit_uploads_its_reference_through_files(rep: Replicat
 def test_replicate_client_batch_of_three_by_polling(rep: ReplicateEmulator) -> None:
     client = replicate_client(rep)
     prediction = client.models.predictions.create(
-        model=REPLICATE_MODEL, input=replicate_input(sequential_image_generation="auto", max_images=3))
+        model=REPLICATE_MODEL, input=replicate_input(prompt=BATCH_PROMPT, sequential_image_generation="auto", max_images=3))
     assert prediction.status == "starting"
     prediction.wait()
     assert prediction.status == "succeeded" and len(prediction.output) == 3

@@ -13,7 +13,7 @@ import pytest
 from assetbuild.errors import ProviderRefused, ProviderRequestError, ProviderUnavailable, UserError
 from assetbuild.store.imageinfo import inspect_image
 from assetbuild.spec.models import ProviderConfig
-from assetbuild.providers.apiframe import ApiframeProvider, idempotency_key
+from assetbuild.providers.apiframe import ApiframeProvider, idempotency_key, result_urls
 from assetbuild.providers.base import GenerationRequest, MemoryJobStore
 from tests.fakes.apiframe import ApiframeEmulator
 from tests.fakes.clock import FakeClock
@@ -52,7 +52,7 @@ def test_text_to_image_sends_documented_fields(emu: ApiframeEmulator, clock: Fak
     assert result.request_id == next(iter(emu.jobs))
     [submit] = emu.submits
     assert submit.json == {"model": "seedream-4", "prompt": "a red fox in snow",
-                           "seedreamParams": {"width": 1024, "height": 1024}}
+                           "seedreamParams": {"size": "custom", "width": 1024, "height": 1024}}
     assert submit.headers["x-api-key"] == KEY and "authorization" not in submit.headers
     assert submit.headers["content-type"] == "application/json"
     assert submit.headers["idempotency-key"] == idempotency_key("seedream-4", "fp-hero", 0)
@@ -69,8 +69,43 @@ def test_seedream_45_with_seed_and_params(emu: ApiframeEmulator, clock: FakeCloc
 
     assert [inspect_image(i).media_type for i in result.images] == ["image/png"]
     assert (result.model_id, result.cost_usd) == ("seedream-4.5", 0.04)
-    assert emu.submits[0].json["seedreamParams"] == {"width": 2048, "height": 2048, "seed": 42,
+    assert emu.submits[0].json["seedreamParams"] == {"size": "custom", "width": 2048, "height": 2048, "seed": 42,
                                                      "output_format": "png"}
+
+
+def test_width_and_height_count_only_with_size_custom(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    """Apiframe's model pages: width/height are "only used when size is 'custom'". Without it the
+    host makes its default 2K square, which is what sending width/height alone got."""
+    import httpx
+
+    with httpx.Client(base_url=emu.base_url, headers={"X-API-Key": KEY}) as client:
+        bare = client.post("/v2/images/generate", json={"model": "seedream-4.5", "prompt": "p",
+                                                         "seedreamParams": {"width": 2848, "height": 1600}})
+        assert bare.status_code == 202
+        job = {"status": "QUEUED"}
+        while job["status"] != "COMPLETED":
+            job = client.get(f"/v2/jobs/{bare.json()['jobId']}").json()
+        url = result_urls(job["result"])[0]
+        image = inspect_image(httpx.get(url).content)
+    assert (image.width, image.height) == (2048, 2048)
+
+
+def test_sizes_outside_custom_go_as_tier_and_ratio(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    request = make_request(model="seedream-4.5", width=5504, height=3040, size="16:9@4K")
+    result = make_provider(emu, clock).generate(request, MemoryJobStore())
+    assert emu.submits[0].json["seedreamParams"] == {"size": "4K", "aspect_ratio": "16:9"}
+    assert sizes(result) == [(5456, 3072)] and result.warnings == ()  # the ratio is the one asked
+
+
+def test_seedream_5_lite_sends_size_ratio_and_format(emu: ApiframeEmulator, clock: FakeClock) -> None:
+    request = make_request(model="seedream-5.0-lite", width=3072, height=3072, size="3K",
+                           references=(reference(64, 64),))
+    result = make_provider(emu, clock).generate(request, MemoryJobStore())
+    params = emu.submits[0].json["seedreamParams"]
+    assert emu.submits[0].json["model"] == "seedream-5-lite"
+    assert params["size"] == "3K" and params["aspect_ratio"] == "1:1" and "width" not in params
+    assert isinstance(params["image_input"], list) and len(params["image_input"]) == 1  # an array, as documented
+    assert sizes(result) == [(3072, 3072)]
 
 
 @pytest.mark.parametrize("upload_shape", ["url", "data.url"])
@@ -111,7 +146,6 @@ def test_every_result_shape_is_read(emu: ApiframeEmulator, clock: FakeClock, sha
 
 
 @pytest.mark.parametrize("fields, words", [
-    (dict(model="seedream-4.5", width=5504, height=3040, size="4K"), "512 to 4096 px a side"),
     (dict(prompt="x" * 2001), "1 to 2000 characters"),
     (dict(references=tuple(reference(64, 64) for _ in range(15))), "at most 14 reference images"),
 ])

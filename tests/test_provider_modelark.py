@@ -252,9 +252,13 @@ def test_emulator_auth_model_and_default_batch(emu: ArkEmulator) -> None:
     assert post(emu, {"model": "doubao-seedream-4-0-250828", "prompt": "p"}).status_code == 404
     assert post(emu, {"model": "seedream-4-0-250828"}).json()["error"]["code"] == "MissingParameter"
     # The trap: "auto" without max_images makes up to 15 images.
-    many = post(emu, {"model": "seedream-4-0-250828", "prompt": "p", "size": "1280x720",
+    many = post(emu, {"model": "seedream-4-0-250828", "prompt": "p; 15 images", "size": "1280x720",
                       "sequential_image_generation": "auto", "response_format": "b64_json"}).json()
     assert len(many["data"]) == 15 and many["usage"]["generated_images"] == 15
+    # The model reads the count from the prompt (§7.10): a batch that does not state one makes one.
+    one = post(emu, {"model": "seedream-4-0-250828", "prompt": "p", "size": "1280x720",
+                     "sequential_image_generation": "auto", "response_format": "b64_json"}).json()
+    assert one["usage"]["generated_images"] == 1
 
 
 # -- faults -------------------------------------------------------------------------------------

@@ -2,9 +2,18 @@
 
 ``POST /v2/images/generate`` answers 202 ``{jobId, status}``; ``GET /v2/jobs/{id}`` is polled
 until ``COMPLETED`` | ``FAILED`` | ``CANCELLED`` (UPPERCASE, §4.3). What is sent (§4.2): ``model``
-(``seedream-4`` / ``seedream-4.5``), ``prompt`` and ``seedreamParams`` with exact ``width`` /
-``height`` (512–4096 a side), ``seed`` when given, and references as ``image_input`` URLs made
-by ``POST /v2/uploads`` (the field is a JSON-schema ``uri``; data URIs are unconfirmed, §7.5).
+(the models table's id), ``prompt`` and ``seedreamParams`` with the size, ``seed`` when given,
+and references as an ``image_input`` ARRAY of URLs made by ``POST /v2/uploads`` (the field is a
+JSON-schema ``uri``; data URIs are unconfirmed, §7.5).
+
+The size: Apiframe's current model pages (docs-v2.apiframe.ai, Seedream 4.5 and 5 Lite, read
+2026-12-06) say ``width`` / ``height`` (1024–4096) are "only used when size is 'custom'", and
+otherwise ``size`` (2K | 4K; 5 Lite 2K | 3K) with ``aspect_ratio``. So exact pixels go as
+``size: "custom"`` + ``width`` / ``height`` when both sides are within 1024–4096 and the model
+has a custom size (4.x); anything else goes as the nearest tier + ratio, and then the image is
+checked for its ratio only. Seed 002's single-string ``image_input`` is the older quick-start
+example of the marketing page; the OpenAPI file and every current model page type it
+``string[]`` (up to 14), so an array is sent.
 Every key is checked by the host (``additionalProperties: false``), so nothing else is sent;
 ``params`` are merged into the body, nested tables into nested objects.
 
@@ -32,15 +41,16 @@ import functools
 import hashlib
 from typing import Any
 
-from ..errors import ProviderRequestError, ProviderUnavailable, UserError
+from ..errors import ProviderRequestError, ProviderUnavailable
 from ._http import BadAnswer, HostError, default_error_parser
+from ..spec.sizes import TABLE_RATIOS, nearest_ratio, nearest_tier
 from ._remote import Job, JobState, RemoteProvider, dig
 from .base import GenerationRequest
 
 SUBMIT_PATH = "/v2/images/generate"
 JOB_PATH = "/v2/jobs/{id}"
 UPLOAD_PATH = "/v2/uploads"
-SIDE_RANGE = (512, 4096)  # seedreamParams.width / height (§4.2)
+CUSTOM_SIDE = (1024, 4096)  # width / height with size "custom" (docs-v2.apiframe.ai Seedream 4.5 page)
 FAILED = ("FAILED", "CANCELLED")
 # How many earlier failed jobs a submit steps past (one per failed run within the 24 h window).
 MAX_REPLAYED_FAILURES = 10
@@ -91,20 +101,25 @@ class ApiframeProvider(RemoteProvider):
     max_prompt_chars = 2000
     # supports_watermark stays False: §4.2 has no watermark field.
     modeled_keys = ("model", "prompt", "seedreamParams.image_input", "seedreamParams.width",
-                    "seedreamParams.height", "seedreamParams.seed")
+                    "seedreamParams.height", "seedreamParams.seed", "seedreamParams.size",
+                    "seedreamParams.aspect_ratio")
     error_parser = staticmethod(parse_apiframe_error)
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"X-API-Key": key}  # Bearer is only for Apiframe's dashboard sessions (§4.1)
 
-    def validate(self, request: GenerationRequest) -> None:
-        super().validate(request)
-        lo, hi = SIDE_RANGE
-        if not (lo <= request.width <= hi and lo <= request.height <= hi):
-            raise UserError(
-                f"{self.where(request)} makes {lo} to {hi} px a side; {request.width}x{request.height} "
-                f"is outside that: choose a size within {hi}x{hi} or another provider"
-            )
+    def size_params(self, request: GenerationRequest) -> tuple[dict[str, Any], bool]:
+        """``seedreamParams`` for the size, and whether they ask for exact pixels."""
+        offer = self.offer(request.model)
+        lo, hi = CUSTOM_SIDE
+        custom = offer is None or not offer.keyword_tiers
+        if custom and lo <= request.width <= hi and lo <= request.height <= hi:
+            return {"size": "custom", "width": request.width, "height": request.height}, True
+        return {"size": nearest_tier(request.model, request.width, request.height),
+                "aspect_ratio": nearest_ratio(request.width, request.height, TABLE_RATIOS)}, False
+
+    def exact_size(self, request: GenerationRequest) -> bool:
+        return self.size_params(request)[1]
 
     def request_id(self, job: Job) -> str:
         return ",".join(_job_ids(job))
@@ -120,7 +135,7 @@ class ApiframeProvider(RemoteProvider):
             old_ids = _job_ids(ended)
             if 0 <= ended["failed_output"] < len(old_ids):
                 unusable[ended["failed_output"]] = old_ids[ended["failed_output"]]
-        params: dict[str, Any] = {"width": request.width, "height": request.height}
+        params: dict[str, Any] = dict(self.size_params(request)[0])
         if request.references:
             params["image_input"] = [self._upload(request, i) for i in range(len(request.references))]
         if request.seed is not None:

@@ -71,6 +71,13 @@ class FalProvider(RemoteProvider):
     def validate(self, request: GenerationRequest) -> None:
         super().validate(request)
         w, h = request.width, request.height
+        offer = self.offer(request.model)
+        if offer is not None and offer.pixels is not None:  # 5.0 Lite: one total-pixel range, both endpoints
+            lo, hi = offer.pixels
+            if not lo <= w * h <= hi:
+                raise UserError(f"{self.where(request)} makes {lo:,} to {hi:,} pixels with {request.model}; "
+                                f"{w}x{h} is {w * h:,}")
+            return
         if request.references:
             lo, hi = EDIT_SIDE
             if not (lo <= w <= hi and lo <= h <= hi):

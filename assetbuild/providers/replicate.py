@@ -59,10 +59,11 @@ def parse_replicate_error(status: int, body: Any, text: str) -> HostError:
     return host_error(status, match.group(1) if match else None, message, text)
 
 
-def size_fields(model: str, width: int, height: int) -> tuple[dict[str, Any], bool]:
-    """``input`` fields for a size, and whether the host promises exactly ``width``x``height``."""
+def size_fields(model: str, width: int, height: int, custom: bool = True) -> tuple[dict[str, Any], bool]:
+    """``input`` fields for a size, and whether the host promises exactly ``width``x``height``.
+    ``custom``: the model takes ``size: "custom"`` (5.0 Lite does not: 2K | 3K + ratio only)."""
     lo, hi = CUSTOM_SIDE
-    if lo <= width <= hi and lo <= height <= hi:
+    if custom and lo <= width <= hi and lo <= height <= hi:
         return {"size": "custom", "width": width, "height": height}, True
     keyword, ratio = nearest_tier(model, width, height), nearest_ratio(width, height, ASPECT_RATIOS)
     return {"size": keyword, "aspect_ratio": ratio}, False
@@ -87,7 +88,7 @@ class ReplicateProvider(RemoteProvider):
 
     def request_body(self, request: GenerationRequest) -> dict[str, Any]:
         """The prediction body."""
-        size, _ = size_fields(request.model, request.width, request.height)
+        size, _ = self._size(request)
         inputs: dict[str, Any] = {
             "prompt": self.prompt_text(request),
             **size,
@@ -98,8 +99,13 @@ class ReplicateProvider(RemoteProvider):
             inputs["image_input"] = [ref.data_url() for ref in request.references]
         return self.finish_body({"input": inputs}, request)
 
+    def _size(self, request: GenerationRequest) -> tuple[dict[str, Any], bool]:
+        offer = self.offer(request.model)
+        keyword_only = offer is not None and bool(offer.keyword_tiers)  # the table: no "custom" size
+        return size_fields(request.model, request.width, request.height, custom=not keyword_only)
+
     def exact_size(self, request: GenerationRequest) -> bool:
-        return size_fields(request.model, request.width, request.height)[1]
+        return self._size(request)[1]
 
     def submit(self, request: GenerationRequest, ended: Job | None) -> Job:
         path = f"/v1/models/{self.model_id(request.model)}/predictions"

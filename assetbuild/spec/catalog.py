@@ -99,6 +99,8 @@ class Offer:
     refuses: tuple[str, ...] = ()  # body keys (dotted) never sent: the host answers 400 to them
     # Where the host sizes by keyword (tier + ratio), its tiers; () = it takes exact pixels.
     keyword_tiers: tuple[str, ...] = ()
+    # The host's own bounds on output pixels (w x h), where narrower than the model's.
+    pixels: tuple[int, int] | None = None
     notes: str = ""
 
     @property
@@ -230,7 +232,7 @@ OFFERS: tuple[Offer, ...] = (
           Price(0.035, "fal.ai/models/fal-ai/bytedance/seedream/v5/lite/edit/llms.txt, $0.035 per image [doc]"),
           "fal.ai/docs/model-api-reference/image-generation-api/bytedance-seedream-v5-lite [doc]: image_size "
           "total 2560x1440..3072x3072, num_images / max_images 1-6", max_references=10, batch="num_images",
-          max_count=6, takes=frozenset({"seed"})),
+          max_count=6, takes=frozenset({"seed"}), pixels=(3_686_400, 9_437_184)),
     Offer("fal", "seedream-5.0-pro", _fal("bytedance/seedream/v5/pro"), _PRO,
           "endpoint ids from the issue report (no fal-ai/ prefix) [3p]; fal's page was not found",
           max_references=10, batch="none", max_count=1, refuses=("num_images", "max_images")),

@@ -26,6 +26,7 @@ from ..errors import ManifestError
 from .layout import portable_problem, project_path, reference_problem, under
 from ..errors import clip
 from .manifest import LoadedManifest, Problems
+from . import catalog
 from .models import AssetSpec, ProviderConfig
 from .nodes import Node, Ref, RefSite, variant_id
 from .sizes import SizeError, resolve_size
@@ -262,6 +263,8 @@ class _Expansion:
             outputs = self._outputs(asset_id, spec, variant)
         except ManifestError as exc:
             errors.append(exc)
+        if ptype != "local" and not errors:
+            errors.extend(self._offer_problems(asset_id, spec, provider, ptype, model, refs))
         _raise(errors)
         return Node(
             id=variant_id(asset_id, variant),
@@ -282,6 +285,34 @@ class _Expansion:
             references=tuple(refs),
             outputs=outputs,
         )
+
+    def _offer_problems(self, asset_id: str, spec: AssetSpec, provider: str, ptype: str, model: str,
+                        refs: list[Ref]) -> list[ManifestError]:
+        """What the models table says this model on this host cannot do, found before anything
+        is sent: a host that does not sell the model, more references than it takes, a batch
+        where it makes one image per request. Each is one line naming the limit."""
+        config = provider_config(self.loaded, provider)
+        offer = catalog.offer(ptype, model)
+        where = ("assets", asset_id)
+        if offer is None:
+            if model in config.model_ids:
+                return []  # a model only the config names: the host judges
+            hosts = ", ".join(catalog.hosts_of(model)) or "none"
+            return [self.loaded.error(f"provider {provider} ({ptype}) does not sell {model}; hosts that do: {hosts} "
+                                      "(`assetbuild models`)", *where, "model")]
+        problems = []
+        images = sum(len(ref.paths) if ref.node and ref.paths else 1 for ref in refs)
+        if images > offer.max_references:
+            problems.append(self.loaded.error(
+                f"{model} on {ptype} takes at most {offer.max_references} reference images; this asset sends "
+                f"{images}", *where, "references"))
+        wanted = spec.candidates if spec.candidates > 1 else spec.count
+        if wanted > 1 and offer.batch == "none":
+            key = "candidates" if spec.candidates > 1 else "count"
+            problems.append(self.loaded.error(
+                f"{model} on {ptype} makes one image per request (no batch generation); {key} = {wanted} "
+                'needs batch = "separate" (one request per image)', *where, key))
+        return problems
 
     def _derived(self, asset_id: str, spec: AssetSpec, variant: Variant) -> Node:
         """A derived node: its source and overlay images as references (source first), its

@@ -6,11 +6,14 @@ from typing import Any, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .catalog import MODEL_NAMES
+
 ProviderType = Literal[
     "local", "modelark", "volcengine", "evolink", "atlascloud", "apiframe", "fal", "replicate"
 ]
 BUILT_IN_PROVIDERS: tuple[str, ...] = get_args(ProviderType)  # each usable by name without a table
-ModelName = Literal["seedream-4.0", "seedream-4.5"]
+# The models table's models (catalog.py): "seedream-4.0" | "seedream-4.5" | "seedream-5.0-lite" | ...
+ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
 
 
 class _Frozen(BaseModel):

@@ -32,7 +32,11 @@ PARAM_KEYS = ("image_input", "aspect_ratio", "size", "resolution", "width", "hei
               "seed", "output_format", "use_pre_llm", "enhance_prompt")
 WEBHOOK_EVENTS = ("progress", "completed", "failed")
 MAX_IMAGE_INPUT = 14
-SIDE_RANGE = (512, 4096)
+SIDE_RANGE = (512, 4096)  # the OpenAPI file's bounds on width / height
+CUSTOM_SIDE = (1024, 4096)  # the model pages': width / height count only with size "custom"
+TIER_SIDES = {"1K": 1024, "2K": 2048, "3K": 3072, "4K": 4096}
+SIZES = {"seedream-4": ("1K", "2K", "4K", "custom"), "seedream-4.5": ("2K", "4K", "custom"),
+         "seedream-5-lite": ("2K", "3K"), "seedream-5-pro": ("1K", "2K")}
 DEFAULT_SIDE = 2048
 MAX_KEY_CHARS = 255
 CREDITS_PER_JOB = 1
@@ -144,7 +148,7 @@ class ApiframeEmulator(HostEmulator):
             return
         params = job.body.get("seedreamParams") or {}
         fmt = "png" if params.get("output_format") == "png" else "jpeg"
-        url = self.result_url(params.get("width", DEFAULT_SIDE), params.get("height", DEFAULT_SIDE), fmt)
+        url = self.result_url(*result_size(params), fmt)
         job.status = "COMPLETED"
         job.result = {"string": url, "list": [url], "images": {"images": [url]},
                       "image_objects": {"images": [{"url": url}]}}[self.result_shape]
@@ -174,6 +178,13 @@ class ApiframeEmulator(HostEmulator):
             details["prompt"].append("Expected a string of 1 to 2000 characters")
         if "seedreamParams" in body:
             self._validate_params(body["seedreamParams"], details)
+            size = body["seedreamParams"].get("size") if isinstance(body["seedreamParams"], dict) else None
+            if size is not None and size not in SIZES.get(body.get("model"), ()):
+                details["seedreamParams.size"].append(
+                    f"Invalid size for {body.get('model')}. Expected {' | '.join(SIZES.get(body.get('model'), ()))}")
+            if size == "custom" and not all(is_int(body["seedreamParams"].get(n), *CUSTOM_SIDE)
+                                            for n in ("width", "height")):
+                details["seedreamParams.width"].append("size custom needs width and height from 1024 to 4096")
         if "webhookUrl" in body and not _is_http_url(body["webhookUrl"]):
             details["webhookUrl"].append("Invalid url")
         events = body.get("webhookEvents", ["completed"])
@@ -218,6 +229,19 @@ class ApiframeEmulator(HostEmulator):
                 details[f"{where}.{i}"].append("Invalid url")
             elif url.startswith(own) and self.stored_file(url) is None:
                 details[f"{where}.{i}"].append("Image could not be fetched")
+
+
+def result_size(params: dict[str, Any]) -> tuple[int, int]:
+    """The pixels a job makes: ``width`` x ``height`` only with ``size: "custom"`` (the model pages:
+    "only used when size is custom"), else the tier (default 2K) at ``aspect_ratio`` (default 1:1)."""
+    size = params.get("size", "2K")
+    if size == "custom":
+        return params.get("width", DEFAULT_SIDE), params.get("height", DEFAULT_SIDE)
+    side = TIER_SIDES.get(size, DEFAULT_SIDE)
+    ratio = params.get("aspect_ratio", "1:1")
+    rw, rh = (int(p) for p in ratio.split(":")) if isinstance(ratio, str) and ":" in ratio else (1, 1)
+    scale = (rw / rh) ** 0.5
+    return round(side * scale / 16) * 16, round(side / scale / 16) * 16
 
 
 def _is_number(value: Any) -> bool:

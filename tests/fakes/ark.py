@@ -15,6 +15,15 @@ Switchable faults, besides the base's ``fail_next`` / ``break_next_result``:
   a content-filter code lets the batch go on, ``InternalServiceError`` stops it (§1.5);
 * ``batch_limit``: the model decides to make at most this many images (sequential generation
   makes "up to" ``max_images``).
+
+The model reads a batch's size from the prompt (§7.10): with ``counts_from_prompt`` (on by
+default) a sequential request makes as many images as the prompt states ("Generate 3 ...",
+"3 images"), up to ``max_images``, and ONE image when the prompt states no count.
+
+Seedream 5.0 Lite (``seedream-5-0-260128``) has 2K/3K and 3,686,400 to 10,404,496 pixels and
+takes ``output_format`` png | jpeg; Seedream 5.0 Pro (``seedream-5-0-pro-260628``, BytePlus only)
+has 1K/2K up to 4,194,304 pixels, at most 10 references, ``output_format``, and answers 400 to
+ANY ``sequential_image_generation`` (even "disabled") or ``stream`` field.
 """
 
 from __future__ import annotations
@@ -28,17 +37,26 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tests.fakes.server import Emulator, Request, Response, make_jpeg, open_image
+from tests.fakes.server import Emulator, Request, Response, make_jpeg, make_png, open_image, stated_count
 
 MODELS = {
-    "byteplus": {"seedream-4-0-250828": "4.0", "seedream-4-5-251128": "4.5"},
-    "volcengine": {"doubao-seedream-4-0-250828": "4.0", "doubao-seedream-4-5-251128": "4.5"},
+    "byteplus": {"seedream-4-0-250828": "4.0", "seedream-4-5-251128": "4.5", "seedream-5-0-260128": "5.0-lite",
+                 "seedream-5-0-pro-260628": "5.0-pro"},
+    "volcengine": {"doubao-seedream-4-0-250828": "4.0", "doubao-seedream-4-5-251128": "4.5",
+                   "doubao-seedream-5-0-260128": "5.0-lite"},
 }
 KEYWORD_SIZES = {
     "4.0": {"1K": (1024, 1024), "2K": (2048, 2048), "4K": (4096, 4096)},
     "4.5": {"2K": (2048, 2048), "4K": (4096, 4096)},
+    "5.0-lite": {"2K": (2048, 2048), "3K": (3072, 3072)},
+    "5.0-pro": {"1K": (1024, 1024), "2K": (2048, 2048)},
 }
-PIXEL_RANGE = {"4.0": (1280 * 720, 4096 * 4096), "4.5": (2560 * 1440, 4096 * 4096)}
+PIXEL_RANGE = {"4.0": (1280 * 720, 4096 * 4096), "4.5": (2560 * 1440, 4096 * 4096),
+               "5.0-lite": (2560 * 1440, 10_404_496), "5.0-pro": (1280 * 720, 2048 * 2048)}
+MAX_REFS_OF = {"5.0-pro": 10}
+OUTPUT_FORMATS = {"5.0-lite": ("png", "jpeg"), "5.0-pro": ("png", "jpeg")}  # 4.x: JPEG, no field
+NO_SEQUENTIAL = ("5.0-pro",)  # any sequential_image_generation / stream field: 400
+
 DEFAULT_SIZE = (2048, 2048)
 REF_FORMATS = ("jpeg", "png", "webp", "bmp", "tiff", "gif")
 MAX_REFS = 14
@@ -93,6 +111,8 @@ class Job:
     height: int
     images: int  # how many the request allows (1, max_images, or 15 - refs by default)
     response_format: str
+    prompt: str = ""
+    output_format: str = "jpeg"
 
 
 class ArkEmulator(Emulator):
@@ -105,6 +125,7 @@ class ArkEmulator(Emulator):
         self.models: dict[str, str] = dict(MODELS[platform])  # model id -> "4.0" | "4.5"
         self.endpoints: dict[str, str] = {}  # inference endpoint "ep-..." -> model id
         self.batch_limit: int | None = None
+        self.counts_from_prompt = True  # a batch makes the number the prompt states (1 if none)
         self._job_faults: list[Reject] = []
         self._image_faults: dict[int, tuple[str, str]] = {}
         self._billed: list[Request] = []  # requests answered with images (Ark bills per image delivered, §1.5)
@@ -197,10 +218,19 @@ class ArkEmulator(Emulator):
         if not isinstance(prompt, str) or not prompt.strip():
             raise Reject("MissingParameter", "The parameter `prompt` is required", param="prompt")
         width, height = self._size(body.get("size", f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}"), family)
-        refs = self._references(body.get("image"))
+        refs = self._references(body.get("image"), MAX_REFS_OF.get(family, MAX_REFS))
+        if family in NO_SEQUENTIAL:
+            for field in ("sequential_image_generation", "sequential_image_generation_options", "stream"):
+                if field in body:
+                    raise Reject("InvalidParameter", f"The parameter `{field}` specified in the request is not "
+                                 "valid: the model does not support it", param=field)
         images = self._batch(body, refs)
         self._scalars(body, family)
-        return Job(model, width, height, images, body.get("response_format", "url"))
+        output_format = body.get("output_format", "jpeg")
+        if "output_format" in body and output_format not in OUTPUT_FORMATS.get(family, ()):
+            raise Reject("InvalidParameter", f"The parameter `output_format` is not supported by this model "
+                         f"or is not one of {OUTPUT_FORMATS.get(family, ())}", param="output_format")
+        return Job(model, width, height, images, body.get("response_format", "url"), prompt, output_format)
 
     def _model(self, body: dict[str, Any]) -> str:
         model = body.get("model")
@@ -231,7 +261,7 @@ class ArkEmulator(Emulator):
         return width, height
 
     @staticmethod
-    def _references(image: Any) -> int:
+    def _references(image: Any, max_refs: int = MAX_REFS) -> int:
         """How many reference images ``image`` holds, each checked."""
         if image is None:
             return 0
@@ -239,8 +269,8 @@ class ArkEmulator(Emulator):
         if not items or not all(isinstance(i, str) for i in items):
             raise Reject("InvalidParameter", "The parameter `image` must be a string or an array of strings",
                          param="image")
-        if len(items) > MAX_REFS:
-            raise Reject("InvalidParameter", f"At most {MAX_REFS} reference images are supported", param="image")
+        if len(items) > max_refs:
+            raise Reject("InvalidParameter", f"At most {max_refs} reference images are supported", param="image")
         for item in items:
             _check_reference(item)
         return len(items)
@@ -286,6 +316,8 @@ class ArkEmulator(Emulator):
 
     def _result(self, job: Job, faults: dict[int, tuple[str, str]]) -> dict[str, Any]:
         wanted = job.images if self.batch_limit is None else min(job.images, self.batch_limit)
+        if self.counts_from_prompt and wanted > 1:  # the model takes the number from the prompt (§7.10)
+            wanted = min(wanted, stated_count(job.prompt) or 1)
         data: list[dict[str, Any]] = []
         made = 0
         for index in range(wanted):
@@ -307,11 +339,14 @@ class ArkEmulator(Emulator):
 
     def _image(self, job: Job, index: int) -> dict[str, Any]:
         width, height = self.wrong_size or (job.width, job.height)
-        jpeg = _jpeg(width, height, index % 4)
+        if job.output_format == "png":
+            data, fmt = make_png(width, height, (40 + 50 * (index % 4), 80, 120)), "png"
+        else:
+            data, fmt = _jpeg(width, height, index % 4), "jpeg"
         size = f"{width}x{height}"
         if job.response_format == "b64_json":
-            return {"b64_json": base64.b64encode(jpeg).decode("ascii"), "size": size}
-        return {"url": self.serve_result(jpeg, "jpeg"), "size": size}
+            return {"b64_json": base64.b64encode(data).decode("ascii"), "size": size}
+        return {"url": self.serve_result(data, fmt), "size": size}
 
 
 def given(value: Any) -> Any:

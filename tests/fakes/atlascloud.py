@@ -18,7 +18,9 @@ from typing import Any
 
 from .server import HostEmulator, JobFault, Request, Response, data_url_bytes, open_image, result_image
 
-MIN_PIXELS = {"bytedance/seedream-v4": 1280 * 720, "bytedance/seedream-v4.5": 2560 * 1440}
+MIN_PIXELS = {"bytedance/seedream-v4": 1280 * 720, "bytedance/seedream-v4.5": 2560 * 1440,
+              "bytedance/seedream-v5.0-lite": 2560 * 1440}  # 5.0 Lite: its model page (+ all four modes)
+MAX_PIXELS_OF = {"bytedance/seedream-v5.0-lite": 10_404_496}
 MAX_PIXELS = 4096 * 4096
 MODES = {"": (False, False), "/edit": (True, False), "/sequential": (False, True), "/edit-sequential": (True, True)}
 MODELS = {  # model id -> (base model, needs images, is sequential): the ids of §3.2
@@ -54,6 +56,8 @@ class AtlasCloudEmulator(HostEmulator):
     ``"completed"`` or ``"succeeded"``; ``upload_shape`` is ``"url"`` (top-level, the docs) or
     ``"data.download_url"`` (clients)."""
 
+    counts_from_prompt = True  # a batch makes the count its prompt states, one if none (§7.10)
+
     def __init__(self, *, api_key: str = "test-key", clock: Any = None, polls_until_done: int = 1):
         super().__init__(api_key=api_key, clock=clock, polls_until_done=polls_until_done)
         self.success_status = "completed"
@@ -88,7 +92,7 @@ class AtlasCloudEmulator(HostEmulator):
             return _envelope(400, problem)
         width, height = (int(p) for p in SIZE.fullmatch(body["size"]).groups())  # type: ignore[union-attr]
         prediction = Prediction(
-            uuid.uuid4().hex, body["model"], self.images_made(body.get("max_images", 1)), width, height,
+            uuid.uuid4().hex, body["model"], self.images_made(body.get("max_images", 1), body.get("prompt")), width, height,
             bool(body.get("enable_base64_output")), fault=self.take_job_fault(),
         )
         with self.state_lock:
@@ -112,7 +116,7 @@ class AtlasCloudEmulator(HostEmulator):
         if match is None:
             return "size must be WIDTH*HEIGHT"
         width, height = (int(p) for p in match.groups())
-        if not MIN_PIXELS[base] <= width * height <= MAX_PIXELS or not 1 / 16 <= width / height <= 16:
+        if not MIN_PIXELS[base] <= width * height <= MAX_PIXELS_OF.get(base, MAX_PIXELS) or not 1 / 16 <= width / height <= 16:
             return f"size {width}*{height} is outside the model's limits"
         images = body.get("images")
         if edit != (images is not None):

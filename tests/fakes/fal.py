@@ -32,6 +32,11 @@ from typing import Any
 from tests.fakes.server import HostEmulator, JobFault, Request, Response, data_url_bytes, is_int
 
 APP = "fal-ai/bytedance"
+# Seedream 5.0: Lite under fal-ai/ (total pixels 2560x1440..3072x3072 on both endpoints, its page);
+# Pro under bytedance/ with no fal-ai/ prefix (the report), one image per request here:
+# num_images / max_images are refused (what assetbuild's table assumes, unconfirmed).
+APPS = {"v4": APP, "v4.5": APP, "v5/lite": APP, "v5/pro": "bytedance/seedream"}
+PIXELS = {"v5/lite": (2560 * 1440, 3072 * 3072), "v5/pro": (1280 * 720, 2048 * 2048)}
 DEFAULT_SIZE = (2048, 2048)
 # fal's enum sizes (pixel values are the emulator's choice; providers.md lists the names only).
 SIZE_ENUMS = {"square_hd": (1024, 1024), "square": (512, 512), "portrait_4_3": (768, 1024),
@@ -68,9 +73,11 @@ class FalEmulator(HostEmulator):
         self.queue_urls = "given"
         self.jobs: dict[str, FalJob] = {}
         self.api_route("submit", "POST",
-                       r"/fal-ai/bytedance/seedream/(?P<version>v4|v4\.5)/(?P<kind>text-to-image|edit)")(self._submit)
-        self.api_route("status", "GET", r"/fal-ai/bytedance/requests/(?P<id>[^/]+)/status")(self._status)
-        self.api_route("response", "GET", r"/fal-ai/bytedance/requests/(?P<id>[^/]+)")(self._response)
+                       r"/(?P<app>fal-ai/bytedance|bytedance)/seedream/(?P<version>v4|v4\.5|v5/lite|v5/pro)/"
+                       r"(?P<kind>text-to-image|edit)")(self._submit)
+        for app in dict.fromkeys(APPS.values()):
+            self.api_route("status", "GET", rf"/{app}/requests/(?P<id>[^/]+)/status")(self._status)
+            self.api_route("response", "GET", rf"/{app}/requests/(?P<id>[^/]+)")(self._response)
 
     # -- handlers ---------------------------------------------------------------------------
 
@@ -85,7 +92,10 @@ class FalEmulator(HostEmulator):
         if not isinstance(body, dict):
             return Response(422, {"detail": [_error([], "Input should be a valid dictionary", "dict_type")]})
         edit = req.match["kind"] == "edit"
-        errors, size = self._validate(body, edit)
+        version = req.match["version"]
+        if req.match["app"] != ("bytedance" if version == "v5/pro" else APP):
+            return Response(404, {"detail": "Application not found"})
+        errors, size = self._validate(body, edit, version)
         if errors:
             return Response(422, {"detail": errors})
         with self.state_lock:
@@ -97,7 +107,7 @@ class FalEmulator(HostEmulator):
 
     def _queue_urls(self, job_id: str) -> dict[str, str]:
         root = self.url if self.queue_urls == "given" else "http://queue.elsewhere.invalid"
-        base = f"{root}/{APP}/requests/{job_id}"
+        base = f"{root}/{APPS[self.jobs[job_id].version]}/requests/{job_id}"
         return {"status_url": f"{base}/status", "response_url": base, "cancel_url": f"{base}/cancel"}
 
     def _status(self, req: Request) -> Response:
@@ -109,7 +119,7 @@ class FalEmulator(HostEmulator):
                 running = self.tick(job)
                 job.status = "COMPLETED" if not running else "IN_QUEUE" if job.polls == 1 else "IN_PROGRESS"
             reply: dict[str, Any] = {"status": job.status, "request_id": job.id, "logs": None,
-                                     "response_url": f"{self.url}/{APP}/requests/{job.id}"}
+                                     "response_url": f"{self.url}/{APPS[job.version]}/requests/{job.id}"}
             if job.status == "IN_QUEUE":
                 reply["queue_position"] = 0
             if job.status == "COMPLETED" and job.fault is not None:
@@ -140,12 +150,17 @@ class FalEmulator(HostEmulator):
 
     # -- validation (§5.2) ------------------------------------------------------------------
 
-    def _validate(self, body: dict[str, Any], edit: bool) -> tuple[list[dict[str, Any]], tuple[int, int]]:
+    def _validate(self, body: dict[str, Any], edit: bool,
+                  version: str = "v4") -> tuple[list[dict[str, Any]], tuple[int, int]]:
         errors: list[dict[str, Any]] = []
         if not isinstance(body.get("prompt"), str) or not body["prompt"]:
             errors.append(_error(["prompt"], "Field required", "missing"))
         size = self._size(body.get("image_size", {"width": DEFAULT_SIZE[0], "height": DEFAULT_SIZE[1]}),
-                          edit, errors)
+                          edit, errors, PIXELS.get(version))
+        if version == "v5/pro":
+            for name in ("num_images", "max_images"):
+                if name in body:
+                    errors.append(_error([name], "Extra inputs are not permitted", "extra_forbidden"))
         for name in ("num_images", "max_images"):
             if not is_int(body.get(name, 1), 1, 6):
                 errors.append(_error([name], "Input should be an integer from 1 to 6"))
@@ -163,7 +178,8 @@ class FalEmulator(HostEmulator):
         return errors, size
 
     @staticmethod
-    def _size(value: Any, edit: bool, errors: list[dict[str, Any]]) -> tuple[int, int]:
+    def _size(value: Any, edit: bool, errors: list[dict[str, Any]],
+              pixels: tuple[int, int] | None = None) -> tuple[int, int]:
         if isinstance(value, str) and value in SIZE_ENUMS:
             return SIZE_ENUMS[value]
         if not (isinstance(value, dict) and is_int(value.get("width"), 1, 16384)
@@ -172,6 +188,10 @@ class FalEmulator(HostEmulator):
                                  "or {width, height}", "enum"))
             return DEFAULT_SIZE
         w, h = value["width"], value["height"]
+        if pixels is not None:  # Seedream 5.0: one total-pixel range
+            if not pixels[0] <= w * h <= pixels[1]:
+                errors.append(_error(["image_size"], f"total pixels must be between {pixels[0]} and {pixels[1]}"))
+            return w, h
         if edit and not (EDIT_SIDE[0] <= w <= EDIT_SIDE[1] and EDIT_SIDE[0] <= h <= EDIT_SIDE[1]):
             errors.append(_error(["image_size"], "width and height must be between 1024 and 4096"))
         if not edit and not T2I_PIXELS[0] <= w * h <= T2I_PIXELS[1]:

@@ -43,13 +43,17 @@ from typing import Any, Callable
 
 from tests.fakes.server import HostEmulator, JobFault, Request, Response, is_int, timestamp
 
-MODELS = {"bytedance/seedream-4": "4.0", "bytedance/seedream-4.5": "4.5"}
-VERSION_IDS = {"4.0": "5f2c" * 16, "4.5": "a91e" * 16}  # stand-ins for the 64-hex version ids
-SIZES = {"4.0": ("1K", "2K", "4K", "custom"), "4.5": ("2K", "4K", "custom")}
-KEYWORD_SIDES = {"1K": 1024, "2K": 2048, "4K": 4096}
+MODELS = {"bytedance/seedream-4": "4.0", "bytedance/seedream-4.5": "4.5", "bytedance/seedream-5-lite": "5.0-lite"}
+VERSION_IDS = {"4.0": "5f2c" * 16, "4.5": "a91e" * 16, "5.0-lite": "eeb2" * 16}  # stand-ins for the 64-hex ids
+# Older versions a prediction may pin (``POST /v1/predictions`` with ``version``): 4.5's has no "custom" size.
+OLD_VERSION_IDS = {"0ld4" * 16: "4.5-old"}
+SIZES = {"4.0": ("1K", "2K", "4K", "custom"), "4.5": ("2K", "4K", "custom"), "5.0-lite": ("2K", "3K"),
+         "4.5-old": ("2K", "4K")}
+KEYWORD_SIDES = {"1K": 1024, "2K": 2048, "3K": 3072, "4K": 4096}
 ASPECT_RATIOS = ("match_input_image", "1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9")
-MAX_INPUTS = {"4.0": 10, "4.5": 14}
-FLAGS = {"4.0": ("enhance_prompt",), "4.5": ("disable_safety_checker",)}
+MAX_INPUTS = {"4.0": 10, "4.5": 14, "5.0-lite": 14, "4.5-old": 14}
+FLAGS = {"4.0": ("enhance_prompt",), "4.5": ("disable_safety_checker",), "5.0-lite": (), "4.5-old": ()}
+OUTPUT_FORMATS = {"5.0-lite": ("png", "jpeg")}  # seedream-5-lite's schema: output_format, default png
 BODY_KEYS = ("input", "stream", "webhook", "webhook_completed", "webhook_events_filter")
 WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
 PREFER_WAIT = re.compile(r"wait(?:=(\d+))?")
@@ -79,12 +83,15 @@ def _problem(status: int, title: str, detail: str, **extra: Any) -> Response:
 
 
 class ReplicateEmulator(HostEmulator):
+    counts_from_prompt = True  # a batch makes the count its prompt states, one if none (§7.10)
+
     def __init__(self, *, api_key: str = "test-key", clock: Any = None, polls_until_done: int = 1):
         super().__init__(api_key=api_key, clock=clock, polls_until_done=polls_until_done)
         self.output_shape = "list"  # "list" | "string" (single image only)
         self.predictions: dict[str, Prediction] = {}
         self._file_objects: dict[str, dict[str, Any]] = {}  # POST /v1/files answers, by id
         self.api_route("create", "POST", r"/v1/models/(?P<model>[^/]+/[^/]+)/predictions")(self._create)
+        self.api_route("create", "POST", r"/v1/predictions")(self._create)  # with a pinned "version"
         self.api_route("get", "GET", r"/v1/predictions/(?P<id>[^/]+)")(self._get)
         self.api_route("upload", "POST", r"/v1/files")(self._upload)
         self.api_route("file_info", "GET", r"/v1/files/(?P<fid>[^/]+)")(self._file_info)
@@ -100,25 +107,36 @@ class ReplicateEmulator(HostEmulator):
         return _problem(401, "Unauthenticated", "You did not pass a valid authentication token")
 
     def _create(self, req: Request) -> Response:
-        version = MODELS.get(req.match["model"])
-        if version is None:
-            return _problem(404, "Not found", "The requested resource could not be found.")
         try:
             body = req.json
         except ValueError:
             body = None
+        pinned = "model" not in req.match  # POST /v1/predictions: the body names the version
+        if pinned:
+            version_id = body.get("version") if isinstance(body, dict) else None
+            by_id = {**{v: k for k, v in VERSION_IDS.items()}, **OLD_VERSION_IDS}
+            version = by_id.get(version_id.rsplit(":", 1)[-1]) if isinstance(version_id, str) else None
+            if version is None:
+                return _problem(422, "Invalid version or not permitted",
+                                "The specified version does not exist (or perhaps you don't have permission to use it?)")
+            model = next((m for m, v in MODELS.items() if v == version.split("-old")[0]), "bytedance/seedream-4.5")
+        else:
+            version, model = MODELS.get(req.match["model"]), req.match["model"]
+            if version is None:
+                return _problem(404, "Not found", "The requested resource could not be found.")
         if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
             return _problem(422, "Input validation failed", "- input: Invalid type. Expected: object")
         invalid = [{"type": "additional_property_not_allowed", "field": key,
                     "description": f"Additional property {key} is not allowed"}
-                   for key in body if key not in BODY_KEYS]
+                   for key in body if key not in BODY_KEYS and not (pinned and key == "version")]
         _check_webhooks(body, invalid)
         size = self._validate(body["input"], version, invalid)
         if invalid:
             detail = "\n".join(f"- {f['field']}: {f['description']}" for f in invalid)
             return _problem(422, "Input validation failed", detail, invalid_fields=invalid)
         with self.state_lock:
-            prediction = Prediction(uuid.uuid4().hex[:26], req.match["model"], VERSION_IDS[version],
+            version_id = body["version"] if pinned else VERSION_IDS[version]
+            prediction = Prediction(uuid.uuid4().hex[:26], model, version_id,
                                     body["input"], size, self.take_job_fault(), timestamp())
             self.predictions[prediction.id] = prediction
             self.bill(req)
@@ -187,7 +205,8 @@ class ReplicateEmulator(HostEmulator):
             return
         inputs = prediction.input
         made = self.images_made(
-            inputs.get("max_images", 1) if inputs.get("sequential_image_generation") == "auto" else 1)
+            inputs.get("max_images", 1) if inputs.get("sequential_image_generation") == "auto" else 1,
+            inputs.get("prompt"))
         urls = [self.result_url(*prediction.size) for _ in range(made)]
         prediction.status = "succeeded"
         prediction.output = urls[0] if self.output_shape == "string" and len(urls) == 1 else urls
@@ -209,6 +228,12 @@ class ReplicateEmulator(HostEmulator):
 
         if not isinstance(inputs.get("prompt"), str) or not inputs["prompt"]:
             bad("prompt", "prompt is required")
+        if "output_format" in inputs and inputs["output_format"] not in OUTPUT_FORMATS.get(version, ()):
+            bad("output_format", f"output_format must be one of: {', '.join(OUTPUT_FORMATS.get(version, ())) or '-'}")
+        if "custom" not in SIZES[version]:
+            for name in ("width", "height"):
+                if name in inputs:
+                    bad(name, f"Additional property {name} is not allowed")
         for name in FLAGS[version]:
             if name in inputs and not isinstance(inputs[name], bool):
                 bad(name, "Invalid type. Expected: boolean")

@@ -42,6 +42,16 @@ from typing import Any, Callable, ClassVar
 from PIL import Image, UnidentifiedImageError
 
 
+STATED_COUNT = re.compile(r"\b(\d{1,2})\s+(?:different\s+|distinct\s+|separate\s+)?(?:images|pictures|panels)\b",
+                          re.I)
+
+
+def stated_count(prompt: str) -> int | None:
+    """The number of images a prompt asks for ("Generate 3 different images."), if it says one."""
+    match = STATED_COUNT.search(prompt)
+    return int(match.group(1)) if match else None
+
+
 def make_png(width: int, height: int, color: tuple[int, int, int] = (200, 80, 40)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buf, format="PNG", compress_level=1)
@@ -508,10 +518,18 @@ class HostEmulator(Emulator):
         with self.state_lock:
             self._short.append(made)
 
-    def images_made(self, asked: int) -> int:
-        """How many of ``asked`` images a job makes (``batch_limit``, ``short_next_job``)."""
+    # The model takes a batch's size from the prompt (providers.md §7.10): a batch whose prompt
+    # states no count makes one image, whatever the batch field asks. On for the hosts whose docs
+    # say so (evolink, Atlas) or whose batch is Seedream's sequential mode (Replicate).
+    counts_from_prompt = False
+
+    def images_made(self, asked: int, prompt: Any = None) -> int:
+        """How many of ``asked`` images a job makes (``batch_limit``, ``short_next_job``, and the
+        count the prompt states where ``counts_from_prompt``)."""
         with self.state_lock:
             made = asked if self.batch_limit is None else min(asked, self.batch_limit)
+            if self.counts_from_prompt and made > 1 and isinstance(prompt, str):
+                made = min(made, stated_count(prompt) or 1)
             return min(made, self._short.pop(0)) if self._short else made
 
     def tick(self, job: Any) -> bool:
