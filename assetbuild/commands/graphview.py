@@ -9,7 +9,7 @@ from typing import Any, Container, Iterable, Iterator, Sequence
 
 from ..spec.blueprint import Blueprint
 from ..plan.planner import Action, Decision
-from ..plan.reasons import texts
+from ..plan.reasons import ReasonCode, texts
 
 
 def graph_data(blueprint: Blueprint, targets: Iterable[str] = ()) -> dict[str, Any]:
@@ -102,8 +102,8 @@ def status(d: Decision, built: Container[str]) -> str:
     if d.id not in built:
         return "new"
     codes = {r.code for r in d.reasons}
-    for code, word in (("output-modified", "modified"), ("output-foreign", "modified"),
-                       ("output-missing", "missing")):
+    for code, word in ((ReasonCode.OUTPUT_MODIFIED, "modified"), (ReasonCode.OUTPUT_FOREIGN, "modified"),
+                       (ReasonCode.OUTPUT_MISSING, "missing")):
         if code in codes:
             return word
     if d.action is Action.BLOCKED:

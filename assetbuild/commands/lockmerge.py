@@ -247,6 +247,7 @@ def _fetch_from_git(project: "Workspace", candidates: Iterable[Candidate], res: 
     dependents' fingerprints."""
     from ..store.gitlocks import Git
     from ..plan.planner import Action
+    from ..plan.reasons import ReasonCode
 
     by_fp: dict[str, list[Candidate]] = {}
     for cand in candidates:
@@ -257,7 +258,7 @@ def _fetch_from_git(project: "Workspace", candidates: Iterable[Candidate], res: 
     tried: set[str] = set()
     for _ in range(len(project.nodes) + 1):
         wanted = [d for d in project.plan().decisions
-                  if (d.action is Action.GENERATE or any(r.code == "merge-built" for r in d.reasons))
+                  if (d.action is Action.GENERATE or any(r.code is ReasonCode.MERGE_BUILT for r in d.reasons))
                   and d.fingerprint in by_fp and d.fingerprint not in tried]
         if not wanted:
             return
