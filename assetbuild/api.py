@@ -572,6 +572,9 @@ class Project:
                                ["lock-behind"], "build"))
         if not targets:
             found += [Stale(nid, [PRUNE_REASON], ["asset-removed"], "prune") for nid in gone(self.lock.entries, self.nodes)]
+        if self.cache.remote is not None:  # a shared record that proves nothing: someone wrote over it
+            found += [Stale(f"remote record {fp[:12]}", [f"{why}; `assetbuild cache verify --remote` lists them"],
+                            ["remote-record-ignored"], "verify") for fp, why in sorted(self.cache.remote.ignored.items())]
         return found
 
     def close(self) -> None:

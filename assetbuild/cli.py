@@ -570,6 +570,8 @@ def check(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:
     started_ns = time.time_ns()
     with ctx.project() as project:
         found = project.check_all(targets)
+        for warning in project.cache.warnings:  # e.g. a shared-cache record that proves nothing
+            click.echo(f"warning: {warning}", err=True)
         stale = [s for s in found if s.stale]
         key_names = stamp.key_variables(project) if not stale and not targets else None
     if as_json:
@@ -969,10 +971,14 @@ def cache_verify(ctx: Ctx, remote: bool) -> None:
             continue
         for sha in seen.damaged:
             click.echo(f"damaged    {where} blob {sha} (removed)")
-        click.echo(f"verify {where}: {seen.checked} blob(s) checked, {len(seen.damaged)} damaged")
-        damaged += len(seen.damaged)
+        for fingerprint, why in seen.unproven:
+            click.echo(f"unproven   {where} record {fingerprint}: {why} (a build ignores it)")
+        records = f", {seen.records} record(s) checked, {len(seen.unproven)} not proven" if where == "remote" else ""
+        click.echo(f"verify {where}: {seen.checked} blob(s) checked, {len(seen.damaged)} damaged{records}")
+        damaged += len(seen.damaged) + len(seen.unproven)
     if damaged:
-        click.echo("verify: damaged blobs were removed; a build restores or regenerates what needed them")
+        click.echo("verify: damaged blobs were removed and unproven records are ignored; a build restores or "
+                   "regenerates what needed them (and shares a proven record in their place)")
         sys.exit(EXIT_FAILED)
 
 

@@ -17,6 +17,7 @@
     │   └── LockfileTooNew        it was written by a newer assetbuild: never rewritten, even by lock resolve
     └── CacheError                the cache cannot be read or written
         └── RemoteError           the remote cache cannot be reached, timed out or denied access
+            └── RemoteNotFound    its bucket does not exist (also a UserError: the CLI exits 2)
 
 Foreign exceptions (httpx, tomllib, pydantic, PIL, diskcache, fsspec/s3fs/botocore) are caught in the module that
 imports the library and re-raised as one of these ``from`` the original.
@@ -193,3 +194,7 @@ def clip(value: Any, limit: int = 60) -> str:
     stays readable (a 5,000-digit number, a 300-character name)."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-2:]}"
+
+
+class RemoteNotFound(RemoteError, UserError):
+    """The remote cache's bucket does not exist: the URL (or endpoint) is wrong."""

@@ -21,7 +21,7 @@ import pytest
 
 from assetbuild.store.cache import Cache, CacheRecord
 from assetbuild.errors import RemoteError
-from assetbuild.store.hashing import sha256_bytes
+from assetbuild.store.hashing import fingerprint_of, sha256_bytes
 from assetbuild.store.remote import Remote, RemoteSpec, RemoteStore
 from tests.conftest import REPO, ProjectDir, png
 
@@ -381,14 +381,15 @@ def test_a_damaged_remote_blob_is_never_restored(tmp_path):
 
 def test_concurrent_writers_leave_one_whole_record(tmp_path):
     images = [png(color=(i, i, i)) for i in range(8)]
-    fp = "c" * 64
+    inputs = {"recipe": 1, "kind": "generate", "prompt": "race", "references": []}
+    fp = fingerprint_of(inputs)  # a record proves its name with the inputs it carries
     caches = []
     for i in range(2):
         cache = Cache(tmp_path / f"local{i}")
         cache.connect(RemoteStore(RemoteSpec((tmp_path / "r").as_uri()), {}))
         shas = [cache.put_blob(img) for img in images]
         caches.append((cache, CacheRecord(originals=tuple(shas), provider=f"w{i}", model_id="m", built="t",
-                                          images=tuple(shas))))
+                                          images=tuple(shas), inputs=inputs)))
     threads = [threading.Thread(target=c.put_result, args=(fp, r)) for c, r in caches]
     for t in threads:
         t.start()

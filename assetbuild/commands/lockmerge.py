@@ -274,7 +274,7 @@ def _fetch_from_git(project: "Workspace", candidates: Iterable[Candidate], res: 
                     e = cand.entry
                     project.cache.put_result(d.fingerprint, CacheRecord(
                         originals=shas, images=shas, provider=e.provider, model_id=e.model_id, built=e.built,
-                        cost_usd=e.cost_usd, request_id=e.request_id))
+                        cost_usd=e.cost_usd, request_id=e.request_id, inputs=d.inputs))
                     res.fetched[d.id] = cand.source
                     break
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..errors import CacheError, UsageError
+from ..errors import CacheError, RemoteNotFound, UsageError
 from ..store.cache import Cache, CacheRecord
 from ..store.gitlocks import entries_in_history
 from ..store.hashing import sha256_bytes
 from ..store.lockfile import LockEntry
-from ..store.remote import RemoteStore
+from ..store.remote import RemoteStore, record_problem
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -80,7 +80,7 @@ def pull(cache: Cache, store: RemoteStore, entries: Iterable[LockEntry]) -> Tran
     for entry in entries:
         if cache.local_result(entry.fingerprint) is not None:
             continue
-        data = store.get_record(entry.fingerprint)
+        data, _ = store.get_proven_record(entry.fingerprint)  # one that proves nothing is as good as none
         record = CacheRecord.from_dict(data) if data is not None else None
         if record is None:
             moved.missing.append(entry.fingerprint)
@@ -109,6 +109,8 @@ def pull(cache: Cache, store: RemoteStore, entries: Iterable[LockEntry]) -> Tran
 class Verification:
     checked: int = 0
     damaged: list[str] = field(default_factory=list)  # sha256 names whose bytes hash to something else: removed
+    records: int = 0  # remote records checked
+    unproven: list[tuple[str, str]] = field(default_factory=list)  # (fingerprint, why): a build ignores them
 
 
 def verify_local(cache: Cache) -> Verification:
@@ -123,7 +125,9 @@ def verify_local(cache: Cache) -> Verification:
 
 def verify_remote(store: RemoteStore) -> Verification:
     """Download and hash every remote blob; remove any whose bytes do not hash to its name
-    (a later upload of the right bytes then writes it anew)."""
+    (a later upload of the right bytes then writes it anew). Then check every record as a
+    build would (remote.record_problem: its inputs hash to its name, signed if a key is set):
+    one that fails is listed, never acted on."""
     seen = Verification()
     for sha in sorted(store.blobs()):
         data = store.read_blob(sha)
@@ -133,6 +137,15 @@ def verify_remote(store: RemoteStore) -> Verification:
         if sha256_bytes(data) != sha:
             seen.damaged.append(sha)
             store.delete_blob(sha)
+    key = store.signing_key
+    for fingerprint in store.records():
+        record = store.get_record(fingerprint)
+        if record is None:
+            continue  # removed meanwhile (or not JSON: reported as such below)
+        seen.records += 1
+        why = record_problem(fingerprint, record, key)
+        if why is not None:  # reported, not removed: a proven upload replaces it (share)
+            seen.unproven.append((fingerprint, why))
     return seen
 
 
@@ -218,7 +231,9 @@ def remote_store(cache: Cache) -> RemoteStore:
     """The remote cache's store; a UsageError if none is configured."""
     if cache.remote is None:
         raise UsageError("no remote cache: set [cache] remote in the manifest or ASSETBUILD_CACHE_REMOTE")
-    return cache.remote.store
+    store = cache.remote.store
+    store.require()  # a bucket that does not exist is an error, never an empty cache
+    return store
 
 
 @dataclass
@@ -245,7 +260,10 @@ def usage(project: Workspace) -> CacheUsage:
         store = cache.remote.store
         info.remote_url = store.url
         try:
+            store.require()
             info.remote = remote_usage(store)
+        except RemoteNotFound:
+            raise  # the remote is misnamed: one line, exit 2
         except CacheError as exc:
             info.remote_error = str(exc)
     return info

@@ -3,17 +3,14 @@ an asset's image. File hashes come from hashing.py (mtime never decides freshnes
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from ..spec.nodes import Node
+from ..store.hashing import fingerprint_of
 
 RECIPE_VERSION = 1
 # Derived images: bump when transforms.py writes other bytes for the same steps and source.
 DERIVE_RECIPE_VERSION = 1
-# One encoder for every fingerprint: json.dumps with arguments builds a new one per call.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def fingerprint_inputs(node: Node, references: list[tuple[str, str]]) -> dict[str, Any]:
@@ -44,9 +41,4 @@ def fingerprint_inputs(node: Node, references: list[tuple[str, str]]) -> dict[st
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:
-    canonical = dict(inputs)
-    canonical["references"] = [r["sha256"] for r in inputs["references"]]
-    if "steps" in canonical:  # an overlay's image counts by its bytes (in references), not its name
-        canonical["steps"] = [{k: v for k, v in step.items() if k != "image"} for step in inputs["steps"]]
-    text = _CANONICAL.encode(canonical)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return fingerprint_of(inputs)

@@ -8,7 +8,7 @@ hand down something else than planned (bytes not known yet when planned: it is r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Callable, Mapping, NamedTuple, Sequence, Union
 
@@ -162,7 +162,7 @@ class Planner:
         if entry.candidate_images or entry.adopted:
             # A pick or a hand edit the lock chose: restore exactly those bytes.
             return self._restore(node, reasons, fp, inputs, _record_of(entry), refs, Choice.of(entry))
-        return self._needs_work(node, reasons, fp, inputs, [], refs)
+        return self._needs_work(node, reasons, fp, inputs, [], refs, locked=entry)
 
     def _paths_changed(self, node: Node, entry: LockEntry, fp: str, inputs: dict[str, Any],
                        refs: list[ResolvedRef]) -> Decision:
@@ -176,9 +176,12 @@ class Planner:
         return self._needs_work(node, reasons, fp, inputs, [], refs)
 
     def _needs_work(self, node: Node, reasons: list[Reason], fp: str | None, inputs: dict[str, Any] | None,
-                    hand_edited: list[Reason], refs: list[ResolvedRef], entry: LockEntry | None = None) -> Decision:
+                    hand_edited: list[Reason], refs: list[ResolvedRef], entry: LockEntry | None = None,
+                    locked: LockEntry | None = None) -> Decision:
         """``entry`` is given where the node's inputs changed (or are not known yet): an output
-        adopted by hand is then kept unless forced."""
+        adopted by hand is then kept unless forced. ``locked`` is the lock's entry for this very
+        fingerprint: its sha256s win over any shared-cache record (a record naming other images
+        is ignored), and its images are fetched by those sha256s before anything is paid for."""
         if node.id not in self.force:
             if hand_edited:
                 return Decision(node, Action.BLOCKED, reasons + hand_edited,
@@ -189,7 +192,10 @@ class Planner:
                 return Decision(node, Action.BLOCKED, reasons + [Reason(ReasonCode.ADOPTED_INPUTS_CHANGED, node.outputs[0])],
                                 fingerprint=fp, inputs=inputs, references=refs, outputs=kept)
         if fp is not None:
-            record = self.cache.result(fp)
+            shas = tuple(o.sha256 for o in locked.outputs) if locked is not None else None
+            record = self.cache.result(fp, locked=shas)
+            if record is None and locked is not None and shas and self.cache.fetch(shas):
+                record = replace(_record_of(locked), files=())
             if record is not None:
                 return self._restore(node, reasons + [Reason(ReasonCode.IN_CACHE)], fp, inputs, record, refs)
             found = self._built_elsewhere(node, fp)

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, TypeVar
 
 from ..store.cache import Cache, CacheRecord
 from ..clock import Clock
@@ -349,8 +349,8 @@ class Executor:
 
     def _restore(self, d: Decision) -> NodeResult | None:
         """Write the cached images back; None if they turn out damaged or gone."""
-        record = d.cached
-        assert record is not None and d.fingerprint is not None and d.inputs is not None
+        assert d.cached is not None and d.fingerprint is not None and d.inputs is not None
+        record = replace(d.cached, inputs=d.inputs)  # what it shares proves its fingerprint
         images = None
         if record.images is not None:
             files = record.files or (None,) * len(record.images)
@@ -424,7 +424,7 @@ class Executor:
             held = claim
         try:
             result, name = self._request(d, request, held)
-            record = self._secure(d.fingerprint, result, name)
+            record = self._secure(d.fingerprint, result, name, d.inputs)
         except ProviderError as exc:
             if held is not None:  # a job the host still runs stays named in the lease, for the next runner
                 assert self.leases is not None
@@ -524,7 +524,7 @@ class Executor:
         made = derive(images[0], node.steps, images[1:])  # a DeriveError fails this node only
         sha = self.cache.put_blob(made.data)
         record = CacheRecord(originals=(sha,), images=(sha,), provider="derive", model_id=ENGINE,
-                             built=self._now())
+                             built=self._now(), inputs=d.inputs)
         self.cache.put_result(d.fingerprint, record)
         shas = self._write_outputs(d, [made.data], record)
         return NodeResult(node.id, Outcome.DERIVED, list(d.reasons), outputs=shas, provider="derive")
@@ -532,14 +532,15 @@ class Executor:
     def _now(self) -> str:
         return self.clock.now().astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    def _secure(self, fingerprint: str, result: GenerationResult, provider: str) -> CacheRecord:
+    def _secure(self, fingerprint: str, result: GenerationResult, provider: str,
+                inputs: dict[str, Any] | None) -> CacheRecord:
         """The ordering rule, in one place: what a provider returned is in the cache index (the
         host's original bytes, before any conversion) before its saved job is forgotten, and
         both before any output or lock write. A kill at any point resumes or restores."""
         record = CacheRecord(
             originals=tuple(self.cache.put_blob(img) for img in result.images),
             provider=provider, model_id=result.model_id, request_id=result.request_id, cost_usd=result.cost_usd,
-            built=self._now(),
+            built=self._now(), inputs=inputs,
         )
         self.cache.put_result(fingerprint, record)
         if result.job_key is not None:

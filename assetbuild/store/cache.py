@@ -42,6 +42,9 @@ class CacheRecord:
     request_id: str | None = None
     images: tuple[str, ...] | None = None
     files: tuple[str, ...] = ()
+    # The fingerprint inputs it was made from: a record shared through the remote proves its
+    # name with them (their hash is the fingerprint it is stored under). None for old records.
+    inputs: dict[str, Any] | None = None
 
     def with_images(self, images: list[str]) -> "CacheRecord":
         return replace(self, images=tuple(images))
@@ -49,7 +52,8 @@ class CacheRecord:
     def to_dict(self) -> dict[str, Any]:
         return {"originals": list(self.originals), "images": None if self.images is None else list(self.images),
                 "provider": self.provider, "model_id": self.model_id, "built": self.built,
-                "cost_usd": self.cost_usd, "request_id": self.request_id}
+                "cost_usd": self.cost_usd, "request_id": self.request_id,
+                **({"inputs": self.inputs} if self.inputs is not None else {})}
 
     @classmethod
     def from_dict(cls, data: Any) -> "CacheRecord | None":
@@ -57,10 +61,14 @@ class CacheRecord:
         try:
             images = data.get("images")
             originals = data.get("originals") or images
+            inputs = data.get("inputs")
+            request_id = data.get("request_id")
             return cls(originals=tuple(str(s) for s in originals), provider=str(data.get("provider") or ""),
                        model_id=str(data.get("model_id") or ""), built=str(data.get("built") or ""),
-                       cost_usd=float(data.get("cost_usd") or 0.0), request_id=data.get("request_id"),
-                       images=None if images is None else tuple(str(s) for s in images))
+                       cost_usd=float(data.get("cost_usd") or 0.0),
+                       request_id=None if request_id is None else str(request_id),
+                       images=None if images is None else tuple(str(s) for s in images),
+                       inputs=inputs if isinstance(inputs, dict) else None)
         except (AttributeError, TypeError, ValueError):
             return None
 
@@ -250,18 +258,31 @@ class Cache:
         """Whether this cache recorded writing the bytes ``sha`` to ``path`` (absolute)."""
         return self._get(f"wrote:{sha}:{path}") is not None
 
-    def result(self, fingerprint: str) -> CacheRecord | None:
+    def result(self, fingerprint: str, locked: tuple[str, ...] | None = None) -> CacheRecord | None:
         """The cached result for a fingerprint, if the blobs to restore it are present: its
         PNGs, or else the originals they are converted from. One the local cache lacks is
-        copied from the remote, if one is connected and has it."""
+        copied from the remote, if one is connected and has one that proves itself (see
+        remote.record_problem). ``locked`` is the sha256s the committed lock records for this
+        fingerprint's outputs: the lock wins, and a remote record naming other images is
+        ignored with a warning (its blobs are never fetched)."""
         found = self.local_result(fingerprint)
         if found is None and self.remote is not None and not self.remote.off:
             data = self.remote.get_record(fingerprint)
             record = CacheRecord.from_dict(data) if data is not None else None
+            if record is not None and locked is not None and (
+                    record.images is None or tuple(record.images[:len(locked)]) != tuple(locked)):
+                self.remote.rejected(fingerprint, "it names other images than the lock records for it; "
+                                                  "the lock's images are used")
+                record = None
             if record is not None and self._fetch_blobs(record):
                 self.index_result(fingerprint, record)
                 found = self.local_result(fingerprint)
         return found
+
+    def fetch(self, shas: tuple[str, ...]) -> bool:
+        """Whether every blob of ``shas`` is here, fetching any missing one from the remote (by
+        its sha256: bytes that hash to another name are never kept)."""
+        return all(self.has_blob(sha) or self.get_blob(sha) is not None for sha in shas)
 
     def local_result(self, fingerprint: str) -> CacheRecord | None:
         """``result`` without the remote."""

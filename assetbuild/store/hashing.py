@@ -24,6 +24,23 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# One encoder for every fingerprint: json.dumps with arguments builds a new one per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def fingerprint_of(inputs: dict[str, Any]) -> str:
+    """The sha256 of an asset's fingerprint inputs (plan/fingerprint.py makes them) as
+    canonical JSON: the one definition, so a record read off the shared remote can be checked
+    against the inputs it carries. A reference (and an overlay's image) counts by its sha256,
+    not its name. Raises KeyError, TypeError or ValueError on inputs of the wrong shape."""
+    canonical = dict(inputs)
+    canonical["references"] = [r["sha256"] for r in inputs["references"]]
+    if "steps" in canonical:  # an overlay's image counts by its bytes (in references), not its name
+        canonical["steps"] = [{k: v for k, v in step.items() if k != "image"} for step in inputs["steps"]]
+    text = _CANONICAL.encode(canonical)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 class FileHasher:
     """sha256 of files under ``root``, memoised by (mtime_ns, size) in a JSON file of this
     project's own in ``memo_dir`` (named after the project's root: projects that share a

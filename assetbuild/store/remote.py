@@ -17,6 +17,18 @@ goes to a temp file renamed into place (``os.replace`` is atomic on one file sys
 Conditional writes (``If-None-Match``) are not used: S3-compatible stores differ on them,
 and every racing outcome above is already safe.
 
+**Proven, not trusted.** Anyone who can write to the bucket can put anything in it, so a
+record is acted on only when it proves what it claims (:func:`record_problem`): it carries
+the fingerprint inputs it was made from, and they hash to the fingerprint it is stored
+under (a record copied over another one's name, or replayed under another, fails); the
+images it names are fetched by sha256 and kept only if their bytes hash to it. The
+committed lock wins over any record (``Cache.result(locked=...)``). With a team secret in
+``ASSETBUILD_REMOTE_SIGNING_KEY`` every record is signed when written (HMAC-SHA256 over
+its fingerprint and body, as Turborepo signs its remote-cache artifacts) and a record that
+is unsigned or wrongly signed is ignored with one warning. Blobs need no signature of
+their own: each is named by its sha256, and is fetched only by a name that a proven (and,
+with a key, signed) record or the lock gives, so a substituted blob fails its hash.
+
 **Bounded.** Every S3 request has connect and read timeouts of ``timeout_s`` and is not
 retried; small requests also have an overall deadline. Credentials come the standard AWS
 way: env vars (``AWS_ACCESS_KEY_ID`` ...), a profile (``AWS_PROFILE``) or the platform's
@@ -31,16 +43,21 @@ of the run with one warning, and the build goes on with the local cache.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import RemoteError, UsageError
-from .hashing import sha256_bytes
+from ..errors import RemoteError, RemoteNotFound, UsageError
+from .hashing import fingerprint_of, sha256_bytes
 
 REMOTE_ENV = "ASSETBUILD_CACHE_REMOTE"
+SIGNING_ENV = "ASSETBUILD_REMOTE_SIGNING_KEY"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 DEFAULT_TIMEOUT_S = 5.0
 SCHEMES = ("s3", "file")
 _TEMP = ".tmp-"
@@ -68,6 +85,43 @@ def endpoint_problem(url: str) -> str | None:
         return "use http(s)://host[:port] of an S3-compatible store"
     if "@" in parts.netloc:
         return "credentials do not belong in the manifest; use the AWS environment variables or a profile"
+    return None
+
+
+def record_signature(key: bytes, fingerprint: str, record: Mapping[str, Any]) -> str:
+    """HMAC-SHA256 over the fingerprint a record is stored under and its body (all but
+    ``sig``) as canonical JSON: moving a signed record to another name breaks it too."""
+    body = json.dumps({k: v for k, v in record.items() if k != "sig"}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+    return hmac.new(key, f"{fingerprint}\n{body}".encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def record_problem(fingerprint: str, record: Mapping[str, Any], key: bytes | None) -> str | None:
+    """Why a record read off the remote must not be acted on, or None if it proves what it
+    claims: signed with ``key`` (when a key is set), its inputs hashing to ``fingerprint``,
+    and its images named by well-formed sha256s (their bytes are checked when fetched)."""
+    if key is not None:
+        sig = record.get("sig")
+        if not isinstance(sig, str):
+            return f"unsigned, and {SIGNING_ENV} is set"
+        if not hmac.compare_digest(sig, record_signature(key, fingerprint, record)):
+            return f"wrongly signed (not with this {SIGNING_ENV})"
+    inputs = record.get("inputs")
+    if not isinstance(inputs, dict):
+        return "it carries no fingerprint inputs to prove its name (written by an older assetbuild?)"
+    try:
+        named = fingerprint_of(inputs)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return "its fingerprint inputs are malformed"
+    if named != fingerprint:
+        return f"its inputs hash to another fingerprint ({named[:12]}): a substituted record"
+    for field_name in ("originals", "images"):
+        shas = record.get(field_name)
+        if shas is None and field_name == "images":
+            continue
+        if not isinstance(shas, list) or not shas or not all(isinstance(x, str) and _SHA256.fullmatch(x)
+                                                             for x in shas):
+            return f"its {field_name} are not a list of sha256s"
     return None
 
 
@@ -115,6 +169,12 @@ class RemoteStore:
     @property
     def url(self) -> str:
         return self.spec.url
+
+    @property
+    def signing_key(self) -> bytes | None:
+        """The team secret records are signed with, if ``ASSETBUILD_REMOTE_SIGNING_KEY`` is set."""
+        key = self._env.get(SIGNING_ENV)
+        return key.encode("utf-8") if key else None
 
     # -- the filesystem ---------------------------------------------------------------------
 
@@ -209,6 +269,19 @@ class RemoteStore:
         except FileNotFoundError:
             pass
 
+    def require(self) -> None:
+        """Raise RemoteNotFound if the remote's bucket does not exist (a listing of a missing
+        bucket would otherwise look like an empty cache), RemoteError if it cannot be asked.
+        A ``file://`` folder is made by the first write: an absent one is an empty cache."""
+        if not self.spec.url.startswith("s3://"):
+            return
+        bucket = self._root.split("/", 1)[0]
+        try:
+            self._call("checking the bucket", lambda fs, **kw: fs.info(bucket, **kw))
+        except FileNotFoundError:
+            raise RemoteNotFound(f"remote cache {self.url}: bucket {bucket!r} does not exist; check [cache] remote "
+                                 f"(or {REMOTE_ENV}) and endpoint_url") from None
+
     # -- blobs and records ------------------------------------------------------------------
 
     def _blob_key(self, sha: str) -> str:
@@ -249,7 +322,20 @@ class RemoteStore:
             return None
         return record if isinstance(record, dict) else None
 
+    def get_proven_record(self, fingerprint: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(the record, None) if it proves itself (:func:`record_problem`), else (None, why);
+        (None, None) if there is none."""
+        record = self.get_record(fingerprint)
+        if record is None:
+            return None, None
+        problem = record_problem(fingerprint, record, self.signing_key)
+        return (record, None) if problem is None else (None, problem)
+
     def put_record(self, fingerprint: str, record: dict[str, Any]) -> None:
+        key = self.signing_key
+        record = {k: v for k, v in record.items() if k != "sig"}
+        if key is not None:
+            record["sig"] = record_signature(key, fingerprint, record)
         body = json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8")
         self._write(f"writing record {fingerprint[:12]}", self._record_key(fingerprint), body, small=True)
 
@@ -263,6 +349,13 @@ class RemoteStore:
         only one without the converted images (same originals). Says what it wrote."""
         shared = Shared()
         there = self.get_record(fingerprint)
+        unsigned = self.signing_key is not None and "sig" not in there if there is not None else False
+        if there is not None and (unsigned or record_problem(fingerprint, there, None) is not None) \
+                and record_problem(fingerprint, record, None) is None:
+            # A record whose inputs do not prove its name, or that is unsigned where records are
+            # signed now, is replaced by a proven (signed) one. One signed with another key is
+            # left alone: the key may be the one that is wrong.
+            there = None
         ours_images = record.get("images")
         if there is not None and (there.get("images") is not None or ours_images is None
                                   or there.get("originals") != record.get("originals")):
@@ -313,6 +406,7 @@ class Remote:
         self._warn = warn
         self._mutex = threading.Lock()
         self.failure: str | None = None
+        self.ignored: dict[str, str] = {}  # fingerprint -> why its record was not acted on
 
     @property
     def off(self) -> bool:
@@ -333,7 +427,20 @@ class Remote:
             return default
 
     def get_record(self, fingerprint: str) -> dict[str, Any] | None:
-        return self._try(lambda: self.store.get_record(fingerprint), None)
+        """The record if it proves itself; one that does not is ignored (see ``rejected``)."""
+        record, problem = self._try(lambda: self.store.get_proven_record(fingerprint), (None, None))
+        if problem is not None:
+            self.rejected(fingerprint, problem)
+        return record
+
+    def rejected(self, fingerprint: str, why: str) -> None:
+        """Note a record not acted on; the first one of a run is one warning."""
+        with self._mutex:
+            first = not self.ignored
+            self.ignored[fingerprint] = why
+        if first:
+            self._warn(f"remote cache {self.store.url}: record {fingerprint[:12]} ignored: {why}; "
+                       "`assetbuild cache verify --remote` lists every such record")
 
     def get_blob(self, sha: str) -> bytes | None:
         return self._try(lambda: self.store.get_blob(sha), None)
