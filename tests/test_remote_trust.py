@@ -179,6 +179,11 @@ def test_with_a_signing_key_unsigned_records_are_ignored_with_one_warning_and_si
     again = clone(tmp_path, "again", s3, env=KEY)
     summary, stderr = build(again)
     assert again.calls.total == 0 and summary["restored"] == 3 and warnings(stderr) == []
+    assert again.run("build").exit_code == 0  # a no-op build leaves its stamp
+    secret = KEY["ASSETBUILD_REMOTE_SIGNING_KEY"].encode()
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and secret in p.read_bytes()]
+    assert written == []  # the key is never written anywhere (lock, cache index, stamp, records)
+    assert not any(secret in get(s3, k) for k in s3.keys())
     wrong = clone(tmp_path, "wrong", s3, env={"ASSETBUILD_REMOTE_SIGNING_KEY": "not-the-team-secret"})
     summary, stderr = build(wrong)
     assert wrong.calls.total == 3 and len(warnings(stderr)) == 1 and "wrongly signed" in stderr
@@ -195,3 +200,13 @@ def test_a_bucket_that_does_not_exist_fails_the_cache_commands_in_one_line(tmp_p
         assert res.exit_code == 2, (args, res.output, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1 and "no-such-bucket" in res.stderr, (args, res.stderr)
         assert "does not exist" in res.stderr and "0 result(s)" not in res.output
+
+
+def test_the_no_op_stamp_never_holds_the_signing_key():
+    # The stamp (run/stamp.py) remembers every ASSETBUILD_* setting to know when to answer a
+    # no-op build from it: by their hash, since one of them is the team secret.
+    from assetbuild.run.stamp import _context
+
+    context = _context(dict(KEY), [])
+    assert KEY["ASSETBUILD_REMOTE_SIGNING_KEY"] not in context and "team-secret" not in context
+    assert context != _context({"ASSETBUILD_REMOTE_SIGNING_KEY": "another"}, [])  # still tells them apart

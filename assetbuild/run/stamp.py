@@ -32,6 +32,7 @@ everything else in the process (``assetbuild.__main__``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 
@@ -90,7 +91,10 @@ def _context(env: os._Environ[str] | dict[str, str], key_names: list[str]) -> st
     keys_set = [name for name in key_names if env.get(name, "").strip()]
     settings = sorted((k, v) for k, v in env.items() if k.startswith("ASSETBUILD_"))
     code = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # which assetbuild (two checkouts differ)
-    return repr((FORMAT, __version__, code, sys.version, sys.executable, keys_set, settings))
+    # Hashed: an ASSETBUILD_* value may be a secret (ASSETBUILD_REMOTE_SIGNING_KEY), and the
+    # stamp is a file in the cache folder.
+    text = repr((FORMAT, __version__, code, sys.version, sys.executable, keys_set, settings))
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _identity(st: os.stat_result) -> str:
