@@ -219,3 +219,19 @@ def test_migrations_run_one_version_at_a_time_from_the_locks_own():
     assert migrate({"seen": []}, 1, migrations=steps, current=3) == {"seen": [1, 2], "version": 3}
     assert migrate({"seen": []}, 2, migrations=steps, current=3) == {"seen": [2], "version": 3}
     assert migrate({"seen": []}, 0, migrations=steps, current=3) is None  # older than any step
+
+
+def test_the_planner_compares_inputs_as_the_lock_records_them():
+    """One shape: an input the lock table leaves out (to_toml) and the default it reads back
+    (from_toml) compare equal in the planner; a real difference does not."""
+    from assetbuild.plan.planner import changes
+    from assetbuild.store.lockfile import LockEntry
+
+    entry = _entry("b" * 16)
+    written = LockEntry.from_toml(entry.to_toml())  # no kind, no params, no candidates in the table
+    inputs = {**written.inputs, "recipe": 1, "kind": "generate", "params": {}, "candidates": 1,
+              "references": []}
+    same = {**inputs, "recipe": written.inputs["recipe"]}
+    assert [r.code for r in changes(written, same)] == ["fingerprint-changed"]  # no input differs
+    assert "candidates-changed" in [r.code for r in changes(written, {**inputs, "candidates": 2})]
+    assert "params-changed" in [r.code for r in changes(written, {**inputs, "params": {"x": 1}})]

@@ -13,7 +13,7 @@ import pytest
 
 from assetbuild.clock import SystemClock
 from assetbuild.errors import ProviderUnavailable
-from assetbuild.plan.planner import INPUT_KEYS, Action, Planner, Unsettled
+from assetbuild.plan.planner import COMPARED_INPUTS, Action, Planner, Unsettled
 from assetbuild.plan.reasons import TEXT, Reason, ReasonCode, input_changed
 from assetbuild.providers.local import LocalProvider
 from assetbuild.run.executor import Budget, Executor, Outcome
@@ -313,7 +313,7 @@ def test_every_code_has_a_case_and_a_text():
 
 
 def test_every_fingerprint_input_has_its_code():
-    assert [input_changed(key).value for key in INPUT_KEYS] == [f"{key}-changed" for key in INPUT_KEYS]
+    assert [input_changed(key).value for key in COMPARED_INPUTS] == [f"{key}-changed" for key in COMPARED_INPUTS]
 
 
 def test_codes_keep_their_serialized_text_and_a_typo_fails_where_it_is_written():

@@ -16,7 +16,7 @@ from ..store.cache import Cache, CacheRecord
 from ..spec.nodes import Node
 from .fingerprint import fingerprint, fingerprint_inputs
 from ..store.hashing import FileHasher
-from ..store.lockfile import LockEntry, Lockfile
+from ..store.lockfile import INPUT_KEYS, LockEntry, Lockfile, recorded_input
 from .choice import Choice, is_lfs_pointer, prior_images
 from .reasons import HAND_EDIT_CODES, Reason, ReasonCode, input_changed
 
@@ -40,7 +40,9 @@ class Unsettled(Enum):
 Handoff = Union[tuple[str, ...], Unsettled]
 Upstream = Mapping[str, "Handoff | Sequence[str]"]
 
-INPUT_KEYS = ("kind", "prompt", "model", "size", "count", "candidates", "seed", "watermark", "params", "steps")
+# The inputs compared one by one (each has its own -changed reason); the references and the
+# recipe are compared after them.
+COMPARED_INPUTS = tuple(key for key in INPUT_KEYS if key not in ("recipe", "references"))
 
 
 class ResolvedRef(NamedTuple):
@@ -352,21 +354,21 @@ def _record_of(entry: LockEntry) -> CacheRecord:
 
 
 def _comparable(key: str, value: Any) -> Any:
-    """An input as the fingerprint counts it: a lock holds no empty params, and an overlay's
-    image counts by its bytes (among the references), not its name."""
+    """An input as the fingerprint counts it: as the lock keeps it (lockfile.recorded_input:
+    no empty params, no candidates = 1), and an overlay's image by its bytes (among the
+    references), not its name."""
+    value = recorded_input(key, value)
     if key == "steps" and isinstance(value, list):
         value = [{k: v for k, v in step.items() if k != "image"} if isinstance(step, dict) else step
                  for step in value]
-    if key == "candidates" and value == 1:
-        value = None  # one image per request: the lock writes no candidates key
-    return None if value in ({}, []) else value
+    return None if value == [] else value
 
 
 def changes(entry: LockEntry, inputs: dict[str, Any]) -> list[Reason]:
     """Why ``inputs`` differ from what the lock recorded."""
     old = entry.inputs
     reasons = []
-    for key in INPUT_KEYS:
+    for key in COMPARED_INPUTS:
         if _comparable(key, old.get(key)) != _comparable(key, inputs.get(key)):
             detail = (f"{old.get(key) or 1 if key == 'candidates' else old.get(key)} -> {inputs.get(key)}"
                       if key in ("kind", "model", "size", "count", "candidates")

@@ -29,8 +29,21 @@ from .files import write_atomic
 LOCK_VERSION = 1
 LOCK_NAME = "assetbuild.lock"  # beside assetbuild.toml; see lock_path
 HEADER = "# assetbuild.lock: written by `assetbuild build`; commit it. Do not edit by hand.\n"
+# The fingerprint inputs a lock entry records, in its table's order: the one list to_toml,
+# from_toml and the planner's account of what changed (planner.changes) read.
 INPUT_KEYS = ("recipe", "kind", "prompt", "model", "size", "count", "candidates", "seed", "watermark", "params",
               "steps", "references")
+
+
+def recorded_input(key: str, value: Any, *, chosen: bool = False) -> Any:
+    """Input ``key``'s ``value`` as a lock table keeps it: None where the table leaves the key
+    out (no value, no params, a generated asset's kind, one candidate unless the review loop
+    ``chosen`` among images), so a generated asset's table reads as it did before derived
+    assets and candidates; from_toml gives the defaults back."""
+    if value is None or (key == "params" and not value) or (key == "kind" and value == "generate") \
+            or (key == "candidates" and value == 1 and not chosen):
+        return None
+    return value
 
 
 
@@ -96,11 +109,9 @@ class LockEntry:
         if self.request_id:
             table["request_id"] = self.request_id
         for key in INPUT_KEYS:
-            value = self.inputs.get(key)
-            if value is None or (key == "params" and not value) or (key == "kind" and value == "generate") \
-                    or (key == "candidates" and value == 1 and not self.candidate_images):
-                continue  # a generated asset's table reads as it did before derived assets and candidates
-            table[key] = value
+            value = recorded_input(key, self.inputs.get(key), chosen=bool(self.candidate_images))
+            if value is not None:
+                table[key] = value
         if self.candidate_images:
             table["candidate_images"] = list(self.candidate_images)
             table["pick"] = self.pick or 1
