@@ -23,9 +23,6 @@ import io
 import json
 import os
 import re
-import subprocess
-import sys
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,7 +34,8 @@ from ..errors import LockfileError, UsageError, UserError
 from ..money import usd
 from ..store.files import write_atomic
 from ..store.hashing import sha256_bytes
-from ..store.lockfile import LockEntry, read_entries
+from ..store.gitlocks import Git
+from ..store.lockfile import LockEntry, entries_from_bytes
 from ..plan.planner import Action, Decision, changes
 from ..plan.reasons import Reason, prompt_change
 from ..plan.wordiff import word_diff
@@ -174,34 +172,23 @@ def _has_alpha(im: Any) -> bool:
 
 # -- git --------------------------------------------------------------------------------------
 
-class Git:
-    """Reads files as a commit had them (``git show REV:./path``), from the project folder."""
+class GitRevision:
+    """Files as the commit ``rev`` names had them (``git show REV:./path``), read from the
+    project folder through store/gitlocks.Git (the one git wrapper), each file once. A git
+    that cannot be run reads as files the commit does not have: the page never fails on it."""
 
     def __init__(self, folder: Path, rev: str):
-        self.folder = folder
+        self.git = Git(folder, "report")
         self.rev = rev
         self.commit = ""
-        self._prefix: str | None = None  # the project folder, relative to the repository's top
         self._shown: dict[str, bytes | None] = {}
 
     def resolve(self) -> str | None:
-        """The commit ``rev`` names, or why there is none (not a repository, no commits, no
-        such revision)."""
-        if self.rev.startswith("-"):
-            return f"{self.rev!r} is not a git revision"
-        try:
-            done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{self.rev}^{{commit}}"],
-                                  cwd=self.folder, capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.SubprocessError) as exc:
-            return f"git is not available ({exc})"
-        if done.returncode != 0:
-            inside = subprocess.run(["git", "rev-parse", "--git-dir"], cwd=self.folder, capture_output=True,
-                                    timeout=30).returncode == 0
-            if not inside:
-                return f"{self.folder} is not in a git repository"
-            return f"no commit {self.rev!r} in this repository"
-        self.commit = done.stdout.strip()
-        return None
+        """Find the commit ``rev`` names; else why there is none (not a repository, no
+        commits, no such revision)."""
+        commit, note = self.git.commit_of(self.rev)
+        self.commit = commit or ""
+        return note
 
     def show(self, path: str) -> bytes | None:
         """The bytes ``path`` (relative to the project folder) had at the commit, or None."""
@@ -211,38 +198,15 @@ class Git:
 
     def tracks(self, path: str) -> bool:
         """Whether git tracks ``path`` now (in its index), committed or only added."""
-        try:
-            return subprocess.run(["git", "ls-files", "--error-unmatch", "--", path], cwd=self.folder,
-                                  capture_output=True, timeout=30).returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            return False
+        return self.git.tracks(path)
 
     def show_many(self, paths: Iterable[str]) -> None:
         """Read many files of the commit with one ``git cat-file --batch``."""
-        paths = [p for p in dict.fromkeys(paths) if p not in self._shown and "\n" not in p]
-        if not paths:
-            return
+        paths = [p for p in dict.fromkeys(paths) if p not in self._shown]
         try:
-            if self._prefix is None:
-                self._prefix = subprocess.run(["git", "rev-parse", "--show-prefix"], cwd=self.folder,
-                                              capture_output=True, text=True, timeout=30).stdout.strip()
-            names = "".join(f"{self.commit}:{self._prefix}{p}\n" for p in paths).encode("utf-8")
-            done = subprocess.run(["git", "cat-file", "--batch"], cwd=self.folder, input=names,
-                                  capture_output=True, timeout=300)
-        except (OSError, subprocess.SubprocessError):
+            self._shown.update(self.git.show_many(self.commit, paths))
+        except UsageError:
             self._shown.update({p: None for p in paths})
-            return
-        out, at = done.stdout, 0
-        for path in paths:
-            end = out.find(b"\n", at)
-            header = out[at:end].split() if end >= 0 else []
-            if len(header) == 3 and header[1] == b"blob" and header[2].isdigit():
-                size = int(header[2])
-                self._shown[path] = out[end + 1:end + 1 + size]
-                at = end + 1 + size + 1
-            else:  # "<name> missing", a tree, or the output ended early
-                self._shown[path] = None
-                at = end + 1 if end >= 0 else len(out)
 
 
 # -- what the page shows ----------------------------------------------------------------------
@@ -279,56 +243,31 @@ class ReportResult:
     since_note: str | None  # why there is no comparison
 
 
-def candidates_of(entry: LockEntry | None, raw: Mapping[str, Any] | None) -> tuple[list[str], int | None, str | None]:
-    """(candidate sha256s, the 1-based pick, the adopted sha256) of one asset, read from the
-    lock entry's attributes if it has them, else from its raw TOML table; empty when absent
-    or malformed (the report never fails on them)."""
-    def value(key: str) -> Any:
-        if entry is not None and getattr(entry, key, None) is not None:
-            return getattr(entry, key)
-        return (raw or {}).get(key)
-
-    images = value("candidate_images")
-    shas = [s for s in images if isinstance(s, str)] if isinstance(images, (list, tuple)) else []
-    pick = value("pick")
-    pick = pick if isinstance(pick, int) and not isinstance(pick, bool) and 1 <= pick <= max(len(shas), 1) else None
-    adopted = value("adopted")
-    return shas, pick, adopted if isinstance(adopted, str) and adopted else None
+def candidates_of(entry: LockEntry | None) -> tuple[list[str], int | None, str | None]:
+    """(candidate sha256s, the 1-based pick, the adopted sha256) of one asset's lock entry;
+    empty when it has none."""
+    if entry is None:
+        return [], None, None
+    shas = list(entry.candidate_images)
+    pick = entry.pick if entry.pick is not None and 1 <= entry.pick <= max(len(shas), 1) else None
+    return shas, pick, entry.adopted or None
 
 
-def _raw_tables(data: bytes | None) -> dict[str, Any]:
-    """Each asset's raw table from the bytes of a lock, or {} if they cannot be read."""
-    if not data:
-        return {}
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    try:
-        assets = tomllib.loads(data.decode("utf-8")).get("assets")
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return {}
-    return {k: v for k, v in assets.items() if isinstance(v, dict)} if isinstance(assets, dict) else {}
-
-
-def _read_old_lock(git: Git, lock_name: str) -> tuple[dict[str, LockEntry], dict[str, Any]]:
+def _read_old_lock(git: GitRevision, lock_name: str) -> dict[str, LockEntry]:
+    """The lock as the commit had it, read as the lock file would be (store/lockfile)."""
     data = git.show(lock_name)
     if data is None:
-        return {}, {}  # the commit had no lock: everything is new
-    with tempfile.TemporaryDirectory(prefix="assetbuild-report-") as tmp:
-        copy = Path(tmp) / lock_name
-        copy.write_bytes(data)
-        try:
-            entries = read_entries(copy)
-        except LockfileError as exc:
-            raise UserError(f"--since {git.rev}: {exc}") from exc
-    return entries, _raw_tables(data)
+        return {}  # the commit had no lock: everything is new
+    try:
+        return entries_from_bytes(data, Path(lock_name))
+    except LockfileError as exc:
+        raise UserError(f"--since {git.rev}: {exc}") from exc
 
 
 class Page:
     """Builds the HTML of one report."""
 
-    def __init__(self, project: "Workspace", out: Path, decisions: Sequence[Decision], raw: Mapping[str, Any]):
+    def __init__(self, project: "Workspace", out: Path, decisions: Sequence[Decision]):
         self.project = project
         self.root = project.root
         self.out_dir = out.parent
@@ -336,7 +275,6 @@ class Page:
         self.order = [nid for nid in project.blueprint.order]
         self.decisions = {d.id: d for d in decisions}
         self.lock = project.lock.entries
-        self.raw = raw
         key = hashlib.sha256(str(self.root).encode("utf-8")).hexdigest()[:16]
         self.thumbs = Thumbs(project.cache.dir / f"report-thumbs-{key}.json")
         self.anchors = _anchors(list(self.nodes) + sorted(set(self.lock) - set(self.nodes)))
@@ -400,7 +338,7 @@ class Page:
     # -- the page -------------------------------------------------------------------------
 
     def render(self, changes_: list[Change] | None, since: str | None, since_note: str | None,
-               git: Git | None) -> str:
+               git: GitRevision | None) -> str:
         name = self.project.blueprint.settings.get("name") or self.root.name
         body = [f"<h1>{_e(name)} <small>assetbuild report</small></h1>", self.summary()]
         if changes_ is not None:
@@ -440,7 +378,7 @@ class Page:
             items.append(f'<li class="{"ok" if ok else "stale"}">{self.asset_link(nid)}</li>')
         return f'<nav id="index"><h2>Assets</h2><ul>{"".join(items)}</ul></nav>'
 
-    def changes(self, found: list[Change], since: str, git: Git | None) -> str:
+    def changes(self, found: list[Change], since: str, git: GitRevision | None) -> str:
         short = git.commit[:10] if git else ""
         head = f'<h2>Changes since {_e(since)} <small>{_e(short)}</small></h2>'
         if not found:
@@ -468,7 +406,7 @@ class Page:
                          f'<div class="side new"><h4>now</h4>{new}</div></div></article>')
         return f'<section id="changes">{head}<div class="change-list">{"".join(cards)}</div></section>'
 
-    def old_figure(self, git: Git | None, path: str, sha: str) -> str:
+    def old_figure(self, git: GitRevision | None, path: str, sha: str) -> str:
         data = git.show(path) if git else None
         if data is None:
             data = self.project.cache.local_blob(sha)
@@ -484,7 +422,7 @@ class Page:
         status = ('' if ok else
                   f'<div class="status stale"><strong>stale: {_e(d.action.value if d else "not planned")}</strong>'
                   f'<ul class="reasons">{self.reasons(d.reasons if d else [], d.inputs if d else None)}</ul></div>')
-        shas, pick, adopted = candidates_of(entry, self.raw.get(nid))
+        shas, pick, adopted = candidates_of(entry)
         badges = f'<span class="badge {"ok" if ok else "stale"}">{"up to date" if ok else "stale"}</span>'
         if adopted:
             badges += ' <span class="badge adopted" title="a hand edit, accepted with assetbuild adopt">adopted</span>'
@@ -576,11 +514,11 @@ class Page:
                 f'<dt>read by</dt><dd>{", ".join(read_by) or "nothing"}</dd></dl>')
 
 
-def find_changes(project: "Workspace", git: Git, lock_name: str,
-                 decisions: Mapping[str, Decision], raw: Mapping[str, Any]) -> list[Change]:
+def find_changes(project: "Workspace", git: GitRevision, lock_name: str,
+                 decisions: Mapping[str, Decision]) -> list[Change]:
     """Assets new, removed or changed since the commit: new and removed first, then changed,
     each group in build order."""
-    old, old_raw = _read_old_lock(git, lock_name)
+    old = _read_old_lock(git, lock_name)
     current = project.lock.entries
     order = list(project.blueprint.order)
     found: list[Change] = []
@@ -614,8 +552,8 @@ def find_changes(project: "Workspace", git: Git, lock_name: str,
             prompt = prompt_change(changes(before, d.inputs), d.inputs) if d.inputs else None
         if paths_moved:
             reasons.append("output paths changed")
-        o_shas, o_pick, o_adopted = candidates_of(before, old_raw.get(nid))
-        n_shas, n_pick, n_adopted = candidates_of(now, raw.get(nid))
+        o_shas, o_pick, o_adopted = candidates_of(before)
+        n_shas, n_pick, n_adopted = candidates_of(now)
         if o_pick != n_pick and n_pick is not None:
             reasons.append(f"picked candidate {n_pick}" + (f" (was {o_pick})" if o_pick else ""))
         if n_adopted and n_adopted != o_adopted:
@@ -671,11 +609,7 @@ def write_report(project: "Workspace", out: Path | None = None, *, since: str | 
     plan = project.plan()
     decisions = {d.id: d for d in plan.decisions}
     lock_file = project.lock.path
-    try:
-        raw = _raw_tables(lock_file.read_bytes())
-    except OSError:
-        raw = {}
-    git: Git | None = Git(project.root, since or "HEAD")
+    git: GitRevision | None = GitRevision(project.root, since or "HEAD")
     note = git.resolve()
     if note is not None:
         if since is not None:
@@ -687,12 +621,12 @@ def write_report(project: "Workspace", out: Path | None = None, *, since: str | 
     found = None
     if git is not None:
         try:
-            found = find_changes(project, git, lock_file.name, decisions, raw)
+            found = find_changes(project, git, lock_file.name, decisions)
         except UserError as exc:
             if since is not None:
                 raise
             note, git = str(exc).replace("--since HEAD: ", "", 1), None  # HEAD's lock cannot be read
-    page = Page(project, out, plan.decisions, raw)
+    page = Page(project, out, plan.decisions)
     page.prefetch()
     text = page.render(found, since or "HEAD", note, git)
     page.thumbs.save()

@@ -303,6 +303,12 @@ def read_entries(path: Path) -> dict[str, LockEntry]:
     return _entries_or_fail(path, Lockfile._parse(path)[0])
 
 
+def entries_from_bytes(data: bytes, path: Path) -> dict[str, LockEntry]:
+    """The entries of a lock's bytes (e.g. as a commit had it: ``git show``), named as ``path``
+    in errors and read as the lock file at ``path`` would be. LockfileError if unreadable."""
+    return _entries_or_fail(path, Lockfile._parse_bytes(data, path)[0])
+
+
 def entries_from_text(text: str, path: Path) -> dict[str, LockEntry]:
     """The entries of lock text (e.g. one side of a conflicted lock), named as ``path`` in
     errors; an empty text is an empty lock. LockfileError if it cannot be read."""
@@ -524,13 +530,20 @@ class Lockfile:
     @staticmethod
     def _parse(path: Path, migrations: Mapping[int, Migration] = MIGRATIONS) -> tuple[dict[str, Any], int]:
         try:
-            text = path.read_bytes().decode("utf-8")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise LockfileError(f"{path.name}: cannot read: {exc.strerror}; fix it or delete it") from exc
+        return Lockfile._parse_bytes(data, path, migrations)
+
+    @staticmethod
+    def _parse_bytes(data: bytes, path: Path,
+                     migrations: Mapping[int, Migration] = MIGRATIONS) -> tuple[dict[str, Any], int]:
+        try:
+            text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise LockfileError(
                 f"{path.name}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); {_REMEDY}"
             ) from exc
-        except OSError as exc:
-            raise LockfileError(f"{path.name}: cannot read: {exc.strerror}; fix it or delete it") from exc
         return Lockfile._parse_text(text, path, migrations)
 
     @staticmethod
