@@ -77,6 +77,34 @@ class Ctx:
                             provider_override=provider_override, **kwargs)
 
 
+class Paint:
+    """Colours for a terminal. On only where stdout is a terminal (not a pipe, a file or CI's
+    log), ``TERM`` is not ``dumb`` and ``NO_COLOR`` is unset or empty (no-color.org);
+    ``FORCE_COLOR`` (non-empty) turns them on anywhere. Off, every text is exactly the plain one."""
+
+    ACTIONS = {"generate": {"fg": "yellow", "bold": True}, "restore": {"fg": "cyan"}, "derive": {"fg": "blue"},
+               "blocked": {"fg": "red", "bold": True}, "up-to-date": {"fg": "green"}, "prune": {"fg": "magenta"},
+               "stale": {"fg": "red", "bold": True}}
+
+    def __init__(self, ctx: "Ctx"):
+        env = os.environ if ctx.seams.env is None else {**os.environ, **ctx.seams.env}
+        if env.get("NO_COLOR"):
+            self.on = False
+        elif env.get("FORCE_COLOR"):
+            self.on = True
+        else:
+            self.on = sys.stdout.isatty() and env.get("TERM") != "dumb"
+
+    def __call__(self, text: str, **style: Any) -> str:
+        return click.style(text, **style) if self.on and text else text
+
+    def action(self, word: str, width: int = 10) -> str:
+        return self(f"{word:<{width}}", **self.ACTIONS.get(word.strip(), {}))
+
+    def echo(self, text: str, **kwargs: Any) -> None:
+        click.echo(text, color=self.on, **kwargs)
+
+
 def _fail(message: str, code: int) -> None:
     """Each line of ``message`` (several independent manifest errors give several) as its own
     ``error:`` line, then exit."""
@@ -101,7 +129,9 @@ def _verbosity_options(command: click.Command) -> None:
     for name, flags, text in (("verbose", ("-v", "--verbose"), "Say more (never secrets)."),
                               ("quiet", ("-q", "--quiet"), "Say less: only problems and the summary.")):
         if name not in names:
-            command.params.append(click.Option(flags, name, is_flag=True, expose_value=False,
+            # the name goes with the flags: Option's second positional is show_default, which
+            # printed "[default: (verbose)]" in --help
+            command.params.append(click.Option([*flags, name], is_flag=True, expose_value=False,
                                                callback=_set_verbosity, help=text))
 
 
@@ -133,6 +163,24 @@ class _Group(click.Group):
             _fail("interrupted; everything finished so far is kept (rerun to continue)", EXIT_INTERRUPTED)
 
 
+def _complete_assets(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of asset ids (and variant ids) from the manifest the command would
+    use (-C and -f as typed so far); nothing when it cannot be read."""
+    from click.shell_completion import CompletionItem
+
+    from .api import find_manifest
+    from .spec.blueprint import Blueprint
+
+    root = ctx.find_root().params
+    try:
+        path = find_manifest(root.get("directory") or Path("."), root.get("manifest"))
+        nodes = Blueprint.load(path, memo_dir=None).nodes
+    except Exception:  # completing must never print a traceback into the user's prompt
+        return []
+    ids = dict.fromkeys([n.asset for n in nodes.values()] + list(nodes))
+    return [CompletionItem(i) for i in ids if i.startswith(incomplete)]
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-C", "directory", type=click.Path(file_okay=False, path_type=Path), default=".",
               help="Run as if started in DIR.")
@@ -151,6 +199,25 @@ def cli(ctx: click.Context, directory: Path, manifest: str | None, verbose: bool
     if verbose and quiet:
         raise UsageError("-q and -v: give one of them")
     ctx.obj = Ctx(directory, manifest, verbose, seams, quiet)
+
+
+# -- completion -------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (commands, options and asset ids).
+
+    \b
+    bash: eval "$(assetbuild completion bash)"   (in ~/.bashrc)
+    zsh:  eval "$(assetbuild completion zsh)"    (in ~/.zshrc)
+    fish: assetbuild completion fish > ~/.config/fish/completions/assetbuild.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # the three shells click ships
+    click.echo(completer(cli, {}, "assetbuild", "_ASSETBUILD_COMPLETE").source())
 
 
 # -- init -------------------------------------------------------------------------------------
@@ -226,7 +293,7 @@ def max_cost_option(help_text: str) -> Callable[[Any], Any]:
 
 
 @cli.command()
-@click.argument("targets", nargs=-1)
+@click.argument("targets", nargs=-1, shell_complete=_complete_assets)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default=None,
               help="text (default), json, or markdown (a table for a GitHub job summary).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (same as --format json).")
@@ -235,7 +302,7 @@ def max_cost_option(help_text: str) -> Callable[[Any], Any]:
 @PROVIDER
 @click.option("--assume-keys", is_flag=True,
               help="Plan as if every API key were set (CI without secrets: what would be generated, its cost).")
-@click.option("--reroll", multiple=True, metavar="ASSET", help="Plan as `assetbuild reroll ASSET` would (repeatable).")
+@click.option("--reroll", multiple=True, metavar="ASSET", shell_complete=_complete_assets, help="Plan as `assetbuild reroll ASSET` would (repeatable).")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also save the plan to FILE (decisions, cost, and every hash they rest on): "
                    "`assetbuild build --plan FILE` builds exactly it.")
@@ -283,26 +350,31 @@ def _show_plan(ctx: Ctx, result: Any, fmt: str) -> None:
     width = max((len(d.id) for d in result.decisions), default=0)
     from .plan.reasons import prompt_change
 
+    paint = Paint(ctx)
     for d in ([] if ctx.quiet else result.decisions):
-        cost = f" {usd(d.cost_usd)}" if d.cost_usd else ""
+        cost = paint(f" {usd(d.cost_usd)}", fg="yellow") if d.cost_usd else ""
         why = f"  ({'; '.join(map(str, d.reasons))})" if d.reasons else ""
-        click.echo(f"{d.action.value:<10} {d.id:<{width}}{cost}{why}".rstrip())
+        paint.echo(f"{paint.action(d.action.value)} {d.id:<{width}}{cost}{why}".rstrip())
         change = prompt_change(d.reasons, d.inputs)
         if change is not None:  # as terraform plan shows a changed attribute: old -> new, word by word
-            click.echo(f"{'':<10} {'':<{width}}  prompt: {_word_diff(*change)}")
+            paint.echo(f"{'':<10} {'':<{width}}  prompt: {_word_diff(*change, paint=paint)}")
     for left in result.pruned:
-        click.echo(_leftover_line("prune", left, "would remove"))
-    click.echo(f"plan: {result.summary}; estimated cost {usd(result.estimated_cost)}")
+        paint.echo(paint.action("prune") + _leftover_line("prune", left, "would remove")[10:])
+    paint.echo(paint(f"plan: {result.summary}; estimated cost {usd(result.estimated_cost)}", bold=True))
     _say_merge(d.id for d in result.decisions if any(r.code == "merge-built" for r in d.reasons))
 
 
-def _word_diff(old: str, new: str, *, short: bool = True) -> str:
-    """A prompt's change in git's word-diff marks, ``[-old-]{+new+}``; long unchanged runs
-    cut to a few words either side (``short``)."""
-    from .plan.wordiff import inline, shorten, word_diff
+def _word_diff(old: str, new: str, *, short: bool = True, paint: Paint | None = None) -> str:
+    """A prompt's change in git's word-diff marks, ``[-old-]{+new+}`` (red and green on a
+    terminal); long unchanged runs cut to a few words either side (``short``)."""
+    from .plan.wordiff import shorten, word_diff
 
     pieces = word_diff(old, new)
-    return inline(shorten(pieces) if short else pieces)
+    if short:
+        pieces = shorten(pieces)
+    colour = paint or (lambda text, **style: text)
+    return "".join(p.text if p.op == "=" else colour(f"[-{p.text}-]", fg="red") if p.op == "-"
+                   else colour(f"{{+{p.text}+}}", fg="green") for p in pieces)
 
 
 def _say_merge(assets: Any) -> None:
@@ -329,7 +401,7 @@ def _warn_on_stderr(event: Any) -> None:
 # -- build ------------------------------------------------------------------------------------
 
 @cli.command()
-@click.argument("targets", nargs=-1)
+@click.argument("targets", nargs=-1, shell_complete=_complete_assets)
 @JOBS
 @KEEP_GOING
 @click.option("--force", is_flag=True, help="Rebuild the targets (all if none) even if up to date; pays again.")
@@ -460,7 +532,7 @@ def _build_once(ctx: Ctx, targets: tuple[str, ...], options: BuildOptions, *, pr
 # -- watch ------------------------------------------------------------------------------------
 
 @cli.command()
-@click.argument("targets", nargs=-1)
+@click.argument("targets", nargs=-1, shell_complete=_complete_assets)
 @JOBS
 @KEEP_GOING
 @OFFLINE
@@ -502,7 +574,7 @@ def watch(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, offli
 # -- the review loop: reroll, pick, adopt (review.py) -----------------------------------------
 
 @cli.command()
-@click.argument("assets", nargs=-1, required=True)
+@click.argument("assets", nargs=-1, required=True, shell_complete=_complete_assets)
 @JOBS
 @click.option("--offline", is_flag=True, help="No provider calls: only local assets can be rerolled.")
 @max_cost_option("Refuse a reroll estimated above USD.")
@@ -511,13 +583,24 @@ def watch(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, offli
 @click.pass_context
 def reroll(click_ctx: click.Context, assets: tuple[str, ...], jobs: int, offline: bool, max_cost: float | None,
            yes: bool, as_json: bool) -> None:
-    """Generate ASSETS again though nothing changed; the previous images stay pickable."""
+    """Generate ASSETS again though nothing changed; the previous images stay pickable. Their
+    dependents are left for the next build (it says which)."""
+    from .commands import review
+
+    ctx: Ctx = click_ctx.obj
+    with ctx.project() as project:
+        rerolled = review.reroll_nodes(project, list(assets))
+        left = list(dict.fromkeys(d for nid in rerolled for d in review.dependents(project, nid)
+                                  if d not in rerolled))
     click_ctx.invoke(build, targets=assets, reroll=assets, jobs=jobs, offline=offline, max_cost=max_cost, yes=yes,
                      as_json=as_json)
+    if left:
+        click.echo(f"reroll: left for the next build: {', '.join(left)} (read{'s' if len(left) == 1 else ''} the "
+                   f"rerolled {', '.join(rerolled)}); run `assetbuild build`", err=as_json)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})  # `pick logo -1` is a bad N, not an option
-@click.argument("asset")
+@click.argument("asset", shell_complete=_complete_assets)
 @click.argument("number", metavar="N")
 @click.option("--force", is_flag=True, help="Replace an output modified by hand.")
 @click.pass_obj
@@ -543,12 +626,29 @@ def pick(ctx: Ctx, asset: str, number: str, force: bool) -> None:
 
 
 @cli.command()
-@click.argument("asset")
+@click.argument("asset", shell_complete=_complete_assets)
+@click.option("--undo", is_flag=True,
+              help="Un-adopt: make the generated image ASSET's output again (from the cache); pays nothing.")
+@click.option("--force", is_flag=True, help="With --undo: replace an output modified again since it was adopted.")
 @click.pass_obj
-def adopt(ctx: Ctx, asset: str) -> None:
+def adopt(ctx: Ctx, asset: str, undo: bool, force: bool) -> None:
     """Accept ASSET's hand-edited output as its output; its dependents become stale."""
     from .commands import review
 
+    if force and not undo:
+        raise UsageError("adopt --force goes with --undo (adopt itself replaces nothing)")
+    if undo:
+        with ctx.project() as project:
+            undone = review.unadopt(project, asset, force=force)
+        if undone.restored:
+            click.echo(f"adopt --undo: {undone.asset}'s generated image is {undone.path} again; "
+                       "the hand edit stays in the cache")
+        else:
+            click.echo(f"adopt --undo: {undone.asset} is no longer adopted; its inputs changed since, so the next "
+                       "build generates it anew")
+        if undone.dependents:
+            click.echo(f"adopt --undo: now stale: {', '.join(undone.dependents)}; run `assetbuild build`")
+        return
     with ctx.project() as project:
         done = review.adopt(project, asset)
     if not done.changed:
@@ -562,7 +662,7 @@ def adopt(ctx: Ctx, asset: str) -> None:
 # -- check ------------------------------------------------------------------------------------
 
 @cli.command()
-@click.argument("targets", nargs=-1)
+@click.argument("targets", nargs=-1, shell_complete=_complete_assets)
 @click.option("--json", "as_json", is_flag=True, help="Print each asset's status and reasons, and a summary, as JSON.")
 @click.pass_obj
 def check(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:
@@ -582,10 +682,12 @@ def check(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:
         if stale:
             sys.exit(EXIT_FAILED)
     else:
+        paint = Paint(ctx)
         for s in stale:
-            click.echo(f"stale      {s.asset}: {'; '.join(s.reasons)}")
+            paint.echo(f"{paint.action('stale')} {s.asset}: {'; '.join(s.reasons)}")
         if stale:
-            click.echo(f"check: {len(stale)} stale asset(s); {_next_step([(s.asset, s.codes) for s in stale])}")
+            paint.echo(paint(f"check: {len(stale)} stale asset(s)", fg="red", bold=True)
+                       + f"; {_next_step([(s.asset, s.codes) for s in stale])}")
             sys.exit(EXIT_FAILED)
         text = f"check: all {len(found)} asset(s) up to date"
         click.echo(text)
@@ -704,7 +806,7 @@ def lock_resolve(ctx: Ctx, git_revs: int) -> None:
 # -- explain ----------------------------------------------------------------------------------
 
 @cli.command()
-@click.argument("asset")
+@click.argument("asset", shell_complete=_complete_assets)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
@@ -717,52 +819,55 @@ def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
         click.echo(jsonout.dumps(info.to_json()))
         return
     reasons = "; ".join(map(str, info.reasons))
-    click.echo(f"{info.asset}: {info.action.value}" + (f" ({reasons})" if reasons else ""))
-    click.echo(f"  provider     {info.provider}")
+    paint = Paint(ctx)
+    say = paint.echo
+    say(f"{paint(info.asset, bold=True)}: {paint(info.action.value, **Paint.ACTIONS.get(info.action.value, {}))}" + (f" ({reasons})" if reasons else ""))
+    say(f"  provider     {info.provider}")
     price = info.price
     if price:
         images = f" x {price.images} images" if price.images > 1 else ""
-        click.echo(f"  price        {price.rule}: ${price.usd_per_image:.4g}/image{images} (source: {price.source})")
+        say(f"  price        {price.rule}: ${price.usd_per_image:.4g}/image{images} (source: {price.source})")
     inputs = info.inputs
     if inputs is None:
-        click.echo("  fingerprint  not known until its upstream is rebuilt")
+        say("  fingerprint  not known until its upstream is rebuilt")
     else:
-        click.echo(f"  fingerprint  {info.fingerprint}")
+        say(f"  fingerprint  {info.fingerprint}")
         if inputs.get("kind") == "derive":
             for number, step in enumerate(inputs["steps"], start=1):
-                click.echo(f"  step {number:<7} {json.dumps(step, ensure_ascii=False)}")
+                say(f"  step {number:<7} {json.dumps(step, ensure_ascii=False)}")
             for label, ref in zip(["source", *["overlay"] * len(inputs["references"])], inputs["references"]):
-                click.echo(f"  {label:<12} {ref['ref']}  sha256 {ref['sha256'][:16]}")
+                say(f"  {label:<12} {ref['ref']}  sha256 {ref['sha256'][:16]}")
         else:
             for key in ("prompt", "model", "size", "count", "seed", "watermark", "params", "batch", "output_format"):
                 if key in inputs:  # batch and output_format only when set
-                    click.echo(f"  {key:<12} {json.dumps(inputs[key], ensure_ascii=False)}")
+                    say(f"  {key:<12} {json.dumps(inputs[key], ensure_ascii=False)}")
                 change = info.prompt_change if key == "prompt" else None
                 if change is not None:
-                    click.echo(f"  {'was':<12} {json.dumps(change[0], ensure_ascii=False)}")
-                    click.echo(f"  {'diff':<12} {_word_diff(*change, short=False)}")
+                    say(f"  {'was':<12} {json.dumps(change[0], ensure_ascii=False)}")
+                    say(f"  {'diff':<12} {_word_diff(*change, short=False, paint=paint)}")
             for ref in inputs["references"]:
-                click.echo(f"  reference    {ref['ref']}  sha256 {ref['sha256'][:16]}")
+                say(f"  reference    {ref['ref']}  sha256 {ref['sha256'][:16]}")
     lock = info.lock
     if lock is None:
-        click.echo("  lock         no entry (never built)")
+        say("  lock         no entry (never built)")
     else:
-        same = "same" if lock.fingerprint == info.fingerprint else "differs"
-        click.echo(f"  lock         fingerprint {lock.fingerprint[:16]} ({same}); built {lock.built} "
+        same = paint("same", fg="green") if lock.fingerprint == info.fingerprint else paint("differs", fg="red")
+        say(f"  lock         fingerprint {lock.fingerprint[:16]} ({same}); built {lock.built} "
                    f"by {lock.provider} ({lock.model_id}), {usd(lock.cost_usd)}")
         for out in lock.outputs:
-            click.echo(f"  output       {out.path}  sha256 {out.sha256[:16]}")
+            say(f"  output       {out.path}  sha256 {out.sha256[:16]}")
         for number, sha in enumerate(lock.candidate_images, start=1):
             mark = "  (the pick)" if number == lock.pick else ""
-            click.echo(f"  candidate {number:<2} sha256 {sha[:16]}{mark}")
+            say(f"  candidate {number:<2} sha256 {sha[:16]}{mark}")
         if lock.adopted:
-            click.echo(f"  adopted      sha256 {lock.adopted[:16]}  (a hand edit: `assetbuild adopt`)")
+            say(f"  adopted      sha256 {lock.adopted[:16]}  (a hand edit: `assetbuild adopt`; "
+                f"`assetbuild adopt --undo {info.asset}` undoes it)")
 
 
 # -- graph and ls -----------------------------------------------------------------------------
 
 @cli.command()
-@click.argument("targets", nargs=-1)
+@click.argument("targets", nargs=-1, shell_complete=_complete_assets)
 @click.option("--format", "fmt", type=click.Choice(["dot", "mermaid", "json", "list"]), default="dot",
               show_default=True, help="list: one line per asset with its status, as `assetbuild ls`.")
 @click.pass_obj
@@ -783,7 +888,7 @@ def graph(ctx: Ctx, targets: tuple[str, ...], fmt: str) -> None:
 
 
 @cli.command("ls")
-@click.argument("targets", nargs=-1)
+@click.argument("targets", nargs=-1, shell_complete=_complete_assets)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def ls(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:

@@ -432,7 +432,7 @@ class Page:
                  f'<div class="cols"><div class="images main">{images}</div><div class="info">',
                  self.facts(node, entry, adopted), self.references(node, d), self.lineage(node), "</div></div>"]
         if shas:
-            parts.append(self.candidates(shas, pick))
+            parts.append(self.candidates(nid, shas, pick))
         parts.append("</section>")
         return "".join(parts)
 
@@ -444,13 +444,18 @@ class Page:
             items += f'<li class="prompt-diff">prompt: {diff_html(*change)}</li>'
         return items
 
-    def candidates(self, shas: list[str], pick: int | None) -> str:
+    def candidates(self, nid: str, shas: list[str], pick: int | None) -> str:
+        from ..plan.reasons import shell_word
+
         figures = []
         for i, sha in enumerate(shas, start=1):
             picked = i == pick
             label = f"candidate {i}" + (" \u2713 picked" if picked else "")
-            figures.append(self.blob_figure(sha, self.project.cache.local_blob(sha), label, css="thumb",
-                                            extra="candidate picked" if picked else "candidate"))
+            figure = self.blob_figure(sha, self.project.cache.local_blob(sha), label, css="thumb",
+                                      extra="candidate picked" if picked else "candidate")
+            # the command that makes it the output, to copy (the picked one: what it already is)
+            command = f'<code class="pick" title="makes candidate {i} the output">assetbuild pick {_e(shell_word(nid))} {i}</code>'
+            figures.append(figure.replace("</figcaption></figure>", f"<br>{command}</figcaption></figure>"))
         return (f'<div class="candidates"><h3>Candidates ({len(shas)})'
                 f'{f", pick {pick}" if pick else ""}</h3><div class="images">{"".join(figures)}</div></div>')
 
@@ -703,6 +708,7 @@ img.thumb,img.small{display:block;background:#eee;border:1px solid var(--line);b
 span.thumb.placeholder{width:160px;height:100px}span.small.placeholder{width:64px;height:64px}
 .candidate.picked img,.candidate.picked .placeholder{outline:3px solid var(--pick);outline-offset:2px}
 .candidate.picked figcaption{color:var(--pick);font-weight:700}
+code.pick{user-select:all;font-weight:400;word-break:normal;white-space:nowrap}
 dl.facts,dl.lineage{display:grid;grid-template-columns:90px 1fr;gap:2px 10px;margin:10px 0 0}
 dl.facts dt,dl.lineage dt{color:var(--muted)}dl.facts dd,dl.lineage dd{margin:0}dl.facts ol{margin:0;padding-left:18px}
 .pair{display:grid;grid-template-columns:1fr 1fr;gap:16px}

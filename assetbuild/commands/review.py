@@ -198,6 +198,52 @@ def adopt(project: "Workspace", target: str) -> Adopted:
         return Adopted(node_id, sha, path, True, dependents(project, node_id))
 
 
+@dataclass
+class Unadopted:
+    asset: str
+    path: str
+    restored: bool  # the generated image is the output again; False: the next build makes it anew
+    dependents: list[str] = field(default_factory=list)  # now stale
+
+
+def unadopt(project: "Workspace", target: str, *, force: bool = False) -> Unadopted:
+    """Undo ``adopt``: the asset's generated image (its pick, for a candidates asset) becomes
+    its output again, from the cache (or the shared remote), and the lock forgets the edit;
+    its bytes stay in the cache. If the asset's inputs changed since, only the adoption is
+    dropped: the next build generates it from its new inputs. An output edited again since
+    the adoption is not replaced without ``force``."""
+    from ..store.lockfile import OutputRecord
+
+    with project.exclusive():
+        node_id = project.blueprint.one(target, "adopt --undo")
+        node, entry = _one_output(project, node_id, "adopt --undo")
+        if not entry.adopted:
+            raise UsageError(f"adopt --undo: {node_id} has no adopted hand edit; nothing to undo")
+        path = node.outputs[0]
+        on_disk = project.hasher.hash(path)
+        if on_disk is not None and on_disk != entry.adopted and not force:
+            raise UserError(f"adopt --undo: {path} was modified again since it was adopted; "
+                            "adopt --undo --force replaces it")
+        if _decision(project, node_id).fingerprint != entry.fingerprint:  # generated anew by the next build
+            project.lock.record(node_id, replace(entry, adopted=None))
+            project.lock.save()
+            return Unadopted(node_id, path, False, dependents(project, node_id))
+        if entry.candidate_images:
+            sha = entry.candidate_images[(entry.pick or 1) - 1]
+        else:
+            record = project.cache.result(entry.fingerprint)
+            sha = record.images[0] if record is not None and record.images else None
+        data = project.cache.get_blob(sha) if sha is not None else None
+        if data is None:
+            raise UserError(f"adopt --undo: the image {node_id} was generated as is in neither cache; "
+                            f"`assetbuild build --force {node_id}` generates it again (and pays)")
+        width, height = _write(project, path, data)
+        project.lock.record(node_id, replace(entry, outputs=(OutputRecord(path, sha, width, height),), adopted=None))
+        project.lock.save()
+        project.hasher.save()
+        return Unadopted(node_id, path, True, dependents(project, node_id))
+
+
 def reroll_nodes(project: "Workspace", targets: Sequence[str]) -> list[str]:
     """The node ids ``reroll TARGETS`` generates again; UsageError for a target that cannot
     be rerolled (a derived asset makes the same bytes every time; an asset with several
@@ -206,7 +252,8 @@ def reroll_nodes(project: "Workspace", targets: Sequence[str]) -> list[str]:
     for target in targets:
         matches = [target] if target in project.nodes else project.blueprint.match(target)
         if not matches:
-            raise UsageError(f"reroll: no asset matches {target!r}; see `assetbuild graph` for the ids")
+            raise UsageError(f"reroll: no asset matches {target!r}{project.blueprint.did_you_mean(target)}; "
+                             "`assetbuild ls` lists the ids")
         for node_id in matches:
             node = project.nodes[node_id]
             if node.derived:

@@ -164,11 +164,25 @@ class Blueprint:
             return target
         matches = self.match(target)
         if not matches:
-            raise UsageError(f"{command}: no asset matches {target!r}; `assetbuild ls` lists the ids")
+            raise UsageError(f"{command}: no asset matches {target!r}{self.did_you_mean(target)}; "
+                             "`assetbuild ls` lists the ids")
         if len(matches) > 1:
             shown = ", ".join(matches[:3]) + (", ..." if len(matches) > 3 else "")
             raise UsageError(f"{command} takes one asset; {target!r} names {len(matches)} ({shown}): name one")
         return matches[0]
+
+    def did_you_mean(self, target: str) -> str:
+        """``" (did you mean X?)"`` naming the asset ids closest to an unknown ``target`` (by
+        spelling, or holding it: ``poster`` -> ``event-poster``); "" if none is close."""
+        import difflib
+
+        ids = sorted({n.asset for n in self.nodes.values()} | set(self.nodes))
+        close = difflib.get_close_matches(target, ids, n=3, cutoff=0.6)
+        close += [i for i in ids if target and target in i and i not in close and "[" not in i]
+        if not close:
+            return ""
+        shown = close[:3]
+        return f" (did you mean {', '.join(shown[:-1]) + ' or ' if len(shown) > 1 else ''}{shown[-1]}?)"
 
     def select(self, targets: Iterable[str]) -> list[str]:
         """Node ids for TARGETS and their upstream, in build order (all nodes if none)."""
@@ -179,7 +193,8 @@ class Blueprint:
         for target in targets:
             hits = self.match(target)
             if not hits:
-                raise UsageError(f"no asset matches {target!r}; `assetbuild ls` lists the ids")
+                raise UsageError(f"no asset matches {target!r}{self.did_you_mean(target)}; "
+                                 "`assetbuild ls` lists the ids")
             todo = list(hits)
             while todo:
                 nid = todo.pop()
