@@ -138,3 +138,99 @@ def test_a_key_headers_cannot_carry_stops_the_build_before_anything_is_sent(proj
                               "headers cannot carry (" + ("a non-ASCII" if "é" in raw else "a control")
                               + f" character at position {position}); set it to the key alone\n")
         assert "7f3a9c" not in res.stderr
+
+
+# -- echoed into request ids, lowercased, cut short; AWS credentials (issue 17 items 7, 8) ----
+
+SECRET = "sk-REL-SECRET-0123456789abcdef"
+
+
+def leaks(secret: str) -> list[str]:
+    """Every string that must not show: each form, lowercased, and its first 8 characters."""
+    from assetbuild.store.redaction import MIN_PREFIX
+
+    found = set(forms(secret)) | {f.lower() for f in forms(secret)}
+    return sorted(found | {secret[:MIN_PREFIX], secret[:MIN_PREFIX].lower()}, key=len)
+
+
+def holding(roots: list[Path], secret: str) -> list[str]:
+    """Every file under ``roots`` holding ``secret`` in any form, any case or an 8-character prefix."""
+    needles = [n.encode() for n in leaks(secret)]
+    return [str(path) for root in roots for path in root.rglob("*")
+            if path.is_file() and any(n in path.read_bytes().lower() for n in (x.lower() for x in needles))]
+
+
+class EchoingArk(ArkEmulator):
+    """Ark, but its X-Request-Id is the Authorization header it received ("Bearer sk-...")."""
+
+    def _generate(self, req: Request) -> Any:
+        response = super()._generate(req)
+        response.headers["X-Request-Id"] = req.headers.get("authorization", "")
+        return response
+
+
+def test_a_key_echoed_as_request_id_lowercased_or_cut_short_is_stored_and_shown_nowhere(tmp_path: Path) -> None:
+    project = ProjectDir(tmp_path / "p", tmp_path / "cache")
+    project.root.mkdir()
+    project.clock = FakeClock()
+    project.env["SECRET_KEY"] = SECRET
+    project.write("ref.png", png(64, 48))
+    said: list[str] = []
+    with EchoingArk(api_key=SECRET) as emu:
+        project.manifest(PROJECT.format(host="modelark", url=emu.base_url, prompt="a fox on a hill"))
+        res = project.run("-v", "build", "-j", "1")
+        said += [res.output, res.stderr]
+        assert res.exit_code == 0, res.output + res.stderr
+        lock = (project.root / "assetbuild.lock").read_text()
+        assert 'request_id = "Bearer ***"' in lock
+        for prompt in ("a fox, lowercased", "a fox, cut short"):
+            emu.fail_next("generate", status=401, headers={"X-Request-Id": f"Bearer {SECRET.lower()}"},
+                          body={"error": {"code": "AuthenticationError", "type": "Unauthorized",
+                                          "message": f"key {SECRET[:20]}... is invalid (bearer {SECRET.lower()})"}})
+            project.manifest(PROJECT.format(host="modelark", url=emu.base_url, prompt=prompt))
+            res = project.run("-v", "build", "-j", "1")
+            said += [res.output, res.stderr]
+            assert res.exit_code == 1 and "is invalid" in res.output, res.output
+        for args in (("plan", "--json"), ("explain", "t2i"), ("report", "-o", "r.html")):
+            res = project.run(*args)
+            said += [res.output, res.stderr]
+    assert not [n for n in leaks(SECRET) for text in said if n.lower() in text.lower()]
+    assert holding([project.root, tmp_path / "cache"], SECRET) == []
+
+
+AWS = {"AWS_ACCESS_KEY_ID": "AKIAECHOEXAMPLE7Q2W", "AWS_SECRET_ACCESS_KEY": "wJalrEchoSecretKey/Example0123456789abcd",
+       "AWS_SESSION_TOKEN": "FwoGZXIvYXdzEchoToken" + "Qz9" * 60, "AWS_DEFAULT_REGION": "us-east-1",
+       "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def test_an_s3_endpoint_echoing_the_session_token_in_a_403_gets_it_printed_nowhere(tmp_path: Path) -> None:
+    from tests.fakes.s3echo import S3EchoServer
+
+    project = ProjectDir(tmp_path / "p", tmp_path / "cache")
+    project.root.mkdir()
+    project.env.update(AWS)
+    with S3EchoServer() as s3:
+        project.manifest(f"""
+[project]
+provider = "local"
+[cache]
+remote = "s3://team-assets/kit"
+endpoint_url = "{s3.endpoint}"
+timeout_s = 2
+[assets.a]
+prompt = "a fox"
+size = "32x32"
+""")
+        said = []
+        for args in (("cache", "info", "--json"), ("cache", "verify", "--remote"),
+                     ("cache", "gc", "--remote", "--dry-run"), ("build",)):
+            res = project.run(*args)
+            said += [res.output, res.stderr]
+            if args[0] == "cache":
+                assert res.exit_code == 1 and "access denied" in res.output + res.stderr, (args, res.output, res.stderr)
+        assert s3.denied >= 4
+    text = "\n".join(said)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        assert not [n for n in leaks(AWS[name]) if n.lower() in text.lower()], name
+        assert holding([project.root, tmp_path / "cache"], AWS[name]) == []
+    assert "***" in text  # the echo was there, and redacted

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import email.utils
 import enum
-import html
 import json as json_module
 import os
 import random
 import re
 import ssl
 import threading
-import urllib.parse
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ from ..errors import (
     UserError,
 )
 from ..store.imageinfo import ImageDecodeError, ImageInfo, inspect_image
+from ..store.redaction import redact_text, secret_forms  # one redactor for hosts and stores
 
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024  # ProviderConfig.max_download_mb's default
 DOWNLOAD_DEADLINE_S = 300.0  # ProviderConfig.download_deadline_s's default
@@ -203,33 +202,6 @@ def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     error pages) collapsed, the rest cut with an ellipsis. Redact before calling this."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def secret_forms(secret: str) -> tuple[str, ...]:
-    """Every way ``secret`` can show up in text: as is and stripped, and as a repr, a JSON
-    string, a URL or form value, or HTML would write it (httpx shows a bad header as a repr;
-    hosts echo headers JSON-escaped or inside HTML pages). Longest first."""
-    forms: set[str] = set()
-    for value in {secret, secret.strip()}:
-        forms |= {
-            value,
-            repr(value)[1:-1],
-            repr(value.encode("utf-8", "backslashreplace"))[2:-1],
-            json_module.dumps(value)[1:-1],
-            json_module.dumps(value, ensure_ascii=False)[1:-1],
-            urllib.parse.quote(value, safe=""),
-            urllib.parse.quote_plus(value),
-            html.escape(value),
-            html.escape(value, quote=False),
-        }
-    return tuple(sorted((form for form in forms if form), key=len, reverse=True))
-
-
-def redact_text(text: str, forms: tuple[str, ...]) -> str:
-    for form in forms:
-        if form in text:
-            text = text.replace(form, "***")
-    return text
 
 
 def pause(clock: Clock, interrupted: threading.Event | None, seconds: float) -> bool:

@@ -22,10 +22,11 @@ can resume (the poll deadline, a download failing in transit, Ctrl-C) keep the j
 
 from __future__ import annotations
 
+import json as json_module
 import os
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import httpx
@@ -464,7 +465,10 @@ class RemoteProvider:
             except Exception as exc:  # an answer a host module could not read: it will not get better
                 raise self._ended(jobs, key, job, self._unreadable(exc)) from exc
             report_phase("downloading")
-            return self.deliver(request, jobs, key, job, state)
+            result = self.deliver(request, jobs, key, job, state)
+        # What the host named the job is stored (lock, cache index, journal): never the key.
+        rid = result.request_id
+        return result if rid is None else replace(result, request_id=one_line(self.redact(str(rid)), 200))
 
     def deliver(self, request: GenerationRequest, jobs: JobStore, key: str, job: Job,
                 state: JobState) -> GenerationResult:
@@ -531,9 +535,16 @@ class RemoteProvider:
         if job is not None and self.resumable(job):
             job["resumed"] = True
             return job
-        job = self.submit(request, job)
+        job = self.stored(self.submit(request, job))
         jobs.put(key, job)
         return job
+
+    def stored(self, job: Job) -> Job:
+        """``job`` as it may be stored: every text in it through the redactor (a host may echo
+        the key into a request id, a header or an error)."""
+        text = json_module.dumps(job)
+        clean = self.redact(text)
+        return job if clean == text else json_module.loads(clean)
 
     def _settle(self, request: GenerationRequest, jobs: JobStore, key: str, job: Job) -> tuple[Job, JobState]:
         """The job and its final state. A resumed job the host no longer knows (HTTP 404:
@@ -555,7 +566,7 @@ class RemoteProvider:
         saved["ended"] = "failed"
         if failed_output is not None:
             saved["failed_output"] = failed_output
-        jobs.put(key, saved)
+        jobs.put(key, self.stored(saved))
         error.submitted = True
         error.job_key = key
         return error

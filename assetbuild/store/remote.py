@@ -54,9 +54,11 @@ from urllib.parse import urlsplit
 
 from ..errors import RemoteError, RemoteNotFound, UsageError
 from .hashing import fingerprint_of, sha256_bytes
+from .redaction import forms_of, redact_text
 
 REMOTE_ENV = "ASSETBUILD_CACHE_REMOTE"
 SIGNING_ENV = "ASSETBUILD_REMOTE_SIGNING_KEY"
+CREDENTIAL_ENVS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # redacted from every error
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 DEFAULT_TIMEOUT_S = 5.0
 SCHEMES = ("s3", "file")
@@ -163,6 +165,7 @@ class RemoteStore:
         self._env = env
         self._fs = fs
         self._mutex = threading.Lock()
+        self._forms: tuple[str, ...] | None = None  # of the credentials, made on the first error
         parts = urlsplit(spec.url)
         self._root = (parts.netloc + parts.path).rstrip("/") if parts.scheme == "s3" else parts.path.rstrip("/")
 
@@ -209,6 +212,13 @@ class RemoteStore:
         fs.retries = 1  # s3fs retries some errors itself (5 tries by default): a down remote must fail fast
         return fs
 
+    def _short(self, exc: BaseException) -> str:
+        """An exception's text, without any credential (a store may echo the session token or
+        the access key id into its error message)."""
+        if self._forms is None:
+            self._forms = forms_of(self._env.get(name) for name in (*CREDENTIAL_ENVS, SIGNING_ENV))
+        return _short(exc, self._forms)
+
     def _key(self, *parts: str) -> str:
         return "/".join([self._root, *parts])
 
@@ -225,12 +235,12 @@ class RemoteStore:
         except FileNotFoundError:
             raise
         except PermissionError as exc:
-            raise RemoteError(f"remote cache {self.url}: access denied ({what}): {_short(exc)}") from exc
+            raise RemoteError(f"remote cache {self.url}: access denied ({what}): {self._short(exc)}") from exc
         except ImportError as exc:
-            raise RemoteError(f"remote cache {self.url}: {exc}; reinstall assetbuild") from exc
+            raise RemoteError(f"remote cache {self.url}: {self._short(exc)}; reinstall assetbuild") from exc
         except Exception as exc:  # fsspec, s3fs, botocore and aiohttp raise many kinds
             kind = "timed out" if "timeout" in type(exc).__name__.lower() else "failed"
-            raise RemoteError(f"remote cache {self.url}: {what} {kind} ({type(exc).__name__}: {_short(exc)})") \
+            raise RemoteError(f"remote cache {self.url}: {what} {kind} ({type(exc).__name__}: {self._short(exc)})") \
                 from exc
 
     def _read(self, what: str, key: str, *, small: bool) -> bytes | None:
@@ -261,7 +271,7 @@ class RemoteStore:
         try:
             self._call(what, write, small=small)
         except FileNotFoundError as exc:
-            raise RemoteError(f"remote cache {self.url}: {what} failed: {exc}") from exc
+            raise RemoteError(f"remote cache {self.url}: {what} failed: {self._short(exc)}") from exc
 
     def _delete(self, what: str, key: str) -> None:
         try:
@@ -452,6 +462,7 @@ class Remote:
         self._try(lambda: self.store.share(fingerprint, record, local_blob), Shared())
 
 
-def _short(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+def _short(exc: BaseException, forms: tuple[str, ...], limit: int = 200) -> str:
+    """The exception as one line of at most ``limit`` characters, redacted before the cut."""
+    text = " ".join(redact_text(str(exc), forms).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
