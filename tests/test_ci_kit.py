@@ -309,6 +309,60 @@ def test_the_workflow_runs_check_and_plan_on_pull_requests_and_builds_on_main() 
     assert not re.search(r"(AKIA[0-9A-Z]{12,}|sk-[A-Za-z0-9]{8,})", WORKFLOW.read_text(encoding="utf-8"))
 
 
+def _check_jsonschema(*args: str) -> subprocess.CompletedProcess[str]:
+    """check-jsonschema (the test extra), with the schemas it ships: no download."""
+    return subprocess.run([sys.executable, "-m", "check_jsonschema", "--no-cache", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_the_workflow_passes_github_workflow_schemas_including_required_timeouts(tmp_path: Path) -> None:
+    for schema in ("vendor.github-workflows", "custom.github-workflows-require-timeout"):
+        done = _check_jsonschema("--builtin-schema", schema, str(WORKFLOW))
+        assert done.returncode == 0, (schema, done.stdout + done.stderr)
+    # the timeout schema is not a formality: the same workflow without a job's timeout fails it
+    untimed = tmp_path / "untimed.yml"
+    untimed.write_text(re.sub(r"\n    timeout-minutes: \d+[^\n]*", "", WORKFLOW.read_text(encoding="utf-8"), count=1),
+                       encoding="utf-8")
+    done = _check_jsonschema("--builtin-schema", "custom.github-workflows-require-timeout", str(untimed))
+    assert done.returncode == 1 and "'timeout-minutes' is a required property" in done.stdout
+
+
+def test_the_workflow_times_out_cancels_stale_pull_request_runs_checks_out_lfs_and_wires_every_key() -> None:
+    from assetbuild.providers import PROVIDER_CLASSES, provider_class
+
+    wf = workflow()
+    for name, job in wf["jobs"].items():
+        assert 0 < job["timeout-minutes"] <= 60, name
+        checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+        assert checkout["with"]["lfs"] is True, name
+    assert wf["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+    keys = {getattr(provider_class(t), "default_key_env", None) for t in PROVIDER_CLASSES} - {None}
+    assert len(keys) == 6  # every host's key variable, from the provider classes (volcengine shares Ark's)
+    env = wf["jobs"]["build"]["env"]
+    for key in keys:
+        assert env.get(key) == f"${{{{ secrets.{key} }}}}", key
+
+
+def test_the_install_step_never_runs_pip_with_an_empty_name(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "pip").write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$PIP_ARGS"\n', encoding="utf-8")
+    (bindir / "pip").chmod(0o755)
+    for name, job in workflow()["jobs"].items():
+        step = next(s for s in job["steps"] if "pip install" in s.get("run", ""))
+        for value in ("", "git+https://example.invalid/org/assetbuild@v0.1.0"):
+            record = tmp_path / f"pip-args-{name}-{bool(value)}"
+            env = {"PATH": f"{bindir}:{os.environ['PATH']}", "PIP_ARGS": str(record),
+                   **{k: substitute(v, {"ASSETBUILD_INSTALL": value}) for k, v in step.get("env", {}).items()}}
+            done = subprocess.run(["bash", "-eo", "pipefail", "-c", substitute(step["run"], {})], env=env,
+                                  capture_output=True, text=True, timeout=60)
+            if value:
+                assert done.returncode == 0 and record.read_text().split("\n")[:2] == ["install", value], name
+            else:  # unset: one clear error, and pip is never asked to install ""
+                assert done.returncode == 1 and not record.exists(), name
+                assert "::error::set the repository variable ASSETBUILD_INSTALL" in done.stdout, name
+
+
 def test_the_pre_commit_hook_runs_check() -> None:
     hooks = load_yaml(HOOKS)
     assert isinstance(hooks, list) and len(hooks) == 1
