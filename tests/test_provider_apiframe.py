@@ -64,7 +64,7 @@ def test_text_to_image_sends_documented_fields(emu: ApiframeEmulator, clock: Fak
 
 def test_seedream_45_with_seed_and_params(emu: ApiframeEmulator, clock: FakeClock) -> None:
     request = make_request(model="seedream-4.5", width=2048, height=2048, size="2K", seed=42,
-                           params={"seedreamParams": {"output_format": "png"}})
+                           output_format="png")
     result = make_provider(emu, clock).generate(request, MemoryJobStore())
 
     assert [inspect_image(i).media_type for i in result.images] == ["image/png"]

@@ -815,6 +815,21 @@ def test_an_image_of_another_size_is_kept_with_a_warning(host: Host, emu: Any, m
 
 
 @hosts()
+def test_every_host_keeps_an_image_of_another_ratio_with_one_warning(
+        host: Host, emu: Any, make_provider: MakeProvider, make_request: MakeRequest) -> None:
+    """Issue 19: on every host, images whose size (exact pixels asked) or aspect ratio (a tier and
+    a ratio asked: evolink, keyword sizes on Replicate and Apiframe) differ from the asked one are
+    kept, with their real size, and reported in ONE warning naming asked vs got."""
+    emu.wrong_size = (1152, 896)  # aspect ratio 1.29: neither the 1:1 nor the 16:9 asked
+    request = make_request(count=3)
+    result = make_provider().generate(request, MemoryJobStore())
+    assert sizes(result) == [(1152, 896)] * 3
+    (warning,) = result.warnings
+    assert warning.startswith(f"asked {request.width}x{request.height}")
+    assert "got 1152x896 (images 1, 2, 3)" in warning
+
+
+@hosts()
 def test_a_batch_says_its_count_in_the_prompt(host: Host, emu: Any, make_provider: MakeProvider,
                                               make_request: MakeRequest) -> None:
     """Issue 6, item 13: the hosts take a batch's size from the prompt (providers.md §7.10)."""

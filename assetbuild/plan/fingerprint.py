@@ -25,7 +25,7 @@ def fingerprint_inputs(node: Node, references: list[tuple[str, str]]) -> dict[st
             "steps": [dict(step) for step in node.steps],
             "references": [{"ref": label, "sha256": sha} for label, sha in references],
         }
-    return {
+    inputs = {
         "recipe": RECIPE_VERSION,
         "kind": "generate",
         "prompt": node.prompt,
@@ -38,6 +38,12 @@ def fingerprint_inputs(node: Node, references: list[tuple[str, str]]) -> dict[st
         "params": dict(node.params),
         "references": [{"ref": label, "sha256": sha} for label, sha in references],
     }
+    # Only when set: every fingerprint made before these keys existed stays what it was.
+    if node.batch != "sequential":
+        inputs["batch"] = node.batch
+    if node.output_format is not None:
+        inputs["output_format"] = node.output_format
+    return inputs
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:

@@ -371,7 +371,7 @@ def changes(entry: LockEntry, inputs: dict[str, Any]) -> list[Reason]:
     for key in COMPARED_INPUTS:
         if _comparable(key, old.get(key)) != _comparable(key, inputs.get(key)):
             detail = (f"{old.get(key) or 1 if key == 'candidates' else old.get(key)} -> {inputs.get(key)}"
-                      if key in ("kind", "model", "size", "count", "candidates")
+                      if key in ("kind", "model", "size", "count", "candidates", "batch", "output_format")
                       # the old prompt (the new one is in ``inputs``): plan, explain and report show a word diff
                       else str(old.get(key) or "") if key == "prompt" else "")
             reasons.append(Reason(input_changed(key), detail))

@@ -30,6 +30,8 @@ class ReasonCode(str, Enum):
     WATERMARK_CHANGED = "watermark-changed"
     PARAMS_CHANGED = "params-changed"
     STEPS_CHANGED = "steps-changed"
+    BATCH_CHANGED = "batch-changed"
+    OUTPUT_FORMAT_CHANGED = "output_format-changed"
     REFERENCE_CHANGED = "reference-changed"
     REFERENCES_CHANGED = "references-changed"
     RECIPE_CHANGED = "recipe-changed"
@@ -86,6 +88,8 @@ TEXT: dict[ReasonCode, str] = {
     ReasonCode.WATERMARK_CHANGED: "watermark changed",
     ReasonCode.PARAMS_CHANGED: "params changed",
     ReasonCode.STEPS_CHANGED: "steps changed",
+    ReasonCode.BATCH_CHANGED: "batch changed ({})",
+    ReasonCode.OUTPUT_FORMAT_CHANGED: "output_format changed ({})",
     ReasonCode.REFERENCE_CHANGED: "reference {} changed",
     ReasonCode.REFERENCES_CHANGED: "references changed",
     ReasonCode.RECIPE_CHANGED: "recipe changed",

@@ -663,6 +663,35 @@ def size_warning(info: ImageInfo, width: int, height: int) -> str | None:
     return f"asked {width}x{height}, got {info.width}x{info.height}"
 
 
+RATIO_TOLERANCE = 0.03  # |log(got ratio / asked ratio)|: a host's rounding to multiples of 16 stays within
+
+
+def size_report(width: int, height: int, got: list[tuple[int, int]], exact: bool = True) -> str | None:
+    """ONE warning for a request's images that differ from what was asked (they are kept: they
+    were paid for): their size where the host was asked for exact pixels, else their aspect
+    ratio (hosts that take a tier and a ratio and pick the pixels). None when all match."""
+    import math
+
+    def off(size: tuple[int, int]) -> bool:
+        if exact:
+            return size != (width, height)
+        return abs(math.log((size[0] / size[1]) / (width / height))) > RATIO_TOLERANCE
+
+    odd: dict[tuple[int, int], list[int]] = {}
+    for number, size in enumerate(got, start=1):
+        if off(size):
+            odd.setdefault(size, []).append(number)
+    if not odd:
+        return None
+    asked = f"{width}x{height}" if exact else f"{width}x{height} (aspect ratio {width / height:.3g})"
+    if len(got) == 1:
+        (w, h), = odd
+        return f"asked {asked}, got {w}x{h}" + ("" if exact else f" (aspect ratio {w / h:.3g})")
+    parts = [f"{w}x{h} (image{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))})"
+             for (w, h), numbers in odd.items()]
+    return f"asked {asked}, got {', '.join(parts)}"
+
+
 def decode_b64_image(payload: str, provider: str) -> bytes:
     """Bytes from a naked base64 string (Ark b64_json, WaveSpeed/Atlas base64 output)."""
     import base64
@@ -708,5 +737,6 @@ __all__ = [
     "redact_text",
     "require_key",
     "secret_forms",
+    "size_report",
     "size_warning",
 ]

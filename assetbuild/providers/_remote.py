@@ -60,7 +60,7 @@ from ._http import (
     redact_text,
     require_key,
     secret_forms,
-    size_warning,
+    size_report,
 )
 from .base import GenerationRequest, GenerationResult, JobStore, ReferenceImage, report_phase
 
@@ -381,6 +381,10 @@ class RemoteProvider:
     def _check_options(self, request: GenerationRequest, where: str) -> None:
         """``watermark = true`` only where the host has the option; ``params`` only for what
         assetbuild does not set itself."""
+        found = self.offer(request.model)
+        if request.output_format is not None and found is not None and "output_format" not in found.takes:
+            raise UserError(f"{where} has no output_format option for {request.model} (the models table); "
+                            "remove output_format or use a host that takes it")
         if request.watermark and not self.supports_watermark:
             raise UserError(
                 f"{where} has no watermark option; remove watermark = true or use a modelark / volcengine provider"
@@ -394,7 +398,7 @@ class RemoteProvider:
         if clashes:
             raise UserError(
                 f"{where}: params may not set {', '.join(clashes)}; assetbuild sets them from the asset's "
-                "prompt, model, size, count, references, seed and watermark"
+                "prompt, model, size, count, references, seed, watermark and output_format"
             )
 
     # -- what a host writes ------------------------------------------------------------------
@@ -420,7 +424,8 @@ class RemoteProvider:
 
     def exact_size(self, request: GenerationRequest) -> bool:
         """Whether the host is asked for exact pixels, so an image of another size is kept with
-        a warning (it was paid for); False where the host picks the pixels."""
+        a warning (it was paid for); False where the host picks the pixels from a tier and a
+        ratio, and then an image of another aspect ratio is kept with a warning."""
         return True
 
     def resumable(self, job: Job) -> bool:
@@ -580,18 +585,18 @@ class RemoteProvider:
         """Each result's bytes, checked to decode, and a warning for each of another size than
         asked (kept: it was paid for). An error carries the images fetched before it."""
         images: list[bytes] = []
-        warnings: list[str] = []
-        for index, url in enumerate(urls):
+        got: list[tuple[int, int]] = []
+        for url in urls:
             try:
                 data, info = self._fetch_image(url)
             except ProviderError as exc:
                 exc.images = tuple(images)
                 raise
-            warning = size_warning(info, request.width, request.height) if exact_size else None
-            if warning:
-                warnings.append(f"image {index + 1}: {warning}" if len(urls) > 1 else warning)
+            got.append((info.width, info.height))
             images.append(data)
-        return tuple(images), tuple(warnings)
+        # Every host: another size (exact pixels asked) or another ratio (a tier + ratio asked).
+        warning = size_report(request.width, request.height, got, exact_size)
+        return tuple(images), (warning,) if warning else ()
 
     def _fetch_image(self, url: str) -> tuple[bytes, Any]:
         """One result, fetched again (it is a GET) while it arrives corrupt, up to

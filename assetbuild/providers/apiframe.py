@@ -102,7 +102,7 @@ class ApiframeProvider(RemoteProvider):
     # supports_watermark stays False: §4.2 has no watermark field.
     modeled_keys = ("model", "prompt", "seedreamParams.image_input", "seedreamParams.width",
                     "seedreamParams.height", "seedreamParams.seed", "seedreamParams.size",
-                    "seedreamParams.aspect_ratio")
+                    "seedreamParams.aspect_ratio", "seedreamParams.output_format")
     error_parser = staticmethod(parse_apiframe_error)
 
     def auth_headers(self, key: str) -> dict[str, str]:
@@ -140,6 +140,8 @@ class ApiframeProvider(RemoteProvider):
             params["image_input"] = [self._upload(request, i) for i in range(len(request.references))]
         if request.seed is not None:
             params["seed"] = request.seed
+        if request.output_format is not None:
+            params["output_format"] = "jpg" if request.output_format == "jpeg" else request.output_format
         body = self.finish_body({"model": model_id, "prompt": request.prompt, "seedreamParams": params}, request)
         ids = [self._submit_one(body, model_id, request.fingerprint, i, unusable.get(i, ""))
                for i in range(request.count)]

@@ -55,6 +55,7 @@ class GenerationRequest:
     seed: int | None = None
     watermark: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)
+    output_format: str | None = None  # "png" | "jpeg" where the host takes it (the models table); None: its default
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from ._http import (
     classify_error,
     decode_b64_image,
     default_error_parser,
-    size_warning,
+    size_report,
 )
 from ._remote import Job, JobState, RemoteProvider, ends_job
 from .base import CANONICAL_MODELS, GenerationRequest, GenerationResult, JobStore
@@ -106,7 +106,7 @@ class ModelArkProvider(RemoteProvider):
     prompt_says_count = True  # §7.10: with sequential generation the model reads the count from the prompt
     # §1.7: "Retry 429 / 500 with backoff"; §1.5: billing is per image delivered, and a 500 delivers none.
     unstarted_statuses = frozenset({500})
-    modeled_keys = ("model", "prompt", "image", "size", "watermark",
+    modeled_keys = ("model", "prompt", "image", "size", "watermark", "output_format",
                     "sequential_image_generation", "sequential_image_generation_options")
     error_parser = staticmethod(parse_ark_error)
 
@@ -144,6 +144,8 @@ class ModelArkProvider(RemoteProvider):
             body["sequential_image_generation_options"] = {"max_images": request.count}
         else:
             body["sequential_image_generation"] = "disabled"
+        if request.output_format is not None:  # 5.0 only (the table's "takes"; 4.x always JPEG)
+            body["output_format"] = request.output_format
         refs = [ref.data_url() for ref in request.references]
         if len(refs) == 1:
             body["image"] = refs[0]
@@ -208,7 +210,7 @@ class ModelArkProvider(RemoteProvider):
         arrives as ``data[i].error`` with HTTP 200 (§1.5), and some clients also see a
         request-level ``error`` with HTTP 200 (§1.7)."""
         images: list[bytes] = []
-        warnings: list[str] = []
+        got: list[tuple[int, int]] = []
         failures: list[_Failure] = []
         if isinstance(payload.get("error"), dict):
             failures.append(self._host_failure(parse_ark_error(200, payload, ""), "the request failed: "))
@@ -223,11 +225,10 @@ class ModelArkProvider(RemoteProvider):
             except ProviderError as exc:
                 failures.append(_Failure(type(exc), label + exc.detail, exc.code, exc.status, not ends_job(exc)))
                 continue
-            warning = size_warning(info, request.width, request.height)
-            if warning:
-                warnings.append(label + warning if request.count > 1 else warning)
+            got.append((info.width, info.height))
             images.append(image)
-        return images, warnings, failures
+        warning = size_report(request.width, request.height, got)
+        return images, [warning] if warning else [], failures
 
     def _host_failure(self, err: HostError, label: str) -> _Failure:
         return _Failure(classify_error(err, "envelope").error, label + self.http.redact(err.message), err.code, 200)

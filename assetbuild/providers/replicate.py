@@ -23,7 +23,12 @@ retried once it may have reached Replicate (§7.12: its official client never re
 
 The Seedream schemas have no ``seed`` and no watermark (§6.1): ``request.seed`` is not sent (put
 it in ``params`` to send it anyway) and ``watermark = true`` is refused. Price is not documented
-(§6.1): $0.03 / $0.04, Seedream's list price, stand in (unconfirmed).
+(§6.1): the models table's figures stand in (unconfirmed).
+
+``version = { "seedream-4.5" = "<version id>" }`` in the provider's table pins a model version
+(4.5's ``size: "custom"`` exists only in recent versions): the prediction is created through
+``POST /v1/predictions`` with ``version`` in the body, and the result's model id names it
+(``bytedance/seedream-4.5:<version>``), so the lock records which version made the images.
 """
 
 from __future__ import annotations
@@ -81,7 +86,8 @@ class ReplicateProvider(RemoteProvider):
     default_key_env = "REPLICATE_API_TOKEN"
     # Ids, prices (not documented, §6.1: stand-ins) and reference limits: the models table.
     modeled_keys = ("input.prompt", "input.image_input", "input.size", "input.aspect_ratio", "input.width",
-                    "input.height", "input.sequential_image_generation", "input.max_images")
+                    "input.height", "input.sequential_image_generation", "input.max_images", "input.output_format",
+                    "version")
     # supports_watermark stays False: the §6.1 schemas have no watermark input.
     error_parser = staticmethod(parse_replicate_error)
     prompt_says_count = True  # §7.10
@@ -97,7 +103,13 @@ class ReplicateProvider(RemoteProvider):
         }
         if request.references:
             inputs["image_input"] = [ref.data_url() for ref in request.references]
-        return self.finish_body({"input": inputs}, request)
+        if request.output_format is not None:
+            inputs["output_format"] = request.output_format
+        body: dict[str, Any] = {"input": inputs}
+        version = self.config.version.get(request.model)
+        if version:
+            body["version"] = version
+        return self.finish_body(body, request)
 
     def _size(self, request: GenerationRequest) -> tuple[dict[str, Any], bool]:
         offer = self.offer(request.model)
@@ -107,8 +119,15 @@ class ReplicateProvider(RemoteProvider):
     def exact_size(self, request: GenerationRequest) -> bool:
         return self._size(request)[1]
 
+    def result_model_id(self, request: GenerationRequest) -> str:
+        version = self.config.version.get(request.model)
+        return f"{self.model_id(request.model)}:{version}" if version else self.model_id(request.model)
+
     def submit(self, request: GenerationRequest, ended: Job | None) -> Job:
-        path = f"/v1/models/{self.model_id(request.model)}/predictions"
+        # A pinned version (config ``version``) is created through POST /v1/predictions with the
+        # version id in the body; else the model's latest version, by its model path.
+        pinned = request.model in self.config.version
+        path = "/v1/predictions" if pinned else f"/v1/models/{self.model_id(request.model)}/predictions"
         reply = self.http.request_object("POST", path, json=self.request_body(request))
         return {"id": self.found(reply.get("id"), f"POST {path} returned no prediction id", submitted=True)}
 

@@ -413,7 +413,7 @@ class Executor:
             asset_id=node.id, fingerprint=key, prompt=node.prompt, model=node.model,
             width=node.width, height=node.height, size=node.size, count=node.images_per_request,
             references=tuple(self._reference(node, ref) for ref in d.references),
-            seed=seed, watermark=node.watermark, params=dict(node.params),
+            seed=seed, watermark=node.watermark, params=dict(node.params), output_format=node.output_format,
         )
         held = None
         if self.leases is not None and not d.reroll and node.provider_type != "local" \
@@ -423,8 +423,10 @@ class Executor:
                 return claim
             held = claim
         try:
-            result, name = self._request(d, request, held)
+            result, name = self._requests(d, request, held)
             record = self._secure(d.fingerprint, result, name, d.inputs)
+            for part in _parts(request, node.batch):  # the whole is indexed now: its parts are not needed
+                self.cache.drop_result(part)
         except ProviderError as exc:
             if held is not None:  # a job the host still runs stays named in the lease, for the next runner
                 assert self.leases is not None
@@ -472,6 +474,44 @@ class Executor:
                 return restored
             return None  # what it left is damaged: pay for it here
         return claim
+
+    def _requests(self, d: Decision, request: GenerationRequest,
+                  held: Held | None) -> tuple[GenerationResult, str]:
+        """The node's images: one request, or with ``batch = "separate"`` one single-image request
+        per image, each its own job (keyed by the fingerprint and its number) and its own cache
+        entry, indexed before the next is sent, so a rerun after a kill or a failure pays only
+        for the images still missing. A given seed becomes seed + i for image i (the same seed
+        would make the same image N times on hosts that honour it)."""
+        from ..providers.base import GenerationResult
+
+        parts = _parts(request, d.node.batch)
+        if not parts:
+            return self._request(d, request, held)
+        images: list[bytes] = []
+        warnings: list[str] = []
+        ids: list[str] = []
+        cost, model_id, name = 0.0, "", d.node.provider
+        for number, part_key in enumerate(parts, start=1):
+            cached = self.cache.local_result(part_key)
+            blobs = [self.cache.get_blob(sha) for sha in cached.originals] if cached is not None else []
+            if cached is not None and len(blobs) == 1 and blobs[0] is not None:  # paid for by an earlier run
+                images.append(blobs[0])
+                ids.append(cached.request_id or "")
+                cost, model_id, name = cost + cached.cost_usd, cached.model_id, cached.provider
+                continue
+            seed = None if request.seed is None else (request.seed + number - 1) % 2_147_483_648
+            result, name = self._request(d, replace(request, fingerprint=part_key, count=1, seed=seed), held)
+            self.cache.index_result(part_key, CacheRecord(
+                originals=tuple(self.cache.put_blob(img) for img in result.images[:1]), provider=name,
+                model_id=result.model_id, request_id=result.request_id, cost_usd=result.cost_usd, built=self._now()))
+            if result.job_key is not None:
+                self.cache.jobs.delete(result.job_key)
+            images.extend(result.images[:1])
+            ids.append(result.request_id or "")
+            warnings.extend(f"image {number}: {w}" for w in result.warnings)
+            cost, model_id = cost + result.cost_usd, result.model_id
+        return GenerationResult(images=tuple(images), model_id=model_id, request_id=",".join(filter(None, ids)) or None,
+                                cost_usd=cost, warnings=("; ".join(warnings),) if warnings else ()), name
 
     def _request(self, d: Decision, request: GenerationRequest, held: Held | None) -> tuple[GenerationResult, str]:
         """The provider's result for ``request`` and the provider that made it: the node's, or
@@ -647,3 +687,10 @@ class _LeasedJobs:
 
     def delete(self, key: str) -> None:
         self._jobs.delete(key)
+
+
+def _parts(request: GenerationRequest, batch: str) -> list[str]:
+    """The keys of a ``batch = "separate"`` request's single-image parts (none for one request)."""
+    if request.count == 1 or batch != "separate":
+        return []
+    return [f"{request.fingerprint}/{number}" for number in range(1, request.count + 1)]

@@ -24,8 +24,8 @@ from ..errors import UsageError
 from ..store.files import read_manifest, write_atomic
 from .nodes import Node, Ref, RefSite
 
-MEMO_VERSION = 5  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1;
-#                   5: candidates
+MEMO_VERSION = 6  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1;
+#                   5: candidates; 6: batch and output_format
 
 
 def _version() -> str:
@@ -228,7 +228,8 @@ def _encode(node: Node) -> list[Any]:
             node.model, node.size, node.width, node.height, node.count, node.seed, node.watermark, dict(node.params),
             [[r.label, r.path, r.node, r.index, list(r.paths),
               None if r.site is None else [r.site.file, r.site.line, r.site.key, r.site.max_pixels]]
-             for r in node.references], list(node.outputs), node.kind, [dict(s) for s in node.steps], node.candidates]
+             for r in node.references], list(node.outputs), node.kind, [dict(s) for s in node.steps], node.candidates,
+            node.batch, node.output_format]
 
 
 _new = object.__new__
@@ -247,7 +248,7 @@ def _frozen(cls: type, fields: dict[str, Any]) -> Any:
 
 def _decode(item: list[Any]) -> Node:
     (nid, asset, variant, prompt, provider, ptype, model, size, width, height, count, seed, watermark, params,
-     refs, outputs, kind, steps, candidates) = item
+     refs, outputs, kind, steps, candidates, batch, output_format) = item
     references = tuple([
         _frozen(Ref, {"label": label, "path": path, "node": node, "index": index, "paths": tuple(paths),
                       "site": None if site is None else _frozen(RefSite, dict(zip(_SITE_FIELDS, site)))})
@@ -257,7 +258,7 @@ def _decode(item: list[Any]) -> Node:
         "provider": provider, "provider_type": ptype, "model": model, "size": size, "width": width, "height": height,
         "count": count, "seed": seed, "watermark": watermark, "params": params, "references": references,
         "outputs": tuple(outputs), "kind": kind, "steps": tuple(steps),
-        "candidates": candidates})
+        "candidates": candidates, "batch": batch, "output_format": output_format})
 
 
 _SITE_FIELDS = ("file", "line", "key", "max_pixels")

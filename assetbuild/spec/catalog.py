@@ -205,10 +205,12 @@ OFFERS: tuple[Offer, ...] = (
     # Apiframe (§4): one job per image; sizes by keyword + ratio, or size "custom" with width/height
     Offer("apiframe", "seedream-4.0", _same("seedream-4"), Price(0.03, "credits; USD value not found: " + _LIST_4
                                                                 + " [stand-in]"),
-          "apiframe-nodejs-sdk openapi.json [sdk] (providers.md §4.2)", batch="jobs", takes=frozenset({"seed"})),
+          "apiframe-nodejs-sdk openapi.json [sdk] (providers.md §4.2)", batch="jobs",
+          takes=frozenset({"seed", "output_format"})),
     Offer("apiframe", "seedream-4.5", _same("seedream-4.5"), Price(0.04, "4 credits/generation (docs-v2.apiframe.ai "
                                                                    "seedream-4-5 [doc]); USD value not found [stand-in]"),
-          "docs-v2.apiframe.ai/docs/images/seedream/seedream-4-5 [doc]", batch="jobs", takes=frozenset({"seed"})),
+          "docs-v2.apiframe.ai/docs/images/seedream/seedream-4-5 [doc]; output_format jpg | png: the OpenAPI "
+          "file [sdk]", batch="jobs", takes=frozenset({"seed", "output_format"})),
     Offer("apiframe", "seedream-5.0-lite", _same("seedream-5-lite"),
           Price(0.035, "4 credits/generation (docs-v2.apiframe.ai seedream-5-lite [doc]); USD value not found "
                 "[stand-in]"),
@@ -281,7 +283,7 @@ def rows() -> list[dict[str, object]]:
             "sizing": "keyword + ratio" if o.keyword_tiers else "exact pixels",
             "max_references": o.max_references, "batch": o.batch, "max_count": o.max_count,
             "takes": sorted(o.takes), "refuses": list(o.refuses),
-            "output_formats": list(m.output_formats) if "output_format" in o.takes else [],
+            "output_formats": list(m.output_formats or ("png", "jpeg")) if "output_format" in o.takes else [],
             "price_usd": o.price.usd, "price_rule": o.price.rule(), "price_source": o.price.source,
             "source": o.source, "notes": o.notes,
         })

@@ -284,6 +284,8 @@ class _Expansion:
             params=spec.params,
             references=tuple(refs),
             outputs=outputs,
+            batch=spec.batch,
+            output_format=spec.output_format,
         )
 
     def _offer_problems(self, asset_id: str, spec: AssetSpec, provider: str, ptype: str, model: str,
@@ -301,13 +303,21 @@ class _Expansion:
             return [self.loaded.error(f"provider {provider} ({ptype}) does not sell {model}; hosts that do: {hosts} "
                                       "(`assetbuild models`)", *where, "model")]
         problems = []
+        if model in config.version and "version" not in offer.takes:
+            problems.append(self.loaded.error(f"{ptype} has no model versions to pin; version applies to a "
+                                              "replicate provider", "providers", provider, "version"))
         images = sum(len(ref.paths) if ref.node and ref.paths else 1 for ref in refs)
         if images > offer.max_references:
             problems.append(self.loaded.error(
                 f"{model} on {ptype} takes at most {offer.max_references} reference images; this asset sends "
                 f"{images}", *where, "references"))
         wanted = spec.candidates if spec.candidates > 1 else spec.count
-        if wanted > 1 and offer.batch == "none":
+        if spec.output_format is not None and "output_format" not in offer.takes:
+            takers = [o.host for o in catalog.OFFERS if o.model == model and "output_format" in o.takes]
+            problems.append(self.loaded.error(
+                f"{model} on {ptype} has no output_format option; remove it, or use a host that takes it for "
+                f"{model}: {', '.join(takers) or 'none'}", *where, "output_format"))
+        if wanted > 1 and offer.batch == "none" and spec.batch != "separate":
             key = "candidates" if spec.candidates > 1 else "count"
             problems.append(self.loaded.error(
                 f"{model} on {ptype} makes one image per request (no batch generation); {key} = {wanted} "

@@ -260,7 +260,8 @@ def _asset(loaded: LoadedManifest, problems: Problems, asset_id: str, table: Any
     return None if kind_problems else spec
 
 
-_GENERATED_ONLY = ("references", "count", "candidates", "size", "seed", "watermark", "params", "provider", "model")
+_GENERATED_ONLY = ("references", "count", "candidates", "size", "seed", "watermark", "params", "provider", "model",
+                   "batch", "output_format")
 
 
 def _kind_problems(spec: AssetSpec, own_keys: set[str]) -> list[tuple[str, tuple[str, ...]]]:

@@ -40,6 +40,9 @@ class ProviderConfig(_Frozen):
     fallback: Optional[str] = None  # another [providers.NAME] to use when this one is unavailable
     price_per_image: Optional[Union[float, dict[str, float]]] = None  # USD; or per canonical model
     model_ids: dict[str, str] = Field(default_factory=dict)  # canonical -> host id override (Ark "ep-...")
+    # Replicate: canonical model -> the model version to pin (a 64-hex id), sent as
+    # POST /v1/predictions {"version": ...}; a model not named runs the model's latest version.
+    version: dict[str, str] = Field(default_factory=dict)
 
 
 class ProjectConfig(_Frozen):
@@ -95,6 +98,10 @@ class AssetSpec(_Frozen):
     output: Optional[str] = None
     provider: Optional[str] = None
     model: Optional[ModelName] = None
+    # "sequential": count / candidates as one batch request (the host's batch); "separate": N
+    # single-image requests, each its own job and cache entry, for an exact count.
+    batch: Literal["sequential", "separate"] = "sequential"
+    output_format: Optional[Literal["png", "jpeg"]] = None  # the host's output format, where it takes one
 
 
 class Manifest(_Frozen):

@@ -62,6 +62,8 @@ class Node:
     steps: tuple[Mapping[str, Any], ...] = ()
     # Images one request makes and the build keeps one of (the pick, lock key ``pick``); 1: none.
     candidates: int = 1
+    batch: str = "sequential"  # "separate": one single-image request per output / candidate
+    output_format: str | None = None  # png | jpeg where the host takes it; None: the host's default
 
     @property
     def images_per_request(self) -> int:

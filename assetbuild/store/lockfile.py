@@ -32,7 +32,7 @@ HEADER = "# assetbuild.lock: written by `assetbuild build`; commit it. Do not ed
 # The fingerprint inputs a lock entry records, in its table's order: the one list to_toml,
 # from_toml and the planner's account of what changed (planner.changes) read.
 INPUT_KEYS = ("recipe", "kind", "prompt", "model", "size", "count", "candidates", "seed", "watermark", "params",
-              "steps", "references")
+              "steps", "references", "batch", "output_format")
 
 
 def recorded_input(key: str, value: Any, *, chosen: bool = False) -> Any:
@@ -41,7 +41,7 @@ def recorded_input(key: str, value: Any, *, chosen: bool = False) -> Any:
     ``chosen`` among images), so a generated asset's table reads as it did before derived
     assets and candidates; from_toml gives the defaults back."""
     if value is None or (key == "params" and not value) or (key == "kind" and value == "generate") \
-            or (key == "candidates" and value == 1 and not chosen):
+            or (key == "candidates" and value == 1 and not chosen) or (key == "batch" and value == "sequential"):
         return None
     return value
 
@@ -151,9 +151,10 @@ def _inputs_from_toml(table: dict[str, Any]) -> dict[str, Any]:
     inputs = {key: table.get(key) for key in INPUT_KEYS}
     inputs["params"] = inputs["params"] or {}
     inputs["kind"] = inputs["kind"] or "generate"
-    if inputs["steps"] is None:
-        del inputs["steps"]
-    elif not all(isinstance(step, dict) for step in inputs["steps"]):
+    for key in ("steps", "batch", "output_format"):  # absent unless set: fingerprints made without them hold
+        if inputs[key] is None:
+            del inputs[key]
+    if "steps" in inputs and not all(isinstance(step, dict) for step in inputs["steps"]):
         raise _Malformed("steps", "is not an array of tables")
     refs = inputs["references"] or []
     for i, ref in enumerate(refs):
@@ -194,7 +195,7 @@ _ENTRY_TYPES: dict[str, type] = {
     "fingerprint": str, "provider": str, "model_id": str, "built": str, "cost_usd": float, "request_id": str,
     "recipe": int, "kind": str, "steps": list, "prompt": str, "model": str, "size": str, "count": int,
     "candidates": int, "seed": int, "watermark": bool, "candidate_images": list, "pick": int, "adopted": str,
-    "params": dict, "references": list, "outputs": list,
+    "params": dict, "references": list, "outputs": list, "batch": str, "output_format": str,
 }
 _REFERENCE_TYPES: dict[str, type] = {"ref": str, "sha256": str}
 _OUTPUT_TYPES: dict[str, type] = {"path": str, "sha256": str, "width": int, "height": int}
