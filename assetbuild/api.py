@@ -31,7 +31,7 @@ from .plan.routing import KeyRing, MissingKey, missing_keys
 from .store.lockfile import Lockfile, lock_path
 from .spec.nodes import Node
 from .plan.planner import Action, Decision, Planner
-from .plan.reasons import texts
+from .plan.reasons import ReasonCode, texts
 from .store.remote import RemoteStore, remote_spec
 
 if TYPE_CHECKING:  # the providers package is imported only when a provider is made
@@ -120,6 +120,7 @@ class BuildOptions:
     keep_going: bool = False
     max_cost: float | None = None  # None: the manifest's max_cost, if any
     shard: tuple[int, int] | None = None  # (K, N): build only shard K of N (build --shard K/N)
+    retry_failed: bool = False  # pay again for inputs whose billed job's images could not be fetched
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reroll", tuple(self.reroll))
@@ -340,7 +341,18 @@ class Project:
         return Planner(self.lock, self.hasher, self.cache, price=lambda node: self._price(node, keys),
                        force=frozenset(forced), offline=options.offline, elsewhere=self._other_locks,
                        missing_key=lambda node: None if node.provider_type == "local" else keys.blocking(node.provider),
-                       reroll=frozenset(rerolled), built_in_git=self._merge_built)
+                       reroll=frozenset(rerolled), built_in_git=self._merge_built,
+                       retry_failed=options.retry_failed, resume=self._interrupted_rerolls())
+
+    def _interrupted_rerolls(self) -> dict[str, dict[str, str]]:
+        """Asset -> the reroll of it a kill interrupted after its job was saved (so paid for):
+        a plain build resumes it (planner._resumed_reroll). One stat when there is none."""
+        pending = self.cache.rerolls()
+        if not pending:
+            return {}
+        saved = [key for key, _ in self.cache.jobs.items()]
+        return {r["asset"]: {"fingerprint": fp, "key": r["key"]} for fp, r in pending.items()
+                if any(k.endswith("|" + r["key"]) for k in saved)}
 
     def _merge_built(self, fingerprint: str) -> str | None:
         """While a git merge is in progress (MERGE_HEAD): the revision whose lock built
@@ -410,6 +422,10 @@ class Project:
         planner = self.planner(options, forced=forced, rerolled=rerolled)
         with self._warnings_to(on_event), paused():
             decisions = planner.plan(nodes)
+        for d in decisions:  # a paid job a kill left behind is named, never silently taken up
+            if on_event is not None and any(r.code is ReasonCode.REROLL_RESUMED for r in d.reasons):
+                on_event(Event("warning", d.id, detail=f"{d.id}: the reroll a kill interrupted after its job was "
+                                                       "submitted (billed) is resumed, not submitted again"))
         self.blueprint.remember()
         pruned = [] if list(targets) or options.shard else self.leftovers(dry_run=True)
         self.hasher.save()

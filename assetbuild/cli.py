@@ -287,6 +287,11 @@ PROVIDER = click.option("--provider", "provider_override", default=None, help="U
 YES = click.option("--yes", "-y", is_flag=True, help="Do not ask before spending money.")
 
 
+RETRY_FAILED = click.option(
+    "--retry-failed", is_flag=True,
+    help="Pay again for inputs whose billed job's images could not be fetched (held back otherwise).")
+
+
 def max_cost_option(help_text: str) -> Callable[[Any], Any]:
     return click.option("--max-cost", type=click.FloatRange(min=0), default=None,
                         callback=lambda ctx, param, value: _finite(value), help=help_text)
@@ -307,17 +312,19 @@ def max_cost_option(help_text: str) -> Callable[[Any], Any]:
               help="Also save the plan to FILE (decisions, cost, and every hash they rest on): "
                    "`assetbuild build --plan FILE` builds exactly it.")
 @click.option("--exit-code", is_flag=True, help="Exit 1 when there is work to do (like git diff --exit-code), 0 if none.")
+@RETRY_FAILED
 @click.pass_obj
 def plan(ctx: Ctx, targets: tuple[str, ...], fmt: str | None, as_json: bool, force: bool, offline: bool,
          provider_override: str | None, assume_keys: bool, reroll: tuple[str, ...], out: Path | None,
-         exit_code: bool) -> None:
+         exit_code: bool, retry_failed: bool) -> None:
     """What a build would do, per asset, with reasons and the estimated cost."""
     if as_json and fmt not in (None, "json"):
         raise UsageError(f"--json is --format json; give one of --json and --format {fmt}")
     fmt = "json" if as_json else fmt or "text"
     from .api import BuildOptions
 
-    options = BuildOptions(force=force, offline=offline, assume_keys=assume_keys, reroll=reroll)
+    options = BuildOptions(force=force, offline=offline, assume_keys=assume_keys, reroll=reroll,
+                           retry_failed=retry_failed)
     with ctx.project(provider_override) as project:
         result = project.plan(targets, options, on_event=_warn_on_stderr)
         if out is not None:
@@ -325,7 +332,7 @@ def plan(ctx: Ctx, targets: tuple[str, ...], fmt: str | None, as_json: bool, for
 
             saved = savedplan.record(project, result, {
                 "targets": list(targets), "force": force, "offline": offline, "provider": provider_override,
-                "reroll": list(reroll), "assume_keys": assume_keys})
+                "reroll": list(reroll), "assume_keys": assume_keys, "retry_failed": retry_failed})
             savedplan.save(out if out.is_absolute() else ctx.directory / out, saved)
     _show_plan(ctx, result, fmt)
     if out is not None:
@@ -415,11 +422,13 @@ def _warn_on_stderr(event: Any) -> None:
                    "rests on changed.")
 @click.option("--shard", default=None, metavar="K/N",
               help="Build only shard K of N (a CI matrix sharing a remote cache); a final build restores all.")
+@RETRY_FAILED
 @click.option("--reroll", multiple=True, hidden=True)  # `assetbuild reroll ASSET` (review.py)
 @click.pass_obj
 def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force: bool, offline: bool,
           provider_override: str | None, max_cost: float | None, yes: bool, as_json: bool,
-          plan_file: Path | None = None, shard: str | None = None, reroll: tuple[str, ...] = ()) -> None:
+          plan_file: Path | None = None, shard: str | None = None, retry_failed: bool = False,
+          reroll: tuple[str, ...] = ()) -> None:
     """Build the targets (all assets if none) and their upstream."""
     from .api import BuildOptions, parse_shard
 
@@ -429,18 +438,20 @@ def build(ctx: Ctx, targets: tuple[str, ...], jobs: int, keep_going: bool, force
 
         given = [flag for flag, value in (("TARGETS", targets), ("--force", force), ("--offline", offline),
                                           ("--provider", provider_override), ("--reroll", reroll),
-                                          ("--shard", shard)) if value]
+                                          ("--shard", shard), ("--retry-failed", retry_failed)) if value]
         if given:
             raise UsageError(f"--plan builds the plan as it was made: leave out {', '.join(given)} "
                              "(give them to `assetbuild plan -o`)")
         saved = savedplan.read(plan_file if plan_file.is_absolute() else ctx.directory / plan_file)
         settings = savedplan.settings_of(saved)
         targets, force, offline = settings["targets"], settings["force"], settings["offline"]
+        retry_failed = settings["retry_failed"]
         provider_override, reroll = settings["provider"], settings["reroll"]
         approved = float(saved["estimated_cost"])  # never spend more than was approved
         max_cost = approved if max_cost is None else min(max_cost, approved)
     options = BuildOptions(force=force, offline=offline, reroll=reroll, jobs=jobs, keep_going=keep_going,
-                           max_cost=max_cost, shard=parse_shard(shard) if shard is not None else None)
+                           max_cost=max_cost, shard=parse_shard(shard) if shard is not None else None,
+                           retry_failed=retry_failed)
     report = _build_once(ctx, targets, options, provider_override=provider_override, yes=yes, as_json=as_json,
                          saved=(str(plan_file), saved) if saved is not None else None)
     if not report.ok:

@@ -123,9 +123,21 @@ class ProviderError(AssetbuildError):
         self.images = images
         self.submitted = submitted
         self.job_key = job_key
+        self.billed: str | None = None  # the request id of a job the host billed whose images never came
         prefix = f"{provider}: " if provider else ""
         suffix = f" [{code}]" if code else ""
         super().__init__(f"{prefix}{message}{suffix}")
+
+    def billed_for(self, request_id: str) -> "ProviderError":
+        """Say that the host made (and billed) job ``request_id`` but its images could not be
+        fetched: the message says so, and the executor keeps its inputs from being paid for
+        again until the user asks (``build --retry-failed``)."""
+        self.billed = request_id
+        prefix = f"{self.provider}: " if self.provider else ""
+        suffix = f" [{self.code}]" if self.code else ""
+        self.detail = f"job {request_id} was billed, but its images cannot be fetched: {self.detail}"
+        self.args = (f"{prefix}{self.detail}{suffix}",)
+        return self
 
 
 class ProviderUnavailable(ProviderError):

@@ -13,6 +13,7 @@ import pytest
 
 from assetbuild.clock import SystemClock
 from assetbuild.errors import ProviderUnavailable
+from assetbuild.plan.choice import reroll_request
 from assetbuild.plan.planner import COMPARED_INPUTS, Action, Planner, Unsettled
 from assetbuild.plan.reasons import TEXT, Reason, ReasonCode, input_changed
 from assetbuild.providers.local import LocalProvider
@@ -208,6 +209,24 @@ def _reroll(p: Project) -> list[Reason]:
     return d.reasons
 
 
+def _reroll_resumed(p: Project) -> list[Reason]:
+    """A plain build after a kill that left a reroll's paid job saved: the same request, resumed."""
+    entry = p.built(node())
+    key = reroll_request(entry.fingerprint, (entry.outputs[0].sha256,))[0]
+    d = p.planner(resume={"a": {"fingerprint": entry.fingerprint, "key": key}}).decide(node(), {})
+    assert d.action is Action.GENERATE and d.reroll and d.keep == (entry.outputs[0].sha256,)
+    return d.reasons
+
+
+def _billed_unusable(p: Project) -> list[Reason]:
+    """A job for these inputs was billed and its images never came: held back until --retry-failed."""
+    n = node(provider="h", provider_type="modelark")
+    fp = p.planner().decide(n, {}).fingerprint
+    p.cache.note_billed(fp, {"asset": "a", "request_id": "job-123"})
+    assert p.planner(retry_failed=True).decide(n, {}).action is Action.GENERATE
+    return p.reasons(n)
+
+
 def _damaged_cache(p: Project, budget: Budget | None = None) -> Any:
     """A cached result whose image does not decode: the build restores it, finds it damaged
     and generates it again (a hosted asset, priced 0.50)."""
@@ -248,6 +267,8 @@ CASES: dict[ReasonCode, tuple[Callable[[Project], list[Reason]], str]] = {
     C.NEW_ASSET: (lambda p: p.reasons(node()), "new asset"),
     C.FORCED: (lambda p: p.reasons(node(), force=frozenset({"a"})), "forced (--force)"),
     C.REROLL: (_reroll, "reroll (a new generation though nothing changed)"),
+    C.REROLL_RESUMED: (_reroll_resumed, "a reroll interrupted after its job was submitted (and billed): "
+                                        "its saved job is resumed"),
     C.KIND_CHANGED: (lambda p: (p.built(node("d")), p.reasons(derived("d"), {"up": ("f" * 64,)}))[1],
                      "kind changed (generate -> derive)"),
     C.PROMPT_CHANGED: (_changed(prompt="a blue fox"), "prompt changed"),
@@ -293,6 +314,8 @@ CASES: dict[ReasonCode, tuple[Callable[[Project], list[Reason]], str]] = {
     C.MISSING_KEY: (lambda p: p.reasons(node(provider="h", provider_type="modelark"),
                                         missing_key=lambda n: "ARK_API_KEY"),
                     "API key not set: set the environment variable ARK_API_KEY"),
+    C.BILLED_UNUSABLE: (_billed_unusable, "a job for these inputs was billed but its images could not be fetched "
+                                          "(request id job-123); `assetbuild build --retry-failed` pays for a new one"),
     C.CACHE_DAMAGED: (_cache_damaged, "the cached images are damaged or gone"),
     C.OVER_BUDGET: (_over_budget, "generating it again ($0.50) would exceed the budget (max_cost / --max-cost)"),
     C.STOPPED: (_stopped, "not started: the build stopped after a failed (-k keeps going)"),

@@ -134,7 +134,7 @@ def settings_of(saved: dict[str, Any]) -> dict[str, Any]:
     s = saved["settings"]
     return {"targets": tuple(s.get("targets") or ()), "force": bool(s.get("force")),
             "offline": bool(s.get("offline")), "provider": s.get("provider"),
-            "reroll": tuple(s.get("reroll") or ())}
+            "reroll": tuple(s.get("reroll") or ()), "retry_failed": bool(s.get("retry_failed"))}
 
 
 def verify(project: Planning, saved: dict[str, Any], replan: Callable[[], Planned], name: str) -> Planned:

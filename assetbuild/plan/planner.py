@@ -17,7 +17,7 @@ from ..spec.nodes import Node
 from .fingerprint import fingerprint, fingerprint_inputs
 from ..store.hashing import FileHasher
 from ..store.lockfile import INPUT_KEYS, LockEntry, Lockfile, recorded_input
-from .choice import Choice, is_lfs_pointer, prior_images
+from .choice import Choice, is_lfs_pointer, prior_images, reroll_request
 from .reasons import HAND_EDIT_CODES, Reason, ReasonCode, input_changed
 
 
@@ -93,8 +93,12 @@ class Planner:
                  price: Callable[[Node], float], force: frozenset[str] = frozenset(), offline: bool = False,
                  elsewhere: Callable[[], Mapping[str, set[str]]] | None = None,
                  missing_key: Callable[[Node], str | None] | None = None, reroll: frozenset[str] = frozenset(),
-                 built_in_git: Callable[[str], str | None] | None = None):
+                 built_in_git: Callable[[str], str | None] | None = None, retry_failed: bool = False,
+                 resume: Mapping[str, Mapping[str, str]] | None = None):
         self.lock = lock
+        # asset -> an interrupted reroll of it ({"fingerprint", "key"}) whose paid job is saved
+        self.resume = resume or {}
+        self.retry_failed = retry_failed  # pay again for inputs whose billed job's images never came
         # fingerprint -> the git revision (the other side of a merge in progress, or a commit
         # before it) whose lock built it; asked only for a node about to be generated
         self.built_in_git = built_in_git
@@ -143,6 +147,9 @@ class Planner:
             return self.generation(node, [Reason(ReasonCode.FORCED)], fp, inputs, refs)
         if node.id in self.reroll:
             return self._reroll(node, entry, fp, inputs, hand_edited, refs)
+        resumed = self._resumed_reroll(node, entry, fp, inputs, hand_edited, refs)
+        if resumed is not None:
+            return resumed
         if entry is not None and entry.fingerprint == fp:
             if hand_edited:
                 return Decision(node, Action.BLOCKED, hand_edited, fingerprint=fp, inputs=inputs, references=refs)
@@ -254,6 +261,20 @@ class Planner:
                             references=refs)
         return self.generation(node, reasons, fp, inputs, refs, keep=keep)
 
+    def _resumed_reroll(self, node: Node, entry: LockEntry | None, fp: str, inputs: dict[str, Any],
+                        hand_edited: list[Reason], refs: list[ResolvedRef]) -> Decision | None:
+        """A reroll of ``node`` that a kill interrupted after its job was submitted (and billed),
+        taken up again by a plain build: only for the same inputs and the same images kept, so
+        its request is the saved job's (resumed, never submitted again)."""
+        pending = self.resume.get(node.id)
+        if pending is None or pending.get("fingerprint") != fp:
+            return None
+        d = self._reroll(node, entry, fp, inputs, hand_edited, refs)
+        if d.action is not Action.GENERATE or reroll_request(fp, d.keep)[0] != pending.get("key"):
+            return None
+        d.reasons = [r for r in d.reasons if r.code is not ReasonCode.REROLL] + [Reason(ReasonCode.REROLL_RESUMED)]
+        return d
+
     def generation(self, node: Node, reasons: list[Reason], fp: str | None, inputs: dict[str, Any] | None,
                    refs: list[ResolvedRef], *, keep: tuple[str, ...] | None = None) -> Decision:
         """Make the node's images anew: derive a derived node (free, offline too); generate
@@ -267,6 +288,11 @@ class Planner:
         variable = self.missing_key(node) if self.missing_key is not None else None
         if variable:
             return Decision(node, Action.BLOCKED, reasons + [Reason(ReasonCode.MISSING_KEY, variable)],
+                            fingerprint=fp, inputs=inputs, references=refs)
+        billed = self.cache.billed(fp) if fp is not None and not self.retry_failed else None
+        if billed is not None:  # paid once already: never again without the user's word
+            return Decision(node, Action.BLOCKED,
+                            reasons + [Reason(ReasonCode.BILLED_UNUSABLE, str(billed.get("request_id") or "?"))],
                             fingerprint=fp, inputs=inputs, references=refs)
         return Decision(node, Action.GENERATE, reasons, cost_usd=self.price(node), fingerprint=fp, inputs=inputs,
                         references=refs, reroll=keep is not None, keep=keep or ())

@@ -19,6 +19,7 @@ class ReasonCode(str, Enum):
     NEW_ASSET = "new-asset"
     FORCED = "forced"
     REROLL = "reroll"
+    REROLL_RESUMED = "reroll-resumed"
     # what the fingerprint counts changed (one code per input key, then references and the rest)
     KIND_CHANGED = "kind-changed"
     PROMPT_CHANGED = "prompt-changed"
@@ -57,6 +58,7 @@ class ReasonCode(str, Enum):
     # what stops a generation
     OFFLINE = "offline"
     MISSING_KEY = "missing-key"
+    BILLED_UNUSABLE = "billed-unusable"
     # found by the executor, while a build runs
     CACHE_DAMAGED = "cache-damaged"
     OVER_BUDGET = "over-budget"
@@ -78,6 +80,7 @@ TEXT: dict[ReasonCode, str] = {
     ReasonCode.NEW_ASSET: "new asset",
     ReasonCode.FORCED: "forced (--force)",
     ReasonCode.REROLL: "reroll (a new generation though nothing changed)",
+    ReasonCode.REROLL_RESUMED: "a reroll interrupted after its job was submitted (and billed): its saved job is resumed",
     ReasonCode.KIND_CHANGED: "kind changed ({})",
     ReasonCode.PROMPT_CHANGED: "prompt changed",
     ReasonCode.MODEL_CHANGED: "model changed ({})",
@@ -114,6 +117,8 @@ TEXT: dict[ReasonCode, str] = {
     ReasonCode.IN_CACHE: "in the cache",
     ReasonCode.OFFLINE: "needs generation by {} (--offline)",
     ReasonCode.MISSING_KEY: "API key not set: set the environment variable {}",
+    ReasonCode.BILLED_UNUSABLE: ("a job for these inputs was billed but its images could not be fetched "
+                                 "(request id {}); `assetbuild build --retry-failed` pays for a new one"),
     ReasonCode.CACHE_DAMAGED: "the cached images are damaged or gone",
     ReasonCode.OVER_BUDGET: "generating it again (${}) would exceed the budget (max_cost / --max-cost)",
     ReasonCode.STOPPED: "not started: the build stopped after {} failed (-k keeps going)",

@@ -489,7 +489,8 @@ class RemoteProvider:
             images, warnings = self._download(request, state.outputs[: request.count], self.exact_size(request))
         except ProviderError as exc:
             exc.submitted = True
-            if ends_job(exc):
+            if ends_job(exc):  # the host made the images (and billed them): they will not come
+                exc.billed_for(one_line(self.redact(self.request_id(job)), 100))
                 raise self._ended(jobs, key, job, exc, failed_output=len(exc.images))
             raise  # in transit or interrupted: the job stays saved, a rerun fetches it again
         job_id = self.request_id(job)

@@ -47,6 +47,7 @@ from ._http import (
     classify_error,
     decode_b64_image,
     default_error_parser,
+    one_line,
     size_report,
 )
 from ._remote import Job, JobState, RemoteProvider, ends_job
@@ -181,6 +182,8 @@ class ModelArkProvider(RemoteProvider):
             if len(images) < request.count:
                 error = self._shortfall(request, images, made, failures)
                 if not any(failure.in_transit for failure in failures):
+                    if made > len(images):  # made and billed, but not fetched
+                        error.billed_for(one_line(self.http.redact(str(request_id or "(no request id)")), 100))
                     raise self._ended(jobs, key, job, error)
                 raise error
         except ProviderError as exc:

@@ -422,12 +422,20 @@ class Executor:
             if isinstance(claim, NodeResult):
                 return claim
             held = claim
+        rerolling = d.reroll and node.provider_type != "local"
+        if rerolling:  # a kill after the submit leaves a paid job: the next plain build resumes it
+            self.cache.note_reroll(d.fingerprint, {"asset": node.id, "key": key})
         try:
             result, name = self._requests(d, request, held)
             record = self._secure(d.fingerprint, result, name, d.inputs)
             for part in _parts(request, node.batch):  # the whole is indexed now: its parts are not needed
                 self.cache.drop_result(part)
         except ProviderError as exc:
+            if exc.billed is not None:  # paid, and nothing to show: not paid for again unless asked
+                self.cache.note_billed(d.fingerprint, {"asset": node.id, "provider": exc.provider,
+                                                       "request_id": exc.billed, "error": str(exc)[:300]})
+            if rerolling and not (exc.submitted and exc.job_key is None):
+                self.cache.drop_reroll(d.fingerprint)  # the job ended (or was never sent): nothing to resume
             if held is not None:  # a job the host still runs stays named in the lease, for the next runner
                 assert self.leases is not None
                 (self.leases.abandon if exc.submitted and exc.job_key is None else self.leases.release)(held)
@@ -440,6 +448,9 @@ class Executor:
         if held is not None:  # the record is on the remote now: waiters restore it
             assert self.leases is not None
             self.leases.release(held)
+        self.cache.drop_billed(d.fingerprint)  # made at last (--retry-failed)
+        if rerolling:
+            self.cache.drop_reroll(d.fingerprint)
         fingerprint = d.fingerprint
 
         def finish() -> NodeResult:

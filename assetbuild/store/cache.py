@@ -10,6 +10,7 @@ indexes locally, then uploads the result. The planner and executor never see the
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -91,6 +92,7 @@ class Cache:
         self.dir = directory
         self._index: Any = None
         self.jobs = JobIndex(self)
+        self._reroll_mutex = threading.Lock()
         self.remote: Remote | None = None
         self.warnings: list[str] = []  # each remote failure's one warning, in order
         self.on_warning: Callable[[str], None] | None = None
@@ -332,6 +334,67 @@ class Cache:
     def drop_result(self, fingerprint: str) -> None:
         """Forget a result whose blobs turned out damaged (the blobs were removed already)."""
         self._delete(f"fp:{fingerprint}")
+
+    # -- jobs billed but unusable, and rerolls in flight ------------------------------------
+
+    def note_billed(self, fingerprint: str, job: dict[str, Any]) -> None:
+        """A job for ``fingerprint`` that the host billed whose images could not be fetched
+        (``job``: asset, provider, request id, error): its inputs are not paid for again until
+        the user says so (``build --retry-failed``)."""
+        self._set(f"billed:{fingerprint}", job)
+
+    def billed(self, fingerprint: str) -> dict[str, Any] | None:
+        found = self._get(f"billed:{fingerprint}")
+        return found if isinstance(found, dict) else None
+
+    def drop_billed(self, fingerprint: str) -> None:
+        if self._get(f"billed:{fingerprint}") is not None:
+            self._delete(f"billed:{fingerprint}")
+
+    # Rerolls in flight live in a small file, not the index: a plan looks for them with one
+    # stat, so a no-op build still never opens SQLite.
+
+    @property
+    def _rerolls_path(self) -> Path:
+        return self.dir / "rerolls.json"
+
+    def note_reroll(self, fingerprint: str, reroll: dict[str, Any]) -> None:
+        """A reroll of ``fingerprint`` about to be submitted (``reroll``: asset, request key):
+        kept until it ends, so a build after a kill resumes the paid job."""
+        with self._reroll_mutex:
+            found = self.rerolls()
+            found[fingerprint] = reroll
+            self._write_rerolls(found)
+
+    def rerolls(self) -> dict[str, dict[str, Any]]:
+        """Every reroll noted and not ended: fingerprint -> what ``note_reroll`` kept."""
+        import json
+
+        try:
+            data = json.loads(self._rerolls_path.read_bytes())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {fp: r for fp, r in data.items() if isinstance(r, dict) and isinstance(r.get("asset"), str)
+                and isinstance(r.get("key"), str)}
+
+    def drop_reroll(self, fingerprint: str) -> None:
+        with self._reroll_mutex:
+            found = self.rerolls()
+            if found.pop(fingerprint, None) is not None:
+                self._write_rerolls(found)
+
+    def _write_rerolls(self, found: dict[str, dict[str, Any]]) -> None:
+        import json
+
+        try:
+            if found:
+                write_atomic(self._rerolls_path, json.dumps(found, sort_keys=True).encode("utf-8"))
+            else:
+                self._rerolls_path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise CacheError(f"cannot write to the cache at {self.dir}: {exc}") from exc
 
     def add_orphans(self, fingerprint: str, shas: list[str]) -> None:
         """Images returned for a request that failed as a whole (a partial batch): kept, listed."""

@@ -46,6 +46,9 @@ STATED_COUNT = re.compile(r"\b(\d{1,2})\s+(?:different\s+|distinct\s+|separate\s
                           re.I)
 
 
+RESULT_FAULTS = ("expired", "truncated", "not_image", "huge", "redirect_loop")
+
+
 def stated_count(prompt: str) -> int | None:
     """The number of images a prompt asks for ("Generate 3 different images."), if it says one."""
     match = STATED_COUNT.search(prompt)
@@ -271,10 +274,17 @@ class Emulator:
             self._next_result_fault.clear()
 
     def break_next_result(self, kind: str) -> None:
-        """The next result served is broken: 'expired' (403), 'truncated', 'not_image', 'huge'."""
-        assert kind in ("expired", "truncated", "not_image", "huge")
+        """The next result served is broken: 'expired' (403), 'truncated', 'not_image', 'huge',
+        'redirect_loop' (a 302 to itself, every time it is fetched)."""
+        assert kind in RESULT_FAULTS
         with self._lock:
             self._next_result_fault.append(kind)
+
+    def break_results(self, kind: str | None) -> None:
+        """Every result served from now on is broken the same way (None: none is)."""
+        assert kind is None or kind in RESULT_FAULTS
+        with self._lock:
+            self._every_result_fault = kind
 
     def serve_result(self, data: bytes, ext: str = "png") -> str:
         """Store ``data`` and return the URL this server serves it at."""
@@ -283,6 +293,8 @@ class Emulator:
             self._results[rid] = data
             if self._next_result_fault:
                 self._result_faults[rid] = self._next_result_fault.pop(0)
+            elif getattr(self, "_every_result_fault", None):
+                self._result_faults[rid] = self._every_result_fault
         return f"{self.url}/_results/{rid}"
 
     def expire_results(self) -> None:
@@ -428,6 +440,8 @@ class Emulator:
             return Response(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
                             content_type="application/xml")
         ctype = "image/jpeg" if rid.endswith((".jpg", ".jpeg")) else "image/png"
+        if fault == "redirect_loop":
+            return Response(302, b"", headers={"Location": f"{self.url}/_results/{rid}"}, content_type="text/plain")
         if fault == "truncated":
             return Response(200, data[: max(len(data) // 2, 1)], content_type=ctype)
         if fault == "not_image":
