@@ -85,6 +85,23 @@ def test_seedream_5_pro_on_ark_sends_no_sequential_field() -> None:
         assert result.cost_usd == pytest.approx(0.09 + 0.003)  # the 2K tier + one reference after the first
 
 
+def test_a_batch_whose_prompt_states_no_count_comes_back_short() -> None:
+    """The emulators make the number of images the prompt states (one if none), as the model
+    does (§7.10): a host module that stopped saying the count would get one image of three."""
+    from assetbuild.errors import ProviderUnavailable
+    from assetbuild.providers.modelark import ModelArkProvider
+
+    class Silent(ModelArkProvider):
+        prompt_says_count = False
+
+    with ArkEmulator(api_key=KEY) as ark:
+        cfg = ProviderConfig(type="modelark", base_url=ark.base_url, api_key_env="K")
+        with pytest.raises(ProviderUnavailable, match="got 1 of 3 images"):
+            Silent("h", cfg, env={"K": KEY}, clock=FakeClock()).generate(request(count=3), MemoryJobStore())
+        result = provider("modelark", ark).generate(request(count=3), MemoryJobStore())
+        assert len(result.images) == 3 and ark.submits[-1].json["prompt"].endswith("Generate 3 different images.")
+
+
 def test_seedream_4_still_sends_disabled_on_ark() -> None:
     with ArkEmulator(api_key=KEY) as ark:
         provider("modelark", ark).generate(request(), MemoryJobStore())

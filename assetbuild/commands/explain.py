@@ -91,7 +91,7 @@ def explain(project: Workspace, target: str) -> Explanation:
 
 def price_rule(project: Workspace, node: Node) -> PriceRule:
     provider = project.providers.get(node.provider)
-    rule, source = provider.price_rule(node.model) if hasattr(provider, "price_rule") else ("", "")
+    rule, source = provider.price_rule(node.model)
     per_image = provider.price_per_image(node.model, node.width * node.height, node.reference_images)
     return PriceRule(rule, source, per_image, node.images_per_request)
 

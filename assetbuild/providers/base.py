@@ -118,6 +118,10 @@ class Provider(Protocol):
         reference images (the models table's rule; config ``price_per_image`` overrides)."""
         ...
 
+    def price_rule(self, model: str) -> tuple[str, str]:
+        """The price rule ``model`` gets here, in words, and where it comes from."""
+        ...
+
     def validate(self, request: GenerationRequest) -> None:
         """Check the host's limits (reference count/bytes/pixels/ratio, refs + outputs <= 15)
         before anything is sent; raise UserError naming the host and the limit."""
