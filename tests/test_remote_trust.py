@@ -115,6 +115,21 @@ def test_a_substituted_record_is_never_restored_and_verify_and_check_name_it(tmp
     assert json.loads(get(s3, record_key(first, "a")))["images"] == [sha256_bytes(a_png)]
 
 
+def test_cache_pull_takes_the_locks_images_over_a_substituted_record(tmp_path, s3, first):
+    a_png = first.read("assets/a.png")
+    put(s3, record_key(first, "a"), get(s3, record_key(first, "b")))
+    forged = json.loads(get(s3, record_key(first, "b")))
+    forged["inputs"] = json.loads(get(s3, record_key(first, "c")))["inputs"]  # c's name proven, b's images
+    put(s3, record_key(first, "c"), json.dumps(forged).encode())
+    locked = clone(tmp_path, "locked", s3, lock_from=first)
+    res = locked.run("cache", "pull")
+    assert res.exit_code == 0, res.output + res.stderr
+    summary, _ = build(locked, "--offline")  # everything from the local cache now
+    assert locked.calls.total == 0 and summary["restored"] == 3
+    assert locked.read("assets/a.png") == a_png and locked.read("assets/c.png") == first.read("assets/c.png")
+    assert locked.run("check").exit_code == 0
+
+
 def test_a_record_pointing_at_another_projects_blobs_loses_to_the_lock_and_to_the_signature(tmp_path, s3):
     signed = clone(tmp_path, "signed", s3, env=KEY)
     build(signed)

@@ -82,6 +82,13 @@ def pull(cache: Cache, store: RemoteStore, entries: Iterable[LockEntry]) -> Tran
             continue
         data, _ = store.get_proven_record(entry.fingerprint)  # one that proves nothing is as good as none
         record = CacheRecord.from_dict(data) if data is not None else None
+        locked = tuple(o.sha256 for o in entry.outputs)
+        if record is not None and (record.images is None or tuple(record.images[:len(locked)]) != locked):
+            record = None  # the lock wins over a record naming other images
+        if record is None and locked and not entry.candidate_images and not entry.adopted:
+            # the lock's own images, fetched by their sha256 (each checked against it)
+            record = CacheRecord(originals=locked, images=locked, provider=entry.provider, model_id=entry.model_id,
+                                 built=entry.built, cost_usd=entry.cost_usd, request_id=entry.request_id)
         if record is None:
             moved.missing.append(entry.fingerprint)
             continue
