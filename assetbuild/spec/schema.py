@@ -11,14 +11,17 @@ and each step's ``op`` with its keys (steps.py).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 DRAFT4 = "http://json-schema.org/draft-04/schema#"
 _REF = "#/definitions/{model}"
+FLOAT_MAX = 1.7976931348623157e308  # the largest finite float: inf is above it (nan no bound can catch)
 
 
 def manifest_schema() -> dict[str, Any]:
     """The JSON Schema of ``assetbuild.toml``."""
+    from .layout import WINDOWS_RESERVED
     from .manifest import ASSET_ID
     from .models import Manifest
 
@@ -32,20 +35,185 @@ def manifest_schema() -> dict[str, Any]:
     asset = definitions["AssetSpec"]
     asset["properties"]["steps"]["items"] = _step_schema()
     asset["properties"]["steps"]["minItems"] = 1
+    _text_rules(asset["properties"], definitions["ProjectConfig"]["properties"])
+    definitions.update(_params_depth())
+    asset["properties"]["params"] = {**asset["properties"]["params"], "additionalProperties": {"$ref": _REF.format(
+        model="Params1")}}
     # [defaults] takes every key of an asset but the two that make one asset derived
     defaults = {**asset, "title": "Defaults", "description": "Keys every [assets.ID] table starts from.",
-                "properties": {k: v for k, v in asset["properties"].items() if k not in ("from", "steps")}}
+                "properties": {k: v for k, v in asset["properties"].items() if k not in ("from", "steps")},
+                "allOf": [COUNT_OR_CANDIDATES]}
     definitions["Defaults"] = defaults
+    asset["allOf"] = _asset_rules(asset["properties"])
     properties = schema["properties"]
     properties["defaults"] = {"$ref": _REF.format(model="Defaults")}
     properties["assets"] = {
         "title": "Assets", "type": "object", "description": "One [assets.ID] table per asset; ids use lowercase "
         "letters, digits, '-' and '_'.",
-        "patternProperties": {ASSET_ID.pattern: {"$ref": _REF.format(model="AssetSpec")}},
+        "patternProperties": {ASSET_ID.pattern: {"$ref": _REF.format(model="AssetSpec")},
+                              # an id names files: not one Windows reserves
+                              f"^({'|'.join(sorted(WINDOWS_RESERVED))})$": {
+                                  "not": {}, "description": "Windows reserves this name (CON, PRN, AUX, NUL, "
+                                                            "COM1-9, LPT1-9); rename the asset"}},
         "additionalProperties": False,
     }
     schema["definitions"] = definitions
+    schema["anyOf"] = _prompt_from_defaults(ASSET_ID.pattern)
     return schema
+
+
+# What the loader checks that a schema can say too (manifest.py's kind rules, sizes.py's
+# grammar, expand.py's output extensions), so an editor flags it as it is typed. What no
+# schema can say (files on disk, numbers TOML allows and JSON has not, a matrix's product,
+# names Windows reserves inside a template) stays the loader's alone: tests/test_schema.py
+# lists the corpus cases it leaves to the loader, and why.
+
+_PLACEHOLDER = r"\{[^{}]*\}"  # a matrix value is filled in first: a template is checked by the loader
+SIZE_RULE = {
+    "pattern": r"^(\s*([1-4][kK]|[0-9]{1,6}x[0-9]{1,6}|[0-9]{1,6}:[0-9]{1,6}(@[1-4]K)?)\s*|.*" + _PLACEHOLDER + ".*)$",
+    "description": "1K, 2K, 3K or 4K; WxH in pixels (2048x2048); a ratio W:H (16:9), optionally at a tier "
+                   "(16:9@4K)",
+}
+COUNT_OR_CANDIDATES = {
+    "description": "count keeps every image of a request, candidates keeps one of several: use one of the two",
+    "not": {"required": ["count", "candidates"], "properties": {"count": {"minimum": 2}}},
+}
+# keys that describe a generation: a derived asset's own table takes none of them (manifest.py)
+GENERATED_ONLY = ("references", "count", "candidates", "size", "seed", "watermark", "params", "provider", "model")
+
+
+_CONTROL = r"\u0000-\u001f\u007f-\u009f"  # C0 and C1 control characters, as a regex class range
+_NOT_BLANK = {"pattern": r"\S"}
+
+
+def _path_rules(*, template: bool) -> list[dict[str, Any]]:
+    """What a path relative to the project must be (layout.py): not absolute, not leaving
+    the project, no control character, and names Windows can hold (not reserved, not ending
+    in a dot or a space, at most 255 bytes). For a ``template`` ({asset}, {i}, matrix keys)
+    only what no value filled in can mend."""
+    from .layout import MAX_NAME_BYTES, WINDOWS_RESERVED
+
+    reserved = "|".join(_any_case(name) for name in sorted(WINDOWS_RESERVED))
+    literal = r"[^/\\{}]" if template else r"[^/\\]"
+    return [
+        {"pattern": r"^([^/\\A-Za-z]|[A-Za-z]([^:]|$))", "description": "relative to the manifest, not absolute"},
+        {"pattern": f"^[^{_CONTROL}]*$", "description": "no control characters"},
+        {"not": {"pattern": r"^\.\.([/\\]|$)"}, "description": "inside the project"},
+        {"not": {"pattern": rf"(^|[/\\])({reserved})(\.[^/\\]*)?([/\\]|$)"},
+         "description": "no name Windows reserves (CON, PRN, AUX, NUL, COM1-9, LPT1-9, with any extension)"},
+        {"not": {"pattern": r"([^/\\.]\.|\x20)([/\\]|$)"}, "description": "no name ending in a dot or a space"},
+        {"not": {"pattern": f"{literal}{{{MAX_NAME_BYTES + 1}}}"}, "description": "names of at most 255 bytes"},
+    ]
+
+
+def _text_rules(asset: dict[str, Any], project: dict[str, Any]) -> None:
+    """Sizes, prompts, paths and matrix keys and values as the loader takes them."""
+    from .expand import _ID_SYNTAX, _MATRIX_KEY
+
+    asset["size"].update(SIZE_RULE)
+    asset["prompt"].update(_NOT_BLANK)
+    asset["from"]["allOf"] = [_NOT_BLANK, *_path_rules(template=True)[1:]]  # "@asset" or a file
+    asset["references"]["items"]["allOf"] = [_NOT_BLANK, *_path_rules(template=True)]
+    asset["output"]["allOf"] = [_NOT_BLANK, *_path_rules(template=True)]
+    project["output_dir"]["allOf"] = [_NOT_BLANK, *_path_rules(template=False)]
+    matrix = asset["matrix"]
+    values = matrix.pop("additionalProperties")
+    values.update({"minItems": 1, "uniqueItems": True})
+    syntax = "".join("\\" + c if c in "[]\\" else c for c in _ID_SYNTAX)  # ECMA-262 escapes only these
+    for branch in values["items"]["anyOf"]:
+        if branch.get("type") == "string":  # variant ids carry the values: none of their syntax
+            branch["pattern"] = f"^[^{syntax}{_CONTROL}]*$"
+    matrix["patternProperties"] = {_MATRIX_KEY.pattern: values}
+    matrix["additionalProperties"] = False
+
+
+def _params_depth() -> dict[str, dict[str, Any]]:
+    """``params`` is free-form, but goes to a host as JSON: nested at most _MAX_PARAMS_DEPTH
+    levels (manifest.py). Draft 4 counts no depth, so one definition per level: ParamsN is
+    a value N levels down; the last level holds no table or array with anything in it."""
+    from .manifest import _MAX_PARAMS_DEPTH
+
+    scalar = {"anyOf": [{"type": ["string", "integer", "boolean"]},
+                        {"type": "number", "maximum": FLOAT_MAX, "minimum": -FLOAT_MAX}]}
+    levels: dict[str, dict[str, Any]] = {}
+    for depth in range(1, _MAX_PARAMS_DEPTH + 1):
+        if depth == _MAX_PARAMS_DEPTH:
+            deeper: list[dict[str, Any]] = [{"type": "object", "maxProperties": 0}, {"type": "array", "maxItems": 0}]
+        else:
+            below = {"$ref": _REF.format(model=f"Params{depth + 1}")}
+            deeper = [{"type": "object", "additionalProperties": below}, {"type": "array", "items": below}]
+        levels[f"Params{depth}"] = {"anyOf": [scalar, *deeper]}
+    levels[f"Params{_MAX_PARAMS_DEPTH}"]["description"] = (
+        f"params are nested at most {_MAX_PARAMS_DEPTH} levels deep (hosts take them as JSON)")
+    return levels
+
+
+def _any_case(text: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in text)
+
+
+def _ends_with(extensions: tuple[str, ...]) -> dict[str, Any]:
+    """A pattern for a path ending in one of ``extensions``, in any letter case."""
+    return {"pattern": "(" + "|".join(_any_case(e) for e in extensions) + ")$"}
+
+
+def _asset_rules(properties: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rules of one [assets.ID] table that tie its keys together."""
+    from .steps import EXTENSIONS
+
+    def format_step(fmt: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "object", "required": ["op", "format"],
+                "properties": {"op": {"enum": ["format"]}, "format": fmt}}
+
+    def some_step(step: dict[str, Any]) -> dict[str, Any]:  # draft 4 has no "contains": not (every step is not)
+        return {"required": ["steps"], "not": {"properties": {"steps": {"items": {"not": step}}}}}
+
+    no_format_step = {"properties": {"steps": {"items": {"not": format_step({})}}}}
+    derived_outputs: list[dict[str, Any]] = [
+        {"not": {"required": ["output"]}},
+        some_step(format_step({"pattern": _PLACEHOLDER})),  # the format comes from the matrix
+        {"allOf": [no_format_step, {"properties": {"output": _ends_with(EXTENSIONS["png"])}}]},
+    ]
+    for fmt, extensions in EXTENSIONS.items():
+        derived_outputs.append({"allOf": [some_step(format_step({"enum": [fmt]})),
+                                          {"properties": {"output": _ends_with(extensions)}}]})
+    generated_outputs: list[dict[str, Any]] = [{"not": {"required": ["output"]}},
+                                               {"properties": {"output": _ends_with(EXTENSIONS["png"])}}]
+    if "output_format" in properties:  # a generation written in another format
+        generated_outputs = [{"not": {"required": ["output"]}}] + [
+            {"properties": {"output": _ends_with(extensions), "output_format": {"enum": [fmt]}},
+             **({} if fmt == "png" else {"required": ["output_format"]})}
+            for fmt, extensions in EXTENSIONS.items() if fmt != "ico"]
+    return [
+        {"description": "an asset is generated (prompt) or derived (from + steps), not both",
+         "not": {"required": ["prompt", "from"]}},
+        {"description": "a derived asset needs from and steps together, and none of the keys of a generation",
+         "dependencies": {"from": {"required": ["steps"],
+                                   "not": {"anyOf": [{"required": [key]} for key in GENERATED_ONLY]}},
+                          "steps": ["from"]}},
+        COUNT_OR_CANDIDATES,
+        {"description": "count = N > 1 writes N files: the output template needs {i}",
+         "anyOf": [{"not": {"required": ["count", "output"]}}, {"properties": {"count": {"maximum": 1}}},
+                   {"properties": {"output": {"pattern": r"\{i\}"}}}]},
+        {"description": "the output's extension is the format it is written in: .png for a generated image, "
+                        "the format step's for a derived one",
+         "anyOf": [{"required": ["from"], "anyOf": derived_outputs},
+                   {"not": {"required": ["from"]}, "anyOf": generated_outputs}]},
+    ]
+
+
+def _prompt_from_defaults(asset_id: str) -> list[dict[str, Any]]:
+    """Every asset is generated or derived: it has a prompt or from, unless [defaults] gives
+    every asset a prompt (and then none can be derived)."""
+    def each_asset(rule: dict[str, Any]) -> dict[str, Any]:
+        return {"properties": {"assets": {"patternProperties": {asset_id: rule}}}}
+
+    return [
+        {"required": ["defaults"], "allOf": [{"properties": {"defaults": {"required": ["prompt"]}}},
+                                             each_asset({"not": {"required": ["from"]}})]},
+        {"allOf": [{"properties": {"defaults": {"not": {"required": ["prompt"]}}}},
+                   each_asset({"anyOf": [{"required": ["prompt"]}, {"required": ["from"]}]})]},
+    ]
 
 
 def _step_schema() -> dict[str, Any]:
@@ -87,4 +255,7 @@ def _draft4(node: Any) -> Any:
             out[bound] = True
     if "const" in out:
         out["enum"] = [out.pop("const")]
+    if out.get("type") == "number":  # TOML has inf, JSON has not: a bound says "a finite number"
+        out.setdefault("maximum", FLOAT_MAX)
+        out.setdefault("minimum", -FLOAT_MAX)
     return out
