@@ -79,7 +79,9 @@ SANE_ASSET = {
     "params": st.one_of(st.dictionaries(TEXT, scalars, max_size=3), st.integers(0, 40).map(deep)),
     "output": st.sampled_from(["{asset}.png"] * 4 + PATH_TRICKS),
     "provider": st.sampled_from(["local"] * 4 + ["fal", "p", "nope"]),
-    "model": st.sampled_from(["seedream-4.0", "seedream-4.5", "seedream-5"]),
+    "model": st.sampled_from(["seedream-4.0", "seedream-4.5", "seedream-5", "seedream-5.0-lite", "seedream-5.0-pro"]),
+    "batch": st.sampled_from(["sequential", "separate", "x", ""]),
+    "output_format": st.sampled_from(["png", "jpeg", "webp", ""]),
     "from": st.sampled_from(["@a", "@b", "@a#1", "@b[v={v}]", "ref.png", "{v}"] + REF_TRICKS),
     "steps": st.lists(st.sampled_from(STEP_TRICKS), max_size=4),
 }
@@ -103,6 +105,7 @@ SANE = {
                  "base_url": st.sampled_from(["http://127.0.0.1:9", "not a url", "", "ftp://x", "http://\x00"]),
                  "api_key_env": st.sampled_from(["K", "", "A\x00B", "é"]),
                  "model_ids": st.dictionaries(TEXT, TEXT, max_size=2),
+                 "version": st.dictionaries(st.sampled_from(["seedream-4.5", "x"]), TEXT, max_size=2),
                  "download_deadline_s": st.floats(), "max_download_mb": st.integers(-1, 10**6)},
 }
 for model, name in ((AssetSpec, None), (ProjectConfig, "project"), (LimitsConfig, "limits"), (ProviderConfig, "provider"),
@@ -223,6 +226,7 @@ LOCK_SANE = {
                                  "a\x00.png", "assets", ""]),
         "sha256": st.sampled_from(["0" * 64, ""]), "width": st.one_of(st.integers(-5, 2**40), hostile),
         "height": st.integers(-5, 2**40)}), hostile), max_size=2),
+    "batch": st.sampled_from(["separate", "sequential", ""]), "output_format": st.sampled_from(["png", "jpeg", ""]),
 }
 assert set(INPUT_KEYS) <= set(LOCK_SANE)
 LOCK_MANIFEST = b'[defaults]\nsize = "32x32"\n[assets.a]\nprompt = "a"\nreferences = ["ref.png"]\n[assets.b]\nprompt = "b"\n'
