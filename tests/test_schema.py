@@ -303,6 +303,18 @@ output = "jpg/{asset}.JPG"
 from = "@thumb"
 steps = [{ op = "grayscale" }]
 """,
+    "seedream 5.0 with batch and output_format": """
+[project]
+provider = "replicate"
+model = "seedream-5.0-lite"
+[assets.panels]
+prompt = "two panels"
+size = "16:9@3K"
+count = 2
+batch = "separate"
+output_format = "jpeg"
+output = "{asset}-{i}.png"
+""",
     "a prompt for every asset": """
 [project]
 output_dir = "."

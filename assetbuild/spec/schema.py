@@ -179,11 +179,7 @@ def _asset_rules(properties: dict[str, Any]) -> list[dict[str, Any]]:
                                           {"properties": {"output": _ends_with(extensions)}}]})
     generated_outputs: list[dict[str, Any]] = [{"not": {"required": ["output"]}},
                                                {"properties": {"output": _ends_with(EXTENSIONS["png"])}}]
-    if "output_format" in properties:  # a generation written in another format
-        generated_outputs = [{"not": {"required": ["output"]}}] + [
-            {"properties": {"output": _ends_with(extensions), "output_format": {"enum": [fmt]}},
-             **({} if fmt == "png" else {"required": ["output_format"]})}
-            for fmt, extensions in EXTENSIONS.items() if fmt != "ico"]
+    # output_format is the host's output format (models table); the output file is PNG whatever it is.
     return [
         {"description": "an asset is generated (prompt) or derived (from + steps), not both",
          "not": {"required": ["prompt", "from"]}},
