@@ -27,7 +27,7 @@ from .process import paused
 from .money import usd
 from .store.hashing import FileHasher
 from .commands.leftovers import Leftover, claims, gone, sibling_claims, sweep
-from .plan.routing import KeyRing, MissingKey, missing_keys
+from .plan.routing import MissingKey, Routing, missing_keys
 from .store.lockfile import Lockfile, lock_path
 from .spec.nodes import Node
 from .plan.planner import Action, Decision, Planner
@@ -71,8 +71,9 @@ def default_provider_factory(name: str, config: Any, *, env: Mapping[str, str], 
 
 
 class Providers:
-    """One provider instance per configured name for the life of a project (their rate
-    limits and concurrency are shared by every thread of a build)."""
+    """The project's provider pool (plan/routing.ProviderPool): one provider instance per
+    configured name for the life of a project (their rate limits and concurrency are shared
+    by every thread of a build). Which one a node goes to is plan/routing.Routing's."""
 
     def __init__(self, blueprint: Blueprint, factory: ProviderFactory, env: Mapping[str, str], clock: Clock):
         self._blueprint = blueprint
@@ -91,10 +92,6 @@ class Providers:
 
     def fallback_of(self, name: str) -> str | None:
         return self._blueprint.fallback_of(name)
-
-    def missing_key(self, name: str) -> str | None:
-        """The variable provider ``name``'s API key should be in, if it is empty."""
-        return KeyRing(self, self._env).missing(name)
 
     def interrupt(self) -> None:
         with self._mutex:
@@ -322,25 +319,18 @@ class Project:
 
     # -- planning ---------------------------------------------------------------------------
 
-    def _price(self, node: Node, keys: KeyRing | None = None) -> float:
-        if node.provider_type == "local":
-            return 0.0
-        name = (keys or self.keys()).route(node.provider) or node.provider  # a keyless primary is skipped
-        per_image = self.providers.get(name).price_per_image(node.model, node.width * node.height,
-                                                             node.reference_images)
-        return per_image * node.images_per_request
-
-    def keys(self, *, assume: bool = False) -> KeyRing:
-        """What the API keys in the environment allow (``assume``: as if all were set)."""
-        return KeyRing(self.providers, self.env, assume=assume)
+    def routing(self, *, assume_keys: bool = False) -> Routing:
+        """Where each node's generation goes and what it costs, by the API keys in the
+        environment (``assume_keys``: as if all were set)."""
+        return Routing(self.providers, self.env, assume=assume_keys)
 
     def planner(self, options: BuildOptions = BuildOptions(), *, forced: Iterable[str] = (),
                 rerolled: Iterable[str] = ()) -> Planner:
         """The planner for ``options``; ``forced`` and ``rerolled`` are the node ids they name."""
-        keys = self.keys(assume=options.assume_keys)
-        return Planner(self.lock, self.hasher, self.cache, price=lambda node: self._price(node, keys),
+        routing = self.routing(assume_keys=options.assume_keys)
+        return Planner(self.lock, self.hasher, self.cache, price=routing.price,
                        force=frozenset(forced), offline=options.offline, elsewhere=self._other_locks,
-                       missing_key=lambda node: None if node.provider_type == "local" else keys.blocking(node.provider),
+                       missing_key=routing.blocking_key,
                        reroll=frozenset(rerolled), built_in_git=self._merge_built,
                        retry_failed=options.retry_failed, resume=self._interrupted_rerolls())
 
@@ -519,7 +509,7 @@ class Project:
         self._check_keys(plan)
         planner = plan.planner or self.planner(options, forced=plan.forced, rerolled=plan.rerolled)
         executor = Executor(root=self.root, planner=planner.for_run(self.lock), lock=self.lock,
-                            cache=self.cache, hasher=self.hasher, providers=self.providers, clock=self.clock,
+                            cache=self.cache, hasher=self.hasher, providers=self.routing(), clock=self.clock,
                             jobs=options.jobs, keep_going=options.keep_going,
                             budget=Budget(budget, plan.estimated_cost), on_event=on_event)
         executor.leases = self._leases()
@@ -558,13 +548,7 @@ class Project:
         if missing and not any(d.action in (Action.RESTORE, Action.GENERATE, Action.DERIVE) for d in plan.decisions):
             raise UserError("\n".join(f"provider {m.providers[0]}: set the environment variable {m.variable} "
                                        "to your API key; nothing was sent" for m in missing))
-        keys = self.keys()
-        for name in dict.fromkeys(d.node.provider for d in plan.decisions if d.action is Action.GENERATE):
-            routed = keys.route(name) or name
-            provider = self.providers.get(routed)
-            if getattr(provider, "key_is_set", True) is False:
-                raise UserError(f"provider {routed}: set the environment variable "
-                                f"{getattr(provider, 'key_env', '?')} to your API key; nothing was sent")
+        self.routing().check_sendable(d.node.provider for d in plan.decisions if d.action is Action.GENERATE)
 
     # -- checking and explaining ------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from assetbuild.store.hashing import FileHasher
 from assetbuild.store.lockfile import Lockfile
 from assetbuild.spec.nodes import Node, Ref
 from assetbuild.plan.planner import Action, Planner
+from assetbuild.plan.routing import Routing
 from assetbuild.plan.reasons import texts
 from assetbuild.providers.local import LocalProvider
 
@@ -40,7 +41,7 @@ class CountingPlanner(Planner):
 
 
 class Pool:
-    """A ProviderPool over one provider."""
+    """A ProviderPool (plan/routing.py) over one provider."""
 
     def __init__(self, provider: Any):
         self.provider = provider
@@ -50,9 +51,6 @@ class Pool:
         return self.provider
 
     def fallback_of(self, name: str) -> None:
-        return None
-
-    def missing_key(self, name: str) -> None:
         return None
 
     def interrupt(self) -> None:
@@ -78,7 +76,7 @@ class Setup:
         decisions = planner.plan(nodes)
         planned = len(planner.decided)
         executor = Executor(root=self.root, planner=planner, lock=self.lock, cache=self.cache, hasher=self.hasher,
-                            providers=self.pool, clock=SystemClock(), jobs=jobs, keep_going=keep_going,
+                            providers=Routing(self.pool, {}), clock=SystemClock(), jobs=jobs, keep_going=keep_going,
                             on_event=on_event or self.events.append)
         results = executor.run(decisions)
         return results, planner.decided[planned:]
@@ -125,6 +123,7 @@ class Slow:
 
     type = "local"
     name = "local"
+    key_env = None  # it reads no key
 
     def __init__(self):
         self.inner = LocalProvider()
@@ -161,6 +160,7 @@ class Hanging:
 
     type = "local"
     name = "local"
+    key_env = None  # it reads no key
 
     def __init__(self):
         self.stop = threading.Event()
@@ -223,7 +223,7 @@ def test_an_output_that_cannot_be_written_fails_that_asset_with_one_line_and_kee
     decisions = planner.plan([node("a"), node("b")])
     (s.root / "out" / "a.png").mkdir(parents=True)  # a folder appeared where the output goes, mid-build
     executor = Executor(root=s.root, planner=planner, lock=s.lock, cache=s.cache, hasher=s.hasher,
-                        providers=s.pool, clock=SystemClock(), jobs=1, keep_going=True, on_event=s.events.append)
+                        providers=Routing(s.pool, {}), clock=SystemClock(), jobs=1, keep_going=True, on_event=s.events.append)
     results = executor.run(decisions)
     assert [r.status for r in results] == [Outcome.FAILED, Outcome.GENERATED]
     assert results[0].error is not None and "out/a.png" in results[0].error and "rerun" in results[0].error

@@ -233,3 +233,30 @@ def test_an_up_to_date_asset_needs_no_key(project, ark):
     assert res.exit_code == 0 and "warning" not in res.stderr + res.output
     assert project.calls.total == 0 and len(ark.requests) == seen
     assert "missing-key" not in project.run("plan", "--json").output
+
+
+def test_routing_owns_keys_fallbacks_and_prices_and_local_is_a_provider_like_any_other(project: ProjectDir):
+    """One owner: the route (a keyless primary skipped to a keyed fallback), the variables that
+    block a chain, and the price of the provider a node is routed to; local reads no key and
+    costs nothing, with no special case."""
+    from assetbuild.api import Project
+    from assetbuild.plan.routing import Routing, calls_host
+
+    project.write("ref.png", png(64, 48, (200, 30, 30)))
+    project.manifest(TWO_PROVIDERS.format(url="http://127.0.0.1:9"))
+    with Project.load(project.root, env={**project.env, "OTHER_TEST_KEY": KEY}) as p:
+        routing = p.routing()
+        assert isinstance(routing, Routing)
+        logo, hero = p.nodes["logo"], p.nodes["hero"]
+        assert routing.route("local") == "local" and routing.missing("local") is None and routing.price(logo) == 0.0
+        assert not calls_host(logo) and calls_host(hero)
+        assert routing.missing("ark") == "ARK_TEST_KEY" and routing.blocking("ark") == "ARK_TEST_KEY"
+        assert routing.route("other") == "other" and routing.price(p.nodes["poster"]) == 0.5
+        assert p.routing(assume_keys=True).route("ark") == "ark" and p.routing(assume_keys=True).price(hero) == 0.25
+    project.manifest(FALLBACK.format(url="http://127.0.0.1:9"))
+    with Project.load(project.root, env={**project.env, "BACKUP_TEST_KEY": KEY}) as p:
+        routing = p.routing()
+        assert routing.chain("primary") == ["primary", "backup"] and routing.route("primary") == "backup"
+        assert routing.price(p.nodes["hero"]) == 0.04  # the provider it goes to, not the keyless primary
+        assert routing.next_after("primary", ["primary"]) == "backup"
+        assert routing.next_after("primary", ["primary", "backup"]) is None

@@ -16,6 +16,7 @@ from assetbuild.errors import ProviderUnavailable
 from assetbuild.plan.choice import reroll_request
 from assetbuild.plan.planner import COMPARED_INPUTS, Action, Planner, Unsettled
 from assetbuild.plan.reasons import TEXT, Reason, ReasonCode, input_changed
+from assetbuild.plan.routing import Routing
 from assetbuild.providers.local import LocalProvider
 from assetbuild.run.executor import Budget, Executor, Outcome
 from assetbuild.spec.nodes import Node, Ref, RefSite
@@ -79,7 +80,7 @@ class Project:
     def run(self, nodes: list[Node], *, provider: Any = None, budget: Budget | None = None) -> list[Any]:
         planner = self.planner()
         executor = Executor(root=self.root, planner=planner, lock=self.lock, cache=self.cache, hasher=self.hasher,
-                            providers=_Pool(provider or LocalProvider()), clock=SystemClock(), jobs=1, budget=budget)
+                            providers=Routing(_Pool(provider or LocalProvider()), {}), clock=SystemClock(), jobs=1, budget=budget)
         return executor.run(planner.plan(nodes))
 
 
@@ -91,9 +92,6 @@ class _Pool:
         return self.provider
 
     def fallback_of(self, name: str) -> None:
-        return None
-
-    def missing_key(self, name: str) -> None:
         return None
 
     def interrupt(self) -> None:

@@ -105,6 +105,7 @@ class JpegHost:
 
     type = "local"
     name = "local"
+    key_env = None  # it reads no key
 
     def __init__(self, bad: str = ""):
         self.bad = bad

@@ -121,16 +121,16 @@ def provider_info(project: Workspace) -> list[ProviderInfo]:
     rows = []
     for name in names:
         provider = project.providers.get(name)
-        models = ("local",) if provider.type == "local" else getattr(provider, "models", ())
+        models = provider.models
         ids = {}
         for model in models:
             try:
                 ids[model] = provider.model_id(model)
             except UserError:
                 continue
-        key_env = getattr(provider, "key_env", None)
+        key_env = provider.key_env
         rows.append(ProviderInfo(
-            name, provider.type, getattr(provider, "base_url", None), ids,
+            name, provider.type, provider.base_url, ids,
             {model: provider.price_per_image(model) for model in ids}, key_env,
             bool(project.env.get(key_env)) if key_env else None, blueprint.fallback_of(name)))
     return rows

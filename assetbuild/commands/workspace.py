@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Mapping, Protocol
 
 if TYPE_CHECKING:
-    from ..providers.base import Provider
+    from ..plan.routing import ProviderPool
     from ..plan.planner import Decision
     from ..spec.blueprint import Blueprint
     from ..spec.nodes import Node
@@ -23,12 +23,6 @@ class Planned(Protocol):
     decisions: list[Decision]
 
 
-class ProviderSource(Protocol):
-    """The project's providers, one instance per name."""
-
-    def get(self, name: str) -> Provider: ...
-
-
 class Workspace(Protocol):
     root: Path
     manifest_path: Path
@@ -38,7 +32,7 @@ class Workspace(Protocol):
     hasher: FileHasher
     cache: Cache
     env: Mapping[str, str]
-    providers: ProviderSource
+    providers: ProviderPool
 
     def plan(self, targets: Iterable[str] = ()) -> Planned:
         """Decide every node of ``targets`` (all if none) against the lock and the disk."""

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence, Union
 
 from ..store.cache import Cache, CacheRecord
 from ..spec.nodes import Node
+from .routing import calls_host
 from .fingerprint import fingerprint, fingerprint_inputs
 from ..store.hashing import FileHasher
 from ..store.lockfile import INPUT_KEYS, LockEntry, Lockfile, recorded_input
@@ -282,7 +283,7 @@ class Planner:
         reroll, and these earlier images stay pickable (None: not a reroll)."""
         if node.derived:
             return Decision(node, Action.DERIVE, reasons, fingerprint=fp, inputs=inputs, references=refs)
-        if self.offline and node.provider_type != "local":
+        if self.offline and calls_host(node):
             return Decision(node, Action.BLOCKED, reasons + [Reason(ReasonCode.OFFLINE, node.provider)],
                             fingerprint=fp, inputs=inputs, references=refs)
         variable = self.missing_key(node) if self.missing_key is not None else None

@@ -108,6 +108,19 @@ class Provider(Protocol):
 
     name: str  # the configured name ([providers.NAME]) or the built-in type
     type: str  # local | modelark | volcengine | evolink | atlascloud | apiframe | fal | replicate
+    key_env: str | None  # the environment variable holding its API key; None: it needs none
+    base_url: str | None  # where its requests go; None: it sends none
+
+    @property
+    def key_is_set(self) -> bool:
+        """Whether its key can be sent (always, for one that needs none); a value no HTTP
+        header can carry is a UserError naming the variable."""
+        ...
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The canonical models it offers."""
+        ...
 
     def model_id(self, model: str) -> str:
         """The host's id for a canonical model; raises UserError if the host lacks it."""

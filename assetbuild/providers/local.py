@@ -19,7 +19,14 @@ from .base import GenerationRequest, GenerationResult, JobStore
 
 
 class LocalProvider:
+    """Placeholder images rendered offline: a provider like any other that reads no key,
+    sends nothing and costs nothing."""
+
     type = "local"
+    key_env = None
+    base_url = None
+    key_is_set = True
+    models = ("local",)
 
     def __init__(self, name: str = "local", config: ProviderConfig | None = None, *,
                  env: Mapping[str, str] | None = None, clock: Any = None, transport: Any = None):

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from ..store.cache import Cache, CacheRecord
 from ..clock import Clock
@@ -28,6 +28,7 @@ from ..spec.nodes import Node
 from ..store.files import write_atomic
 from ..store.hashing import FileHasher, sha256_bytes
 from ..store.lockfile import LockEntry, Lockfile, OutputRecord
+from ..plan.routing import calls_host
 from ..plan.planner import Action, Decision, Handoff, Planner, ResolvedRef, Unsettled
 from ..plan.reasons import Reason, ReasonCode, texts
 from ..plan.choice import fresh_choice, reroll_request
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # imported when work starts: a no-op build needs neither thre
 
     from ..store.leases import Held, Leases
 
+    from ..plan.routing import Routing
     from ..providers.base import GenerationRequest, GenerationResult, JobStore, Provider, ReferenceImage
 
 
@@ -217,19 +219,9 @@ class _Schedule:
         return [self.done[nid] for nid in self.planned]
 
 
-class ProviderPool(Protocol):
-    def get(self, name: str) -> Provider: ...
-
-    def fallback_of(self, name: str) -> str | None: ...
-
-    def missing_key(self, name: str) -> str | None: ...  # the variable to set, if its API key is empty
-
-    def interrupt(self) -> None: ...
-
-
 class Executor:
     def __init__(self, *, root: Path, planner: Planner, lock: Lockfile, cache: Cache, hasher: FileHasher,
-                 providers: ProviderPool, clock: Clock, jobs: int = 4, keep_going: bool = False,
+                 providers: Routing, clock: Clock, jobs: int = 4, keep_going: bool = False,
                  budget: Budget | None = None, on_event: Callable[[Event], None] | None = None,
                  leases: Leases | None = None):
         self.root = root
@@ -416,7 +408,7 @@ class Executor:
             seed=seed, watermark=node.watermark, params=dict(node.params), output_format=node.output_format,
         )
         held = None
-        if self.leases is not None and not d.reroll and node.provider_type != "local" \
+        if self.leases is not None and not d.reroll and calls_host(node) \
                 and not any(r.code == "forced" for r in d.reasons):
             claim = self._claim(d)
             if isinstance(claim, NodeResult):
@@ -537,9 +529,9 @@ class Executor:
             assert name is not None
             provider = self.providers.get(name)
             tried.append(name)
-            variable = self.providers.missing_key(name)
-            nxt = self.providers.fallback_of(name)
-            if variable and nxt and nxt not in tried:  # a keyless host is skipped, never tried
+            variable = self.providers.missing(name)
+            nxt = self.providers.next_after(name, tried)
+            if variable and nxt:  # a keyless host is skipped, never tried
                 self.on_event(Event("fallback", node.id, detail=f"provider {name}: {variable} is not set; trying {nxt}"))
                 name = nxt
                 continue
@@ -551,7 +543,7 @@ class Executor:
             except ProviderError as exc:
                 self._secure_partial(d.fingerprint, exc)
                 # Fall back only if the host cannot have accepted the job: else two hosts bill for one asset.
-                if isinstance(exc, ProviderUnavailable) and not exc.submitted and nxt and nxt not in tried:
+                if isinstance(exc, ProviderUnavailable) and not exc.submitted and nxt:
                     self.on_event(Event("fallback", node.id, detail=f"{exc}; trying {nxt}"))
                     name = nxt
                     continue

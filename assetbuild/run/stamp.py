@@ -165,14 +165,14 @@ def _build_running(manifest: str) -> bool:
 def key_variables(project: object) -> list[str]:
     """The API-key variables the project's providers read (each generating asset's provider
     and its fallbacks), asked of the providers themselves."""
-    from ..plan.routing import key_variable
+    from ..plan.routing import calls_host
 
-    keys = project.keys()  # type: ignore[attr-defined]
+    routing = project.routing()  # type: ignore[attr-defined]
     names: dict[str, None] = {}
     for node in project.nodes.values():  # type: ignore[attr-defined]
-        if not node.derived and node.provider_type != "local":
-            names.update(dict.fromkeys(keys.chain(node.provider)))
-    found = {key_variable(project.providers.get(name)) for name in names}  # type: ignore[attr-defined]
+        if not node.derived and calls_host(node):
+            names.update(dict.fromkeys(routing.chain(node.provider)))
+    found = {project.providers.get(name).key_env for name in names}  # type: ignore[attr-defined]
     return sorted(v for v in found if v)
 
 
