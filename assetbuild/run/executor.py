@@ -414,7 +414,7 @@ class Executor:
             if isinstance(claim, NodeResult):
                 return claim
             held = claim
-        rerolling = d.reroll and node.provider_type != "local"
+        rerolling = d.reroll and calls_host(node)
         if rerolling:  # a kill after the submit leaves a paid job: the next plain build resumes it
             self.cache.note_reroll(d.fingerprint, {"asset": node.id, "key": key})
         try:
