@@ -93,7 +93,8 @@ SANE = {
     # never a reachable remote: tests do not touch the internet
     "cache": {"remote": st.sampled_from(["file:///nonexistent/x", "file://", "s3://", "s3://b/../x", "http://x", "",
                                          "not a url", "file:///\x00"]),
-              "endpoint_url": st.sampled_from(["http://127.0.0.1:9", "x", "", "ftp://h"]), "timeout_s": st.floats()},
+              "endpoint_url": st.sampled_from(["http://127.0.0.1:9", "x", "", "ftp://h"]), "timeout_s": st.floats(),
+              "leases": st.sampled_from([True, False, "no", 1]), "lease_ttl_s": st.floats()},
     "limits": {"max_variants": st.integers(-1, 20), "max_reference_pixels": st.integers(-1, 10**7)},
     "provider": {"type": st.sampled_from(["local", "fal", "modelark", "evolink", "atlascloud", "apiframe",
                                           "replicate", "volcengine", "x"]),

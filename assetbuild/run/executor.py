@@ -674,7 +674,8 @@ class _LeasedJobs:
 
     def get(self, key: str) -> dict | None:
         job = self._jobs.get(key)
-        inherited = self._held.inherited
+        # Offered once: a resumed job the host no longer knows is submitted anew, not offered again.
+        inherited, self._held.inherited = self._held.inherited, None
         if job is None and inherited is not None and inherited[0] == key:
             job = self._resume(inherited[1])
             if job is not None:

@@ -6,6 +6,7 @@ from typing import Any, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..store.leases import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
 from .catalog import MODEL_NAMES
 
 ProviderType = Literal[
@@ -73,7 +74,7 @@ class CacheConfig(_Frozen):
     endpoint_url: Optional[str] = None  # an S3-compatible store (else AWS_ENDPOINT_URL, else AWS)
     timeout_s: float = Field(5.0, gt=0, le=300)  # connect and read timeout of one remote request
     leases: bool = True  # one machine pays for a fingerprint, the others wait for it (store/leases.py)
-    lease_ttl_s: float = Field(120.0, ge=5, le=86_400)  # a lease nobody renews expires after this
+    lease_ttl_s: float = Field(DEFAULT_TTL_S, ge=MIN_TTL_S, le=MAX_TTL_S)  # a lease nobody renews expires after this
 
 
 MatrixValue = Union[str, int, float, bool]

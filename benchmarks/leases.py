@@ -1,0 +1,151 @@
+"""What leases cost an uncontended build (issue 18): the throughput benchmark's build (200
+independent Seedream 4.0 assets against the ModelArk emulator, each generation taking 1 s,
+``concurrency = 16``, `-j 24`) with a shared remote cache on loopback, leases on and off,
+round by round side by side; median wall time of --repeat rounds each.
+
+Two remotes: a ``file://`` folder, and moto's S3 server in a process of its own on
+127.0.0.1 (a fresh prefix for every build, so every asset is generated and uploaded). With
+leases on, each generated asset costs three more remote requests (the conditional create,
+the record looked up again once the lease is held, the conditional delete) plus one probe
+of the store per build; the uploads and lookups the shared cache already made are the same
+in both columns.
+
+    python benchmarks/leases.py [--assets 200] [--repeat 3] [--remotes file,s3] [--figures FILE]
+
+Target (issue 18): leases on <= 1.05 x leases off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench import ROOT, Report, Sample, assetbuild, bench_env, machine, run_timed, table
+from synth import ark_manifest_text
+
+sys.path.insert(0, str(ROOT))
+from tests.fakes.ark import ArkEmulator  # noqa: E402
+
+COMMAND = "python benchmarks/leases.py"
+KEY = "bench-key"
+LATENCY_S = 1.0
+AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+       "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+class Moto:
+    """moto's S3 server in its own process on a free port of 127.0.0.1, with one bucket."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import boto3
+        import botocore.exceptions
+
+        client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.create_bucket(Bucket="bench")
+                return
+            except botocore.exceptions.EndpointConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def build(emu: ArkEmulator, work: Path, n: int, jobs: int, concurrency: int, cache_table: str) -> float | None:
+    """Wall seconds of one `assetbuild build` of ``n`` assets with ``cache_table``; None if the
+    remote failed during it (the build then went on without it: not a figure of leases)."""
+    project = work / f"p-{uuid.uuid4().hex[:8]}"
+    project.mkdir(parents=True)
+    text = ark_manifest_text(n, emu.base_url, concurrency=concurrency) + cache_table
+    (project / "assetbuild.toml").write_text(text)
+    env = bench_env({"ARK_API_KEY": KEY, "ASSETBUILD_CACHE_DIR": str(project / ".assetbuild"), **AWS})
+    emu.fail_next("generate", delay_s=LATENCY_S, then_handle=True, times=n)
+    run = run_timed(assetbuild("build", "-j", str(jobs), "--yes", "--json"), project, env)
+    summary = json.loads(run.stdout)
+    if summary["generated"] != n:
+        raise SystemExit(f"expected {n} generated, got {summary}")
+    warned = [line for line in run.stderr.splitlines() if line.startswith("warning")]
+    shutil.rmtree(project, ignore_errors=True)
+    if warned:
+        print(f"  (dropped a build: {warned[0][:160]})")
+        return None
+    return run.wall_s
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Lease overhead on an uncontended build with a loopback remote.")
+    parser.add_argument("--assets", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--jobs", type=int, default=24)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--remotes", default="file,s3")
+    parser.add_argument("--timeout-s", type=float, default=30.0,
+                        help="[cache] timeout_s (default 30: a loaded machine makes moto slow)")
+    parser.add_argument("--figures", type=Path, default=None)
+    args = parser.parse_args(argv)
+    print(f"lease overhead: {args.assets} assets, 1 s generations, concurrency {args.concurrency}, -j {args.jobs}; "
+          f"{machine()}")
+    report = Report("leases")
+    emu = ArkEmulator(api_key=KEY).start()
+    moto = None
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="ab-leases-") as tmp:
+            for kind in args.remotes.split(","):
+                if kind == "s3":
+                    moto = Moto()
+                    base = (f'[cache]\nremote = "s3://bench/{{prefix}}"\nendpoint_url = "{moto.endpoint}"\n'
+                            f"timeout_s = {args.timeout_s}\n")
+                else:
+                    folder = (Path(tmp) / "remote").as_uri()
+                    base = f'[cache]\nremote = "{folder}/{{prefix}}"\ntimeout_s = {args.timeout_s}\n'
+                walls: dict[bool, list[float]] = {True: [], False: []}
+                for round_ in range(args.repeat):
+                    # side by side, round by round, first one then the other first: a noisy moment hits each alike
+                    for on in ((True, False) if round_ % 2 == 0 else (False, True)):
+                        for _attempt in range(3):  # moto under load sometimes answers 500: that build is run again
+                            table_text = base.format(prefix=uuid.uuid4().hex[:8]) + f"leases = {str(on).lower()}\n"
+                            wall = build(emu, Path(tmp), args.assets, args.jobs, args.concurrency, table_text)
+                            if wall is not None:
+                                walls[on].append(wall)
+                                break
+                on, off = Sample(walls[True]), Sample(walls[False])
+                ratio = on.median / off.median
+                rows.append([f"{kind} remote", off, on, f"{ratio:.3f}x"])
+                cmd = f"{COMMAND} --remotes {kind}"
+                report.add(f"{args.assets} assets, {kind} remote: wall with leases / without", ratio, "x", cmd,
+                           at_most=1.05)
+                if moto is not None:
+                    moto.stop()
+                    moto = None
+    finally:
+        emu.stop()
+        if moto is not None:
+            moto.stop()
+    print(table(["build", "leases off: wall s (min / median)", "leases on: wall s (min / median)", "on / off"], rows))
+    report.print_verdicts()
+    report.dump(args.figures)
+
+
+if __name__ == "__main__":
+    main()
