@@ -145,8 +145,8 @@ class Plan:
     are, and asks that planner again only about a node whose upstream changed)."""
 
     decisions: list[Decision]
-    options: BuildOptions = BuildOptions()
-    planner: Planner | None = None
+    options: BuildOptions
+    planner: Planner
     forced: frozenset[str] = frozenset()  # the node ids --force named
     rerolled: frozenset[str] = frozenset()  # generated again on purpose (review.py)
     warnings: list[str] = field(default_factory=list)  # e.g. the remote cache was unreachable
@@ -507,8 +507,7 @@ class Project:
             raise BudgetError(f"estimated cost {usd(plan.estimated_cost)} exceeds the budget of {usd(budget)} "
                               "(max_cost / --max-cost); nothing was sent")
         self._check_keys(plan)
-        planner = plan.planner or self.planner(options, forced=plan.forced, rerolled=plan.rerolled)
-        executor = Executor(root=self.root, planner=planner.for_run(self.lock), lock=self.lock,
+        executor = Executor(root=self.root, planner=plan.planner.for_run(self.lock), lock=self.lock,
                             cache=self.cache, hasher=self.hasher, providers=self.routing(), clock=self.clock,
                             jobs=options.jobs, keep_going=options.keep_going,
                             budget=Budget(budget, plan.estimated_cost), on_event=on_event)

@@ -402,4 +402,4 @@ def test_a_plan_is_built_under_its_own_options_by_its_own_planner(project):
             p.build(["other"], plan=plan, jobs=2)  # the plan's options, decided once, are the build's
         report = p.build(["other"], plan=plan)
         assert report.count("generated") == 1 and project.calls.total == 1  # --force came with the plan
-        assert plan.planner is not None and plan.planner.lock is p.lock  # re-decides over the lock it writes
+        assert plan.planner.lock is p.lock  # re-decides over the lock it writes
