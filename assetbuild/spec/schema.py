@@ -78,8 +78,6 @@ COUNT_OR_CANDIDATES = {
     "description": "count keeps every image of a request, candidates keeps one of several: use one of the two",
     "not": {"required": ["count", "candidates"], "properties": {"count": {"minimum": 2}}},
 }
-# keys that describe a generation: a derived asset's own table takes none of them (manifest.py)
-GENERATED_ONLY = ("references", "count", "candidates", "size", "seed", "watermark", "params", "provider", "model")
 
 
 _CONTROL = r"\u0000-\u001f\u007f-\u009f"  # C0 and C1 control characters, as a regex class range
@@ -159,6 +157,7 @@ def _ends_with(extensions: tuple[str, ...]) -> dict[str, Any]:
 
 def _asset_rules(properties: dict[str, Any]) -> list[dict[str, Any]]:
     """The rules of one [assets.ID] table that tie its keys together."""
+    from .manifest import _GENERATED_ONLY  # the keys of a generation: a derived asset's table takes none
     from .steps import EXTENSIONS
 
     def format_step(fmt: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +184,7 @@ def _asset_rules(properties: dict[str, Any]) -> list[dict[str, Any]]:
          "not": {"required": ["prompt", "from"]}},
         {"description": "a derived asset needs from and steps together, and none of the keys of a generation",
          "dependencies": {"from": {"required": ["steps"],
-                                   "not": {"anyOf": [{"required": [key]} for key in GENERATED_ONLY]}},
+                                   "not": {"anyOf": [{"required": [key]} for key in _GENERATED_ONLY]}},
                           "steps": ["from"]}},
         COUNT_OR_CANDIDATES,
         {"description": "count = N > 1 writes N files: the output template needs {i}",
