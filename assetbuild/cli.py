@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import click
 
 from . import jsonout
-from .money import usd
+from .money import unit_price, usd
 from .errors import AssetbuildError, BuildInterrupted, LockfileError, UsageError, UserError
 from .run import stamp
 from .store.files import TEMP_SUFFIX
@@ -837,7 +837,7 @@ def explain(ctx: Ctx, asset: str, as_json: bool) -> None:
     price = info.price
     if price:
         images = f" x {price.images} images" if price.images > 1 else ""
-        say(f"  price        {price.rule}: ${price.usd_per_image:.4g}/image{images} (source: {price.source})")
+        say(f"  price        {price.rule}: {unit_price(price.usd_per_image)}/image{images} (source: {price.source})")
     inputs = info.inputs
     if inputs is None:
         say("  fingerprint  not known until its upstream is rebuilt")
@@ -968,7 +968,7 @@ def providers(ctx: Ctx, as_json: bool) -> None:
         if row.base_url:
             click.echo(f"  url     {row.base_url}")
         for model, model_id in row.models.items():
-            click.echo(f"  {model:<13} -> {model_id:<28} {usd(row.price_per_image[model])}/image")
+            click.echo(f"  {model:<13} -> {model_id:<28} {unit_price(row.price_per_image[model])}/image")
 
 
 # -- models -----------------------------------------------------------------------------------

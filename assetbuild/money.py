@@ -11,3 +11,9 @@ def usd(amount: float) -> str:
     if 0 < abs(amount) < 0.01:
         return f"${amount:.4f}"
     return f"${amount:,.2f}"
+
+
+def unit_price(amount: float) -> str:
+    """A price per unit (an image, a reference) with the digits it has: ``$0.035``, ``$0.5``,
+    ``$0.0222``; rounding a rate to cents would misstate it (``$0.035`` is not ``$0.04``)."""
+    return f"${amount:g}"

@@ -41,6 +41,7 @@ from ..errors import (
     ProviderUnavailable,
     UserError,
 )
+from ..money import unit_price
 from ..spec import catalog
 from ..spec.catalog import Offer
 from ..spec.models import ProviderConfig
@@ -285,7 +286,7 @@ class RemoteProvider:
         price = self.config.price_per_image
         if isinstance(price, (int, float)) or (isinstance(price, dict) and model in price):
             value = price if isinstance(price, (int, float)) else price[model]  # type: ignore[index]
-            return f"${float(value):g}/image", f"[providers.{self.name}] price_per_image"
+            return f"{unit_price(float(value))}/image", f"[providers.{self.name}] price_per_image"
         found = self.offer(model)
         if found is None:
             return "$0/image", "no price known for this model on this host"

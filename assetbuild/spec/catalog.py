@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from ..money import unit_price
+
 READ_ON = "2026-12-06"  # when the sources below were read (search corpus of the hosts' pages)
 
 # Modes a request can be in: text-to-image, edit (with references), a batch, both.
@@ -57,10 +59,10 @@ class Price:
     def rule(self) -> str:
         """The rule in words: "$0.035/image", "$0.045/image up to 2,359,296 px, else $0.09/image
         + $0.003 per reference after the first"."""
-        parts = [f"${t.usd:g}/image up to {t.max_pixels:,} px ({t.label})" for t in self.tiers]
-        text = f"{', '.join(parts)}, else ${self.usd:g}/image" if parts else f"${self.usd:g}/image"
+        parts = [f"{unit_price(t.usd)}/image up to {t.max_pixels:,} px ({t.label})" for t in self.tiers]
+        text = f"{', '.join(parts)}, else {unit_price(self.usd)}/image" if parts else f"{unit_price(self.usd)}/image"
         if self.per_extra_reference:
-            text += f" + ${self.per_extra_reference:g} per reference after the first"
+            text += f" + {unit_price(self.per_extra_reference)} per reference after the first"
         return text
 
 
