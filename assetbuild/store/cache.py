@@ -273,8 +273,8 @@ class Cache:
             record = CacheRecord.from_dict(data) if data is not None else None
             if record is not None and locked is not None and (
                     record.images is None or tuple(record.images[:len(locked)]) != tuple(locked)):
-                self.remote.rejected(fingerprint, "it names other images than the lock records for it; "
-                                                  "the lock's images are used")
+                self.remote.rejected(fingerprint, "it does not name the images the lock records for it; "
+                                                  "the lock's images are fetched by their sha256 instead")
                 record = None
             if record is not None and self._fetch_blobs(record):
                 self.index_result(fingerprint, record)
