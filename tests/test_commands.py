@@ -63,3 +63,16 @@ def test_cache_and_clean_results_are_typed(project):
     assert isinstance(gc, Collected) and gc.remote is None and gc.locks == 1
     assert isinstance(cleaned, Cleaned) and [left.asset for left in cleaned.pruned] == ["hero"]
     assert json.loads(project.run("cache", "info", "--json").output) == json.loads(json.dumps(info.to_json()))
+
+
+def test_one_asset_id_for_explain_pick_and_adopt_has_one_owner(project):
+    """explain, pick and adopt name the one asset a target names through Blueprint.one: the
+    same words for none and for several."""
+    project.manifest(KIT)
+    with loaded(project) as p:
+        assert p.blueprint.one("hero", "explain") == "hero"
+    for command in (("explain", "*o"), ("pick", "*o", "1"), ("adopt", "*o")):
+        res = project.run(*command)
+        assert res.exit_code == 2 and f"{command[0]} takes one asset; '*o' names 2 (logo, hero): name one" in res.stderr
+    res = project.run("explain", "nope")
+    assert res.exit_code == 2 and "explain: no asset matches 'nope'; `assetbuild ls` lists the ids" in res.stderr
