@@ -274,6 +274,8 @@ CASES: dict[ReasonCode, tuple[Callable[[Project], list[Reason]], str]] = {
     C.SIZE_CHANGED: (_changed(size="16x16", width=16, height=16), "size changed (8x8 -> 16x16)"),
     C.COUNT_CHANGED: (_changed(count=2, outputs=("out/a-1.png", "out/a-2.png")), "count changed (1 -> 2)"),
     C.CANDIDATES_CHANGED: (_changed(candidates=3), "candidates changed (1 -> 3)"),
+    C.BATCH_CHANGED: (_changed(batch="separate"), "batch changed (sequential -> separate)"),
+    C.OUTPUT_FORMAT_CHANGED: (_changed(output_format="png"), "output_format changed (the host's default -> png)"),
     C.SEED_CHANGED: (_changed(seed=7), "seed changed"),
     C.WATERMARK_CHANGED: (_changed(watermark=True), "watermark changed"),
     C.PARAMS_CHANGED: (_changed(params={"guidance_scale": 3}), "params changed"),

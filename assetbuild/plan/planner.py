@@ -391,13 +391,21 @@ def _comparable(key: str, value: Any) -> Any:
     return None if value == [] else value
 
 
+# What an input left out of the fingerprint (and the lock) means, as a change shows it.
+_DEFAULT_SHOWN = {"candidates": 1, "batch": "sequential", "output_format": "the host's default"}
+
+
+def _shown(key: str, value: Any) -> Any:
+    return _DEFAULT_SHOWN.get(key, value) if value is None or (key == "candidates" and not value) else value
+
+
 def changes(entry: LockEntry, inputs: dict[str, Any]) -> list[Reason]:
     """Why ``inputs`` differ from what the lock recorded."""
     old = entry.inputs
     reasons = []
     for key in COMPARED_INPUTS:
         if _comparable(key, old.get(key)) != _comparable(key, inputs.get(key)):
-            detail = (f"{old.get(key) or 1 if key == 'candidates' else old.get(key)} -> {inputs.get(key)}"
+            detail = (f"{_shown(key, old.get(key))} -> {_shown(key, inputs.get(key))}"
                       if key in ("kind", "model", "size", "count", "candidates", "batch", "output_format")
                       # the old prompt (the new one is in ``inputs``): plan, explain and report show a word diff
                       else str(old.get(key) or "") if key == "prompt" else "")
