@@ -707,10 +707,13 @@ def check(ctx: Ctx, targets: tuple[str, ...], as_json: bool) -> None:
 
 
 def _next_step(stale: list[tuple[str, list[str]]]) -> str:
-    """What to run about these stale assets (id, reason codes): a build, unless a hand edit
-    blocks it, which waits for `adopt` (keep it) or `build --force` (overwrite it)."""
+    """What to run about these stale assets (id, reason codes): a build, unless a merge in
+    progress has built some (`lock resolve` first) or a hand edit blocks it, which waits for
+    `adopt` (keep it) or `build --force` (overwrite it)."""
     from .plan.reasons import HAND_EDIT_CODES, shell_word
 
+    if any("merge-built" in codes for _, codes in stale):
+        return "a merge is in progress: run `assetbuild lock resolve` first (it takes what the other side built)"
     edited = [shell_word(a) for a, codes in stale if HAND_EDIT_CODES.intersection(codes)]
     if not edited:
         return "run `assetbuild build`"

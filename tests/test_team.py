@@ -360,6 +360,9 @@ def test_a_merge_in_progress_takes_the_other_sides_image_from_git(team):  # issu
     build = one.run("build")
     assert build.exit_code == 1 and one.calls.total == 0  # never paid again, even by the free local renderer
     assert "run `assetbuild lock resolve` first" in build.stderr
+    check = one.run("check")
+    assert check.exit_code == 1 and check.output.splitlines()[-1].endswith(
+        "a merge is in progress: run `assetbuild lock resolve` first (it takes what the other side built)")
 
     res = one.run("lock", "resolve")
     assert res.exit_code == 0 and "fetched    d2" in res.output, res.output + res.stderr
