@@ -257,6 +257,11 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(row)
     print(table(["assets", "files stat'ed", "floor (python + lstat)", "build/floor", "check/floor",
                  "base build", "build/base", "base check", "check/base", "dvc status", "build/dvc"], rows))
+    rows = [[f"{r['n']:,}"] + [f"{r['cpu'][k].median:.3f}" if k in r["cpu"] else "" for k in
+                               ("python", "floor", "build", "check", "base build", "base check", "make", "dvc")]
+            for r in results]
+    print(table(["CPU (user+sys, median)", "python -c pass", "floor", "build", "check", "base build", "base check",
+                 "make -q", "dvc status"], rows))
     if len(results) > 1:
         base = results[0]
         growth = [f"{kilo(r['n'])}: build {r['samples']['build'].median / base['samples']['build'].median:.1f}x, "
@@ -270,9 +275,15 @@ def main(argv: list[str] | None = None) -> None:
         report.add(f"check {k}", s["check"].median, "s", cmd, at_most=CHECK_TARGETS_S.get(n))
         report.add(f"floor (python -c pass + lstat of {r['stats']} files) {k}", s["floor"].median, "s", cmd)
         report.add(f"no-op build / floor {k}", r["ratio_floor"].median, "x", cmd)
+        report.add(f"floor CPU time {k}", r["cpu"]["floor"].median, "s", cmd)
+        report.add(f"python -c pass CPU time ({k} run)", r["cpu"]["python"].median, "s", cmd)
+        report.add(f"check CPU time {k}", r["cpu"]["check"].median, "s", cmd)
         if r["ratio_base"]:
             report.add(f"no-op build / base's {k}", r["ratio_base"].median, "x", cmd)
             report.add(f"check / base's {k}", r["check_base"].median, "x", cmd)
+            report.add(f"base's no-op build {k}", s["base build"].median, "s", cmd)
+            report.add(f"base's no-op build CPU time {k}", r["cpu"]["base build"].median, "s", cmd)
+            report.add(f"base's check {k}", s["base check"].median, "s", cmd)
         if r["ratio_dvc"]:
             report.add(f"dvc status {k}", s["dvc"].median, "s", cmd)
         report.add(f"make -q {k} ({r['rules']} rules)", s["make"].median, "s", cmd)
