@@ -241,7 +241,9 @@ def _stamped_files(project: object, root: str, cache: str) -> list[str]:
     if lock.journal is not None:
         absolute.append(str(lock.journal.path))
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for folder, _, names in os.walk(package):
+    for folder, subfolders, names in os.walk(package):
+        subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+        absolute.append(folder)  # a module added or removed
         absolute.extend(os.path.join(folder, n) for n in sorted(names) if n.endswith(".py"))
     pillow = importlib.util.find_spec("PIL")
     if pillow is not None and pillow.origin:
