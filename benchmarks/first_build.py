@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     cpus: dict[int, list[float]] = {n: [] for n in sizes}
     ratios: list[float] = []
     base_walls: dict[int, list[float]] = {n: [] for n in sizes}
+    base_cpus: dict[int, list[float]] = {n: [] for n in sizes}
     base_ratios: list[float] = []
     inproc: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="ab-first-") as tmp:
@@ -155,7 +156,9 @@ def main(argv: list[str] | None = None) -> None:
                     write_project(project, n)
                     env = bench_env({"ASSETBUILD_CACHE_DIR": str(project / ".assetbuild"),
                                      "PYTHONPATH": str(args.base)})
-                    base_walls[n].append(run_timed(assetbuild("build", "-j", str(args.jobs)), project, env).wall_s)
+                    old = run_timed(assetbuild("build", "-j", str(args.jobs)), project, env)
+                    base_walls[n].append(old.wall_s)
+                    base_cpus[n].append(old.cpu_s)
                     shutil.rmtree(project, ignore_errors=True)
             if len(sizes) > 1:
                 ratios.append(walls[sizes[-1]][-1] / walls[sizes[0]][-1])
@@ -186,8 +189,9 @@ def main(argv: list[str] | None = None) -> None:
         print(table(["assets", "wall s (min / median)", "process CPU s"],
                     [[f"{n:,}", Sample(walls[n]), f"{Sample(cpus[n]).median:.1f}"] for n in sizes]))
     if args.base is not None:
-        print(table(["assets", "old code: wall s (min / median)", "new / old (median of per-round ratios)"],
-                    [[f"{n:,}", Sample(base_walls[n]),
+        print(table(["assets", "old code: wall s (min / median)", "its process CPU s",
+                     "new / old (median of per-round ratios)"],
+                    [[f"{n:,}", Sample(base_walls[n]), f"{Sample(base_cpus[n]).median:.1f}",
                       f"{Sample([a / b for a, b in zip(walls[n], base_walls[n])]).median:.2f}x"] for n in sizes]))
         if base_ratios:
             print(f"old code: {kilo(sizes[-1])} / {kilo(base)} = {Sample(base_ratios).median:.1f}x (median of rounds)")
