@@ -8,8 +8,11 @@ import sys
 def main() -> None:
     from .run.stamp import replay
 
-    code = replay(sys.argv[1:])
-    if code is not None:
+    answer = replay(sys.argv[1:])
+    if answer is not None:
+        code, text = answer
+        sys.stdout.write(text)
+        sys.stdout.flush()
         sys.exit(code)
     from .cli import main as cli_main
 

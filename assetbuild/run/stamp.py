@@ -27,7 +27,7 @@ racy window, in which an edit could keep every one of those numbers. Symbolic li
 stamped (a project with one always takes the full path).
 
 This module imports nothing beyond os and sys at the top: :func:`replay` runs before
-everything else in the process (``assetbuild.__main__``).
+everything else in the process (``assetbuild.__main__``, which prints its answer).
 """
 
 from __future__ import annotations
@@ -115,9 +115,9 @@ def _identities(paths: list[str]) -> str:
 
 # -- answering from a stamp ---------------------------------------------------------------------
 
-def replay(argv: list[str], env: os._Environ[str] | dict[str, str] | None = None) -> int | None:
-    """Print what the last no-op of this command printed, and return its exit code, if its
-    stamp still holds; else None (nothing printed): the full path must answer."""
+def replay(argv: list[str], env: os._Environ[str] | dict[str, str] | None = None) -> tuple[int, str] | None:
+    """(exit code, what it printed) of the last no-op of this command, if its stamp still
+    holds; else None: the full path must answer. Prints nothing (the entry point does)."""
     variant = variant_of(argv)
     if variant is None:
         return None
@@ -137,9 +137,7 @@ def replay(argv: list[str], env: os._Environ[str] | dict[str, str] | None = None
         return None
     if variant.startswith("build") and _build_running(os.path.join(root, MANIFEST_NAME)):
         return None  # the full path says "another assetbuild build is running"
-    sys.stdout.write(fields[5])
-    sys.stdout.flush()
-    return int(fields[4])
+    return int(fields[4]), fields[5]
 
 
 def _build_running(manifest: str) -> bool:
