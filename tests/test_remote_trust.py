@@ -225,3 +225,19 @@ def test_the_no_op_stamp_never_holds_the_signing_key():
     context = _context(dict(KEY), [])
     assert KEY["ASSETBUILD_REMOTE_SIGNING_KEY"] not in context and "team-secret" not in context
     assert context != _context({"ASSETBUILD_REMOTE_SIGNING_KEY": "another"}, [])  # still tells them apart
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+                                  b'{"inputs": {"references": 7}, "originals": ["x"]}', b"\xff\xfe not json",
+                                  b'{"inputs": {"recipe": 1, "references": []}, "originals": "abc", "sig": 5}'],
+                         ids=["nested", "nested-inputs", "wrong-types", "not-utf8", "odd-fields"])
+def test_a_malformed_record_is_ignored_never_a_traceback(tmp_path, s3, first, body):
+    put(s3, record_key(first, "a"), body)
+    for env in ({}, KEY):
+        fresh = clone(tmp_path, f"fresh{len(env)}", s3, env=env)
+        summary, stderr = build(fresh)
+        assert fresh.calls.by_asset.get("a") == 1 and "Traceback" not in stderr  # (with a key: b, c unsigned too)
+        assert fresh.read("assets/a.png") == first.read("assets/a.png")
+        put(s3, record_key(first, "a"), body)  # the build shared a proven one in its place: break it again
+    res = first.run("cache", "verify", "--remote")
+    assert res.exit_code == 1 and "Traceback" not in res.output + res.stderr

@@ -18,7 +18,7 @@ from ..store.cache import Cache, CacheRecord
 from ..store.gitlocks import entries_in_history
 from ..store.hashing import sha256_bytes
 from ..store.lockfile import LockEntry
-from ..store.remote import RemoteStore, record_problem
+from ..store.remote import RemoteStore
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -144,13 +144,11 @@ def verify_remote(store: RemoteStore) -> Verification:
         if sha256_bytes(data) != sha:
             seen.damaged.append(sha)
             store.delete_blob(sha)
-    key = store.signing_key
     for fingerprint in store.records():
-        record = store.get_record(fingerprint)
-        if record is None:
-            continue  # removed meanwhile (or not JSON: reported as such below)
+        record, why = store.get_proven_record(fingerprint)
+        if record is None and why is None:
+            continue  # removed meanwhile
         seen.records += 1
-        why = record_problem(fingerprint, record, key)
         if why is not None:  # reported, not removed: a proven upload replaces it (share)
             seen.unproven.append((fingerprint, why))
     return seen

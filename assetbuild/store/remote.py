@@ -102,6 +102,13 @@ def record_problem(fingerprint: str, record: Mapping[str, Any], key: bytes | Non
     """Why a record read off the remote must not be acted on, or None if it proves what it
     claims: signed with ``key`` (when a key is set), its inputs hashing to ``fingerprint``,
     and its images named by well-formed sha256s (their bytes are checked when fetched)."""
+    try:
+        return _record_problem(fingerprint, record, key)
+    except (RecursionError, ValueError, TypeError):  # a body too odd even to hash
+        return "it is malformed"
+
+
+def _record_problem(fingerprint: str, record: Mapping[str, Any], key: bytes | None) -> str | None:
     if key is not None:
         sig = record.get("sig")
         if not isinstance(sig, str):
@@ -113,7 +120,7 @@ def record_problem(fingerprint: str, record: Mapping[str, Any], key: bytes | Non
         return "it carries no fingerprint inputs to prove its name (written by an older assetbuild?)"
     try:
         named = fingerprint_of(inputs)
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError):
         return "its fingerprint inputs are malformed"
     if named != fingerprint:
         return f"its inputs hash to another fingerprint ({named[:12]}): a substituted record"
@@ -323,21 +330,20 @@ class RemoteStore:
         self._delete(f"deleting blob {sha[:12]}", self._blob_key(sha))
 
     def get_record(self, fingerprint: str) -> dict[str, Any] | None:
+        """The record as stored (unchecked: see get_proven_record); None if it is absent or
+        not a JSON object."""
         data = self._read(f"reading record {fingerprint[:12]}", self._record_key(fingerprint), small=True)
-        if data is None:
-            return None
-        try:
-            record = json.loads(data)
-        except ValueError:
-            return None
-        return record if isinstance(record, dict) else None
+        return None if data is None else _record_of(data)
 
     def get_proven_record(self, fingerprint: str) -> tuple[dict[str, Any] | None, str | None]:
         """(the record, None) if it proves itself (:func:`record_problem`), else (None, why);
         (None, None) if there is none."""
-        record = self.get_record(fingerprint)
-        if record is None:
+        data = self._read(f"reading record {fingerprint[:12]}", self._record_key(fingerprint), small=True)
+        if data is None:
             return None, None
+        record = _record_of(data)
+        if record is None:
+            return None, "it is not a JSON object"
         problem = record_problem(fingerprint, record, self.signing_key)
         return (record, None) if problem is None else (None, problem)
 
@@ -466,3 +472,12 @@ def _short(exc: BaseException, forms: tuple[str, ...], limit: int = 200) -> str:
     """The exception as one line of at most ``limit`` characters, redacted before the cut."""
     text = " ".join(redact_text(str(exc), forms).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _record_of(data: bytes) -> dict[str, Any] | None:
+    """A record's JSON object, or None for anything else (not JSON, nested too deeply)."""
+    try:
+        record = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
