@@ -341,8 +341,13 @@ class Project:
         if not pending:
             return {}
         saved = [key for key, _ in self.cache.jobs.items()]
-        return {r["asset"]: {"fingerprint": fp, "key": r["key"]} for fp, r in pending.items()
-                if any(k.endswith("|" + r["key"]) for k in saved)}
+        found = {}
+        for fp, r in pending.items():
+            if any(k.endswith("|" + r["key"]) for k in saved):
+                found[r["asset"]] = {"fingerprint": fp, "key": r["key"]}
+            elif self._exclusive:  # under the build lock: a reroll killed before its submit left nothing
+                self.cache.drop_reroll(fp)
+        return found
 
     def _merge_built(self, fingerprint: str) -> str | None:
         """While a git merge is in progress (MERGE_HEAD): the revision whose lock built

@@ -102,3 +102,19 @@ def test_a_reroll_interrupted_after_its_submit_is_resumed_by_the_next_plain_buil
         assert lock["pick"] == 2 and len(lock["candidate_images"]) == 2  # the first stays pickable
         res = project.run("build")
         assert res.exit_code == 0 and len(emu.submits) == 2 and "up to date" in res.output
+
+
+def test_a_reroll_killed_before_its_submit_leaves_nothing_to_resume_and_is_forgotten(project):
+    from pathlib import Path
+
+    from assetbuild.store.cache import Cache
+
+    with FalEmulator(api_key="fal-test-key") as emu:
+        setup(project, emu)
+        assert project.run("build").exit_code == 0
+        fp = tomllib.loads((project.root / "assetbuild.lock").read_text())["assets"]["hero"]["fingerprint"]
+        cache = Cache(Path(project.env["ASSETBUILD_CACHE_DIR"]))
+        cache.note_reroll(fp, {"asset": "hero", "key": "0" * 64})  # noted, then killed before the submit
+        assert planned(project)["hero"]["action"] == "up-to-date"  # no saved job: nothing to resume
+        res = project.run("build")
+        assert res.exit_code == 0 and len(emu.submits) == 1 and cache.rerolls() == {}
