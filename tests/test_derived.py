@@ -414,7 +414,7 @@ steps = [{ op = "resize", size = "16384x16384" }, { op = "pad", margin = 16384 }
 
 
 def test_a_step_over_the_limit_on_the_source_image_fails_that_asset_in_one_line_before_it_runs(project):
-    # The source's size is known only once it is built: pad by the limit on a 32x32 image.
+    # From a generated asset, its asked size tells at load: pad a 32x32 image by the limit.
     project.manifest("""
 [defaults]
 size = "32x32"
@@ -425,10 +425,21 @@ from = "@hero"
 steps = [{ op = "pad", margin = [0, 16384] }]
 """)
     res = project.run("build")
-    assert res.exit_code in (1, 2), res.stderr + res.output
+    assert res.exit_code == 2, res.stderr + res.output
+    line = res.stderr.strip()
+    assert len(line.splitlines()) == 1 and "assets.wide.steps" in line, line
+    assert "step 1 (pad) would make a 32800x32 image" in line and "from hero, 32x32" in line, line
+    # From a file, only the image itself tells: that asset fails with the same line, nothing allocated.
+    project.write("brand/small.png", png(32, 32))
+    project.manifest("""
+[assets.wide]
+from = "brand/small.png"
+steps = [{ op = "pad", margin = [0, 16384] }]
+""")
+    res = project.run("build")
     text = res.stderr + res.output
-    assert "Traceback" not in text and "MemoryError" not in text
-    assert "wide" in text and "step 1 (pad)" in text and "32800x32" in text, text
+    assert res.exit_code == 1 and "Traceback" not in text and "MemoryError" not in text, text
+    assert "wide" in text and "step 1 (pad) would make a 32800x32 image" in text, text
 
 
 def test_each_steps_output_size_is_checked_before_it_runs():

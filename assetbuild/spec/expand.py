@@ -30,7 +30,7 @@ from . import catalog
 from .models import AssetSpec, ProviderConfig
 from .nodes import Node, Ref, RefSite, variant_id
 from .sizes import SizeError, resolve_size
-from .steps import EXTENSIONS, StepError, extension, format_of, parse_steps
+from .steps import EXTENSIONS, StepError, extension, format_of, oversized, parse_steps
 
 _REF = re.compile(r"^@(?P<id>[a-z0-9][a-z0-9_-]*)(?:\[(?P<sel>[^\]]*)\])?(?:#(?P<n>\d+))?$")
 _MATRIX_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -163,8 +163,24 @@ class _Expansion:
                     self.problems.add(exc)
                     break
                 nodes[node.id] = node
+        self._check_derived_sizes(nodes)
         self.problems.check()
         return nodes
+
+    def _check_derived_sizes(self, nodes: Mapping[str, Node]) -> None:
+        """A derived asset whose steps would make an image past the size limit from the size
+        its generated source asks for is refused now, naming the asset and the step (the
+        same check runs on the real image before each step, at build time)."""
+        for node in nodes.values():
+            if not node.derived or not node.references or node.references[0].node is None:
+                continue
+            source = nodes.get(node.references[0].node)
+            if source is None or source.derived or not (source.width and source.height):
+                continue
+            problem = oversized(node.steps, (source.width, source.height))
+            if problem is not None:
+                self.problems.add(self.loaded.error(
+                    f"{problem} (from {source.id}, {source.width}x{source.height})", "assets", node.asset, "steps"))
 
     def _matrix(self, asset_id: str, visiting: tuple[str, ...]) -> dict[str, list[str]]:
         """The asset's own matrix, and for a derived asset the matrix keys of the asset its
