@@ -3,8 +3,7 @@ independent Seedream 4.0 assets against the ModelArk emulator, each generation t
 ``concurrency = 16``, `-j 24`) with a shared remote cache on loopback, leases on and off,
 round by round side by side; median wall time of --repeat rounds each.
 
-Two remotes: a ``file://`` folder, and moto's S3 server in a process of its own on
-127.0.0.1 (a fresh prefix for every build, so every asset is generated and uploaded). With
+Two remotes: a ``file://`` folder, and moto's S3 server on 127.0.0.1 (a fresh prefix for every build, so every asset is generated and uploaded). With
 leases on, each generated asset costs three more remote requests (the conditional create,
 the record looked up again once the lease is held, the conditional delete) plus one probe
 of the store per build; the uploads and lookups the shared cache already made are the same
@@ -18,13 +17,11 @@ Target (issue 18): leases on <= 1.05 x leases off.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -33,6 +30,7 @@ from synth import ark_manifest_text
 
 sys.path.insert(0, str(ROOT))
 from tests.fakes.ark import ArkEmulator  # noqa: E402
+from tests.fakes.server import make_png  # noqa: E402
 
 COMMAND = "python benchmarks/leases.py"
 KEY = "bench-key"
@@ -42,33 +40,33 @@ AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_
 
 
 class Moto:
-    """moto's S3 server in its own process on a free port of 127.0.0.1, with one bucket."""
+    """moto's S3 server on a free port of 127.0.0.1 (a thread of this process, as in the tests:
+    moto's standalone server answers 500 to a few of a build's concurrent requests), one bucket."""
 
     def __init__(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.endpoint = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import boto3
-        import botocore.exceptions
+        from moto.server import ThreadedMotoServer
 
-        client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.create_bucket(Bucket="bench")
-                return
-            except botocore.exceptions.EndpointConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                     aws_secret_access_key="testing").create_bucket(Bucket="bench")
 
     def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
+        self.server.stop()
+
+
+class UniqueArk(ArkEmulator):
+    """The Ark emulator serving a different small PNG for every result: two hundred uploads
+    of one blob at once make moto answer 500, which would turn the remote off mid-build."""
+
+    counter = itertools.count(1)
+
+    def serve_result(self, data: bytes, ext: str = "png") -> str:
+        n = next(self.counter)
+        return super().serve_result(make_png(1024, 1024, (n % 251, n // 251 % 251, 40)), "png")
 
 
 def build(emu: ArkEmulator, work: Path, n: int, jobs: int, concurrency: int, cache_table: str) -> float | None:
@@ -84,7 +82,7 @@ def build(emu: ArkEmulator, work: Path, n: int, jobs: int, concurrency: int, cac
     summary = json.loads(run.stdout)
     if summary["generated"] != n:
         raise SystemExit(f"expected {n} generated, got {summary}")
-    warned = [line for line in run.stderr.splitlines() if line.startswith("warning")]
+    warned = [line for line in run.stderr.splitlines() if line.startswith("warning") and "remote cache" in line]
     shutil.rmtree(project, ignore_errors=True)
     if warned:
         print(f"  (dropped a build: {warned[0][:160]})")
@@ -106,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"lease overhead: {args.assets} assets, 1 s generations, concurrency {args.concurrency}, -j {args.jobs}; "
           f"{machine()}")
     report = Report("leases")
-    emu = ArkEmulator(api_key=KEY).start()
+    emu = UniqueArk(api_key=KEY).start()
     moto = None
     rows = []
     try:

@@ -168,11 +168,14 @@ def test_a_holder_that_was_taken_over_learns_it_at_its_next_renewal(remote: Remo
     other.close()
 
 
-def test_a_malformed_lease_reads_as_expired_and_a_hostile_job_id_is_ignored() -> None:
-    assert read_lease(b"not json", "x").expires == 0
+def test_a_malformed_lease_reads_as_expired_and_a_hostile_job_id_is_ignored(tmp_path: Path) -> None:
+    leases = leases_on(Remote((tmp_path / "shared").as_uri()))
+    assert not leases._live(read_lease(b"not json", "x"))
     lease = read_lease(json.dumps({"token": "t", "expires": 9e12,
                                    "job": {"key": "k", "id": "../../v1/other"}}).encode(), "x")
-    assert lease.expires == 9e12 and lease.job_id is None and lease.job_key is None
+    assert lease.job_id is None and lease.job_key is None
+    assert not leases._live(lease)  # an expiry beyond any TTL holds no build back
+    assert leases._live(read_lease(json.dumps({"token": "t", "expires": time.time() + 60}).encode(), "x"))
 
 
 def test_a_remote_that_ignores_conditional_writes_turns_leases_off_with_one_warning(tmp_path: Path) -> None:
