@@ -93,7 +93,7 @@ def own_cpu(project_dir: Path, n: int, jobs: int) -> dict[str, float]:
     """assetbuild's own CPU per generated asset, measured in this process."""
     import assetbuild.store.imageinfo as imageinfo
     from assetbuild.api import Project, default_provider_factory
-    for module in ("expand", "graph", "manifest", "providers.local"):  # imports are not per-asset work
+    for module in ("spec.expand", "spec.graph", "spec.manifest", "providers.local"):  # imports are not per-asset work
         importlib.import_module(f"assetbuild.{module}")
 
     cpu = ThreadCpu()
