@@ -11,7 +11,7 @@ What ``gc`` keeps: every result the lock names (by fingerprint) with the blobs i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..errors import CacheError, RemoteNotFound, UsageError
 from ..store.cache import Cache, CacheRecord
@@ -164,6 +164,18 @@ class Collection:
     kept_records: int = 0
     kept_blobs: int = 0
 
+    def sweep_blobs(self, sizes: dict[str, int], keep: set[str], delete: Callable[[str], object] | None) -> None:
+        """Count each blob of ``sizes`` as kept (named in ``keep``) or gone, and ``delete`` the gone
+        ones (None: a dry run), for the local cache and the remote alike."""
+        for sha, size in sorted(sizes.items()):
+            if sha in keep:
+                self.kept_blobs += 1
+                continue
+            self.blobs.append(sha)
+            self.bytes += size
+            if delete is not None:
+                delete(sha)
+
 
 def gc_local(cache: Cache, keep: list[dict[str, LockEntry]], *, dry_run: bool) -> Collection:
     fingerprints, shas = _referenced(keep)
@@ -182,14 +194,7 @@ def gc_local(cache: Cache, keep: list[dict[str, LockEntry]], *, dry_run: bool) -
             shas.update(orphans)
         elif not dry_run:
             cache.drop_orphans(fingerprint)
-    for sha, size in sorted(cache.blob_sizes().items()):
-        if sha in shas:
-            gone.kept_blobs += 1
-            continue
-        gone.blobs.append(sha)
-        gone.bytes += size
-        if not dry_run:
-            cache.delete_blob(sha)
+    gone.sweep_blobs(cache.blob_sizes(), shas, None if dry_run else cache.delete_blob)
     return gone
 
 
@@ -206,14 +211,7 @@ def gc_remote(store: RemoteStore, keep: list[dict[str, LockEntry]], *, dry_run: 
             gone.records.append(fingerprint)
             if not dry_run:
                 store.delete_record(fingerprint)
-    for sha, size in sorted(store.blobs().items()):
-        if sha in shas:
-            gone.kept_blobs += 1
-            continue
-        gone.blobs.append(sha)
-        gone.bytes += size
-        if not dry_run:
-            store.delete_blob(sha)
+    gone.sweep_blobs(store.blobs(), shas, None if dry_run else store.delete_blob)
     return gone
 
 
