@@ -15,6 +15,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,9 @@ from ..errors import UsageError
 from ..store.files import read_manifest, write_atomic
 from .nodes import Node, Ref, RefSite
 
-MEMO_VERSION = 6  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1;
-#                   5: candidates; 6: batch and output_format
+MEMO_VERSION = 7  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1;
+#                   5: candidates; 6: batch and output_format; 7: the manifest's tables (an edit re-expands
+#                   only the assets it touched)
 
 
 def _version() -> str:
@@ -44,6 +46,7 @@ class Blueprint:
     cache: dict[str, Any] = field(default_factory=dict)  # the [cache] table, validated, with defaults
     _configs: dict[str, Any] = field(default_factory=dict, repr=False)
     _unsaved: tuple[Path, str] | None = field(default=None, repr=False)
+    _tables: tuple[str, str] | None = field(default=None, repr=False)  # (salt, manifest text) for the memo
 
     @property
     def root(self) -> Path:
@@ -54,16 +57,20 @@ class Blueprint:
     @classmethod
     def load(cls, path: Path, *, memo_dir: Path | None, provider_override: str | None = None) -> "Blueprint":
         data, text = read_manifest(path)
-        key = hashlib.sha256(b"\0".join([data, _version().encode(), (provider_override or "").encode(),
-                                         str(MEMO_VERSION).encode()])).hexdigest()
+        salt = b"\0".join([_version().encode(), (provider_override or "").encode(), str(MEMO_VERSION).encode()])
+        key = hashlib.sha256(b"\0".join([data, salt])).hexdigest()
         memo = None
+        blueprint = None
         if memo_dir is not None:
             memo = memo_dir / f"blueprint-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}.json"
-            remembered = cls._recall(memo, key, path)
-            if remembered is not None:
+            remembered = cls._recall(memo, key, path, text, provider_override, hashlib.sha256(salt).hexdigest())
+            if isinstance(remembered, Blueprint):
                 return remembered
-        blueprint = cls.from_manifest(path, text, provider_override)
+            blueprint = remembered
+        if blueprint is None:
+            blueprint = cls.from_manifest(path, text, provider_override)
         if memo is not None:
+            blueprint._tables = (hashlib.sha256(salt).hexdigest(), text)
             blueprint._unsaved = (memo, key)  # written by remember(), once the files it names were read
         return blueprint
 
@@ -78,44 +85,104 @@ class Blueprint:
     @classmethod
     def from_manifest(cls, path: Path, text: str, provider_override: str | None) -> "Blueprint":
         """The full path: parse, validate, expand and check the graph."""
-        from .expand import expand
         from .graph import BuildGraph
-        from .manifest import parse_manifest
-        from .models import BUILT_IN_PROVIDERS
 
-        loaded = parse_manifest(text, path)
-        m = loaded.manifest
-        if provider_override is not None and provider_override not in m.providers \
-                and provider_override not in BUILT_IN_PROVIDERS:
-            raise UsageError(f"--provider {provider_override}: no [providers.{provider_override}] table "
-                             f"and no built-in provider of that name")
-        nodes = expand(loaded, provider_override=provider_override)
+        loaded, nodes = _expanded(path, text, provider_override)
         graph = BuildGraph(loaded, nodes)
-        return cls(path, nodes, tuple(graph.order), m.project.model_dump(),
-                   {name: cfg.model_dump(exclude_unset=True) for name, cfg in m.providers.items()},
-                   m.cache.model_dump())
+        return cls(path, nodes, tuple(graph.order), *_tables_of(loaded))
 
     def _remember(self, memo: Path, key: str) -> None:
         """The key on the first line, then the blueprint as JSON: a memo of another manifest is
         told by its first line, without parsing the rest."""
         body = {"order": list(self.order), "settings": self.settings, "providers": self.providers,
                 "cache": self.cache, "nodes": [_encode(n) for n in self.nodes.values()]}
+        if self._tables is not None:
+            body["salt"], body["text"] = self._tables
         try:
             write_atomic(memo, f"{key}\n{json.dumps(body, separators=(',', ':'))}".encode("utf-8"))
         except (OSError, TypeError, ValueError):
             pass  # a memo is an optimisation only
 
     @classmethod
-    def _recall(cls, memo: Path, key: str, path: Path) -> "Blueprint | None":
+    def _recall(cls, memo: Path, key: str, path: Path, text: str, provider_override: str | None,
+                salt: str) -> "Blueprint | None":
+        """The memo's blueprint where the manifest is the one it was made from; else, where
+        only some ``[assets.X]`` tables changed, a blueprint re-expanding just those (see
+        _retable); None: take the full path."""
         try:
             with open(memo, "rb") as fh:
-                if fh.readline(100).rstrip(b"\n") != key.encode():
-                    return None
+                same = fh.readline(100).rstrip(b"\n") == key.encode()
                 body = json.loads(fh.read())
+            if not same and (body.get("salt") != salt or not isinstance(body.get("text"), str)):
+                return None
             nodes = {n.id: n for n in (_decode(item) for item in body["nodes"])}
+            if not same:
+                return cls._retable(path, body["text"], nodes, text, provider_override)
             blueprint = cls(path, nodes, tuple(body["order"]), body["settings"], body["providers"], body["cache"])
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return None
+        return blueprint if blueprint._files_still_fit() else None
+
+    @classmethod
+    def _retable(cls, path: Path, old_text: str, old_nodes: dict[str, Node], text: str,
+                 provider_override: str | None) -> "Blueprint | None":
+        """The blueprint of ``text`` where it differs from the memo's manifest ``old_text`` only
+        inside ``[assets.X]`` tables, each keeping its header and its number of lines (so every
+        other table's line numbers, which references carry, hold). The changed assets and
+        every asset downstream of them are expanded again, from the manifest with every other
+        asset's table blanked out (their lines kept empty) except the tables upstream of those
+        (what a reference resolves against): that is the full path on a few tables. The
+        upstream ones must come out as the memo has them, and the graph checks run on all the
+        nodes; anything else (a table added, removed or moved, [project], [defaults],
+        [providers] or any other table edited, multi-line strings, a problem found) takes the
+        full path, which says what is wrong the usual way."""
+        old, new = _tables(old_text), _tables(text)
+        if old is None or new is None or len(old) != len(new):
+            return None
+        changed: set[str] = set()
+        for (owner, head, lines, body), (owner2, head2, lines2, body2) in zip(old, new):
+            if owner != owner2 or head != head2 or lines != lines2:
+                return None
+            if body != body2:
+                if owner is None:
+                    return None  # [project], [defaults], [providers], ...: everything may change
+                changed.add(owner)
+        by_asset: dict[str, list[Node]] = {}
+        for node in old_nodes.values():
+            by_asset.setdefault(node.asset, []).append(node)
+        owners = [owner for owner, _, _, _ in new if owner is not None]
+        if not changed or set(owners) != set(by_asset):
+            return None
+        owner_of = {nid: n.asset for nid, n in old_nodes.items()}
+        downstream: dict[str, set[str]] = {}
+        upstream: dict[str, set[str]] = {}
+        for node in old_nodes.values():
+            for up in node.upstream:
+                downstream.setdefault(owner_of[up], set()).add(node.asset)
+                upstream.setdefault(node.asset, set()).add(owner_of[up])
+        again = _closure(changed, downstream)  # expanded anew
+        named = {name for owner, _, _, body in new if owner in changed for name in _NAMED.findall(body)}
+        # read to resolve references (the memo's, and any an edited table names now): must match the memo
+        kept = _closure(again | (named & set(by_asset)), upstream) - again
+        sub = "".join(body if owner is None or owner in again or owner in kept else "\n" * lines
+                      for owner, _, lines, body in new)  # every line where it was
+        from .graph import BuildGraph
+
+        try:
+            loaded, fresh = _expanded(path, sub, provider_override)
+            expanded: dict[str, list[Node]] = {}
+            for node in fresh.values():
+                expanded.setdefault(node.asset, []).append(node)
+            if set(expanded) != again | kept or any(expanded[a] != by_asset[a] for a in kept):
+                return None
+            nodes = {n.id: n for asset in dict.fromkeys(owners)
+                     for n in (expanded[asset] if asset in again else by_asset[asset])}
+            if len(nodes) > loaded.manifest.limits.max_variants:
+                return None
+            order = BuildGraph(loaded, nodes).order
+        except Exception:  # noqa: BLE001 - an optimisation only: the full path reports any problem
+            return None
+        blueprint = cls(path, nodes, tuple(order), *_tables_of(loaded))
         return blueprint if blueprint._files_still_fit() else None
 
     def _files_still_fit(self) -> bool:
@@ -202,6 +269,76 @@ class Blueprint:
                     wanted.add(nid)
                     todo.extend(self.nodes[nid].upstream)
         return [nid for nid in self.order if nid in wanted]
+
+
+def _expanded(path: Path, text: str, provider_override: str | None) -> tuple[Any, dict[str, Node]]:
+    """The manifest ``text`` parsed, validated and expanded (a LoadedManifest and its nodes)."""
+    from .expand import expand
+    from .manifest import parse_manifest
+    from .models import BUILT_IN_PROVIDERS
+
+    loaded = parse_manifest(text, path)
+    if provider_override is not None and provider_override not in loaded.manifest.providers \
+            and provider_override not in BUILT_IN_PROVIDERS:
+        raise UsageError(f"--provider {provider_override}: no [providers.{provider_override}] table "
+                         f"and no built-in provider of that name")
+    return loaded, expand(loaded, provider_override=provider_override)
+
+
+def _tables_of(loaded: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]:
+    """The blueprint's settings, provider tables and [cache] table, from a loaded manifest."""
+    m = loaded.manifest
+    return (m.project.model_dump(), {name: cfg.model_dump(exclude_unset=True) for name, cfg in m.providers.items()},
+            m.cache.model_dump())
+
+
+# A table header line of the manifest as _tables splits it, and the tables it tells apart: an
+# asset's (``[assets.X]``, ``[assets.X.params]``, ``[[assets.X.steps]]``) and the others'.
+_HEADER = re.compile(r"^[ \t]*\[\[?[ \t]*([A-Za-z0-9_.-]+?)[ \t]*\]\]?[ \t]*(?:#.*)?$")
+_ASSET = re.compile(r"^assets\.([a-z0-9][a-z0-9_-]*)(?:\.[A-Za-z0-9_-]+)*$")
+_NAMED = re.compile(r"@([a-z0-9][a-z0-9_-]*)")  # what a table may reference (or merely mention)
+_BRACKET_LINE = re.compile(r"^[ \t]*\[", re.M)
+_OTHER = re.compile(r"^(?:project|defaults|limits|cache|providers\.[A-Za-z0-9_-]+)(?:\.[A-Za-z0-9_-]+)*$")
+
+
+def _tables(text: str) -> list[tuple[str | None, str, int, str]] | None:
+    """The manifest cut before each table header: (the asset the table belongs to, None for
+    any other table, the header line, its number of lines, its text), the text before the
+    first header (comments and blank lines only) a table of None. None where the text is not
+    that plain: a multi-line string (a line in it may look like a header), a line starting
+    with ``[`` that is not a plain header (a nested array spread over lines), a quoted or
+    dotted-with-spaces header, an ``[assets]`` table, keys before the first header."""
+    if '"""' in text or "\'\'\'" in text:
+        return None
+    starts = [m.start() for m in _BRACKET_LINE.finditer(text)]
+    if any(line.strip() and not line.lstrip().startswith("#") for line in text[:starts[0] if starts else None].splitlines()):
+        return None  # keys at the top level, before any table
+    tables: list[tuple[str | None, str, int, str]] = []
+    first = starts[0] if starts else len(text)
+    tables.append((None, "", text.count("\n", 0, first), text[:first]))
+    for at, end in zip(starts, [*starts[1:], len(text)]):
+        body = text[at:end]
+        head = body.partition("\n")[0]
+        m = _HEADER.match(head.rstrip("\r"))
+        if m is None:
+            return None
+        asset = _ASSET.match(m.group(1))
+        if asset is None and not _OTHER.match(m.group(1)):
+            return None
+        tables.append((asset.group(1) if asset else None, head, body.count("\n"), body))
+    return tables
+
+
+def _closure(start: set[str], edges: dict[str, set[str]]) -> set[str]:
+    """``start`` and everything reachable from it along ``edges``."""
+    seen = set(start)
+    todo = list(start)
+    while todo:
+        for nxt in edges.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
 
 
 def _is(path: str, kind: Any, *, missing_ok: bool = False) -> bool:

@@ -1,0 +1,145 @@
+"""The blueprint memo per table (issue 20): after an edit inside some ``[assets.X]`` tables,
+only those assets and their dependents are expanded again. Every edit must give exactly the
+blueprint, and the plan, of a cold run (no memo)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from assetbuild.spec.blueprint import Blueprint, _tables
+from tests.conftest import png
+
+BASE = """# a comment before any table
+[project]
+provider = "local"
+
+[defaults]
+size = "64x64"
+
+[assets.root]
+prompt = "the root"
+references = ["a.png"]
+
+[assets.mid]
+prompt = "the middle"
+references = ["@root"]
+
+[assets.leaf]
+prompt = "the leaf"
+references = ["@mid"]
+
+[assets.lone]
+prompt = "on its own"
+
+[assets.tile]
+prompt = "tile {color}"
+matrix = { color = ["red", "blue"] }
+references = ["@root"]
+
+[assets.thumb]
+from = "@tile"
+steps = [{ op = "fit", size = "32x32" }]
+
+[assets.crop]
+from = "@lone"
+steps = [{ op = "fit", size = "16x16" }]
+"""
+
+# name -> (the edit, whether the memo's tables serve it, i.e. no full path)
+EDITS = {
+    "one table": (lambda t: t.replace('"the leaf"', '"the leaf, again"'), True),
+    "a root, its dependents": (lambda t: t.replace('"the root"', '"the new root"'), True),
+    "a reference file": (lambda t: t.replace('references = ["a.png"]', 'references = ["b.png"]'), True),
+    "a reference to another asset": (lambda t: t.replace('references = ["@mid"]', 'references = ["@lone"]'), True),
+    "a matrix": (lambda t: t.replace('["red", "blue"]', '["red", "green"]'), True),
+    "a derived asset's source": (lambda t: t.replace('from = "@lone"', 'from = "@root"'), True),
+    "a derived asset's steps": (lambda t: t.replace('"16x16"', '"8x8"'), True),
+    "defaults": (lambda t: t.replace('size = "64x64"', 'size = "48x48"'), False),
+    "project": (lambda t: t.replace('provider = "local"\n\n[defaults]', 'provider = "local"\noutput_dir = "out"\n\n'
+                                    '[defaults]'), False),
+    "a line added": (lambda t: t.replace('prompt = "the leaf"', 'prompt = "the leaf"\nseed = 3'), False),
+    "a table added": (lambda t: t + '\n[assets.extra]\nprompt = "more"\n', False),
+    "a provider table added": (lambda t: t + '\n[providers.other]\ntype = "local"\n', False),
+}
+
+
+def _forget(project) -> None:
+    """No blueprint memo: the next run is a cold one."""
+    memos = list(Path(project.env["ASSETBUILD_CACHE_DIR"]).glob("blueprint-*.json"))
+    assert memos
+    for memo in memos:
+        memo.unlink()
+
+
+def _setup(project) -> None:
+    project.write("a.png", png())
+    project.write("b.png", png(color=(200, 10, 10)))
+
+
+@pytest.mark.parametrize("name", sorted(EDITS))
+def test_an_edit_gives_the_blueprint_of_a_cold_run(project, tmp_path, name):
+    edit, served = EDITS[name]
+    _setup(project)
+    path = project.manifest(BASE)
+    memo = tmp_path / "memo"
+    Blueprint.load(path, memo_dir=memo).remember()
+    project.manifest(edit(BASE))
+    warm = Blueprint.load(path, memo_dir=memo)
+    cold = Blueprint.load(path, memo_dir=None)
+    assert list(warm.nodes) == list(cold.nodes) and warm.nodes == cold.nodes
+    assert warm.order == cold.order
+    assert (warm.settings, warm.providers, warm.cache) == (cold.settings, cold.providers, cold.cache)
+    # the memo's tables served it (or, for an edit they cannot, the full path ran)
+    retabled = Blueprint._retable(path, BASE, Blueprint.from_manifest(path, BASE, None).nodes, edit(BASE), None)
+    assert (retabled is not None) == served, name
+    if retabled is not None:
+        assert list(retabled.nodes) == list(cold.nodes) and retabled.nodes == cold.nodes
+        assert retabled.order == cold.order
+
+
+@pytest.mark.parametrize("name", ["a root, its dependents", "a matrix", "a derived asset's source", "a reference file"])
+def test_the_plan_after_an_edit_is_the_plan_of_a_cold_run(project, name):
+    edit, _ = EDITS[name]
+    _setup(project)
+    project.manifest(BASE)
+    assert project.run("build").exit_code == 0
+    project.manifest(edit(BASE))
+    warm = project.run("plan", "--json")
+    assert warm.exit_code == 0, warm.stderr
+    _forget(project)
+    cold = project.run("plan", "--json")
+    assert json.loads(warm.output) == json.loads(cold.output)
+    assert any(a["action"] != "up-to-date" for a in json.loads(cold.output)["actions"])  # the edit is seen
+
+
+def test_a_bad_edit_is_reported_as_without_the_memo(project):
+    _setup(project)
+    project.manifest(BASE)
+    assert project.run("plan").exit_code == 0
+    for bad in (BASE.replace('references = ["@mid"]', 'references = ["@nope"]'),  # an unknown asset
+                BASE.replace('references = ["@root"]\n\n[assets.leaf]', 'references = ["@leaf"]\n\n[assets.leaf]'),  # a cycle
+                BASE.replace('prompt = "on its own"', 'prompt = "on its own"\noutput = "root.png"'),  # a clash... a line more
+                BASE.replace('prompt = "the leaf"', 'output = "root.png"'),  # the same output as root's
+                BASE.replace('prompt = "the leaf"', 'prompt = ["the leaf"'),  # TOML syntax
+                ):
+        project.manifest(BASE)
+        assert project.run("plan").exit_code == 0  # the memo of the good manifest
+        project.manifest(bad)
+        warm = project.run("plan")
+        _forget(project)
+        cold = project.run("plan")
+        assert warm.exit_code == cold.exit_code == 2, (warm.stderr, cold.stderr)
+        assert warm.stderr == cold.stderr
+
+
+def test_tables_refuses_text_it_cannot_cut_plainly():
+    assert _tables('x = 1\n[assets.a]\nprompt = "p"\n') is None  # a key before any table
+    assert _tables('[assets.a]\nprompt = """\n[assets.b]\n"""\n') is None  # a multi-line string
+    assert _tables('[assets.a]\nreferences = [\n  ["x"],\n]\n') is None  # a nested array over lines
+    assert _tables('[assets]\na.prompt = "p"\n') is None
+    assert _tables('[assets."a"]\nprompt = "p"\n') is None
+    cut = _tables('# c\n[assets.a] # hi\nprompt = "p"\n  [[assets.a.steps]]\nop = "fit"\n[providers.x]\n')
+    assert [(owner, lines) for owner, _, lines, _ in cut] == [(None, 1), ("a", 2), ("a", 2), (None, 1)]
