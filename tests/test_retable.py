@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assetbuild.spec.blueprint import Blueprint, _tables
+from assetbuild.spec.blueprint import Blueprint, _encode, _tables
 from tests.conftest import png
 
 BASE = """# a comment before any table
@@ -93,7 +93,8 @@ def test_an_edit_gives_the_blueprint_of_a_cold_run(project, tmp_path, name):
     assert warm.order == cold.order
     assert (warm.settings, warm.providers, warm.cache) == (cold.settings, cold.providers, cold.cache)
     # the memo's tables served it (or, for an edit they cannot, the full path ran)
-    retabled = Blueprint._retable(path, BASE, Blueprint.from_manifest(path, BASE, None).nodes, edit(BASE), None)
+    memo_nodes = [_encode(n) for n in Blueprint.from_manifest(path, BASE, None).nodes.values()]
+    retabled = Blueprint._retable(path, BASE, memo_nodes, edit(BASE), None)
     assert (retabled is not None) == served, name
     if retabled is not None:
         assert list(retabled.nodes) == list(cold.nodes) and retabled.nodes == cold.nodes

@@ -115,16 +115,16 @@ class Blueprint:
                 body = json.loads(fh.read())
             if not same and (body.get("salt") != salt or not isinstance(body.get("text"), str)):
                 return None
-            nodes = {n.id: n for n in (_decode(item) for item in body["nodes"])}
             if not same:
-                return cls._retable(path, body["text"], nodes, text, provider_override)
+                return cls._retable(path, body["text"], body["nodes"], text, provider_override)
+            nodes = {n.id: n for n in (_decode(item) for item in body["nodes"])}
             blueprint = cls(path, nodes, tuple(body["order"]), body["settings"], body["providers"], body["cache"])
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return None
         return blueprint if blueprint._files_still_fit() else None
 
     @classmethod
-    def _retable(cls, path: Path, old_text: str, old_nodes: dict[str, Node], text: str,
+    def _retable(cls, path: Path, old_text: str, old_items: list[Any], text: str,
                  provider_override: str | None) -> "Blueprint | None":
         """The blueprint of ``text`` where it differs from the memo's manifest ``old_text`` only
         inside ``[assets.X]`` tables, each keeping its header and its number of lines (so every
@@ -147,11 +147,14 @@ class Blueprint:
                 if owner is None:
                     return None  # [project], [defaults], [providers], ...: everything may change
                 changed.add(owner)
+        if not changed:
+            return None
+        old_nodes = {n.id: n for n in (_decode(item) for item in old_items)}  # (the memo's nodes, once worth it)
         by_asset: dict[str, list[Node]] = {}
         for node in old_nodes.values():
             by_asset.setdefault(node.asset, []).append(node)
         owners = [owner for owner, _, _, _ in new if owner is not None]
-        if not changed or set(owners) != set(by_asset):
+        if set(owners) != set(by_asset):
             return None
         owner_of = {nid: n.asset for nid, n in old_nodes.items()}
         downstream: dict[str, set[str]] = {}
