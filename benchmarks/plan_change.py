@@ -3,8 +3,9 @@
 (`python -m assetbuild plan --json`).
 
 Each round changes a different root's prompt, so every timed plan sees a manifest it has not
-seen before: the blueprint memo misses and the full path runs (TOML parse, pydantic
-validation, expansion, the networkx graph checks), then every node is decided (10 or 14 of
+seen before: the blueprint memo of the previous round's manifest serves every table but the
+changed root's, and that root and its dependents are parsed, validated and expanded again
+(issue 20; the graph checks run on all nodes), then every node is decided (10 or 14 of
 them stale: the root, its nine chained dependents and, for the first chains, a 2x2 matrix
 asset). Measured in the same round: `plan` again on the same manifest (the memo hits: what a
 second look costs) and `python -c pass`. The project is built, then aged past the 2 s
