@@ -3,11 +3,13 @@ independent Seedream 4.0 assets against the ModelArk emulator, each generation t
 ``concurrency = 16``, `-j 24`) with a shared remote cache on loopback, leases on and off,
 round by round side by side; median wall time of --repeat rounds each.
 
-Two remotes: a ``file://`` folder, and moto's S3 server on 127.0.0.1 (a fresh prefix for every build, so every asset is generated and uploaded). With
-leases on, each generated asset costs three more remote requests (the conditional create,
-the record looked up again once the lease is held, the conditional delete) plus one probe
-of the store per build; the uploads and lookups the shared cache already made are the same
-in both columns.
+Two remotes: a ``file://`` folder, and moto's S3 server on 127.0.0.1 (a fresh prefix for
+every build, so every asset is generated and uploaded). With leases on, each generated asset
+costs three more remote requests (the conditional create, the record looked up again once
+the lease is held, the conditional delete) plus one probe of the store per build (four
+requests); the uploads and lookups the shared cache already made are the same in both
+columns. With S3 the benchmark counts the requests moto answers, by method and folder, per
+generated asset of the first build each way, and prints them.
 
     python benchmarks/leases.py [--assets 200] [--repeat 3] [--remotes file,s3] [--figures FILE]
 
@@ -17,6 +19,7 @@ Target (issue 18): leases on <= 1.05 x leases off.
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import json
 import shutil
@@ -24,6 +27,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 from bench import ROOT, Report, Sample, assetbuild, bench_env, machine, run_timed, table
 from synth import ark_manifest_text
@@ -47,7 +51,26 @@ class Moto:
         import boto3
         from moto.server import ThreadedMotoServer
 
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.requests: collections.Counter[str] = collections.Counter()
+        counted = self.requests
+
+        class Counting(ThreadedMotoServer):
+            def _server_entry(self) -> None:  # moto's app, behind a counter of what a build asks
+                from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+                from werkzeug.serving import make_server
+
+                app = DomainDispatcherApplication(create_backend_app)
+
+                def counting(environ: dict, start_response: Any) -> Any:
+                    counted[request_kind(environ)] += 1
+                    return app(environ, start_response)
+
+                self._server = make_server(self._ip_address, self._port, counting, True,
+                                           request_handler=MotoRequestHandler)
+                self._server_ready_event.set()
+                self._server.serve_forever()
+
+        self.server = Counting(ip_address="127.0.0.1", port=0, verbose=False)
         self.server.start()
         host, port = self.server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
@@ -56,6 +79,17 @@ class Moto:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def request_kind(environ: dict) -> str:
+    """One S3 request as "METHOD folder" (blobs, records, leases; "bucket" for the bucket
+    itself, "+list" for a listing), for the request counts."""
+    path = environ.get("PATH_INFO", "").strip("/").split("/")
+    query = environ.get("QUERY_STRING", "")
+    folder = next((part for part in path[2:] if part in ("blobs", "records", "leases")), "bucket")
+    if folder == "leases" and ".probe-" in path[-1]:
+        folder = "leases (probe)"
+    return f"{environ.get('REQUEST_METHOD', '?')} {folder}{' +list' if 'list-type' in query else ''}"
 
 
 class UniqueArk(ArkEmulator):
@@ -90,6 +124,16 @@ def build(emu: ArkEmulator, work: Path, n: int, jobs: int, concurrency: int, cac
     return run.wall_s
 
 
+def print_requests(counts: dict[bool, collections.Counter[str]], assets: int) -> None:
+    """S3 requests per generated asset of one build with leases off and one with them on."""
+    kinds = sorted(set().union(*counts.values()))
+    rows = [[kind, *(f"{counts[on][kind] / assets:.2f}" if on in counts else "-" for on in (False, True))]
+            for kind in kinds]
+    rows.append(["total", *(f"{sum(counts[on].values()) / assets:.2f}" if on in counts else "-"
+                            for on in (False, True))])
+    print(table(["S3 requests per generated asset", "leases off", "leases on"], rows))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Lease overhead on an uncontended build with a loopback remote.")
     parser.add_argument("--assets", type=int, default=200)
@@ -118,15 +162,21 @@ def main(argv: list[str] | None = None) -> None:
                     folder = (Path(tmp) / "remote").as_uri()
                     base = f'[cache]\nremote = "{folder}/{{prefix}}"\ntimeout_s = {args.timeout_s}\n'
                 walls: dict[bool, list[float]] = {True: [], False: []}
+                counts: dict[bool, collections.Counter[str]] = {}  # S3 requests of the first build each way
                 for round_ in range(args.repeat):
                     # side by side, round by round, first one then the other first: a noisy moment hits each alike
                     for on in ((True, False) if round_ % 2 == 0 else (False, True)):
                         for _attempt in range(3):  # moto under load sometimes answers 500: that build is run again
                             table_text = base.format(prefix=uuid.uuid4().hex[:8]) + f"leases = {str(on).lower()}\n"
+                            before = collections.Counter(moto.requests) if moto is not None else None
                             wall = build(emu, Path(tmp), args.assets, args.jobs, args.concurrency, table_text)
                             if wall is not None:
                                 walls[on].append(wall)
+                                if moto is not None and before is not None and on not in counts:
+                                    counts[on] = moto.requests - before
                                 break
+                if counts:
+                    print_requests(counts, args.assets)
                 on, off = Sample(walls[True]), Sample(walls[False])
                 ratio = on.median / off.median
                 rows.append([f"{kind} remote", off, on, f"{ratio:.3f}x"])

@@ -328,6 +328,32 @@ class FailingFs:
         return fail
 
 
+def test_a_lookup_on_s3_is_one_request(s3):
+    """Each request is a turn at a busy store (a shared cache is asked ~10 times per asset
+    built): looking up a record or a blob asks once, found or not (s3fs alone would HEAD
+    before a GET, and LIST after a HEAD that found nothing)."""
+    store = RemoteStore(RemoteSpec(f"s3://{s3.bucket}/p", endpoint_url=s3.endpoint), dict(os.environ))
+    fs = store._filesystem()
+    asked: list[str] = []
+    send = fs._call_s3
+
+    async def counted(method: str, *args: Any, **kwargs: Any) -> Any:  # the real request, noted
+        asked.append(method)
+        return await send(method, *args, **kwargs)
+
+    fs._call_s3 = counted
+    original = png(color=(1, 2, 3))
+    sha, fp = sha256_bytes(original), "f" * 64
+    record = CacheRecord(originals=(sha,), provider="a", model_id="m", built="t").to_dict()
+    assert store.get_record(fp) is None and not store.has_blob(sha)
+    assert asked == ["get_object", "head_object"]
+    store.put_blob(sha, original)
+    store.put_record(fp, record)
+    asked.clear()
+    assert store.get_record(fp)["originals"] == [sha] and store.has_blob(sha) and store.get_blob(sha) == original
+    assert asked == ["get_object", "head_object", "get_object"]
+
+
 def test_after_the_first_failure_the_remote_is_off_with_one_warning():
     fs = FailingFs(ConnectionRefusedError("connection refused"))
     told: list[str] = []

@@ -251,14 +251,30 @@ class RemoteStore:
                 from exc
 
     def _read(self, what: str, key: str, *, small: bool) -> bytes | None:
+        def read(fs: Any, **kw: Any) -> bytes:
+            if getattr(fs, "async_impl", False):
+                # One GET (a missing key is its 404). s3fs would first ask the size (a HEAD, and a
+                # LIST when the key is missing) to split reads over 50 MB: none of ours is.
+                kw["max_concurrency"] = 1
+            return fs.cat_file(key, **kw)
+
         try:
-            return self._call(what, lambda fs, **kw: fs.cat_file(key, **kw), small=small)
+            return self._call(what, read, small=small)
         except FileNotFoundError:
             return None
 
     def _exists(self, what: str, key: str) -> bool:
+        def look(fs: Any, **kw: Any) -> None:
+            if self.spec.url.startswith("s3://"):  # one HEAD; s3fs's info adds a LIST when the key is missing
+                from fsspec.asyn import sync
+
+                bucket, name, _ = fs.split_path(key)
+                sync(fs.loop, fs._call_s3, "head_object", Bucket=bucket, Key=name, **kw)
+            else:
+                fs.info(key, **kw)
+
         try:
-            self._call(what, lambda fs, **kw: fs.info(key, **kw))
+            self._call(what, look)
             return True
         except FileNotFoundError:
             return False
