@@ -57,11 +57,17 @@ def test_an_unchanged_manifest_is_read_from_the_memo_without_pydantic_networkx_o
     assert project.run("build").exit_code == 0  # memoises the lock, now that it is old enough
     counts, imported = probe(project, "build()", "r.to_json()['up_to_date']")
     assert counts == 4 and imported == []
-    # a changed manifest takes the full path, and the change is seen
+    # an edited prompt: the memo's nodes with the new prompt filled in (blueprint._prompt_edit),
+    # its table read with tomli, and no model loaded; the change is seen
     project.manifest(MANIFEST.replace('"the leaf"', '"the leaf, again"'))
     actions, imported = probe(project, "plan()", "[d.action.value for d in r.decisions]")
+    assert actions.count("generate") == 1 and imported == ["tomli"]
+    # any other change validates what it touched (pydantic) and expands it again
+    project.manifest(MANIFEST.replace('"the leaf"', '"the leaf, again"').replace('color = ["red", "blue"]',
+                                                                            'color = ["red", "navy"]'))
+    actions, imported = probe(project, "plan()", "[d.action.value for d in r.decisions]")
     # (networkx is no longer imported there: the order and the cycle check are Kahn's algorithm, graph.py)
-    assert actions.count("generate") == 1 and "pydantic" in imported and "tomli" in imported
+    assert actions.count("generate") == 2 and "pydantic" in imported and "tomli" in imported
 
 
 def test_the_memo_gives_the_same_blueprint_as_the_full_path(project, tmp_path):

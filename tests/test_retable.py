@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assetbuild.spec.blueprint import Blueprint, _encode, _tables
+from assetbuild.spec.blueprint import Blueprint, _tables
 from tests.conftest import png
 
 BASE = """# a comment before any table
@@ -52,6 +52,9 @@ steps = [{ op = "fit", size = "16x16" }]
 EDITS = {
     "one table": (lambda t: t.replace('"the leaf"', '"the leaf, again"'), True),
     "a root, its dependents": (lambda t: t.replace('"the root"', '"the new root"'), True),
+    "a matrix asset's prompt": (lambda t: t.replace('"tile {color}"', '"a {color} tile, {{braces}}"'), True),
+    "two prompts": (lambda t: t.replace('"the leaf"', '"a leaf"').replace('"on its own"', '"alone"'), True),
+    "a prompt and a seed": (lambda t: t.replace('prompt = "on its own"\n', 'prompt = "alone"\nseed = 4'), True),
     "a reference file": (lambda t: t.replace('references = ["a.png"]', 'references = ["b.png"]'), True),
     "a reference to another asset": (lambda t: t.replace('references = ["@mid"]', 'references = ["@lone"]'), True),
     "a matrix": (lambda t: t.replace('["red", "blue"]', '["red", "green"]'), True),
@@ -74,6 +77,12 @@ def _forget(project) -> None:
         memo.unlink()
 
 
+def _memo_body(folder: Path) -> dict:
+    """The blueprint memo in ``folder``, as _recall reads it (after its key line)."""
+    (memo,) = folder.glob("blueprint-*.json")
+    return json.loads(memo.read_bytes().split(b"\n", 1)[1])
+
+
 def _setup(project) -> None:
     project.write("a.png", png())
     project.write("b.png", png(color=(200, 10, 10)))
@@ -93,8 +102,7 @@ def test_an_edit_gives_the_blueprint_of_a_cold_run(project, tmp_path, name):
     assert warm.order == cold.order
     assert (warm.settings, warm.providers, warm.cache) == (cold.settings, cold.providers, cold.cache)
     # the memo's tables served it (or, for an edit they cannot, the full path ran)
-    memo_nodes = [_encode(n) for n in Blueprint.from_manifest(path, BASE, None).nodes.values()]
-    retabled = Blueprint._retable(path, BASE, memo_nodes, edit(BASE), None)
+    retabled = Blueprint._retable(path, _memo_body(memo), edit(BASE), None)
     assert (retabled is not None) == served, name
     if retabled is not None:
         assert list(retabled.nodes) == list(cold.nodes) and retabled.nodes == cold.nodes
@@ -125,6 +133,10 @@ def test_a_bad_edit_is_reported_as_without_the_memo(project):
                 BASE.replace('prompt = "on its own"', 'prompt = "on its own"\noutput = "root.png"'),  # a clash... a line more
                 BASE.replace('prompt = "the leaf"', 'output = "root.png"'),  # the same output as root's
                 BASE.replace('prompt = "the leaf"', 'prompt = ["the leaf"'),  # TOML syntax
+                BASE.replace('prompt = "the leaf"', 'prompt = "  "'),  # a blank prompt
+                BASE.replace('prompt = "the leaf"', 'prompt = 3'),  # not text
+                BASE.replace('"tile {color}"', '"tile {colour}"'),  # an unknown placeholder
+                BASE.replace('"tile {color}"', '"tile {color"'),  # a lone brace
                 ):
         project.manifest(BASE)
         assert project.run("plan").exit_code == 0  # the memo of the good manifest
@@ -144,3 +156,61 @@ def test_tables_refuses_text_it_cannot_cut_plainly():
     assert _tables('[assets."a"]\nprompt = "p"\n') is None
     cut = _tables('# c\n[assets.a] # hi\nprompt = "p"\n  [[assets.a.steps]]\nop = "fit"\n[providers.x]\n')
     assert [(owner, lines) for owner, _, lines, _ in cut] == [(None, 1), ("a", 2), ("a", 2), (None, 1)]
+
+
+# name -> whether only prompts changed (the memo's nodes are taken with the new prompt filled in)
+PROMPT_ONLY = {"one table": True, "a root, its dependents": True, "a matrix asset's prompt": True, "two prompts": True,
+               "a prompt and a seed": False, "a matrix": False, "a reference file": False,
+               "a derived asset's steps": False}
+
+
+@pytest.mark.parametrize("name", sorted(PROMPT_ONLY))
+def test_a_prompt_edit_takes_the_memos_nodes(project, tmp_path, name, monkeypatch):
+    _setup(project)
+    path = project.manifest(BASE)
+    memo = tmp_path / "memo"
+    Blueprint.load(path, memo_dir=memo).remember()
+    project.manifest(EDITS[name][0](BASE))
+    calls = []
+    monkeypatch.setattr(Blueprint, "_reexpanded", classmethod(lambda cls, *a: calls.append(a)))
+    warm = Blueprint._retable(path, _memo_body(memo), EDITS[name][0](BASE), None)
+    assert (warm is not None) == PROMPT_ONLY[name] and bool(calls) != PROMPT_ONLY[name]
+    if warm is not None:
+        cold = Blueprint.load(path, memo_dir=None)
+        assert list(warm.nodes) == list(cold.nodes) and warm.nodes == cold.nodes and warm.order == cold.order
+        changed = {nid for nid in cold.nodes if cold.nodes[nid].prompt != Blueprint.from_manifest(
+            path, BASE, None).nodes[nid].prompt}
+        assert changed and warm.changed_from is not None and warm.changed_from[1] == changed
+
+
+def test_a_prompt_edit_needs_no_pydantic(project, tmp_path):
+    """The point of the prompt path: a plan after a prompt edit loads no models (0.1 s of imports)."""
+    import subprocess
+    import sys
+
+    _setup(project)
+    path = project.manifest(BASE)
+    memo = tmp_path / "memo"
+    Blueprint.load(path, memo_dir=memo).remember()
+    project.manifest(BASE.replace('"the leaf"', '"the leaf, again"'))
+    script = ("import sys; from pathlib import Path; from assetbuild.spec.blueprint import Blueprint; "
+              f"b = Blueprint.load(Path({str(path)!r}), memo_dir=Path({str(memo)!r})); "
+              "print(b.nodes['leaf'].prompt, 'pydantic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["the", "leaf,", "again", "False"]
+
+
+def test_an_edited_manifest_is_remembered(project, tmp_path):
+    """After a plan of an edited manifest, the next load is the memo's (no table compared again)."""
+    _setup(project)
+    path = project.manifest(BASE)
+    memo = tmp_path / "memo"
+    Blueprint.load(path, memo_dir=memo).remember()
+    for edited in (BASE.replace('"the leaf"', '"the leaf, again"'), BASE.replace('"16x16"', '"8x8"')):
+        project.manifest(edited)
+        first = Blueprint.load(path, memo_dir=memo)
+        assert first.changed_from is not None and first.changed_from[1]
+        first.remember()
+        again = Blueprint.load(path, memo_dir=memo)
+        assert again.changed_from is not None and again.changed_from[1] == frozenset()
+        assert again.nodes == Blueprint.load(path, memo_dir=None).nodes

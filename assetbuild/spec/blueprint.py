@@ -11,6 +11,7 @@ reports it the usual way.
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import hashlib
 import json
@@ -25,9 +26,9 @@ from ..errors import UsageError
 from ..store.files import read_manifest, write_atomic
 from .nodes import Node, Ref, RefSite
 
-MEMO_VERSION = 7  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1;
+MEMO_VERSION = 8  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1;
 #                   5: candidates; 6: batch and output_format; 7: the manifest's tables (an edit re-expands
-#                   only the assets it touched)
+#                   only the assets it touched); 8: the tables' layout (a prompt edit takes the memo's nodes)
 
 
 def _version() -> str:
@@ -47,6 +48,14 @@ class Blueprint:
     _configs: dict[str, Any] = field(default_factory=dict, repr=False)
     _unsaved: tuple[Path, str] | None = field(default=None, repr=False)
     _tables: tuple[str, str] | None = field(default=None, repr=False)  # (salt, manifest text) for the memo
+    # The memo's own node records and table layout, where they still hold (written back as they are)
+    _encoded: list[Any] | None = field(default=None, repr=False)
+    _layout: list[Any] | None = field(default=None, repr=False)
+    # (the key of the memo this blueprint was made from, the ids of the nodes it made anew or
+    # changed): a plan takes the nodes it did not touch as the memo's (run/stamp.UpToDate).
+    # None: made from the manifest alone.
+    changed_from: tuple[str, frozenset[str]] | None = field(default=None, repr=False)
+    key: str | None = field(default=None, repr=False)  # the memo key of this manifest (None: no memo folder)
 
     @property
     def root(self) -> Path:
@@ -63,13 +72,14 @@ class Blueprint:
         blueprint = None
         if memo_dir is not None:
             memo = memo_dir / f"blueprint-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}.json"
-            remembered = cls._recall(memo, key, path, text, provider_override, hashlib.sha256(salt).hexdigest())
-            if isinstance(remembered, Blueprint):
-                return remembered
-            blueprint = remembered
+            blueprint = cls._recall(memo, key, path, text, provider_override, hashlib.sha256(salt).hexdigest())
+            if blueprint is not None and blueprint.changed_from is not None and blueprint.changed_from[0] == key:
+                blueprint.key = key
+                return blueprint  # the memo's own manifest
         if blueprint is None:
             blueprint = cls.from_manifest(path, text, provider_override)
         if memo is not None:
+            blueprint.key = key
             blueprint._tables = (hashlib.sha256(salt).hexdigest(), text)
             blueprint._unsaved = (memo, key)  # written by remember(), once the files it names were read
         return blueprint
@@ -94,10 +104,14 @@ class Blueprint:
     def _remember(self, memo: Path, key: str) -> None:
         """The key on the first line, then the blueprint as JSON: a memo of another manifest is
         told by its first line, without parsing the rest."""
+        encoded = self._encoded if self._encoded is not None else [_encode(n) for n in self.nodes.values()]
         body = {"order": list(self.order), "settings": self.settings, "providers": self.providers,
-                "cache": self.cache, "nodes": [_encode(n) for n in self.nodes.values()]}
+                "cache": self.cache, "nodes": encoded}
         if self._tables is not None:
             body["salt"], body["text"] = self._tables
+            layout = self._layout if self._layout is not None else _layout(self._tables[1])
+            if layout is not None:
+                body["layout"] = layout
         try:
             write_atomic(memo, f"{key}\n{json.dumps(body, separators=(',', ':'))}".encode("utf-8"))
         except (OSError, TypeError, ValueError):
@@ -111,31 +125,85 @@ class Blueprint:
         _retable); None: take the full path."""
         try:
             with open(memo, "rb") as fh:
-                same = fh.readline(100).rstrip(b"\n") == key.encode()
+                first = fh.readline(100).rstrip(b"\n").decode("ascii")
                 body = json.loads(fh.read())
-            if not same and (body.get("salt") != salt or not isinstance(body.get("text"), str)):
-                return None
-            if not same:
-                return cls._retable(path, body["text"], body["nodes"], text, provider_override)
+            if first != key:
+                if body.get("salt") != salt or not isinstance(body.get("text"), str):
+                    return None
+                blueprint = cls._retable(path, body, text, provider_override)
+                if blueprint is None:
+                    return None
+                blueprint.changed_from = (first, blueprint.changed_from[1] if blueprint.changed_from else frozenset())
+                return blueprint
             nodes = {n.id: n for n in (_decode(item) for item in body["nodes"])}
-            blueprint = cls(path, nodes, tuple(body["order"]), body["settings"], body["providers"], body["cache"])
+            blueprint = cls(path, nodes, tuple(body["order"]), body["settings"], body["providers"], body["cache"],
+                            changed_from=(key, frozenset()))
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return None
         return blueprint if blueprint._files_still_fit() else None
 
     @classmethod
-    def _retable(cls, path: Path, old_text: str, old_items: list[Any], text: str,
-                 provider_override: str | None) -> "Blueprint | None":
-        """The blueprint of ``text`` where it differs from the memo's manifest ``old_text`` only
-        inside ``[assets.X]`` tables, each keeping its header and its number of lines (so every
-        other table's line numbers, which references carry, hold). The changed assets and
-        every asset downstream of them are expanded again, from the manifest with every other
-        asset's table blanked out (their lines kept empty) except the tables upstream of those
-        (what a reference resolves against): that is the full path on a few tables. The
-        upstream ones must come out as the memo has them, and the graph checks run on all the
-        nodes; anything else (a table added, removed or moved, [project], [defaults],
-        [providers] or any other table edited, multi-line strings, a problem found) takes the
-        full path, which says what is wrong the usual way."""
+    def _retable(cls, path: Path, memo: dict[str, Any], text: str, provider_override: str | None) -> "Blueprint | None":
+        """The blueprint of ``text`` where it differs from the memo's manifest only inside
+        ``[assets.X]`` tables, each keeping its header and its number of lines (so every
+        other table's line numbers, which references carry, hold); None: take the full path.
+
+        An edit that changes only prompts (the same keys, every other value the same) takes
+        the memo's nodes of those assets with the new prompt filled in (:func:`_prompt_edit`):
+        nothing else of a node, and no other node, depends on a prompt's text. Any other edit
+        expands the changed assets and every asset downstream of them again, from the
+        manifest with every other asset's table blanked out (their lines kept empty) except
+        the tables upstream of those (what a reference resolves against): that is the full
+        path on a few tables. The upstream ones must come out as the memo has them, and the
+        graph checks run on all the nodes; anything else (a table added, removed or moved,
+        [project], [defaults], [providers] or any other table edited, multi-line strings, a
+        problem found) takes the full path, which says what is wrong the usual way."""
+        old_text, items = memo["text"], memo["nodes"]
+        layout = memo.get("layout")
+        edit = _edit(old_text, text, layout) if layout is not None else None
+        if edit is not None:
+            prompts = _prompt_edit(layout, *edit)
+            if prompts is not None:
+                return cls._with_prompts(path, memo, text, prompts)
+        return cls._reexpanded(path, old_text, items, text, provider_override)
+
+    @classmethod
+    def _with_prompts(cls, path: Path, memo: dict[str, Any], text: str,
+                      prompts: dict[str, tuple[str, str]]) -> "Blueprint | None":
+        """The memo's blueprint with each asset of ``prompts`` (asset -> (old prompt, new
+        prompt)) holding the new prompt; None where the memo's nodes of those assets are not
+        the old prompt filled in, or the new one cannot be filled in (the full path says why)."""
+        from .templates import render
+
+        encoded = list(memo["nodes"])
+        nodes: dict[str, Node] = {}
+        changed: list[str] = []
+        for i, item in enumerate(encoded):
+            node = _decode(item)
+            if node.asset in prompts:
+                old, new = prompts[node.asset]
+                values = dict(node.variant)
+                try:
+                    if node.kind != "generate" or render(old, values) != node.prompt:
+                        return None
+                    fields = dict(node.__dict__, prompt=render(new, values))
+                except (ValueError, KeyError):
+                    return None
+                node = _frozen(Node, fields)
+                encoded[i] = _encode(node)
+                changed.append(node.id)
+            nodes[node.id] = node
+        if len(changed) == 0:
+            return None
+        blueprint = cls(path, nodes, tuple(memo["order"]), memo["settings"], memo["providers"], memo["cache"],
+                        _encoded=encoded, _layout=memo["layout"], changed_from=("", frozenset(changed)))
+        return blueprint if blueprint._files_still_fit() else None
+
+    @classmethod
+    def _reexpanded(cls, path: Path, old_text: str, old_items: list[Any], text: str,
+                    provider_override: str | None) -> "Blueprint | None":
+        """_retable for any edit inside asset tables: the changed assets and their dependents
+        expanded again (see there)."""
         old, new = _tables(old_text), _tables(text)
         if old is None or new is None or len(old) != len(new):
             return None
@@ -185,7 +253,8 @@ class Blueprint:
             order = BuildGraph(loaded, nodes).order
         except Exception:  # noqa: BLE001 - an optimisation only: the full path reports any problem
             return None
-        blueprint = cls(path, nodes, tuple(order), *_tables_of(loaded))
+        changed_ids = frozenset(nid for nid, node in nodes.items() if old_nodes.get(nid) != node)
+        blueprint = cls(path, nodes, tuple(order), *_tables_of(loaded), changed_from=("", changed_ids))
         return blueprint if blueprint._files_still_fit() else None
 
     def _files_still_fit(self) -> bool:
@@ -330,6 +399,73 @@ def _tables(text: str) -> list[tuple[str | None, str, int, str]] | None:
             return None
         tables.append((asset.group(1) if asset else None, head, body.count("\n"), body))
     return tables
+
+
+def _layout(text: str) -> list[list[Any]] | None:
+    """Where each table of ``text`` starts (its first line, from 0), the asset it belongs to
+    (None: another table, or the comments before the first) and its header's key, as the
+    memo keeps them; None where _tables cannot cut the text plainly."""
+    tables = _tables(text)
+    if tables is None:
+        return None
+    layout: list[list[Any]] = []
+    line = 0
+    for owner, head, lines, _ in tables:
+        m = _HEADER.match(head.rstrip("\r"))
+        layout.append([line, owner, m.group(1) if m else ""])
+        line += lines
+    return layout
+
+
+def _edit(old_text: str, text: str, layout: list[list[Any]]) -> tuple[list[str], list[str], list[int]] | None:
+    """(the old text's lines, the new text's, the tables of ``layout`` whose lines differ)
+    where ``text`` keeps every line that starts a table, and its number of lines, so the old
+    text's layout is the new one's; None otherwise, or where no table changed."""
+    if '"""' in text or "'''" in text:
+        return None
+    old_lines, new_lines = old_text.split("\n"), text.split("\n")
+    if len(old_lines) != len(new_lines):
+        return None
+    starts = [start for start, _, _ in layout]
+    touched: dict[int, None] = {}
+    for i, a, b in zip(range(len(new_lines)), old_lines, new_lines):
+        if a != b:
+            if a.lstrip().startswith("[") or b.lstrip().startswith("["):
+                return None  # a header (or a line that may read as one) moved or changed
+            touched[bisect.bisect_right(starts, i) - 1] = None
+    return (old_lines, new_lines, list(touched)) if touched else None
+
+
+def _prompt_edit(layout: list[list[Any]], old_lines: list[str], new_lines: list[str],
+                 touched: list[int]) -> dict[str, tuple[str, str]] | None:
+    """Asset -> (old prompt, new prompt) where each touched table is an ``[assets.X]`` table
+    that, read on its own, holds the same keys as before with the same values but for
+    ``prompt``, a string before and after, and not blank after; else None."""
+    try:
+        import tomli as toml  # as manifest.py reads the manifest
+    except ImportError:  # pragma: no cover
+        import tomllib as toml  # type: ignore[no-redef]
+
+    prompts: dict[str, tuple[str, str]] = {}
+    for t in touched:
+        start, owner, key = layout[t]
+        if owner is None or key != f"assets.{owner}":
+            return None  # not an asset's own table ([assets.X.params], [[assets.X.steps]], ...)
+        end = layout[t + 1][0] if t + 1 < len(layout) else len(new_lines)
+        try:
+            old = toml.loads("\n".join(old_lines[start:end]))["assets"][owner]
+            new = toml.loads("\n".join(new_lines[start:end]))["assets"][owner]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(old, dict) or not isinstance(new, dict) or list(old) != list(new):
+            return None
+        before, after = old.get("prompt"), new.get("prompt")
+        if not isinstance(before, str) or not isinstance(after, str) or not after.strip():
+            return None
+        if any(repr(old[k]) != repr(new[k]) for k in new if k != "prompt"):  # repr: 1 and 1.0 differ
+            return None
+        prompts[owner] = (before, after)
+    return prompts
 
 
 def _closure(start: set[str], edges: dict[str, set[str]]) -> set[str]:

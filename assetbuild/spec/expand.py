@@ -19,7 +19,6 @@ import itertools
 import math
 import posixpath
 import re
-import string
 from typing import Any, Mapping
 
 from ..errors import ManifestError
@@ -30,6 +29,7 @@ from . import catalog
 from .models import AssetSpec, ProviderConfig
 from .nodes import Node, Ref, RefSite, variant_id
 from .sizes import SizeError, resolve_size
+from .templates import UnknownPlaceholder, render
 from .steps import EXTENSIONS, StepError, extension, format_of, oversized, parse_steps
 
 _REF = re.compile(r"^@(?P<id>[a-z0-9][a-z0-9_-]*)(?:\[(?P<sel>[^\]]*)\])?(?:#(?P<n>\d+))?$")
@@ -59,48 +59,21 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-_PARSED: dict[str, list[tuple[str, str | None, str | None, str | None]] | ValueError] = {}
-
-
-def _parsed(template: str) -> list[tuple[str, str | None, str | None, str | None]]:
-    """``string.Formatter().parse(template)``, once per distinct template (most assets share a
-    few: the default output name, a [defaults] prompt)."""
-    found = _PARSED.get(template)
-    if found is None:
-        try:
-            found = list(string.Formatter().parse(template))
-        except ValueError as exc:
-            found = exc
-        if len(_PARSED) < 100_000:
-            _PARSED[template] = found
-    if isinstance(found, ValueError):
-        raise found
-    return found
-
-
 def fill(template: str, values: Mapping[str, str], loaded: LoadedManifest, *path: str) -> str:
-    """Substitute ``{key}``; ``{{`` and ``}}`` are literal braces. Unknown keys are errors.
-    Only plain names are filled in (no attribute or index lookups, whatever the key)."""
-    if "{" not in template and "}" not in template:
-        return template  # nothing to fill in, no brace to unescape
+    """Substitute ``{key}`` (templates.render); a lone brace or an unknown key is an error
+    naming the key's line."""
     try:
-        fields = _parsed(template)
+        return render(template, values)
     except ValueError as exc:
         raise loaded.error(f"bad template {clip(template)}: {exc}; write {{{{ for a literal brace", *path) from exc
-    out = []
-    for literal, name, spec, conv in fields:
-        out.append(literal)
-        if name is None:
-            continue
-        if name not in values or spec or conv:
-            known = ", ".join("{" + k + "}" for k in values) or "none here"
-            raise loaded.error(
-                f"unknown placeholder {{{name if len(name) <= 40 else name[:37] + '...'}}} in {clip(template)} (placeholders: {known}); "
-                "write {{ for a literal brace",
-                *path,
-            )
-        out.append(values[name])
-    return "".join(out)
+    except UnknownPlaceholder as exc:
+        name = exc.name
+        known = ", ".join("{" + k + "}" for k in values) or "none here"
+        raise loaded.error(
+            f"unknown placeholder {{{name if len(name) <= 40 else name[:37] + '...'}}} in {clip(template)} (placeholders: {known}); "
+            "write {{ for a literal brace",
+            *path,
+        ) from None
 
 
 def expand(loaded: LoadedManifest, *, provider_override: str | None = None) -> dict[str, Node]:
