@@ -12,6 +12,7 @@ import hashlib
 import os
 import posixpath
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from .store.cache import Cache, cache_dir
 from .clock import Clock, SystemClock
 from .errors import BudgetError, LockfileError, LockfileTooNew, UsageError, UserError
 from .run.executor import Budget, Event, Executor, NodeResult
+from .run.stamp import UpToDate
 from .spec.blueprint import Blueprint
 from .store.files import DeletionRule, exclusive, sweep_temp_files
 from .process import paused
@@ -252,6 +254,7 @@ class Project:
     def __init__(self, blueprint: Blueprint, *, env: Mapping[str, str] | None = None,
                  provider_factory: ProviderFactory | None = None, clock: Clock | None = None,
                  cache: Cache | None = None, unreadable_lock_ok: bool = False):
+        self._started_ns = time.time_ns()  # before the lock and the outputs are read (UpToDate's racy window)
         self.blueprint = blueprint
         self._unreadable_lock_ok = unreadable_lock_ok  # lock resolve reads a conflicted lock itself
         self.manifest_path = blueprint.path
@@ -397,13 +400,16 @@ class Project:
         return [self.nodes[nid] for nid in self.blueprint.select(targets)]
 
     def plan(self, targets: Iterable[str] = (), options: BuildOptions | None = None, *,
-             on_event: Callable[[Event], None] | None = None, **flags: Any) -> Plan:
+             on_event: Callable[[Event], None] | None = None, every_node: bool = False, **flags: Any) -> Plan:
         """What a build of ``targets`` (all if none) under ``options`` would do. ``flags``
         (``force=True``, ``assume_keys=True``, ...) stand for ``options=BuildOptions(...)``.
         ``assume_keys`` plans as if every API key were set (nothing is blocked on a missing
         key): what a build with the keys would generate, and its cost. ``reroll`` names assets
         to generate again though nothing changed (review.py checks they can be); they are
-        planned whether or not ``targets`` name them."""
+        planned whether or not ``targets`` name them. Nodes the last full plan found up to
+        date, and that nothing has changed since, are taken as up to date without being decided
+        again (run/stamp.UpToDate); ``every_node`` decides each one (a saved plan lists every
+        file each decision rests on)."""
         from .commands.review import reroll_nodes
 
         options = _options(options, flags)
@@ -415,8 +421,10 @@ class Project:
         forced = frozenset(self._forced(targets, nodes) if options.force else ())
         seen = len(self.cache.warnings)
         planner = self.planner(options, forced=forced, rerolled=rerolled)
+        record = None if every_node else UpToDate.read(self)
+        proven = record.proven(self.blueprint.key, self.blueprint.changed_from) if record is not None else frozenset()
         with self._warnings_to(on_event), paused():
-            decisions = planner.plan(nodes)
+            decisions = planner.plan(nodes, proven)
         for d in decisions:  # a paid job a kill left behind is named, never silently taken up
             if on_event is not None and any(r.code is ReasonCode.REROLL_RESUMED for r in d.reasons):
                 on_event(Event("warning", d.id, detail=f"{d.id}: the reroll a kill interrupted after its job was "
@@ -424,7 +432,25 @@ class Project:
         self.blueprint.remember()
         pruned = [] if list(targets) or options.shard else self.leftovers(dry_run=True)
         self.hasher.save()
+        if not targets and options.shard is None:
+            self._record_up_to_date(decisions, record)
         return Plan(decisions, options, planner, forced, rerolled, self.cache.warnings[seen:], pruned=pruned)
+
+    def _record_up_to_date(self, decisions: list[Decision], record: UpToDate | None) -> None:
+        """Leave the record of this full plan's up-to-date nodes for the next plan (unless it
+        holds already): those whose lock entry names their references as this plan does (a
+        reference renamed with the same bytes is relabelled by a build, executor._relabel) and
+        whose outputs hold the bytes the lock recorded (not an image only the cache vouches for:
+        planner._hand_edited)."""
+        key = self.blueprint.key
+        if key is None:
+            return
+        ids = [d.id for d in decisions if d.action is Action.UP_TO_DATE and (d.inputs is None or (
+            self.lock.entries[d.id].inputs.get("references") == d.inputs["references"]
+            and d.outputs == tuple([self.hasher.hash(path) for path in d.node.outputs])))]
+        if record is not None and record.key == key and record.ids == frozenset(ids):
+            return
+        UpToDate.write(self, key, ids, started_ns=self._started_ns, earlier=record)
 
     def _share(self, nodes: list[Node], shard: tuple[int, int]) -> list[Node]:
         """Shard K of N's part of ``nodes``: the assets that hash to K (:func:`shard_of`), and

@@ -326,7 +326,7 @@ def plan(ctx: Ctx, targets: tuple[str, ...], fmt: str | None, as_json: bool, for
     options = BuildOptions(force=force, offline=offline, assume_keys=assume_keys, reroll=reroll,
                            retry_failed=retry_failed)
     with ctx.project(provider_override) as project:
-        result = project.plan(targets, options, on_event=_warn_on_stderr)
+        result = project.plan(targets, options, on_event=_warn_on_stderr, every_node=out is not None)
         if out is not None:
             from .commands import savedplan
 

@@ -169,10 +169,13 @@ def test_a_damaged_or_foreign_lock_memo_is_not_used(tmp_path):
     lock.save()
     _aged(path)
     Lockfile.load(path, memo=memo)
-    head, _, body = memo.read_text().partition("\n")
-    rows = json.loads(body)
-    rows["a"][7] = "not rows"  # a damaged memo: the lock is read instead
-    memo.write_text(f"{head}\n{json.dumps(rows)}")
+    head, ids, row = memo.read_text().split("\n")
+    assert json.loads(ids) == ["a"]
+    damaged = json.loads(row)
+    damaged[7] = "not rows"  # a damaged memo (its digest no longer holds): the lock is read instead
+    memo.write_text(f"{head}\n{ids}\n{json.dumps(damaged)}")
+    assert Lockfile.load(path, memo=memo).entries["a"].outputs[0].path == "assets/aaaaaaaaaaaaaaaa.png"
+    memo.write_text(f"{head}\n{ids}\n{row}\n{row}")  # a row too many
     assert Lockfile.load(path, memo=memo).entries["a"].outputs[0].path == "assets/aaaaaaaaaaaaaaaa.png"
     memo.write_text("{")
     assert list(Lockfile.load(path, memo=memo).entries) == ["a"]
@@ -180,6 +183,31 @@ def test_a_damaged_or_foreign_lock_memo_is_not_used(tmp_path):
     lock.record("b", _entry("b" * 16))
     lock.save()  # another lock (new mtime and size): the old memo is not its
     assert sorted(Lockfile.load(path, memo=memo).entries) == ["a", "b"]
+
+
+def test_the_lock_memo_decodes_an_entry_when_asked_for(tmp_path):
+    """Entries read from the memo are decoded one by one, when asked for, and act as a dict."""
+    from assetbuild.store.lockfile import Entries, Lockfile, by_fingerprint
+
+    path, memo = tmp_path / "assetbuild.lock", tmp_path / "lock.json"
+    lock = Lockfile.load(path)
+    for name in ("a", "b", "c"):
+        lock.record(name, _entry(name * 16))
+    lock.save()
+    _aged(path)
+    expected = Lockfile.load(path).entries
+    Lockfile.load(path, memo=memo)
+    entries = Lockfile.load(path, memo=memo).entries
+    assert isinstance(entries, Entries)
+    assert sum(v.__class__ is bytes for v in entries._rows.values()) == 3  # nothing decoded yet
+    assert entries["b"] == expected["b"] and entries.get("zz") is None and "c" in entries and len(entries) == 3
+    assert sum(v.__class__ is bytes for v in entries._rows.values()) == 2
+    assert by_fingerprint(entries) == by_fingerprint(dict(expected)) == {e.fingerprint: [k] for k, e in expected.items()}
+    assert sum(v.__class__ is bytes for v in entries._rows.values()) == 2  # read off the rows
+    assert dict(entries) == dict(expected) and list(entries) == ["a", "b", "c"]
+    del entries["a"]
+    entries["d"] = expected["c"]
+    assert list(entries) == ["b", "c", "d"] and entries.pop("d") == expected["c"]
 
 
 def test_an_old_version_lock_is_migrated_and_rewritten_at_the_current_version(tmp_path):

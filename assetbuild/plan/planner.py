@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Callable, Mapping, NamedTuple, Sequence, Union
+from typing import AbstractSet, Any, Callable, Mapping, NamedTuple, Sequence, Union
 
 from ..store.cache import Cache, CacheRecord
 from ..spec.nodes import Node
 from .routing import calls_host
 from .fingerprint import fingerprint, fingerprint_inputs
 from ..store.hashing import FileHasher
-from ..store.lockfile import INPUT_KEYS, LockEntry, Lockfile, recorded_input
+from ..store.lockfile import INPUT_KEYS, LockEntry, Lockfile, by_fingerprint, recorded_input
 from .choice import Choice, is_lfs_pointer, prior_images, reroll_request
 from .reasons import HAND_EDIT_CODES, Reason, ReasonCode, input_changed
 
@@ -225,9 +225,7 @@ class Planner:
         it moved into, the other side of a merge) built with this fingerprint, whose files on
         disk still hold the recorded bytes. Its images are copied, never paid for again."""
         if self._by_fingerprint is None:
-            self._by_fingerprint = {}
-            for nid, entry in dict(self.lock.entries).items():  # a copy: workers record meanwhile
-                self._by_fingerprint.setdefault(entry.fingerprint, []).append(nid)
+            self._by_fingerprint = by_fingerprint(self.lock.entries)
         for other in self._by_fingerprint.get(fp, ()):
             entry = self.lock.entries.get(other)
             if (other != node.id and entry is not None and entry.fingerprint == fp
@@ -361,15 +359,71 @@ class Planner:
 
     # -- a whole plan -----------------------------------------------------------------------
 
-    def plan(self, nodes: Sequence[Node]) -> list[Decision]:
-        """One decision per node, in build order, each from what its upstream will hand down."""
-        handoffs: dict[str, Handoff] = {}
+    def plan(self, nodes: Sequence[Node], proven: AbstractSet[str] = frozenset()) -> list[Decision]:
+        """One decision per node, in build order, each from what its upstream will hand down.
+        A node of ``proven`` (run/stamp.UpToDate: its record, lock entry and files are those
+        of a plan that found it up to date) whose upstream are all taken so too is up to date
+        as the lock recorded it (:class:`Kept`), without being decided again (unless forced,
+        rerolled or resumed)."""
+        decided: dict[str, Decision] = {}
+        handoffs = _Handoffs(decided)
         decisions = []
+        kept: set[str] = set()
+        entries = self.lock.entries
+        skip = self.force | self.reroll | set(self.resume)
         for node in nodes:
-            d = self.decide(node, handoffs)
+            nid = node.id
+            if nid in proven and nid in entries and nid not in skip and all(up in kept for up in node.upstream):
+                kept.add(nid)
+                d: Decision = Kept.of(node, entries)
+            else:
+                d = self.decide(node, handoffs)
             decisions.append(d)
-            handoffs[node.id] = d.handoff
+            decided[nid] = d
         return decisions
+
+
+class Kept(Decision):
+    """An up-to-date decision taken from the up-to-date record (Planner.plan): its fingerprint
+    and outputs are the lock entry's, read only when asked for (a plan of 10,000 nodes after
+    one edit decodes only the entries it decides, and those of the few upstream nodes they
+    read). Made once, never replaced."""
+
+    _entries: Mapping[str, LockEntry]
+
+    @classmethod
+    def of(cls, node: Node, entries: Mapping[str, LockEntry]) -> "Kept":
+        d = _new(cls)  # without the dataclass __init__ (10,000 of them)
+        d.__dict__.update(node=node, action=Action.UP_TO_DATE, reasons=[], cost_usd=0.0, inputs=None, cached=None,
+                          references=[], choice=None, reroll=False, keep=(), _entries=entries)
+        return d
+
+    @property  # type: ignore[override]
+    def fingerprint(self) -> str:
+        return self._entries[self.node.id].fingerprint
+
+    @property  # type: ignore[override]
+    def outputs(self) -> tuple[str, ...]:
+        return tuple([o.sha256 for o in self._entries[self.node.id].outputs])
+
+
+class _Handoffs(Mapping[str, Handoff]):
+    """What each node decided so far hands down, worked out when a dependent asks."""
+
+    def __init__(self, decided: Mapping[str, Decision]):
+        self._decided = decided
+
+    def __getitem__(self, nid: str) -> Handoff:
+        return self._decided[nid].handoff
+
+    def __iter__(self) -> Any:
+        return iter(self._decided)
+
+    def __len__(self) -> int:
+        return len(self._decided)
+
+
+_new = object.__new__
 
 
 def _record_of(entry: LockEntry) -> CacheRecord:

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from ..spec.nodes import Node
     from .reasons import Reason
 
-# Provider types that send nothing anywhere (allowed --offline). A table, not an ``if`` per type.
+# Provider types that send nothing anywhere (allowed --offline), read no key and bill nothing.
+# A table, not an ``if`` per type.
 OFFLINE_TYPES = frozenset({"local"})
 
 
@@ -101,8 +102,8 @@ class Routing:
         return " or ".join(dict.fromkeys(variables))
 
     def blocking_key(self, node: Node) -> str | None:
-        """:meth:`blocking` for a node's provider."""
-        return self.blocking(node.provider)
+        """:meth:`blocking` for a node's provider (an offline type reads no key)."""
+        return self.blocking(node.provider) if calls_host(node) else None
 
     def check_sendable(self, names: Iterable[str]) -> None:
         """Before anything is sent: the key each of these providers' generations will use can
@@ -119,6 +120,8 @@ class Routing:
     def price(self, node: Node) -> float:
         """What generating ``node`` costs on the provider it is routed to (a keyless primary
         is skipped, as a build skips it)."""
+        if not calls_host(node):
+            return 0.0  # an offline type bills nothing (tests/test_routing.py): no provider is made to say so
         name = self.route(node.provider) or node.provider
         per_image = self.pool.get(name).price_per_image(node.model, node.width * node.height, node.reference_images)
         return per_image * node.images_per_request

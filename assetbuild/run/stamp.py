@@ -197,19 +197,10 @@ def remember(project: object, variant: str, text: str, key_names: list[str], *, 
             or str(cache) != cache_dir(root, env) or "\0" in text):
         return False
     files = _stamped_files(project, root, str(cache))
-    identities = []
-    for path in files:
-        try:
-            st = os.lstat(os.path.join(root, path))
-        except FileNotFoundError:
-            identities.append("-")
-            continue
-        except OSError:
-            return False
-        if _is_link(st) or max(st.st_mtime_ns, st.st_ctime_ns) > started_ns - RACY_NS:
-            return False
-        identities.append(_identity(st))
-    fields = [FORMAT, root, "\n".join(key_names), _context(env, key_names), "0", text, " ".join(identities), *files]
+    identities = _settled_identities(root, files, started_ns)
+    if identities is None:
+        return False
+    fields = [FORMAT, root, "\n".join(key_names), _context(env, key_names), "0", text, identities, *files]
     if any("\0" in f for f in fields):
         return False
     try:
@@ -254,3 +245,135 @@ def _stamped_files(project: object, root: str, cache: str) -> list[str]:
     if pillow is not None and pillow.origin:
         absolute.append(pillow.origin)
     return list(dict.fromkeys(rel)) + absolute
+
+
+# -- the up-to-date record: the nodes a plan may take as up to date without deciding them ---------
+
+UP_TO_DATE_FORMAT = "assetbuild-uptodate/1"
+
+
+def _up_to_date_file(project: object) -> str:
+    manifest = str(project.manifest_path.resolve())  # type: ignore[attr-defined]
+    return os.path.join(str(project.cache.dir), f"uptodate-{sha256(manifest.encode()).hexdigest()[:16]}")  # type: ignore[attr-defined]
+
+
+class UpToDate:
+    """What the last full plan of the project found up to date: the ids of those nodes, the
+    blueprint memo key of the manifest it planned (spec/blueprint.py), and the identity of
+    every file a no-op stamp rests on but the manifest (the lock and its journal, every
+    output and reference and their folders, the cache index, assetbuild's and Pillow's
+    modules), with the ``ASSETBUILD_*`` settings and versions.
+
+    An up-to-date decision rests on the node's blueprint record, its upstream's decisions,
+    its lock entry and the bytes of its files, and on nothing else (no key, no price, no
+    cache record where the outputs hold the bytes the lock recorded, the only ones recorded): while all of those files keep their identities, a node whose record the
+    blueprint did not change since that memo key (``Blueprint.changed_from``), and whose
+    upstream are all such nodes, is up to date again (planner.Planner.plan). Forced,
+    rerolled and resumed nodes are decided as usual; ``plan -o`` decides every node."""
+
+    def __init__(self, key: str, ids: frozenset[str], files: list[str], identities: str):
+        self.key, self.ids, self._files, self._identities = key, ids, files, identities
+
+    @classmethod
+    def read(cls, project: object) -> "UpToDate | None":
+        """The project's record, where its files still have the identities it wrote; else None."""
+        env = project.env  # type: ignore[attr-defined]
+        root = str(project.root)  # type: ignore[attr-defined]
+        try:
+            with open(_up_to_date_file(project), encoding="utf-8") as fh:
+                fields = fh.read().split("\0")
+        except (OSError, ValueError):
+            return None
+        if len(fields) < 6 or fields[0] != UP_TO_DATE_FORMAT or fields[1] != root or fields[2] != _context(env, []):
+            return None
+        files = fields[6:]
+        if _identities_under(root, files) != fields[5]:
+            return None
+        return cls(fields[3], frozenset(fields[4].split("\n")) if fields[4] else frozenset(), files, fields[5])
+
+    def proven(self, key: str | None, changed_from: tuple[str, frozenset[str]] | None) -> frozenset[str]:
+        """The node ids this record shows up to date for a blueprint of memo key ``key``,
+        whose records differ from those of memo key ``changed_from[0]`` in ``changed_from[1]``."""
+        if key is not None and key == self.key:
+            return self.ids
+        if changed_from is not None and changed_from[0] == self.key:
+            return self.ids - changed_from[1]
+        return frozenset()
+
+    @staticmethod
+    def write(project: object, key: str, ids: list[str], *, started_ns: int, earlier: "UpToDate | None" = None) -> bool:
+        """Leave the record of a full plan of the blueprint of memo key ``key`` that found
+        ``ids`` up to date. Writes nothing (returns False) where a file it rests on is a link,
+        or changed within the racy window before the plan started or since. ``earlier``: the
+        record this plan read (its files' identities were checked then; where the files are
+        the same, they are not looked at again)."""
+        from pathlib import Path
+
+        from ..store.files import write_atomic
+
+        root = str(project.root)  # type: ignore[attr-defined]
+        # Not the manifest (the memo key stands for it), the project folder (an editor saving the
+        # manifest by a rename changes it: each output and reference is looked at by its own
+        # path) nor the cache index (a plan that looks up a result opens it; an output whose
+        # bytes only the cache vouches for is not recorded, Project._record_up_to_date).
+        cache = str(project.cache.dir)  # type: ignore[attr-defined]
+        index = os.path.join(cache, "index")
+        files = [f for f in _stamped_files(project, root, cache)
+                 if f not in (MANIFEST_NAME, ".") and not (f == index or f.startswith(index + os.sep))]
+        if earlier is not None and earlier._files == files:
+            identities = earlier._identities
+        else:
+            found = _settled_identities(root, files, started_ns)
+            if found is None:
+                return False
+            identities = found
+        fields = [UP_TO_DATE_FORMAT, root, _context(project.env, []), key, "\n".join(ids),  # type: ignore[attr-defined]
+                  identities, *files]
+        if any("\0" in f for f in fields):
+            return False
+        try:
+            write_atomic(Path(_up_to_date_file(project)), "\0".join(fields).encode("utf-8", "surrogatepass"))
+        except (OSError, UnicodeError):
+            return False
+        return True
+
+
+def _identities_under(root: str, paths: list[str]) -> str:
+    """_identities of ``paths`` relative to ``root`` (absolute ones as they are), each
+    looked up from an open ``root`` (no path joined per file)."""
+    try:
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return ""
+    parts = []
+    append = parts.append
+    lstat = os.lstat
+    try:
+        for path in paths:
+            try:
+                append(_identity(lstat(path, dir_fd=fd)))
+            except OSError:
+                append("-")
+    except NotImplementedError:  # pragma: no cover - no dir_fd (Windows)
+        return _identities([os.path.join(root, p) for p in paths])
+    finally:
+        os.close(fd)
+    return " ".join(parts)
+
+
+def _settled_identities(root: str, paths: list[str], started_ns: int) -> str | None:
+    """The identities of ``paths`` (relative to ``root``), or None where one is a link,
+    unreadable, or changed within the racy window before ``started_ns`` or since."""
+    identities = []
+    for path in paths:
+        try:
+            st = os.lstat(os.path.join(root, path))
+        except FileNotFoundError:
+            identities.append("-")
+            continue
+        except OSError:
+            return None
+        if _is_link(st) or max(st.st_mtime_ns, st.st_ctime_ns) > started_ns - RACY_NS:
+            return None
+        identities.append(_identity(st))
+    return " ".join(identities)

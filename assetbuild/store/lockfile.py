@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, MutableMapping
 
 from ..errors import LockfileError, LockfileTooNew
 from .files import write_atomic
@@ -318,7 +318,7 @@ def entries_from_text(text: str, path: Path) -> dict[str, LockEntry]:
     return _entries_or_fail(path, Lockfile._parse_text(text, path)[0])
 
 
-MEMO_VERSION = 3  # 2: entries as validated rows (_memo_row), read without checking each key again; the stamp
+MEMO_VERSION = 4  # 4: one line per entry, decoded when asked for, and a digest; 2: entries as validated rows (_memo_row), read without checking each key again; the stamp
 #                   on line 1, so the memo of another state of the lock is told without parsing it; 3: every field
 _ENTRY_FIELDS = tuple(f.name for f in fields(LockEntry))
 _TUPLE_FIELDS = ("candidate_images",)  # besides outputs: tuples that JSON gives back as lists
@@ -355,28 +355,106 @@ def _from_memo_row(row: list[Any]) -> LockEntry:
     return entry
 
 
-def _read_memo(memo: Path | None, stamp: list[Any]) -> dict[str, LockEntry] | None:
+def _read_memo(memo: Path | None, stamp: list[Any]) -> "MutableMapping[str, LockEntry] | None":
     """The entries remembered for the lock file of ``stamp`` (they were validated when the
-    memo was written), or None: no memo, another lock, or a damaged memo."""
+    memo was written), or None: no memo, another lock, or a damaged memo. Each entry is
+    decoded when first asked for (:class:`Entries`): a plan that takes most nodes as up to
+    date (run/stamp.UpToDate) reads the few it decides."""
     if memo is None:
         return None
     try:
         with open(memo, "rb") as fh:
-            if json.loads(fh.readline(8192)) != [MEMO_VERSION, stamp]:
+            head = json.loads(fh.readline(8192))
+            if head[:2] != [MEMO_VERSION, stamp]:
                 return None
-            rows = json.loads(fh.read())
-        return {aid: _from_memo_row(row) for aid, row in rows.items()}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            ids_line = fh.readline()
+            body = fh.read()
+        if _digest(ids_line + body) != head[2]:
+            return None  # damaged (or not what this assetbuild wrote): the lock itself is read
+        ids = json.loads(ids_line)
+        rows = body.split(b"\n")
+        if not isinstance(ids, list) or len(rows) != len(ids):
+            return None
+        return Entries(dict(zip(ids, rows)))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError):
         return None
 
 
-def _write_memo(memo: Path, stamp: list[Any], entries: dict[str, LockEntry]) -> None:
-    head = json.dumps([MEMO_VERSION, stamp])
-    body = json.dumps({aid: _memo_row(e) for aid, e in entries.items()}, separators=(",", ":"))
+def _write_memo(memo: Path, stamp: list[Any], entries: Mapping[str, LockEntry]) -> None:
+    """Line 1: the memo version, the lock's stamp and a digest of the rest; line 2: the entry
+    ids; then one JSON row per entry (so one is decoded without the others)."""
+    body = (json.dumps(list(entries)) + "\n" + "\n".join(
+        json.dumps(_memo_row(e), separators=(",", ":")) for e in entries.values())).encode("utf-8")
+    head = json.dumps([MEMO_VERSION, stamp, _digest(body)])
     try:
-        write_atomic(memo, f"{head}\n{body}".encode("utf-8"))
+        write_atomic(memo, head.encode("utf-8") + b"\n" + body)
     except (OSError, ValueError):
         pass
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+class Entries(MutableMapping[str, "LockEntry"]):
+    """Lock entries by asset id, read from the memo: each row is decoded the first time its
+    entry is asked for (the memo's digest was checked, and its rows were validated when it
+    was written). Otherwise a dict."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: dict[str, Any]):
+        self._rows = rows  # id -> a LockEntry, or its memo row (bytes) not decoded yet
+
+    def __getitem__(self, key: str) -> LockEntry:
+        value = self._rows[key]
+        if value.__class__ is bytes:
+            value = self._rows[key] = _from_memo_row(json.loads(value))
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self._rows else default
+
+    def __setitem__(self, key: str, value: LockEntry) -> None:
+        self._rows[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._rows[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return f"Entries({len(self._rows)})"
+
+    def fingerprint_of(self, key: str) -> str:
+        """An entry's fingerprint, read off its row without decoding it: the row's first
+        field (_memo_row), a hex string JSON writes as it is."""
+        value = self._rows[key]
+        if value.__class__ is bytes:
+            return value[2:value.index(b'"', 2)].decode("ascii")
+        return value.fingerprint
+
+
+assert _ENTRY_FIELDS[0] == "fingerprint"  # Entries.fingerprint_of reads a row's first field
+
+
+def by_fingerprint(entries: Mapping[str, LockEntry]) -> dict[str, list[str]]:
+    """Fingerprint -> the ids of the entries built with it (from the memo's rows as they
+    are, where the entries came from it)."""
+    found: dict[str, list[str]] = {}
+    fingerprint_of = entries.fingerprint_of if isinstance(entries, Entries) else (lambda k: entries[k].fingerprint)
+    for nid in list(entries):  # a copy: workers record meanwhile
+        found.setdefault(fingerprint_of(nid), []).append(nid)
+    return found
 
 
 def _sorted(value: Any) -> Any:
@@ -441,7 +519,7 @@ class Journal:
 @dataclass
 class Lockfile:
     path: Path
-    entries: dict[str, LockEntry] = field(default_factory=dict)
+    entries: MutableMapping[str, LockEntry] = field(default_factory=dict)  # a dict, or Entries from the memo
     journal: Journal | None = None
     replayed: int = 0  # entries taken from a killed build's journal, not yet in the lock file
     migrated_from: int | None = None  # the older version the file was read as (rewritten at the next save)

@@ -1,0 +1,121 @@
+"""run/stamp.UpToDate (issue 20): a plan takes the nodes the last full plan found up to date as
+up to date again, without deciding them, only while nothing they rest on changed. Every case
+compares with a plan that decides every node (``every_node=True``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from assetbuild.api import Project
+from assetbuild.plan.planner import Kept
+from assetbuild.run import stamp
+from tests.conftest import png
+
+MANIFEST = """[project]
+provider = "local"
+
+[defaults]
+size = "32x32"
+
+[assets.root]
+prompt = "the root"
+references = ["ref.png"]
+
+[assets.leaf]
+prompt = "the leaf"
+references = ["@root"]
+
+[assets.lone]
+prompt = "on its own"
+
+[assets.tile]
+prompt = "tile {color}"
+matrix = { color = ["red", "blue"] }
+"""
+
+
+@pytest.fixture
+def built(project, monkeypatch):
+    project.write("ref.png", png())
+    project.manifest(MANIFEST)
+    assert project.run("build").exit_code == 0
+    # No racy window: a record may be written at once (a ctime cannot be set back; the window
+    # itself is test_no_record_while_a_file_is_in_the_racy_window's)
+    monkeypatch.setattr(stamp, "RACY_NS", 0)
+    assert project.run("plan").exit_code == 0  # leaves the record (and the memos)
+    return project
+
+
+def _plan(project) -> tuple[list[tuple[str, str, list[str]]], int]:
+    """The plan (asset, action, codes), and how many nodes it took from the record."""
+    p = Project.load(project.root, env=project.env)
+    result = p.plan()
+    return [(d.id, d.action.value, [r.code for r in d.reasons]) for d in result.decisions], \
+        sum(isinstance(d, Kept) for d in result.decisions)
+
+
+def _every_node(project) -> list[tuple[str, str, list[str]]]:
+    p = Project.load(project.root, env=project.env)
+    return [(d.id, d.action.value, [r.code for r in d.reasons]) for d in p.plan(every_node=True).decisions]
+
+
+def test_an_unchanged_project_is_taken_whole_from_the_record(built):
+    plan, kept = _plan(built)
+    assert kept == 5 and plan == _every_node(built) and {a for _, a, _ in plan} == {"up-to-date"}
+
+
+def test_a_prompt_edit_decides_the_asset_and_its_dependents_only(built):
+    built.manifest(MANIFEST.replace('"the root"', '"the new root"'))
+    plan, kept = _plan(built)
+    assert kept == 3  # lone and the two tiles
+    assert plan == _every_node(built)
+    assert [a for a, action, _ in plan if action == "generate"] == ["root", "leaf"]
+    again, kept_again = _plan(built)  # the record of the edited manifest
+    assert again == plan and kept_again == 3
+
+
+@pytest.mark.parametrize("change", ["output deleted", "output edited", "reference edited", "lock rewritten",
+                                    "setting", "record damaged"])
+def test_what_a_kept_node_rests_on_changing_is_seen(built, change):
+    env = {}
+    if change == "output deleted":
+        (built.root / "assets" / "lone.png").unlink()
+    elif change == "output edited":
+        (built.root / "assets" / "lone.png").write_bytes(png(color=(1, 2, 3)))
+    elif change == "reference edited":
+        built.write("ref.png", png(color=(9, 9, 9)))
+    elif change == "lock rewritten":
+        lock = built.root / "assetbuild.lock"
+        lock.write_text(lock.read_text().replace('"the leaf"', '"a leaf"'))
+    elif change == "setting":
+        env = {"ASSETBUILD_REMOTE_SIGNING_KEY": "k"}
+    else:
+        (record,) = Path(built.env["ASSETBUILD_CACHE_DIR"]).glob("uptodate-*")
+        record.write_bytes(record.read_bytes()[:-5])
+    built.env.update(env)
+    plan, kept = _plan(built)
+    assert plan == _every_node(built)
+    assert kept == 0
+    assert any(action != "up-to-date" for _, action, _ in plan) == (change in ("output deleted", "output edited",
+                                                                               "reference edited"))
+
+
+def test_forced_and_saved_plans_decide_every_node(built):
+    p = Project.load(built.root, env=built.env)
+    forced = p.plan(["lone"], force=True).decisions
+    assert [d.action.value for d in forced] == ["generate"] and not any(isinstance(d, Kept) for d in forced)
+    assert built.run("plan", "-o", "saved.json").exit_code == 0
+    saved = json.loads((built.root / "saved.json").read_text())
+    assert "ref.png" in saved["files"]  # what root's decision rests on: decided, not kept
+
+
+def test_no_record_while_a_file_is_in_the_racy_window(project):
+    project.write("ref.png", png())
+    project.manifest(MANIFEST)
+    assert project.run("build").exit_code == 0
+    assert project.run("plan").exit_code == 0  # every output was just written
+    assert not list(Path(project.env["ASSETBUILD_CACHE_DIR"]).glob("uptodate-*"))
+    assert _plan(project)[1] == 0
