@@ -18,8 +18,30 @@ def dumps(value: Any) -> str:
     return "".join(out)
 
 
+def _scalar(value: Any) -> str | None:
+    """The text of a string, None, a boolean or a finite float without a call per value
+    (most of what a plan prints: each action's id, action and cost); None for anything else."""
+    cls = value.__class__
+    if cls is str:
+        return encode_basestring_ascii(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if cls is float and value - value == 0.0:  # finite: as float.__repr__, which json uses
+        return float.__repr__(value)
+    if cls is int:
+        return int.__repr__(value)
+    return None
+
+
 def _write(value: Any, newline: str, out: list[str]) -> None:
-    if isinstance(value, str):
+    text = _scalar(value)
+    if text is not None:
+        out.append(text)
+    elif isinstance(value, str):
         out.append(encode_basestring_ascii(value))
     elif isinstance(value, dict):
         if not value:
@@ -33,7 +55,13 @@ def _write(value: Any, newline: str, out: list[str]) -> None:
             out.append(sep)
             out.append(encode_basestring_ascii(key))
             out.append(": ")
-            _write(item, inner, out)
+            text = _scalar(item)
+            if text is not None:
+                out.append(text)
+            elif item.__class__ is list and not item:
+                out.append("[]")
+            else:
+                _write(item, inner, out)
             sep = "," + inner
         out.append(newline + "}")
     elif isinstance(value, (list, tuple)):
@@ -44,15 +72,13 @@ def _write(value: Any, newline: str, out: list[str]) -> None:
         sep = "[" + inner
         for item in value:
             out.append(sep)
-            _write(item, inner, out)
+            text = _scalar(item)
+            if text is not None:
+                out.append(text)
+            else:
+                _write(item, inner, out)
             sep = "," + inner
         out.append(newline + "]")
-    elif value is None:
-        out.append("null")
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
     elif isinstance(value, (int, float)):
         out.append(_SCALAR.encode(value))
     else:
