@@ -347,7 +347,7 @@ def _show_plan(ctx: Ctx, result: Any, fmt: str) -> None:
                    f"{', '.join(missing.providers)} blocked; set it to build them "
                    "(plan --assume-keys shows what they would cost)", err=True)
     if fmt == "json":
-        click.echo(jsonout.dumps(result.to_json()))
+        click.echo(result.json_text())
         return
     if fmt == "markdown":
         from .commands.summaries import plan_markdown

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assetbuild.spec.blueprint import Blueprint, _tables
+from assetbuild.spec.blueprint import Blueprint, Nodes, _tables
 from tests.conftest import png
 
 BASE = """# a comment before any table
@@ -77,10 +77,13 @@ def _forget(project) -> None:
         memo.unlink()
 
 
-def _memo_body(folder: Path) -> dict:
-    """The blueprint memo in ``folder``, as _recall reads it (after its key line)."""
+def _memo(folder: Path) -> tuple[dict, Nodes]:
+    """The blueprint memo in ``folder`` as _recall reads it: its header, and its nodes."""
     (memo,) = folder.glob("blueprint-*.json")
-    return json.loads(memo.read_bytes().split(b"\n", 1)[1])
+    _, header, rest = memo.read_bytes().split(b"\n", 2)
+    header = json.loads(header)
+    *rows, text = rest.split(b"\n", len(header["ids"]))
+    return {**header, "text": text.decode()}, Nodes(dict(zip(header["ids"], rows)), header["upstream"])
 
 
 def _setup(project) -> None:
@@ -102,7 +105,7 @@ def test_an_edit_gives_the_blueprint_of_a_cold_run(project, tmp_path, name):
     assert warm.order == cold.order
     assert (warm.settings, warm.providers, warm.cache) == (cold.settings, cold.providers, cold.cache)
     # the memo's tables served it (or, for an edit they cannot, the full path ran)
-    retabled = Blueprint._retable(path, _memo_body(memo), edit(BASE), None)
+    retabled = Blueprint._retable(path, *_memo(memo), edit(BASE), None)
     assert (retabled is not None) == served, name
     if retabled is not None:
         assert list(retabled.nodes) == list(cold.nodes) and retabled.nodes == cold.nodes
@@ -173,14 +176,14 @@ def test_a_prompt_edit_takes_the_memos_nodes(project, tmp_path, name, monkeypatc
     project.manifest(EDITS[name][0](BASE))
     calls = []
     monkeypatch.setattr(Blueprint, "_reexpanded", classmethod(lambda cls, *a: calls.append(a)))
-    warm = Blueprint._retable(path, _memo_body(memo), EDITS[name][0](BASE), None)
+    warm = Blueprint._retable(path, *_memo(memo), EDITS[name][0](BASE), None)
     assert (warm is not None) == PROMPT_ONLY[name] and bool(calls) != PROMPT_ONLY[name]
     if warm is not None:
         cold = Blueprint.load(path, memo_dir=None)
         assert list(warm.nodes) == list(cold.nodes) and warm.nodes == cold.nodes and warm.order == cold.order
         changed = {nid for nid in cold.nodes if cold.nodes[nid].prompt != Blueprint.from_manifest(
             path, BASE, None).nodes[nid].prompt}
-        assert changed and warm.changed_from is not None and warm.changed_from[1] == changed
+        assert changed and warm.changed_from is not None and set(warm.changed_from[1]) == changed
 
 
 def test_a_prompt_edit_needs_no_pydantic(project, tmp_path):
@@ -200,17 +203,32 @@ def test_a_prompt_edit_needs_no_pydantic(project, tmp_path):
     assert out.split() == ["the", "leaf,", "again", "False"]
 
 
-def test_an_edited_manifest_is_remembered(project, tmp_path):
-    """After a plan of an edited manifest, the next load is the memo's (no table compared again)."""
+def test_an_edited_manifest_is_remembered(project, tmp_path, monkeypatch):
+    """After a plan of an edited manifest, the next load is the memo's (no table compared
+    again); after a prompt edit of a few nodes, the memo stays the one it was made from (the
+    next load fills the prompts in again: cheaper than writing the memo), unless it changed
+    more than _REWRITE_AFTER nodes."""
+    from assetbuild.spec import blueprint as module
+
     _setup(project)
     path = project.manifest(BASE)
     memo = tmp_path / "memo"
     Blueprint.load(path, memo_dir=memo).remember()
-    for edited in (BASE.replace('"the leaf"', '"the leaf, again"'), BASE.replace('"16x16"', '"8x8"')):
+    base_key = Blueprint.load(path, memo_dir=memo).key
+    prompt_edit = BASE.replace('"the leaf"', '"the leaf, again"')
+    project.manifest(prompt_edit)
+    first = Blueprint.load(path, memo_dir=memo)
+    first.remember()
+    again = Blueprint.load(path, memo_dir=memo)
+    assert first.changed_from == again.changed_from and first.changed_from[0] == base_key
+    assert set(first.changed_from[1]) == {"leaf"}
+    assert again.nodes == Blueprint.load(path, memo_dir=None).nodes
+    monkeypatch.setattr(module, "_REWRITE_AFTER", 0)
+    for edited in (prompt_edit, BASE.replace('"16x16"', '"8x8"')):
         project.manifest(edited)
         first = Blueprint.load(path, memo_dir=memo)
         assert first.changed_from is not None and first.changed_from[1]
         first.remember()
         again = Blueprint.load(path, memo_dir=memo)
-        assert again.changed_from is not None and again.changed_from[1] == frozenset()
+        assert again.changed_from is not None and again.changed_from[1] == {}
         assert again.nodes == Blueprint.load(path, memo_dir=None).nodes

@@ -75,6 +75,25 @@ def test_a_prompt_edit_decides_the_asset_and_its_dependents_only(built):
     assert [a for a, action, _ in plan if action == "generate"] == ["root", "leaf"]
     again, kept_again = _plan(built)  # the record of the edited manifest
     assert again == plan and kept_again == 3
+    # a second edit on top of the first: the blueprint is the same memo's with root and lone
+    # changed; the record (of the first edit) still vouches for the tiles
+    built.manifest(MANIFEST.replace('"the root"', '"the new root"').replace('"on its own"', '"alone"'))
+    plan, kept = _plan(built)
+    assert kept == 2 and plan == _every_node(built)
+    assert [a for a, action, _ in plan if action == "generate"] == ["root", "leaf", "lone"]
+
+
+def test_two_edits_from_one_memo_share_what_they_changed_alike(built):
+    """The blueprint memo stays the first manifest's while an edit changes few prompts; the
+    record of a plan of one edit still vouches, in a plan of a later edit, for a node both
+    changed alike (the same digest of its record)."""
+    built.manifest(MANIFEST.replace('"the root"', '"the new root"'))
+    assert built.run("build").exit_code == 0  # root and leaf made anew
+    assert built.run("plan").exit_code == 0  # a full plan of the edited manifest: its record
+    built.manifest(MANIFEST.replace('"the root"', '"the new root"').replace('"on its own"', '"alone"'))
+    plan, kept = _plan(built)
+    assert kept == 4 and plan == _every_node(built)
+    assert [a for a, action, _ in plan if action != "up-to-date"] == ["lone"]
 
 
 @pytest.mark.parametrize("change", ["output deleted", "output edited", "reference edited", "lock rewritten",
@@ -119,3 +138,20 @@ def test_no_record_while_a_file_is_in_the_racy_window(project):
     assert project.run("plan").exit_code == 0  # every output was just written
     assert not list(Path(project.env["ASSETBUILD_CACHE_DIR"]).glob("uptodate-*"))
     assert _plan(project)[1] == 0
+
+
+def test_the_plans_json_text_is_json_dumps_of_its_json(project, monkeypatch):
+    """Plan.json_text writes up-to-date actions from a template: the same text as
+    json.dumps(to_json(), indent=2), with kept, decided, generated and blocked actions."""
+    remote = MANIFEST + '\n[assets.hosted]\nprompt = "on a host"\nprovider = "fal"\nsize = "1024x1024"\n'
+    project.write("ref.png", png())
+    project.manifest(remote)
+    assert project.run("build").exit_code == 1  # hosted is blocked: FAL_KEY is not set
+    monkeypatch.setattr(stamp, "RACY_NS", 0)
+    assert project.run("plan").exit_code == 0
+    project.manifest(remote.replace('"the root"', '"the new root"'))
+    result = Project.load(project.root, env=project.env).plan()
+    actions = {d.id: (d.action.value, isinstance(d, Kept)) for d in result.decisions}
+    assert actions["tile[color=red]"] == ("up-to-date", True) and actions["root"] == ("generate", False)
+    assert actions["hosted"] == ("blocked", False) and result.missing_keys
+    assert result.json_text() == json.dumps(result.to_json(), indent=2)

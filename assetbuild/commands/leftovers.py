@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 from ..spec.nodes import Node
 from ..store.cache import Cache, CacheRecord
 from ..store.files import DeletionRule
-from ..store.gitlocks import entries_in_history
 from ..store.lockfile import LockEntry, lock_path
 
 if TYPE_CHECKING:
@@ -141,6 +140,8 @@ def clean(project: Workspace, *, dry_run: bool = False, git_revs: int = 0) -> Cl
     per the lock of each of the last N commits) for assets the manifest no longer has,
     while their bytes are unchanged; drop those assets from the lock."""
     with project.exclusive():
+        from ..store.gitlocks import entries_in_history  # here: only clean --git-revs reads history
+
         history, notes = entries_in_history(project.manifest_path.parent, project.lock.path.name, git_revs)
         done = project.leftovers(dry_run=dry_run, extra=history)
         if not dry_run:

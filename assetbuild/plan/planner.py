@@ -13,7 +13,7 @@ from enum import Enum
 from typing import AbstractSet, Any, Callable, Mapping, NamedTuple, Sequence, Union
 
 from ..store.cache import Cache, CacheRecord
-from ..spec.nodes import Node
+from ..spec.nodes import Node, Selection
 from .routing import calls_host
 from .fingerprint import fingerprint, fingerprint_inputs
 from ..store.hashing import FileHasher
@@ -365,19 +365,22 @@ class Planner:
         of a plan that found it up to date) whose upstream are all taken so too is up to date
         as the lock recorded it (:class:`Kept`), without being decided again (unless forced,
         rerolled or resumed)."""
+        source = nodes if isinstance(nodes, Selection) else Selection.of(nodes)
         decided: dict[str, Decision] = {}
         handoffs = _Handoffs(decided)
         decisions = []
-        kept: set[str] = set()
         entries = self.lock.entries
-        skip = self.force | self.reroll | set(self.resume)
-        for node in nodes:
-            nid = node.id
-            if nid in proven and nid in entries and nid not in skip and all(up in kept for up in node.upstream):
+        # proven, in the lock, and neither forced, rerolled nor resumed (set operations, not a test per node)
+        eligible = (frozenset(proven) - self.force - self.reroll - self.resume.keys()) & entries.keys()
+        kept: set[str] = set()
+        upstream = source.upstream
+        kept_of = Kept.of
+        for nid in source.ids:
+            if nid in eligible and kept.issuperset(upstream(nid)):
                 kept.add(nid)
-                d: Decision = Kept.of(node, entries)
+                d: Decision = kept_of(nid, source, entries)
             else:
-                d = self.decide(node, handoffs)
+                d = self.decide(source.node(nid), handoffs)
             decisions.append(d)
             decided[nid] = d
         return decisions
@@ -385,26 +388,39 @@ class Planner:
 
 class Kept(Decision):
     """An up-to-date decision taken from the up-to-date record (Planner.plan): its fingerprint
-    and outputs are the lock entry's, read only when asked for (a plan of 10,000 nodes after
-    one edit decodes only the entries it decides, and those of the few upstream nodes they
-    read). Made once, never replaced."""
+    and outputs are the lock entry's, and its node the blueprint's, each read only when asked
+    for (a plan of 10,000 nodes after one edit decodes only the nodes and entries it decides,
+    and those of the few upstream nodes they read). Made once, never replaced."""
 
+    _id: str
+    _source: Selection
     _entries: Mapping[str, LockEntry]
+    # the same for every one (the other fields' class defaults are Decision's: no cost, no
+    # inputs, nothing cached, no choice, no reroll, nothing kept)
+    action = Action.UP_TO_DATE
+    references: Sequence[ResolvedRef] = ()  # never read: an up-to-date node sends nothing
 
     @classmethod
-    def of(cls, node: Node, entries: Mapping[str, LockEntry]) -> "Kept":
+    def of(cls, nid: str, source: Selection, entries: Mapping[str, LockEntry]) -> "Kept":
         d = _new(cls)  # without the dataclass __init__ (10,000 of them)
-        d.__dict__.update(node=node, action=Action.UP_TO_DATE, reasons=[], cost_usd=0.0, inputs=None, cached=None,
-                          references=[], choice=None, reroll=False, keep=(), _entries=entries)
+        d.__dict__ = {"_id": nid, "_source": source, "_entries": entries, "reasons": []}
         return d
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property  # type: ignore[override]
+    def node(self) -> Node:
+        return self._source.node(self._id)
 
     @property  # type: ignore[override]
     def fingerprint(self) -> str:
-        return self._entries[self.node.id].fingerprint
+        return self._entries[self._id].fingerprint
 
     @property  # type: ignore[override]
     def outputs(self) -> tuple[str, ...]:
-        return tuple([o.sha256 for o in self._entries[self.node.id].outputs])
+        return tuple([o.sha256 for o in self._entries[self._id].outputs])
 
 
 class _Handoffs(Mapping[str, Handoff]):

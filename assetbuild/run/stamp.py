@@ -258,21 +258,29 @@ def _up_to_date_file(project: object) -> str:
 
 
 class UpToDate:
-    """What the last full plan of the project found up to date: the ids of those nodes, the
-    blueprint memo key of the manifest it planned (spec/blueprint.py), and the identity of
-    every file a no-op stamp rests on but the manifest (the lock and its journal, every
-    output and reference and their folders, the cache index, assetbuild's and Pillow's
-    modules), with the ``ASSETBUILD_*`` settings and versions.
+    """What the last full plan of the project found up to date: the ids of those nodes; the
+    blueprint memo key of the manifest it planned, and where that blueprint was a memo's
+    with some nodes changed (``Blueprint.changed_from``), that memo's key and those nodes
+    with a digest of each one's record;
+    the identity of every file a no-op stamp rests on but the manifest, the project folder
+    and the cache index (the lock and its journal, every output and reference and their
+    folders, assetbuild's and Pillow's modules); the ``ASSETBUILD_*`` settings and versions.
 
     An up-to-date decision rests on the node's blueprint record, its upstream's decisions,
     its lock entry and the bytes of its files, and on nothing else (no key, no price, no
-    cache record where the outputs hold the bytes the lock recorded, the only ones recorded): while all of those files keep their identities, a node whose record the
-    blueprint did not change since that memo key (``Blueprint.changed_from``), and whose
-    upstream are all such nodes, is up to date again (planner.Planner.plan). Forced,
-    rerolled and resumed nodes are decided as usual; ``plan -o`` decides every node."""
+    cache record where the outputs hold the bytes the lock recorded, the only ones
+    recorded). So while all of those files keep their identities, a node whose record is
+    the same in the manifest planned then and in this one, and whose upstream are all such
+    nodes, is up to date again (planner.Planner.plan). Forced, rerolled and resumed nodes
+    are decided as usual; ``plan -o`` decides every node."""
 
-    def __init__(self, key: str, ids: frozenset[str], files: list[str], identities: str):
-        self.key, self.ids, self._files, self._identities = key, ids, files, identities
+    def __init__(self, fields: list[str]):
+        self.key = fields[3]
+        self.ids = frozenset(fields[4].split("\n")) if fields[4] else frozenset()
+        self._identities = fields[5]
+        self.base = (fields[6], dict(line.rsplit(" ", 1) for line in fields[7].split("\n")) if fields[7] else {})
+        self.files_from = fields[8]
+        self._files = fields[9:]
 
     @classmethod
     def read(cls, project: object) -> "UpToDate | None":
@@ -284,33 +292,42 @@ class UpToDate:
                 fields = fh.read().split("\0")
         except (OSError, ValueError):
             return None
-        if len(fields) < 6 or fields[0] != UP_TO_DATE_FORMAT or fields[1] != root or fields[2] != _context(env, []):
+        if len(fields) < 9 or fields[0] != UP_TO_DATE_FORMAT or fields[1] != root or fields[2] != _context(env, []):
             return None
-        files = fields[6:]
-        if _identities_under(root, files) != fields[5]:
+        if _identities_under(root, fields[9:]) != fields[5]:
             return None
-        return cls(fields[3], frozenset(fields[4].split("\n")) if fields[4] else frozenset(), files, fields[5])
+        return cls(fields)
 
-    def proven(self, key: str | None, changed_from: tuple[str, frozenset[str]] | None) -> frozenset[str]:
-        """The node ids this record shows up to date for a blueprint of memo key ``key``,
-        whose records differ from those of memo key ``changed_from[0]`` in ``changed_from[1]``."""
+    def proven(self, blueprint: object) -> frozenset[str]:
+        """The node ids this record shows up to date in ``blueprint``: all of them where it
+        is the manifest the record planned; else those whose record is the same in both (the
+        blueprint was made from the record's manifest's memo and did not change it; or both
+        were made from one memo, and neither changed it, or both changed it alike)."""
+        key = blueprint.key  # type: ignore[attr-defined]
+        changed_from = blueprint.changed_from  # type: ignore[attr-defined]
         if key is not None and key == self.key:
             return self.ids
-        if changed_from is not None and changed_from[0] == self.key:
-            return self.ids - changed_from[1]
+        if changed_from is None:
+            return frozenset()
+        if changed_from[0] == self.key:
+            return self.ids - changed_from[1].keys()
+        if changed_from[0] == self.base[0]:  # both from one memo: the nodes either changed, unless alike
+            ours, theirs = self.base[1], changed_from[1]
+            return self.ids - {nid for nid in ours.keys() | theirs.keys() if ours.get(nid) != theirs.get(nid)}
         return frozenset()
 
     @staticmethod
-    def write(project: object, key: str, ids: list[str], *, started_ns: int, earlier: "UpToDate | None" = None) -> bool:
-        """Leave the record of a full plan of the blueprint of memo key ``key`` that found
-        ``ids`` up to date. Writes nothing (returns False) where a file it rests on is a link,
-        or changed within the racy window before the plan started or since. ``earlier``: the
-        record this plan read (its files' identities were checked then; where the files are
-        the same, they are not looked at again)."""
+    def write(project: object, ids: list[str], *, started_ns: int, earlier: "UpToDate | None" = None) -> bool:
+        """Leave the record of a full plan of ``project.blueprint`` that found ``ids`` up to
+        date. Writes nothing (returns False) where a file it rests on is a link, or changed
+        within the racy window before the plan started or since. ``earlier``: the record this
+        plan read (its files' identities were checked then; where the files are the same,
+        they are not looked at again)."""
         from pathlib import Path
 
         from ..store.files import write_atomic
 
+        blueprint = project.blueprint  # type: ignore[attr-defined]
         root = str(project.root)  # type: ignore[attr-defined]
         # Not the manifest (the memo key stands for it), the project folder (an editor saving the
         # manifest by a rename changes it: each output and reference is looked at by its own
@@ -318,8 +335,11 @@ class UpToDate:
         # bytes only the cache vouches for is not recorded, Project._record_up_to_date).
         cache = str(project.cache.dir)  # type: ignore[attr-defined]
         index = os.path.join(cache, "index")
-        files = [f for f in _stamped_files(project, root, cache)
-                 if f not in (MANIFEST_NAME, ".") and not (f == index or f.startswith(index + os.sep))]
+        if earlier is not None and blueprint.files_from is not None and blueprint.files_from == earlier.files_from:
+            files = earlier._files  # the same nodes' files (no node decoded to list them again)
+        else:
+            files = [f for f in _stamped_files(project, root, cache)
+                     if f not in (MANIFEST_NAME, ".") and not (f == index or f.startswith(index + os.sep))]
         if earlier is not None and earlier._files == files:
             identities = earlier._identities
         else:
@@ -327,8 +347,10 @@ class UpToDate:
             if found is None:
                 return False
             identities = found
-        fields = [UP_TO_DATE_FORMAT, root, _context(project.env, []), key, "\n".join(ids),  # type: ignore[attr-defined]
-                  identities, *files]
+        base, changed = blueprint.changed_from or ("", {})
+        fields = [UP_TO_DATE_FORMAT, root, _context(project.env, []), blueprint.key, "\n".join(ids),  # type: ignore[attr-defined]
+                  identities, base, "\n".join(f"{nid} {digest}" for nid, digest in sorted(changed.items())),
+                  blueprint.files_from or "", *files]
         if any("\0" in f for f in fields):
             return False
         try:
@@ -351,9 +373,11 @@ def _identities_under(root: str, paths: list[str]) -> str:
     try:
         for path in paths:
             try:
-                append(_identity(lstat(path, dir_fd=fd)))
+                st = lstat(path, dir_fd=fd)
             except OSError:
                 append("-")
+                continue
+            append(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")  # _identity, inline
     except NotImplementedError:  # pragma: no cover - no dir_fd (Windows)
         return _identities([os.path.join(root, p) for p in paths])
     finally:

@@ -20,15 +20,18 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import UsageError
 from ..store.files import read_manifest, write_atomic
 from .nodes import Node, Ref, RefSite
 
-MEMO_VERSION = 8  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1;
+_REWRITE_AFTER = 100  # nodes a prompt edit changed, past which the memo is written anew for the edited manifest
+MEMO_VERSION = 10  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1;
 #                   5: candidates; 6: batch and output_format; 7: the manifest's tables (an edit re-expands
-#                   only the assets it touched); 8: the tables' layout (a prompt edit takes the memo's nodes)
+#                   only the assets it touched); 8: the tables' layout (a prompt edit takes the memo's nodes);
+#                   9: one row per node, decoded when asked for, with each node's upstream and the files checked;
+#                   10: the manifest's text after the rows, as it is
 
 
 def _version() -> str:
@@ -40,7 +43,7 @@ def _version() -> str:
 @dataclass
 class Blueprint:
     path: Path  # the manifest
-    nodes: dict[str, Node]  # manifest order
+    nodes: Mapping[str, Node]  # manifest order (a dict, or the memo's Nodes, decoded when asked for)
     order: tuple[str, ...]  # build order
     settings: dict[str, Any]  # the [project] table, validated, with defaults
     providers: dict[str, dict[str, Any]]  # each [providers.NAME] table as written (validated)
@@ -48,14 +51,17 @@ class Blueprint:
     _configs: dict[str, Any] = field(default_factory=dict, repr=False)
     _unsaved: tuple[Path, str] | None = field(default=None, repr=False)
     _tables: tuple[str, str] | None = field(default=None, repr=False)  # (salt, manifest text) for the memo
-    # The memo's own node records and table layout, where they still hold (written back as they are)
-    _encoded: list[Any] | None = field(default=None, repr=False)
-    _layout: list[Any] | None = field(default=None, repr=False)
-    # (the key of the memo this blueprint was made from, the ids of the nodes it made anew or
-    # changed): a plan takes the nodes it did not touch as the memo's (run/stamp.UpToDate).
-    # None: made from the manifest alone.
-    changed_from: tuple[str, frozenset[str]] | None = field(default=None, repr=False)
+    # The memo's header (layout, files, folders, upstream) where it still holds: written back
+    # with each node's row as the memo had it (Nodes.row) but the changed ones
+    _header: dict[str, Any] | None = field(default=None, repr=False)
+    # (the key of the memo this blueprint was made from, the nodes it made anew or changed,
+    # each with the digest of its record): a plan takes the nodes it did not touch as the
+    # memo's (run/stamp.UpToDate). None: made from the manifest alone.
+    changed_from: tuple[str, dict[str, str]] | None = field(default=None, repr=False)  # id -> row_digest
     key: str | None = field(default=None, repr=False)  # the memo key of this manifest (None: no memo folder)
+    # The memo key of a manifest whose nodes have the same ids, outputs and references as
+    # these (the memo's own, or the one a prompt edit was made from); None: not known
+    files_from: str | None = field(default=None, repr=False)
 
     @property
     def root(self) -> Path:
@@ -81,7 +87,14 @@ class Blueprint:
         if memo is not None:
             blueprint.key = key
             blueprint._tables = (hashlib.sha256(salt).hexdigest(), text)
-            blueprint._unsaved = (memo, key)  # written by remember(), once the files it names were read
+            prompts_only = blueprint._header is not None  # the memo's nodes, some prompts filled in anew
+            if blueprint.files_from is None:
+                blueprint.files_from = key  # its nodes are this manifest's
+            if not prompts_only or len(blueprint.changed_from[1]) > _REWRITE_AFTER:  # type: ignore[index]
+                blueprint._unsaved = (memo, key)  # written by remember(), once the files it names were read
+            # else a few prompts changed: the memo stays the manifest's it was made from, and the
+            # next load fills those prompts in again (about 20 ms at 10,000 assets), which costs
+            # less than writing the memo anew (about 50 ms)
         return blueprint
 
     def remember(self) -> None:
@@ -102,18 +115,39 @@ class Blueprint:
         return cls(path, nodes, tuple(graph.order), *_tables_of(loaded))
 
     def _remember(self, memo: Path, key: str) -> None:
-        """The key on the first line, then the blueprint as JSON: a memo of another manifest is
-        told by its first line, without parsing the rest."""
-        encoded = self._encoded if self._encoded is not None else [_encode(n) for n in self.nodes.values()]
-        body = {"order": list(self.order), "settings": self.settings, "providers": self.providers,
-                "cache": self.cache, "nodes": encoded}
+        """Line 1: the key (a memo of another manifest is told by it, without reading on);
+        line 2: the header (order, tables, the manifest's layout, each node's id and upstream,
+        the reference files and output folders _files_still_fit checks); then one JSON row per
+        node, so a node is decoded only when asked for (:class:`Nodes`); then the manifest's
+        text as it is (read only to compare an edited manifest with it)."""
+        ids = list(self.nodes)
+        if self._header is not None:
+            header = dict(self._header)
+        else:
+            header = {"upstream": {}, "files": [], "folders": []}
+            files: dict[str, None] = {}
+            folders: dict[str, None] = {}
+            for nid, node in self.nodes.items():
+                if node.upstream:
+                    header["upstream"][nid] = list(node.upstream)
+                files.update(dict.fromkeys(r.path for r in node.references if r.path is not None))
+                folders.update(dict.fromkeys(o.rpartition("/")[0] for o in node.outputs))
+            header["files"], header["folders"] = list(files), list(folders)
+            if self._tables is not None:
+                header["layout"] = _layout(self._tables[1])
+        header.update(order=list(self.order), settings=self.settings, providers=self.providers, cache=self.cache,
+                      ids=ids)
+        header.pop("text", None)
+        text = b""
         if self._tables is not None:
-            body["salt"], body["text"] = self._tables
-            layout = self._layout if self._layout is not None else _layout(self._tables[1])
-            if layout is not None:
-                body["layout"] = layout
+            header["salt"] = self._tables[0]
+            text = self._tables[1].encode("utf-8")
+        nodes = self.nodes
+        row = nodes.row if isinstance(nodes, Nodes) else (lambda nid: None)
         try:
-            write_atomic(memo, f"{key}\n{json.dumps(body, separators=(',', ':'))}".encode("utf-8"))
+            rows = [row(nid) or json.dumps(_encode(nodes[nid]), separators=(",", ":")).encode("utf-8") for nid in ids]
+            write_atomic(memo, b"\n".join([key.encode("ascii"), json.dumps(header, separators=(",", ":")).encode("utf-8"),
+                                           *rows, text]))
         except (OSError, TypeError, ValueError):
             pass  # a memo is an optimisation only
 
@@ -126,24 +160,34 @@ class Blueprint:
         try:
             with open(memo, "rb") as fh:
                 first = fh.readline(100).rstrip(b"\n").decode("ascii")
-                body = json.loads(fh.read())
-            if first != key:
-                if body.get("salt") != salt or not isinstance(body.get("text"), str):
+                header = json.loads(fh.readline())
+                ids = header["ids"]
+                if not isinstance(ids, list):
                     return None
-                blueprint = cls._retable(path, body, text, provider_override)
+                rows = fh.read().split(b"\n", len(ids))
+            if len(rows) != len(ids) + 1:
+                return None
+            nodes = Nodes(dict(zip(ids, rows)), header["upstream"])
+            if first != key:
+                if header.get("salt") != salt:
+                    return None
+                header["text"] = rows[-1].decode("utf-8")
+                blueprint = cls._retable(path, header, nodes, text, provider_override)
                 if blueprint is None:
                     return None
-                blueprint.changed_from = (first, blueprint.changed_from[1] if blueprint.changed_from else frozenset())
+                blueprint.changed_from = (first, blueprint.changed_from[1] if blueprint.changed_from else {})
+                if blueprint._header is not None:  # the prompt path: only prompts changed
+                    blueprint.files_from = first
                 return blueprint
-            nodes = {n.id: n for n in (_decode(item) for item in body["nodes"])}
-            blueprint = cls(path, nodes, tuple(body["order"]), body["settings"], body["providers"], body["cache"],
-                            changed_from=(key, frozenset()))
+            blueprint = cls(path, nodes, tuple(header["order"]), header["settings"], header["providers"],
+                            header["cache"], _header=header, changed_from=(key, {}), files_from=key)
+            return blueprint if _files_still_fit(blueprint.root, header["files"], header["folders"]) else None
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return None
-        return blueprint if blueprint._files_still_fit() else None
 
     @classmethod
-    def _retable(cls, path: Path, memo: dict[str, Any], text: str, provider_override: str | None) -> "Blueprint | None":
+    def _retable(cls, path: Path, memo: dict[str, Any], nodes: "Nodes", text: str,
+                 provider_override: str | None) -> "Blueprint | None":
         """The blueprint of ``text`` where it differs from the memo's manifest only inside
         ``[assets.X]`` tables, each keeping its header and its number of lines (so every
         other table's line numbers, which references carry, hold); None: take the full path.
@@ -158,49 +202,48 @@ class Blueprint:
         graph checks run on all the nodes; anything else (a table added, removed or moved,
         [project], [defaults], [providers] or any other table edited, multi-line strings, a
         problem found) takes the full path, which says what is wrong the usual way."""
-        old_text, items = memo["text"], memo["nodes"]
+        old_text = memo["text"]
         layout = memo.get("layout")
         edit = _edit(old_text, text, layout) if layout is not None else None
         if edit is not None:
             prompts = _prompt_edit(layout, *edit)
             if prompts is not None:
-                return cls._with_prompts(path, memo, text, prompts)
-        return cls._reexpanded(path, old_text, items, text, provider_override)
+                return cls._with_prompts(path, memo, nodes, prompts)
+        return cls._reexpanded(path, old_text, list(nodes.values()), text, provider_override)
 
     @classmethod
-    def _with_prompts(cls, path: Path, memo: dict[str, Any], text: str,
+    def _with_prompts(cls, path: Path, memo: dict[str, Any], nodes: "Nodes",
                       prompts: dict[str, tuple[str, str]]) -> "Blueprint | None":
         """The memo's blueprint with each asset of ``prompts`` (asset -> (old prompt, new
         prompt)) holding the new prompt; None where the memo's nodes of those assets are not
-        the old prompt filled in, or the new one cannot be filled in (the full path says why)."""
+        the old prompt filled in, or the new one cannot be filled in (the full path says why).
+        Only those assets' nodes are decoded (a node's id is its asset's, or ``asset[...]``)."""
         from .templates import render
 
-        encoded = list(memo["nodes"])
-        nodes: dict[str, Node] = {}
-        changed: list[str] = []
-        for i, item in enumerate(encoded):
-            node = _decode(item)
-            if node.asset in prompts:
-                old, new = prompts[node.asset]
-                values = dict(node.variant)
-                try:
-                    if node.kind != "generate" or render(old, values) != node.prompt:
-                        return None
-                    fields = dict(node.__dict__, prompt=render(new, values))
-                except (ValueError, KeyError):
+        changed: dict[str, str] = {}
+        for nid in nodes:
+            asset = nid.partition("[")[0]
+            if asset not in prompts:
+                continue
+            node = nodes[nid]
+            old, new = prompts[asset]
+            values = dict(node.variant)
+            try:
+                if node.asset != asset or node.kind != "generate" or render(old, values) != node.prompt:
                     return None
-                node = _frozen(Node, fields)
-                encoded[i] = _encode(node)
-                changed.append(node.id)
-            nodes[node.id] = node
-        if len(changed) == 0:
+                edited = _frozen(Node, dict(node.__dict__, prompt=render(new, values)))
+            except (ValueError, KeyError):
+                return None
+            nodes.replace(edited)
+            changed[nid] = row_digest(edited)
+        if not changed:
             return None
         blueprint = cls(path, nodes, tuple(memo["order"]), memo["settings"], memo["providers"], memo["cache"],
-                        _encoded=encoded, _layout=memo["layout"], changed_from=("", frozenset(changed)))
-        return blueprint if blueprint._files_still_fit() else None
+                        _header=memo, changed_from=("", changed))
+        return blueprint if _files_still_fit(blueprint.root, memo["files"], memo["folders"]) else None
 
     @classmethod
-    def _reexpanded(cls, path: Path, old_text: str, old_items: list[Any], text: str,
+    def _reexpanded(cls, path: Path, old_text: str, old_list: list[Node], text: str,
                     provider_override: str | None) -> "Blueprint | None":
         """_retable for any edit inside asset tables: the changed assets and their dependents
         expanded again (see there)."""
@@ -217,7 +260,7 @@ class Blueprint:
                 changed.add(owner)
         if not changed:
             return None
-        old_nodes = {n.id: n for n in (_decode(item) for item in old_items)}  # (the memo's nodes, once worth it)
+        old_nodes = {n.id: n for n in old_list}  # (the memo's nodes, once worth it)
         by_asset: dict[str, list[Node]] = {}
         for node in old_nodes.values():
             by_asset.setdefault(node.asset, []).append(node)
@@ -253,24 +296,23 @@ class Blueprint:
             order = BuildGraph(loaded, nodes).order
         except Exception:  # noqa: BLE001 - an optimisation only: the full path reports any problem
             return None
-        changed_ids = frozenset(nid for nid, node in nodes.items() if old_nodes.get(nid) != node)
+        changed_ids = {nid: row_digest(node) for nid, node in nodes.items() if old_nodes.get(nid) != node}
         blueprint = cls(path, nodes, tuple(order), *_tables_of(loaded), changed_from=("", changed_ids))
         return blueprint if blueprint._files_still_fit() else None
 
+    def upstream(self, nid: str) -> Sequence[str]:
+        """The ids of the nodes ``nid`` reads (Node.upstream), without decoding it from the memo."""
+        nodes = self.nodes
+        return nodes.upstream(nid) if isinstance(nodes, Nodes) else nodes[nid].upstream
+
     def _files_still_fit(self) -> bool:
-        """What loading checked of the file system still holds: every reference is a regular
-        file (not a link) and no output folder became a link or a file."""
-        root = os.path.join(os.fspath(self.root), "")
-        files: set[str] = set()
-        folders: set[str] = set()
+        """What loading checked of the file system still holds (see :func:`_files_still_fit`)."""
+        files: dict[str, None] = {}
+        folders: dict[str, None] = {}
         for node in self.nodes.values():
-            for ref in node.references:
-                if ref.path is not None:
-                    files.add(ref.path)
-            for output in node.outputs:
-                folders.add(output.rpartition("/")[0])
-        return (all(_is(root + f, stat.S_ISREG) for f in files)
-                and all(_is(root + f, stat.S_ISDIR, missing_ok=True) for f in folders))
+            files.update(dict.fromkeys(r.path for r in node.references if r.path is not None))
+            folders.update(dict.fromkeys(o.rpartition("/")[0] for o in node.outputs))
+        return _files_still_fit(self.root, list(files), list(folders))
 
     # -- reading it -------------------------------------------------------------------------
 
@@ -341,6 +383,64 @@ class Blueprint:
                     wanted.add(nid)
                     todo.extend(self.nodes[nid].upstream)
         return [nid for nid in self.order if nid in wanted]
+
+
+def _files_still_fit(root_path: Path, files: list[str], folders: list[str]) -> bool:
+    """Every reference file is still a regular file (not a link) and no output folder became
+    a link or a file."""
+    root = os.path.join(os.fspath(root_path), "")
+    return (all(_is(root + f, stat.S_ISREG) for f in files)
+            and all(_is(root + f, stat.S_ISDIR, missing_ok=True) for f in folders))
+
+
+class Nodes(Mapping[str, Node]):
+    """A blueprint's nodes by id, in manifest order, read from the memo: each is decoded from
+    its row when first asked for (a plan that takes most nodes as up to date, run/stamp.UpToDate,
+    decodes the few it decides), and its upstream ids are known without decoding it."""
+
+    __slots__ = ("_raw", "_decoded", "_upstream", "_replaced")
+
+    def __init__(self, rows: dict[str, bytes], upstream: dict[str, list[str]]):
+        self._raw = rows  # id -> its memo row
+        self._decoded: dict[str, Node] = {}
+        self._upstream = upstream  # id -> the ids it reads (only nodes that read one)
+        self._replaced: set[str] = set()
+
+    def __getitem__(self, nid: str) -> Node:
+        node = self._decoded.get(nid)
+        if node is None:
+            node = self._decoded[nid] = _decode(json.loads(self._raw[nid]))
+        return node
+
+    def __contains__(self, nid: object) -> bool:
+        return nid in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"Nodes({len(self._raw)})"
+
+    def upstream(self, nid: str) -> Sequence[str]:
+        """Node.upstream of ``nid`` from the memo's header (a node replaced keeps its upstream)."""
+        found = self._upstream.get(nid)
+        if found is None:
+            if nid not in self._raw:
+                raise KeyError(nid)
+            return ()
+        return found
+
+    def row(self, nid: str) -> bytes | None:
+        """The node's memo row, unless it was replaced."""
+        return None if nid in self._replaced else self._raw[nid]
+
+    def replace(self, node: Node) -> None:
+        """``node`` instead of the memo's node of its id (the same upstream and files)."""
+        self._decoded[node.id] = node
+        self._replaced.add(node.id)
 
 
 def _expanded(path: Path, text: str, provider_override: str | None) -> tuple[Any, dict[str, Node]]:
@@ -497,6 +597,12 @@ def _variant_subset(nodes: dict[str, Node], target: str) -> list[str]:
     pairs = dict(p.split("=", 1) for p in sel.split(",") if "=" in p)
     return [nid for nid, n in nodes.items()
             if n.asset == asset and all(dict(n.variant).get(k.strip()) == v.strip() for k, v in pairs.items())]
+
+
+def row_digest(node: Node) -> str:
+    """A digest of everything the memo keeps of ``node``: two nodes with the same digest are
+    the same (run/stamp.UpToDate compares the nodes two manifests changed from one memo)."""
+    return hashlib.sha256(json.dumps(_encode(node), separators=(",", ":")).encode("utf-8")).hexdigest()[:32]
 
 
 def _encode(node: Node) -> list[Any]:

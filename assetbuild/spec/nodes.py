@@ -5,7 +5,7 @@ asset), generated or derived, with its references resolved. Plain frozen data, m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..errors import ManifestError
 
@@ -88,3 +88,33 @@ def variant_id(asset: str, variant: tuple[tuple[str, str], ...]) -> str:
     if not variant:
         return asset
     return f"{asset}[{','.join(f'{k}={v}' for k, v in sorted(variant))}]"
+
+
+class Selection(Sequence[Node]):
+    """Some nodes in build order, by id, over a mapping that may decode a node only when it
+    is asked for (spec/blueprint.Nodes): the planner takes a node the up-to-date record
+    proves without decoding it, by its id and its upstream ids."""
+
+    def __init__(self, ids: list[str], nodes: Mapping[str, Node],
+                 upstream: Callable[[str], Sequence[str]] | None = None):
+        self.ids = ids
+        self._nodes = nodes
+        # Node.upstream of an id (a function of the mapping's where it has one: spec/blueprint.Nodes)
+        self.upstream: Callable[[str], Sequence[str]] = upstream or getattr(nodes, "upstream", None) or (
+            lambda nid: nodes[nid].upstream)
+
+    @classmethod
+    def of(cls, nodes: Iterable[Node]) -> "Selection":
+        by_id = {n.id: n for n in nodes}
+        return cls(list(by_id), by_id)
+
+    def node(self, nid: str) -> Node:
+        return self._nodes[nid]
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self._nodes[nid] for nid in self.ids[index]]
+        return self._nodes[self.ids[index]]
+
+    def __len__(self) -> int:
+        return len(self.ids)

@@ -13,7 +13,6 @@ blank ordinary words."""
 from __future__ import annotations
 
 import functools
-import html
 import json
 import re
 import urllib.parse
@@ -27,6 +26,8 @@ def secret_forms(secret: str) -> tuple[str, ...]:
     """Every way ``secret`` can show up in text: as is and stripped, and as a repr, a JSON
     string, a URL or form value, or HTML would write it (httpx shows a bad header as a repr;
     hosts echo headers JSON-escaped or inside HTML pages). Longest first."""
+    import html  # here: html.entities is 2 ms of imports, and most commands redact nothing
+
     forms: set[str] = set()
     for value in {secret, secret.strip()}:
         forms |= {
