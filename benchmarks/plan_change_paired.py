@@ -4,7 +4,7 @@ on one built synthetic project (benchmarks/synth.py; local, 64x64).
 
 Each round starts from the blueprint memo of the previous manifest (as a user's last plan
 or build left it), changes a different root's prompt, and runs both codes in alternating
-order; the other code's memo is moved aside for each, so neither reads the other's. Then a
+order, each with its own cache folder (memos of its own format). Then a
 cold plan (no blueprint memo) is run and all three plans must be the same. Wall and CPU
 (user + sys of the process) medians, and their ratios: the machine may be shared.
 
@@ -40,9 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ab-paired-") as tmp:
         project = args.project or Path(tmp) / "p"
-        cache = project / ".assetbuild"
-        envs = {"this": bench_env({"ASSETBUILD_CACHE_DIR": str(cache), "PYTHONPATH": str(HERE)}),
-                "base": bench_env({"ASSETBUILD_CACHE_DIR": str(cache), "PYTHONPATH": str(args.base.resolve())})}
+        # Each code its own cache folder: their memos (the lock's, the blueprint's) have other
+        # formats, and each would read the lock's TOML again after the other wrote its memo.
+        caches = {"this": project / ".assetbuild", "base": project / ".assetbuild-base"}
+        envs = {"this": bench_env({"ASSETBUILD_CACHE_DIR": str(caches["this"]), "PYTHONPATH": str(HERE)}),
+                "base": bench_env({"ASSETBUILD_CACHE_DIR": str(caches["base"]), "PYTHONPATH": str(args.base.resolve())})}
         if args.project is None:
             write_project(project, args.assets)
             run_timed(assetbuild("build", "-j", "2"), project, envs["this"])
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         chains = layout(args.assets)[0] // CHAIN
 
         def memos() -> list[Path]:
-            return list(cache.glob("blueprint-*.json"))
+            return [memo for cache in caches.values() for memo in cache.glob("blueprint-*.json")]
 
         figures: dict[str, list[tuple[float, float]]] = {"base": [], "this": []}
         print(f"plan after one root prompt change, {args.assets:,} assets; {machine()}")
