@@ -209,7 +209,7 @@ def _action_json(d: Decision) -> dict[str, Any]:
 
 
 # _action_json of an up-to-date decision as jsonout.dumps writes it in Plan._json's "actions"
-# (tests/test_speed_paths.py holds the two equal)
+# (tests/test_uptodate.py holds json_text equal to json.dumps(to_json(), indent=2))
 _UP_TO_DATE_JSON = ('{\n      "asset": %s,\n      "action": "up-to-date",\n      "reasons": [],\n      "codes": [],'
                     '\n      "cost": 0.0\n    }')
 

@@ -86,6 +86,20 @@ def _memo(folder: Path) -> tuple[dict, Nodes]:
     return {**header, "text": text.decode()}, Nodes(dict(zip(header["ids"], rows)), header["upstream"])
 
 
+def test_a_damaged_memo_is_not_used(project, tmp_path):
+    """Rows are decoded one by one, long after loading: a memo whose bytes were damaged is
+    refused at once (its CRC), and the manifest is read instead."""
+    _setup(project)
+    path = project.manifest(BASE)
+    memo = tmp_path / "memo"
+    Blueprint.load(path, memo_dir=memo).remember()
+    (file,) = memo.glob("blueprint-*.json")
+    data = file.read_bytes()
+    file.write_bytes(data.replace(b'"the leaf"', b'"the loaf"'))
+    loaded = Blueprint.load(path, memo_dir=memo)
+    assert loaded.changed_from is None and loaded.nodes["leaf"].prompt == "the leaf"  # the full path
+
+
 def _setup(project) -> None:
     project.write("a.png", png())
     project.write("b.png", png(color=(200, 10, 10)))

@@ -261,10 +261,10 @@ class UpToDate:
     """What the last full plan of the project found up to date: the ids of those nodes; the
     blueprint memo key of the manifest it planned, and where that blueprint was a memo's
     with some nodes changed (``Blueprint.changed_from``), that memo's key and those nodes
-    with a digest of each one's record;
-    the identity of every file a no-op stamp rests on but the manifest, the project folder
-    and the cache index (the lock and its journal, every output and reference and their
-    folders, assetbuild's and Pillow's modules); the ``ASSETBUILD_*`` settings and versions.
+    with a digest of each one's record; the identity of every file a no-op stamp rests on
+    but the manifest, the project folder and the cache index (the lock and its journal,
+    every output and reference and their folders, assetbuild's and Pillow's modules); the
+    ``ASSETBUILD_*`` settings and versions.
 
     An up-to-date decision rests on the node's blueprint record, its upstream's decisions,
     its lock entry and the bytes of its files, and on nothing else (no key, no price, no
@@ -296,7 +296,10 @@ class UpToDate:
             return None
         if _identities_under(root, fields[9:]) != fields[5]:
             return None
-        return cls(fields)
+        try:
+            return cls(fields)
+        except ValueError:  # a damaged record: as if there were none
+            return None
 
     def proven(self, blueprint: object) -> frozenset[str]:
         """The node ids this record shows up to date in ``blueprint``: all of them where it

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import stat
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -27,11 +28,11 @@ from ..store.files import read_manifest, write_atomic
 from .nodes import Node, Ref, RefSite
 
 _REWRITE_AFTER = 100  # nodes a prompt edit changed, past which the memo is written anew for the edited manifest
-MEMO_VERSION = 10  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1;
+MEMO_VERSION = 11  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1;
 #                   5: candidates; 6: batch and output_format; 7: the manifest's tables (an edit re-expands
 #                   only the assets it touched); 8: the tables' layout (a prompt edit takes the memo's nodes);
 #                   9: one row per node, decoded when asked for, with each node's upstream and the files checked;
-#                   10: the manifest's text after the rows, as it is
+#                   10: the manifest's text after the rows, as it is; 11: a CRC-32 of the rows and text
 
 
 def _version() -> str:
@@ -146,8 +147,10 @@ class Blueprint:
         row = nodes.row if isinstance(nodes, Nodes) else (lambda nid: None)
         try:
             rows = [row(nid) or json.dumps(_encode(nodes[nid]), separators=(",", ":")).encode("utf-8") for nid in ids]
+            body = b"\n".join([*rows, text])
+            header["crc32"] = zlib.crc32(body)  # rows are decoded later, one by one: a damaged memo is told at once
             write_atomic(memo, b"\n".join([key.encode("ascii"), json.dumps(header, separators=(",", ":")).encode("utf-8"),
-                                           *rows, text]))
+                                           body]))
         except (OSError, TypeError, ValueError):
             pass  # a memo is an optimisation only
 
@@ -162,9 +165,10 @@ class Blueprint:
                 first = fh.readline(100).rstrip(b"\n").decode("ascii")
                 header = json.loads(fh.readline())
                 ids = header["ids"]
-                if not isinstance(ids, list):
-                    return None
-                rows = fh.read().split(b"\n", len(ids))
+                body = fh.read()
+            if not isinstance(ids, list) or zlib.crc32(body) != header["crc32"]:
+                return None
+            rows = body.split(b"\n", len(ids))
             if len(rows) != len(ids) + 1:
                 return None
             nodes = Nodes(dict(zip(ids, rows)), header["upstream"])
