@@ -276,8 +276,11 @@ def test_the_first_ctrl_c_stops_at_once_says_what_is_in_flight_and_loses_nothing
         manifest = HOST.format(type="evolink", url=emu.base_url, extra="").split("[assets.one]")[0] + assets
         project.manifest(manifest.replace("poll_interval_s = 0.01\n", f"poll_interval_s = {poll_s}\n"))
         env = {**os.environ, **project.env}
+        # Ctrl-C's default action in the build, whatever this process inherited: a shell runs a
+        # background job (`.ci/run &`) with SIGINT ignored, and a child inherits that
         proc = subprocess.Popen([sys.executable, "-m", "assetbuild", "-C", str(project.root), "build", "-j", "2"],
-                                env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
         def saved_jobs() -> int:
             cache = Cache(Path(project.env["ASSETBUILD_CACHE_DIR"]))
