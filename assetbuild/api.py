@@ -12,7 +12,6 @@ import hashlib
 import os
 import posixpath
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,13 +272,14 @@ class Project:
     def __init__(self, blueprint: Blueprint, *, env: Mapping[str, str] | None = None,
                  provider_factory: ProviderFactory | None = None, clock: Clock | None = None,
                  cache: Cache | None = None, unreadable_lock_ok: bool = False):
-        self._started_ns = time.time_ns()  # before the lock and the outputs are read (UpToDate's racy window)
         self.blueprint = blueprint
         self._unreadable_lock_ok = unreadable_lock_ok  # lock resolve reads a conflicted lock itself
         self.manifest_path = blueprint.path
         self.root = blueprint.root
         self.env = os.environ if env is None else env
         self.clock = clock or SystemClock()
+        # before the lock and the outputs are read: UpToDate's racy window is counted from it
+        self._started_ns = int(self.clock.now().timestamp() * 1_000_000_000)
         self.nodes: dict[str, Node] = blueprint.nodes
         self.cache = cache or Cache(cache_dir(self.root, dict(self.env)))
         spec = remote_spec(blueprint.cache, self.env)

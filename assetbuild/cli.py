@@ -1134,13 +1134,13 @@ def main(argv: list[str] | None = None, seams: Seams | None = None) -> None:
 
     whole_process = seams is None  # one command is the whole process (tests run many commands in one)
     if whole_process:
-        process.whole_process = True
+        process.PROCESS.whole_process = True
         gc.freeze()  # every module imported so far lives to the end: never scan it
     try:
         cli.main(args=argv, obj=seams, prog_name="assetbuild")
     finally:
         if whole_process:  # called in a process that goes on (a test): as it was
-            process.whole_process = False
+            process.PROCESS.whole_process = False
 
 
 if __name__ == "__main__":  # pragma: no cover

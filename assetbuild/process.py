@@ -1,4 +1,4 @@
-"""What a whole-process command (the CLI sets :data:`whole_process`) tunes in the Python
+"""What a whole-process command (the CLI sets ``PROCESS.whole_process``) tunes in the Python
 process, and a library caller keeps as it is.
 
 * The cyclic garbage collector. Loading a project and planning it make tens of thousands of
@@ -21,43 +21,51 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-whole_process = False  # set by the CLI's main(): one command is the whole process
-
 _MMAP_THRESHOLD = 1 << 20
-_tuned = threading.Lock()
-_done = False
 
 
-@contextmanager
-def paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if whole_process:
-            gc.freeze()
-        if enabled:
-            gc.enable()
+class Tuning:
+    """What one process tunes: whether it is a whole-process command (the CLI's main() says
+    so), and whether malloc was tuned already. :data:`PROCESS` is this process's."""
 
+    def __init__(self, whole_process: bool = False):
+        self.whole_process = whole_process
+        self.done = False  # malloc tuned (at most once)
+        self._lock = threading.Lock()
 
-def big_blocks_returned() -> None:
-    """Before images are decoded: in a whole process on glibc, blocks of 1 MB or more are
-    mapped on their own and given back when freed (see the module's docstring). Once."""
-    global _done
-    if _done or not whole_process:
-        return
-    with _tuned:
-        if _done:
-            return
-        _done = True
-        if not sys.platform.startswith("linux"):
-            return
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        enabled = gc.isenabled()
+        gc.disable()
         try:
-            import ctypes
+            yield
+        finally:
+            if self.whole_process:
+                gc.freeze()
+            if enabled:
+                gc.enable()
 
-            mallopt = ctypes.CDLL(None).mallopt
-        except (OSError, AttributeError, ImportError):  # no libc to ask: nothing to tune
+    def big_blocks_returned(self) -> None:
+        """Before images are decoded: in a whole process on glibc, blocks of 1 MB or more are
+        mapped on their own and given back when freed (see the module's docstring). Once."""
+        if self.done or not self.whole_process:
             return
-        m_mmap_threshold = -3  # glibc's malloc.h; musl's mallopt accepts and ignores it
-        mallopt(ctypes.c_int(m_mmap_threshold), ctypes.c_int(_MMAP_THRESHOLD))
+        with self._lock:
+            if self.done:
+                return
+            self.done = True
+            if not sys.platform.startswith("linux"):
+                return
+            try:
+                import ctypes
+
+                mallopt = ctypes.CDLL(None).mallopt
+            except (OSError, AttributeError, ImportError):  # no libc to ask: nothing to tune
+                return
+            m_mmap_threshold = -3  # glibc's malloc.h; musl's mallopt accepts and ignores it
+            mallopt(ctypes.c_int(m_mmap_threshold), ctypes.c_int(_MMAP_THRESHOLD))
+
+
+PROCESS = Tuning()  # this process's (the CLI's main() sets whole_process)
+paused = PROCESS.paused
+big_blocks_returned = PROCESS.big_blocks_returned

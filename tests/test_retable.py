@@ -182,17 +182,15 @@ PROMPT_ONLY = {"one table": True, "a root, its dependents": True, "a matrix asse
 
 
 @pytest.mark.parametrize("name", sorted(PROMPT_ONLY))
-def test_a_prompt_edit_takes_the_memos_nodes(project, tmp_path, name, monkeypatch):
+def test_a_prompt_edit_takes_the_memos_nodes(project, tmp_path, name):
     _setup(project)
     path = project.manifest(BASE)
     memo = tmp_path / "memo"
     Blueprint.load(path, memo_dir=memo).remember()
     project.manifest(EDITS[name][0](BASE))
-    calls = []
-    monkeypatch.setattr(Blueprint, "_reexpanded", classmethod(lambda cls, *a: calls.append(a)))
     warm = Blueprint._retable(path, *_memo(memo), EDITS[name][0](BASE), None)
-    assert (warm is not None) == PROMPT_ONLY[name] and bool(calls) != PROMPT_ONLY[name]
-    if warm is not None:
+    assert warm is not None and warm.made_by == ("prompts" if PROMPT_ONLY[name] else "tables")
+    if PROMPT_ONLY[name]:
         cold = Blueprint.load(path, memo_dir=None)
         assert list(warm.nodes) == list(cold.nodes) and warm.nodes == cold.nodes and warm.order == cold.order
         changed = {nid for nid in cold.nodes if cold.nodes[nid].prompt != Blueprint.from_manifest(
@@ -217,13 +215,11 @@ def test_a_prompt_edit_needs_no_pydantic(project, tmp_path):
     assert out.split() == ["the", "leaf,", "again", "False"]
 
 
-def test_an_edited_manifest_is_remembered(project, tmp_path, monkeypatch):
+def test_an_edited_manifest_is_remembered(project, tmp_path):
     """After a plan of an edited manifest, the next load is the memo's (no table compared
     again); after a prompt edit of a few nodes, the memo stays the one it was made from (the
     next load fills the prompts in again: cheaper than writing the memo), unless it changed
-    more than _REWRITE_AFTER nodes."""
-    from assetbuild.spec import blueprint as module
-
+    more than ``rewrite_after`` nodes."""
     _setup(project)
     path = project.manifest(BASE)
     memo = tmp_path / "memo"
@@ -237,10 +233,9 @@ def test_an_edited_manifest_is_remembered(project, tmp_path, monkeypatch):
     assert first.changed_from == again.changed_from and first.changed_from[0] == base_key
     assert set(first.changed_from[1]) == {"leaf"}
     assert again.nodes == Blueprint.load(path, memo_dir=None).nodes
-    monkeypatch.setattr(module, "_REWRITE_AFTER", 0)
     for edited in (prompt_edit, BASE.replace('"16x16"', '"8x8"')):
         project.manifest(edited)
-        first = Blueprint.load(path, memo_dir=memo)
+        first = Blueprint.load(path, memo_dir=memo, rewrite_after=0)
         assert first.changed_from is not None and first.changed_from[1]
         first.remember()
         again = Blueprint.load(path, memo_dir=memo)

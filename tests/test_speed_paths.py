@@ -221,19 +221,18 @@ def json_round(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def test_malloc_is_tuned_only_for_a_whole_process_and_once(monkeypatch):
+def test_malloc_is_tuned_only_for_a_whole_process_and_once():
     import sys
 
-    from assetbuild import process
+    from assetbuild.process import Tuning
 
-    monkeypatch.setattr(process, "_done", False)
-    monkeypatch.setattr(process, "whole_process", False)
-    process.big_blocks_returned()
-    assert process._done is False  # a library caller's process is left as it is
-    monkeypatch.setattr(process, "whole_process", True)
-    process.big_blocks_returned()
-    process.big_blocks_returned()
-    assert process._done is True
+    library = Tuning(whole_process=False)
+    library.big_blocks_returned()
+    assert library.done is False  # a library caller's process is left as it is
+    command = Tuning(whole_process=True)
+    command.big_blocks_returned()
+    command.big_blocks_returned()
+    assert command.done is True
     assert "ctypes" in sys.modules or not sys.platform.startswith("linux")
 
 

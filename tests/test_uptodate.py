@@ -4,6 +4,7 @@ compares with a plan that decides every node (``every_node=True``)."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from assetbuild.api import Project
 from assetbuild.plan.planner import Kept
-from assetbuild.run import stamp
+from assetbuild.clock import SystemClock
 from tests.conftest import png
 
 MANIFEST = """[project]
@@ -37,28 +38,34 @@ matrix = { color = ["red", "blue"] }
 """
 
 
+class _Later(SystemClock):
+    """The real clock, 10 s ahead: every file is past the racy window at once (a ctime cannot
+    be set back; the window itself is test_no_record_while_a_file_is_in_the_racy_window's)."""
+
+    def now(self) -> _dt.datetime:
+        return super().now() + _dt.timedelta(seconds=10)
+
+
 @pytest.fixture
-def built(project, monkeypatch):
+def built(project):
     project.write("ref.png", png())
     project.manifest(MANIFEST)
     assert project.run("build").exit_code == 0
-    # No racy window: a record may be written at once (a ctime cannot be set back; the window
-    # itself is test_no_record_while_a_file_is_in_the_racy_window's)
-    monkeypatch.setattr(stamp, "RACY_NS", 0)
+    project.clock = _Later()
     assert project.run("plan").exit_code == 0  # leaves the record (and the memos)
     return project
 
 
 def _plan(project) -> tuple[list[tuple[str, str, list[str]]], int]:
     """The plan (asset, action, codes), and how many nodes it took from the record."""
-    p = Project.load(project.root, env=project.env)
+    p = Project.load(project.root, env=project.env, clock=project.clock)
     result = p.plan()
     return [(d.id, d.action.value, [r.code for r in d.reasons]) for d in result.decisions], \
         sum(isinstance(d, Kept) for d in result.decisions)
 
 
 def _every_node(project) -> list[tuple[str, str, list[str]]]:
-    p = Project.load(project.root, env=project.env)
+    p = Project.load(project.root, env=project.env, clock=project.clock)
     return [(d.id, d.action.value, [r.code for r in d.reasons]) for d in p.plan(every_node=True).decisions]
 
 
@@ -123,7 +130,7 @@ def test_what_a_kept_node_rests_on_changing_is_seen(built, change):
 
 
 def test_forced_and_saved_plans_decide_every_node(built):
-    p = Project.load(built.root, env=built.env)
+    p = Project.load(built.root, env=built.env, clock=built.clock)
     forced = p.plan(["lone"], force=True).decisions
     assert [d.action.value for d in forced] == ["generate"] and not any(isinstance(d, Kept) for d in forced)
     assert built.run("plan", "-o", "saved.json").exit_code == 0
@@ -140,17 +147,17 @@ def test_no_record_while_a_file_is_in_the_racy_window(project):
     assert _plan(project)[1] == 0
 
 
-def test_the_plans_json_text_is_json_dumps_of_its_json(project, monkeypatch):
+def test_the_plans_json_text_is_json_dumps_of_its_json(project):
     """Plan.json_text writes up-to-date actions from a template: the same text as
     json.dumps(to_json(), indent=2), with kept, decided, generated and blocked actions."""
     remote = MANIFEST + '\n[assets.hosted]\nprompt = "on a host"\nprovider = "fal"\nsize = "1024x1024"\n'
     project.write("ref.png", png())
     project.manifest(remote)
     assert project.run("build").exit_code == 1  # hosted is blocked: FAL_KEY is not set
-    monkeypatch.setattr(stamp, "RACY_NS", 0)
+    project.clock = _Later()
     assert project.run("plan").exit_code == 0
     project.manifest(remote.replace('"the root"', '"the new root"'))
-    result = Project.load(project.root, env=project.env).plan()
+    result = Project.load(project.root, env=project.env, clock=project.clock).plan()
     actions = {d.id: (d.action.value, isinstance(d, Kept)) for d in result.decisions}
     assert actions["tile[color=red]"] == ("up-to-date", True) and actions["root"] == ("generate", False)
     assert actions["hosted"] == ("blocked", False) and result.missing_keys

@@ -27,7 +27,7 @@ from ..errors import UsageError
 from ..store.files import read_manifest, write_atomic
 from .nodes import Node, Ref, RefSite
 
-_REWRITE_AFTER = 100  # nodes a prompt edit changed, past which the memo is written anew for the edited manifest
+REWRITE_AFTER = 100  # nodes a prompt edit changed, past which the memo is written anew for the edited manifest
 MEMO_VERSION = 11  # 2: nodes carry kind and steps (derived assets); 3: the [cache] table; 4: the key on line 1;
 #                   5: candidates; 6: batch and output_format; 7: the manifest's tables (an edit re-expands
 #                   only the assets it touched); 8: the tables' layout (a prompt edit takes the memo's nodes);
@@ -60,6 +60,9 @@ class Blueprint:
     # memo's (run/stamp.UpToDate). None: made from the manifest alone.
     changed_from: tuple[str, dict[str, str]] | None = field(default=None, repr=False)  # id -> row_digest
     key: str | None = field(default=None, repr=False)  # the memo key of this manifest (None: no memo folder)
+    # How it was made: "manifest" (the full path), "memo" (the memo's own manifest), "prompts"
+    # (the memo's nodes, some prompts filled in anew) or "tables" (some asset tables expanded again)
+    made_by: str = field(default="manifest", repr=False)
     # The memo key of a manifest whose nodes have the same ids, outputs and references as
     # these (the memo's own, or the one a prompt edit was made from); None: not known
     files_from: str | None = field(default=None, repr=False)
@@ -71,7 +74,11 @@ class Blueprint:
     # -- making one -------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: Path, *, memo_dir: Path | None, provider_override: str | None = None) -> "Blueprint":
+    def load(cls, path: Path, *, memo_dir: Path | None, provider_override: str | None = None,
+             rewrite_after: int = REWRITE_AFTER) -> "Blueprint":
+        """The blueprint of the manifest at ``path``: the memo's in ``memo_dir`` where it holds
+        (see _recall), else made anew. After a prompt edit of more than ``rewrite_after``
+        nodes, the memo is written anew for the edited manifest."""
         data, text = read_manifest(path)
         salt = b"\0".join([_version().encode(), (provider_override or "").encode(), str(MEMO_VERSION).encode()])
         key = hashlib.sha256(b"\0".join([data, salt])).hexdigest()
@@ -88,10 +95,9 @@ class Blueprint:
         if memo is not None:
             blueprint.key = key
             blueprint._tables = (hashlib.sha256(salt).hexdigest(), text)
-            prompts_only = blueprint._header is not None  # the memo's nodes, some prompts filled in anew
             if blueprint.files_from is None:
                 blueprint.files_from = key  # its nodes are this manifest's
-            if not prompts_only or len(blueprint.changed_from[1]) > _REWRITE_AFTER:  # type: ignore[index]
+            if blueprint.made_by != "prompts" or len(blueprint.changed_from[1]) > rewrite_after:  # type: ignore[index]
                 blueprint._unsaved = (memo, key)  # written by remember(), once the files it names were read
             # else a few prompts changed: the memo stays the manifest's it was made from, and the
             # next load fills those prompts in again (about 20 ms at 10,000 assets), which costs
@@ -180,11 +186,12 @@ class Blueprint:
                 if blueprint is None:
                     return None
                 blueprint.changed_from = (first, blueprint.changed_from[1] if blueprint.changed_from else {})
-                if blueprint._header is not None:  # the prompt path: only prompts changed
+                if blueprint.made_by == "prompts":  # only prompts changed: the memo's nodes' files
                     blueprint.files_from = first
                 return blueprint
             blueprint = cls(path, nodes, tuple(header["order"]), header["settings"], header["providers"],
-                            header["cache"], _header=header, changed_from=(key, {}), files_from=key)
+                            header["cache"], _header=header, changed_from=(key, {}), files_from=key,
+                            made_by="memo")
             return blueprint if _files_still_fit(blueprint.root, header["files"], header["folders"]) else None
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return None
@@ -243,7 +250,7 @@ class Blueprint:
         if not changed:
             return None
         blueprint = cls(path, nodes, tuple(memo["order"]), memo["settings"], memo["providers"], memo["cache"],
-                        _header=memo, changed_from=("", changed))
+                        _header=memo, changed_from=("", changed), made_by="prompts")
         return blueprint if _files_still_fit(blueprint.root, memo["files"], memo["folders"]) else None
 
     @classmethod
@@ -301,7 +308,8 @@ class Blueprint:
         except Exception:  # noqa: BLE001 - an optimisation only: the full path reports any problem
             return None
         changed_ids = {nid: row_digest(node) for nid, node in nodes.items() if old_nodes.get(nid) != node}
-        blueprint = cls(path, nodes, tuple(order), *_tables_of(loaded), changed_from=("", changed_ids))
+        blueprint = cls(path, nodes, tuple(order), *_tables_of(loaded), changed_from=("", changed_ids),
+                        made_by="tables")
         return blueprint if blueprint._files_still_fit() else None
 
     def upstream(self, nid: str) -> Sequence[str]:
