@@ -140,7 +140,7 @@ def replay(argv: list[str], env: os._Environ[str] | dict[str, str] | None = None
     key_names = fields[2].split("\n") if fields[2] else []
     if fields[3] != _context(env, key_names) or not fields[4].isdigit():
         return None
-    if _identities(fields[7:]) != fields[6]:
+    if _identities_under(root, fields[7:]) != fields[6]:
         return None
     if variant.startswith("build") and _build_running(os.path.join(root, MANIFEST_NAME)):
         return None  # the full path says "another assetbuild build is running"
@@ -365,24 +365,26 @@ class UpToDate:
 
 def _identities_under(root: str, paths: list[str]) -> str:
     """_identities of ``paths`` relative to ``root`` (absolute ones as they are), each
-    looked up from an open ``root`` (no path joined per file)."""
-    try:
-        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return ""
+    looked up from an open ``root`` (no path joined per file) where the OS allows it."""
+    fd = None
+    if os.stat in os.supports_dir_fd:
+        try:
+            fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            fd = None
+    if fd is None:  # (Windows)
+        return _identities([os.path.join(root, p) for p in paths])
     parts = []
     append = parts.append
-    lstat = os.lstat
+    stat = os.stat
     try:
         for path in paths:
             try:
-                st = lstat(path, dir_fd=fd)
+                st = stat(path, dir_fd=fd, follow_symlinks=False)  # lstat
             except OSError:
                 append("-")
                 continue
             append(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")  # _identity, inline
-    except NotImplementedError:  # pragma: no cover - no dir_fd (Windows)
-        return _identities([os.path.join(root, p) for p in paths])
     finally:
         os.close(fd)
     return " ".join(parts)

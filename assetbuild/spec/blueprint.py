@@ -131,15 +131,9 @@ class Blueprint:
         if self._header is not None:
             header = dict(self._header)
         else:
-            header = {"upstream": {}, "files": [], "folders": []}
-            files: dict[str, None] = {}
-            folders: dict[str, None] = {}
-            for nid, node in self.nodes.items():
-                if node.upstream:
-                    header["upstream"][nid] = list(node.upstream)
-                files.update(dict.fromkeys(r.path for r in node.references if r.path is not None))
-                folders.update(dict.fromkeys(o.rpartition("/")[0] for o in node.outputs))
-            header["files"], header["folders"] = list(files), list(folders)
+            files, folders = _files_and_folders(self.nodes.values())
+            header = {"upstream": {nid: list(n.upstream) for nid, n in self.nodes.items() if n.upstream},
+                      "files": files, "folders": folders}
             if self._tables is not None:
                 header["layout"] = _layout(self._tables[1])
         header.update(order=list(self.order), settings=self.settings, providers=self.providers, cache=self.cache,
@@ -319,12 +313,7 @@ class Blueprint:
 
     def _files_still_fit(self) -> bool:
         """What loading checked of the file system still holds (see :func:`_files_still_fit`)."""
-        files: dict[str, None] = {}
-        folders: dict[str, None] = {}
-        for node in self.nodes.values():
-            files.update(dict.fromkeys(r.path for r in node.references if r.path is not None))
-            folders.update(dict.fromkeys(o.rpartition("/")[0] for o in node.outputs))
-        return _files_still_fit(self.root, list(files), list(folders))
+        return _files_still_fit(self.root, *_files_and_folders(self.nodes.values()))
 
     # -- reading it -------------------------------------------------------------------------
 
@@ -395,6 +384,16 @@ class Blueprint:
                     wanted.add(nid)
                     todo.extend(self.nodes[nid].upstream)
         return [nid for nid in self.order if nid in wanted]
+
+
+def _files_and_folders(nodes: Iterable[Node]) -> tuple[list[str], list[str]]:
+    """The reference files and the output folders of ``nodes`` (what _files_still_fit checks)."""
+    files: dict[str, None] = {}
+    folders: dict[str, None] = {}
+    for node in nodes:
+        files.update(dict.fromkeys(r.path for r in node.references if r.path is not None))
+        folders.update(dict.fromkeys(o.rpartition("/")[0] for o in node.outputs))
+    return list(files), list(folders)
 
 
 def _files_still_fit(root_path: Path, files: list[str], folders: list[str]) -> bool:
